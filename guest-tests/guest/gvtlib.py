@@ -1,0 +1,360 @@
+"""Guest-side helpers for the vGPU tests (Python standard library only; runs as root in the guest).
+
+- find the device in /sys/bus/pci/devices, read and write its config space;
+- map BAR0/BAR2 through the sysfs resource files with single 4- and 8-byte accesses;
+- guest-physical addresses of locked buffers (/proc/self/pagemap);
+- kernel modules (busybox insmod, in dependency order), INTx through uio_pci_generic;
+- CMOS NVRAM bytes, which survive a machine reset (for tests that span a reboot);
+- a TAP printer.
+"""
+import ctypes
+import fcntl
+import mmap
+import os
+import select
+import subprocess
+import sys
+import time
+import traceback
+
+PCI_DEVICES = "/sys/bus/pci/devices"
+MODULE_DIR = "/lib/modules"
+# (vendor, device) pairs of the vGPU: BDW GT2 and SKL GT2.
+VGPU_IDS = ((0x8086, 0x1616), (0x8086, 0x1912))
+PVINFO_MAGIC = 0x4776544776544776
+PVINFO_BASE = 0x78000
+
+# Config space offsets and bits.
+PCI_VENDOR_ID, PCI_DEVICE_ID, PCI_COMMAND, PCI_STATUS = 0x00, 0x02, 0x04, 0x06
+PCI_REVISION, PCI_CLASS_PROG, PCI_HEADER_TYPE = 0x08, 0x09, 0x0E
+PCI_CAP_PTR, PCI_INTERRUPT_PIN = 0x34, 0x3D
+CMD_MEMORY, CMD_MASTER, CMD_INTX_DISABLE = 1 << 1, 1 << 2, 1 << 10
+STATUS_INTERRUPT, STATUS_CAP_LIST = 1 << 3, 1 << 4
+CAP_ID_MSI = 0x05
+# Flags of the sysfs "resource" file (include/linux/ioport.h).
+IORESOURCE_MEM, IORESOURCE_PREFETCH, IORESOURCE_MEM_64 = 0x200, 0x2000, 0x100000
+
+MAP_LOCKED = 0x2000  # x86; the mmap module does not export it
+PAGE = 4096
+
+
+class TestError(Exception):
+    pass
+
+
+# --- TAP -----------------------------------------------------------------------------------
+
+class Tap:
+    """Prints TAP on stdout. Use ok()/eq()/check() for results; finish() gives the exit code."""
+
+    def __init__(self, plan=None, first=1):
+        self.plan = plan
+        self.n = first - 1
+        self.failed = 0
+        if plan is not None:
+            print("1..%d" % plan, flush=True)
+
+    def ok(self, cond, desc, reason=""):
+        self.n += 1
+        if cond:
+            print("ok %d - %s" % (self.n, desc), flush=True)
+        else:
+            self.failed += 1
+            print("not ok %d - %s%s" % (self.n, desc, " # " + reason if reason else ""), flush=True)
+        return bool(cond)
+
+    def eq(self, got, want, desc):
+        fmt = (lambda v: "0x%x" % v) if isinstance(want, int) and not isinstance(want, bool) else repr
+        return self.ok(got == want, desc, "" if got == want else "got %s, want %s" % (fmt(got), fmt(want)))
+
+    def check(self, desc, fn):
+        """Run fn(); an exception is a failure. fn may return a reason string to fail."""
+        try:
+            reason = fn()
+        except Exception as e:  # noqa: BLE001 - any failure becomes a TAP line
+            self.diag(traceback.format_exc())
+            return self.ok(False, desc, "%s: %s" % (type(e).__name__, e))
+        return self.ok(not reason, desc, reason or "")
+
+    def skip(self, desc, reason):
+        self.n += 1
+        print("ok %d - %s # SKIP %s" % (self.n, desc, reason), flush=True)
+
+    def diag(self, msg):
+        for line in str(msg).rstrip("\n").splitlines():
+            print("# " + line, flush=True)
+
+    def bail(self, reason):
+        print("Bail out! %s" % reason, flush=True)
+        sys.exit(2)
+
+    def finish(self):
+        if self.plan is None:
+            print("1..%d" % self.n, flush=True)
+        elif self.n != self.plan:
+            self.diag("planned %d tests but ran %d" % (self.plan, self.n))
+            return 1
+        return 1 if self.failed else 0
+
+
+# --- PCI device ----------------------------------------------------------------------------
+
+def _read_hex(path):
+    with open(path) as f:
+        return int(f.read().strip(), 16)
+
+
+def find_devices(ids=VGPU_IDS):
+    """sysfs paths of the PCI functions whose (vendor, device) is in ids."""
+    found = []
+    for name in sorted(os.listdir(PCI_DEVICES)):
+        path = os.path.join(PCI_DEVICES, name)
+        if (_read_hex(path + "/vendor"), _read_hex(path + "/device")) in ids:
+            found.append(path)
+    return found
+
+
+class Bar:
+    """A BAR mapped through its sysfs resource file. Every access is one load or store of the
+    given width (a memoryview cast), never split into smaller ones."""
+
+    def __init__(self, path, size):
+        self.fd = os.open(path, os.O_RDWR | os.O_SYNC)
+        self.size = size
+        self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self._views = {}
+
+    def _view(self, fmt):
+        v = self._views.get(fmt)
+        if v is None:
+            v = self._views[fmt] = memoryview(self.mm).cast(fmt)
+        return v
+
+    def _index(self, off, width):
+        if off % width or not 0 <= off < self.size:
+            raise ValueError("bad %d-byte offset 0x%x" % (width, off))
+        return off // width
+
+    def read8(self, off):
+        return self._view("B")[self._index(off, 1)]
+
+    def write8(self, off, val):
+        self._view("B")[self._index(off, 1)] = val
+
+    def read16(self, off):
+        return self._view("H")[self._index(off, 2)]
+
+    def write16(self, off, val):
+        self._view("H")[self._index(off, 2)] = val
+
+    def read32(self, off):
+        return self._view("I")[self._index(off, 4)]
+
+    def write32(self, off, val):
+        self._view("I")[self._index(off, 4)] = val
+
+    def read64(self, off):
+        return self._view("Q")[self._index(off, 8)]
+
+    def write64(self, off, val):
+        self._view("Q")[self._index(off, 8)] = val
+
+    def close(self):
+        for v in self._views.values():
+            v.release()
+        self._views.clear()
+        self.mm.close()
+        os.close(self.fd)
+
+
+class Device:
+    def __init__(self, path):
+        self.path = path
+        self.name = os.path.basename(path)
+        self.vendor = _read_hex(path + "/vendor")
+        self.device = _read_hex(path + "/device")
+        self.pci_class = _read_hex(path + "/class")
+
+    # config space
+    def config_read(self, off, size=4):
+        with open(self.path + "/config", "rb") as f:
+            data = os.pread(f.fileno(), size, off)
+        if len(data) != size:
+            raise TestError("short config read at 0x%x" % off)
+        return int.from_bytes(data, "little")
+
+    def config_write(self, off, val, size=4):
+        with open(self.path + "/config", "r+b", buffering=0) as f:
+            if os.pwrite(f.fileno(), val.to_bytes(size, "little"), off) != size:
+                raise TestError("short config write at 0x%x" % off)
+
+    def command(self):
+        return self.config_read(PCI_COMMAND, 2)
+
+    def set_command(self, bits, on=True):
+        cmd = self.command()
+        cmd = cmd | bits if on else cmd & ~bits
+        self.config_write(PCI_COMMAND, cmd, 2)
+        return cmd
+
+    def enable_memory(self):
+        """Memory decoding on; the kernel leaves it off while no driver has the device."""
+        return self.set_command(CMD_MEMORY)
+
+    def set_bus_master(self, on=True):
+        return self.set_command(CMD_MASTER, on)
+
+    def capabilities(self):
+        """[(cap_id, offset)] from the config space capability list."""
+        caps, seen = [], set()
+        if not self.config_read(PCI_STATUS, 2) & STATUS_CAP_LIST:
+            return caps
+        ptr = self.config_read(PCI_CAP_PTR, 1) & ~3
+        while ptr and ptr not in seen and len(caps) < 48:
+            seen.add(ptr)
+            caps.append((self.config_read(ptr, 1), ptr))
+            ptr = self.config_read(ptr + 1, 1) & ~3
+        return caps
+
+    def resources(self):
+        """[(start, size, flags)] per line of the sysfs resource file (index = BAR number)."""
+        out = []
+        with open(self.path + "/resource") as f:
+            for line in f:
+                start, end, flags = (int(x, 16) for x in line.split())
+                out.append((start, end - start + 1 if end else 0, flags))
+        return out
+
+    def bar(self, index):
+        size = self.resources()[index][1]
+        if not size:
+            raise TestError("BAR%d is not present" % index)
+        return Bar("%s/resource%d" % (self.path, index), size)
+
+    def driver(self):
+        link = self.path + "/driver"
+        return os.path.basename(os.readlink(link)) if os.path.islink(link) else None
+
+
+def find_device(ids=VGPU_IDS):
+    found = find_devices(ids)
+    if not found:
+        raise TestError("no vGPU (%s) in %s" % (", ".join("%04x:%04x" % i for i in ids), PCI_DEVICES))
+    return Device(found[0])
+
+
+# --- guest-physical memory -----------------------------------------------------------------
+
+class LockedBuffer:
+    """Anonymous memory locked in RAM, with the guest-physical address of each page."""
+
+    def __init__(self, size):
+        self.size = (size + PAGE - 1) // PAGE * PAGE
+        self.mm = mmap.mmap(-1, self.size, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_LOCKED,
+                            mmap.PROT_READ | mmap.PROT_WRITE)
+        for off in range(0, self.size, PAGE):
+            self.mm[off] = 0  # fault every page in
+        self.vaddr = ctypes.addressof(ctypes.c_char.from_buffer(self.mm))
+        self.pages = virt_to_phys_pages(self.vaddr, self.size // PAGE)
+
+    def phys(self, off=0):
+        return self.pages[off // PAGE] + off % PAGE
+
+
+def virt_to_phys_pages(vaddr, npages):
+    out = []
+    with open("/proc/self/pagemap", "rb") as f:
+        data = os.pread(f.fileno(), 8 * npages, (vaddr // PAGE) * 8)
+    for i in range(npages):
+        entry = int.from_bytes(data[8 * i:8 * i + 8], "little")
+        if not entry >> 63 & 1:
+            raise TestError("page %d of 0x%x is not present" % (i, vaddr))
+        pfn = entry & ((1 << 55) - 1)
+        if not pfn:
+            raise TestError("pagemap hides frame numbers (not root?)")
+        out.append(pfn * PAGE)
+    return out
+
+
+# --- kernel modules and interrupts ---------------------------------------------------------
+
+def load_modules(*names):
+    """insmod /lib/modules/NAME.ko for each name not loaded yet, in the order given."""
+    for name in names:
+        if os.path.isdir("/sys/module/" + name.replace("-", "_")):
+            continue
+        r = subprocess.run(["insmod", "%s/%s.ko" % (MODULE_DIR, name)], capture_output=True, text=True)
+        if r.returncode:
+            raise TestError("insmod %s failed: %s" % (name, r.stderr.strip()))
+
+
+class Uio:
+    """INTx through uio_pci_generic: write 1 to re-enable, a read returns the event count."""
+
+    def __init__(self, dev, timeout=5.0):
+        load_modules("uio", "uio_pci_generic")
+        if dev.driver() != "uio_pci_generic":
+            try:
+                with open("/sys/bus/pci/drivers/uio_pci_generic/new_id", "w") as f:
+                    f.write("%04x %04x" % (dev.vendor, dev.device))
+            except FileExistsError:
+                with open("/sys/bus/pci/drivers/uio_pci_generic/bind", "w") as f:
+                    f.write(dev.name)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                names = os.listdir(dev.path + "/uio")
+                break
+            except FileNotFoundError:
+                if time.monotonic() > deadline:
+                    raise TestError("uio_pci_generic did not bind %s (driver: %s)" % (dev.name, dev.driver()))
+                time.sleep(0.05)
+        self.fd = os.open("/dev/" + names[0], os.O_RDWR)
+
+    def enable(self):
+        os.write(self.fd, (1).to_bytes(4, "little"))
+
+    def wait(self, timeout):
+        """The interrupt count after the next interrupt, or None at the deadline."""
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            return None
+        return int.from_bytes(os.read(self.fd, 4), "little")
+
+    def close(self):
+        os.close(self.fd)
+
+
+# --- state that survives a machine reset ---------------------------------------------------
+
+NVRAM_DEV = "/dev/nvram"
+NVRAM_SETCKS = 0x7041  # _IO('p', 0x41): recompute the PC CMOS checksum
+
+
+def _nvram_open():
+    load_modules("nvram")
+    fd = os.open(NVRAM_DEV, os.O_RDWR)
+    # The driver refuses reads and writes while the PC checksum (CMOS 0x2e/0x2f) is wrong,
+    # and QEMU's CMOS does not carry a valid one.
+    fcntl.ioctl(fd, NVRAM_SETCKS)
+    return fd
+
+
+def nvram_read(off):
+    """Byte off of the CMOS NVRAM (/dev/nvram offset, i.e. CMOS byte 14 + off)."""
+    fd = _nvram_open()
+    try:
+        return os.pread(fd, 1, off)[0]
+    finally:
+        os.close(fd)
+
+
+def nvram_write(off, val):
+    fd = _nvram_open()
+    try:
+        os.pwrite(fd, bytes([val]), off)
+    finally:
+        os.close(fd)
+
+
+REBOOT_EXIT = 100  # a test script exiting with this asks /init for a reboot
