@@ -1,0 +1,133 @@
+"""The command line: ``devmodel serve --socket PATH --device NAME`` and friends."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Sequence
+
+from . import __version__
+from .device.plugin import load_plugin
+from .errors import TransportError
+from .transport.control import ControlServer, control_path, query
+from .transport.server import Server
+from .transport.unix import listen_unix
+from .vfio_user.connection import ServerOptions
+
+__all__ = ["main"]
+
+log = logging.getLogger("devmodel")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="devmodel", description="Device models served over vfio-user.")
+    p.add_argument("--version", action="version", version=f"devmodel {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve a device on a UNIX socket (does not daemonize)")
+    where = s.add_mutually_exclusive_group(required=True)
+    where.add_argument("--socket", "--socket-path", dest="socket", metavar="PATH", help="socket to create and listen on")
+    where.add_argument("--fd", type=int, metavar="N", help="an already listening socket (socket activation)")
+    s.add_argument("--device", required=True, help="device plugin name, e.g. gen_vgpu")
+    s.add_argument("--platform", choices=["bdw", "skl"], default="bdw", help="GEN platform (gen_vgpu)")
+    s.add_argument(
+        "--write-multiple",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="advertise REGION_WRITE_MULTI to the client (default: on)",
+    )
+    s.add_argument("--control", metavar="PATH", help="inspection socket (default: SOCKET.ctl; none with --fd)")
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+    i = sub.add_parser("inspect", help="ask a running server about its device")
+    i.add_argument("--socket", required=True, metavar="PATH", help="the server's vfio-user socket (or --control)")
+    i.add_argument("--control", metavar="PATH", help="the inspection socket, if not SOCKET.ctl")
+    i.add_argument("what", choices=["ggtt", "stats"], help="ggtt GMA: one graphics address; stats: counters")
+    i.add_argument("args", nargs="*", help="arguments (a graphics address for ggtt)")
+    return p
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        plugin = load_plugin(args.device)
+    except LookupError as exc:
+        log.error("%s", exc)
+        return 2
+    device = plugin.create(platform=args.platform)
+    path: str | None = None
+    try:
+        if args.fd is not None:
+            listener = socket.socket(fileno=args.fd)
+            if listener.family != socket.AF_UNIX or listener.type != socket.SOCK_STREAM:
+                log.error("--fd %d is not a UNIX stream socket", args.fd)
+                return 2
+        else:
+            path = os.path.abspath(args.socket)
+            listener = listen_unix(path)
+    except (TransportError, OSError) as exc:
+        log.error("cannot listen: %s", exc)
+        return 1
+    options = ServerOptions(write_multiple=args.write_multiple)
+    server = Server(device, listener, options)
+    ctl_path = args.control or (control_path(path) if path else None)
+    control = None
+    if ctl_path:
+        try:
+            control = ControlServer(server, ctl_path)
+        except (TransportError, OSError) as exc:
+            log.error("cannot open the inspection socket: %s", exc)
+            listener.close()
+            if path:
+                os.unlink(path)
+            return 1
+
+    rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wfd)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    server.add_reader(rfd, lambda: os.read(rfd, 512))
+    log.info("serving %s (%s) on %s", plugin.name, args.platform, path or f"fd {args.fd}")
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+        if control is not None:
+            control.close()
+        if path and os.path.exists(path):
+            os.unlink(path)
+        for line in device.describe():
+            log.info("%s", line)
+        log.info("stopped")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    path = args.control or control_path(os.path.abspath(args.socket))
+    try:
+        answer = query(path, {"what": args.what, "args": args.args})
+    except OSError as exc:
+        print(f"devmodel inspect: cannot reach {path}: {exc}", file=sys.stderr)
+        return 1
+    if "error" in answer:
+        print(f"devmodel inspect: {answer['error']}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    return _inspect(args)

@@ -1,0 +1,168 @@
+"""The device base: regions, config space, interrupt lines, the DMA map, reset and quiesce.
+
+The transport calls these methods; a device plugin subclasses :class:`Device` and fills in
+its regions. Nothing here knows about messages or sockets.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any, Callable, Iterable
+
+from ..errors import OutOfRange
+from .dma import DmaMap
+from .irq import IrqKind, IrqLines, SetIrqs
+from .pci_config import PciConfigSpace
+from .region import Region, RegionFlags
+
+__all__ = ["Device", "ResetKind", "ConfigRegionHandler", "NUM_REGIONS", "CONFIG_REGION"]
+
+log = logging.getLogger(__name__)
+
+NUM_REGIONS = 9  # BAR0-5, ROM, config, VGA
+CONFIG_REGION = 7
+
+
+class ResetKind(enum.Enum):
+    DEVICE = "device"  # the DEVICE_RESET command
+    LOST_CONN = "lost-connection"
+    POWER_ON = "power-on"
+
+
+class ConfigRegionHandler:
+    def __init__(self, config: PciConfigSpace) -> None:
+        self.config = config
+
+    def read(self, offset: int, count: int) -> bytes:
+        return self.config.read(offset, count)
+
+    def write(self, offset: int, data: bytes) -> None:
+        self.config.write(offset, data)
+
+
+class Device:
+    """A PCI device served over vfio-user."""
+
+    name = "device"
+    reset_supported = True
+
+    def __init__(self, config: PciConfigSpace, msi_count: int = 1, msix_count: int = 0) -> None:
+        self.config = config
+        self.dma = DmaMap()
+        self.irqs = IrqLines(msi_count=msi_count, msix_count=msix_count)
+        self.irqs.intx_blocked = lambda: self.config.intx_disabled
+        self.config.on_command = self._on_command
+        self.regions: list[Region] = [Region(i, 0) for i in range(NUM_REGIONS)]
+        self.regions[CONFIG_REGION] = Region(CONFIG_REGION, config.size, ConfigRegionHandler(config))
+        # Deferred work (engine steps) the transport runs between messages.
+        self._work: list[Callable[[], None]] = []
+
+    # --- regions ---------------------------------------------------------------------------
+
+    def set_region(self, region: Region) -> None:
+        self.regions[region.index] = region
+
+    def region(self, index: int) -> Region:
+        if not 0 <= index < len(self.regions):
+            raise OutOfRange("no such region", region=index)
+        return self.regions[index]
+
+    def region_read(self, index: int, offset: int, count: int) -> bytes:
+        region = self.region(index)
+        region.check(offset, count)
+        if not count:
+            return b""
+        if region.handler is None or not region.flags & RegionFlags.READ:
+            raise OutOfRange("region is not readable", region=index)
+        data = region.handler.read(offset, count)
+        assert len(data) == count, (index, offset, count, len(data))
+        return data
+
+    def region_write(self, index: int, offset: int, data: bytes) -> None:
+        region = self.region(index)
+        region.check(offset, len(data))
+        if not data:
+            return
+        if region.handler is None or not region.flags & RegionFlags.WRITE:
+            raise OutOfRange("region is not writable", region=index)
+        region.handler.write(offset, data)
+
+    def region_write_multi(self, writes: list[tuple[int, int, bytes]]) -> None:
+        """A REGION_WRITE_MULTI batch, already checked whole; plugins may take a fast path."""
+        for offset, index, data in writes:
+            self.region_write(index, offset, data)
+
+    def check_write(self, index: int, offset: int, count: int) -> None:
+        """Validation alone, so a batch can be checked whole before any of it acts."""
+        region = self.region(index)
+        region.check(offset, count)
+        if region.handler is None or not region.flags & RegionFlags.WRITE:
+            raise OutOfRange("region is not writable", region=index)
+
+    # --- interrupts ------------------------------------------------------------------------
+
+    def irq_info(self, index: int) -> tuple[int, int]:
+        return self.irqs.info(index)
+
+    def set_irqs(self, req: SetIrqs) -> None:
+        self.irqs.set_irqs(req)
+
+    def raise_interrupt(self) -> None:
+        """Deliver the device's interrupt: MSI when the guest enabled it, INTx otherwise."""
+        if self.config.msi_enabled and self.irqs.vector_wired(IrqKind.MSI):
+            self.irqs.trigger(IrqKind.MSI)
+        else:
+            self.set_intx(True)
+
+    def set_intx(self, asserted: bool) -> None:
+        self.config.set_interrupt_status(asserted)
+        self.irqs.set_intx(asserted)
+
+    def _on_command(self, old: int, new: int) -> None:
+        # Clearing command bit 10 lets a still-asserted INTx through.
+        self.irqs.update_intx()
+        self.on_command_change(old, new)
+
+    def on_command_change(self, old: int, new: int) -> None:
+        """Hook for plugins (bus master, memory decode)."""
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def quiesce(self) -> None:
+        """Stop every use of guest memory before the DMA map changes or the device resets."""
+
+    def reset(self, kind: ResetKind) -> None:
+        self.config.reset()
+        self.set_intx(False)
+        self._work.clear()
+
+    def on_disconnect(self) -> None:
+        """The lost-connection sequence (libvfio-user's order): quiesce, unmap every window,
+        reset, close every eventfd. Device state otherwise stays for the next client."""
+        self.quiesce()
+        self.dma.remove_all()
+        self.reset(ResetKind.LOST_CONN)
+        self.irqs.close_all()
+
+    # --- deferred work ---------------------------------------------------------------------
+
+    def schedule(self, step: Callable[[], None]) -> None:
+        self._work.append(step)
+
+    def has_work(self) -> bool:
+        return bool(self._work)
+
+    def run_work(self, budget: int = 16) -> None:
+        """Run up to ``budget`` queued steps; each must be short (it delays MMIO replies)."""
+        for _ in range(min(budget, len(self._work))):
+            self._work.pop(0)()
+
+    def inspect(self, what: str, args: list[str]) -> dict[str, Any]:
+        """Read-only answers for the inspection socket; plugins add their own topics."""
+        if what == "stats":
+            return {"device": self.name, "lines": list(self.describe())}
+        raise LookupError(f"unknown topic {what!r}")
+
+    def describe(self) -> Iterable[str]:
+        yield f"{self.name}: {len(self.dma)} DMA windows"

@@ -1,0 +1,87 @@
+"""A declarative MMIO register file.
+
+Unlisted offsets behave as plain storage (a virtual register file: a read returns the last
+value written, 0 after reset). Listed registers add a reset value, a writable mask, masked-write
+semantics (the upper 16 bits of a write select which lower bits change, as GEN's "masked"
+registers do), write-1-to-clear bits, and read/write hooks. Registers are 32 bits wide; an
+8-byte access is two 32-bit accesses, low dword first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+__all__ = ["Register", "RegisterFile"]
+
+ReadHook = Callable[[int], int]  # (offset) -> value
+WriteHook = Callable[[int, int, int], None]  # (offset, old, new)
+
+
+@dataclass(frozen=True)
+class Register:
+    offset: int
+    name: str
+    reset: int = 0
+    rw_mask: int = 0xFFFFFFFF
+    masked: bool = False
+    w1c: int = 0
+    read: ReadHook | None = None
+    write: WriteHook | None = None
+
+
+class RegisterFile:
+    def __init__(self, size: int, registers: list[Register] = ()) -> None:  # type: ignore[assignment]
+        if size & 3:
+            raise ValueError("register file size must be a multiple of 4")
+        self.size = size
+        self._store = bytearray(size)
+        self.dwords = memoryview(self._store).cast("I")
+        self.regs: dict[int, Register] = {}
+        for reg in registers:
+            self.add(reg)
+
+    def add(self, reg: Register) -> None:
+        if reg.offset & 3 or not 0 <= reg.offset < self.size:
+            raise ValueError(f"bad register offset {reg.offset:#x}")
+        if reg.offset in self.regs:
+            raise ValueError(f"register {reg.offset:#x} declared twice")
+        self.regs[reg.offset] = reg
+        self.dwords[reg.offset >> 2] = reg.reset
+
+    def reset(self) -> None:
+        self._store[:] = bytes(self.size)
+        for reg in self.regs.values():
+            self.dwords[reg.offset >> 2] = reg.reset
+
+    def read32(self, offset: int) -> int:
+        reg = self.regs.get(offset)
+        if reg is not None and reg.read is not None:
+            return reg.read(offset) & 0xFFFFFFFF
+        return self.dwords[offset >> 2]
+
+    def write32(self, offset: int, value: int) -> None:
+        idx = offset >> 2
+        reg = self.regs.get(offset)
+        if reg is None:
+            self.dwords[idx] = value
+            return
+        old = self.dwords[idx]
+        if reg.masked:
+            sel = (value >> 16) & reg.rw_mask & 0xFFFF
+            new = (old & ~sel) | (value & sel)
+        else:
+            new = (old & ~reg.rw_mask) | (value & reg.rw_mask)
+        if reg.w1c:
+            new = (new & ~reg.w1c) | (old & reg.w1c & ~value)
+        new &= 0xFFFFFFFF
+        self.dwords[idx] = new
+        if reg.write is not None:
+            reg.write(offset, old, new)
+
+    def set(self, offset: int, value: int) -> None:
+        """Device-side update, no hooks or masks."""
+        self.dwords[offset >> 2] = value & 0xFFFFFFFF
+
+    def get(self, offset: int) -> int:
+        return self.dwords[offset >> 2]

@@ -1,0 +1,187 @@
+"""The one dispatch point: a request goes to its handler, an exception becomes an error reply.
+
+Handlers validate (through the protocol's decoders and the device's checks) before they act,
+so a rejected request leaves no partial state. Only here is an exception turned into an errno;
+an unexpected exception is a bug, logged with its traceback and answered with EIO (or raised,
+in strict mode).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from typing import Callable
+
+from ..device.device import Device, ResetKind
+from ..device.irq import SetIrqs
+from ..errors import DevModelError, MalformedRequest, NotSupported, OutOfRange, UnknownCommand
+from ..vfio_user import messages as m
+from ..vfio_user.connection import ServerConnection
+from ..vfio_user.constants import Command, DeviceInfoFlags, DmaUnmapFlags
+from ..vfio_user.framing import Message
+from .unix import close_fds
+
+__all__ = ["Dispatcher", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+# What a handler returns: reply payload and fds to send with it.
+Outcome = tuple[bytes, list[int]]
+_EMPTY: Outcome = (b"", [])
+
+
+class Dispatcher:
+    def __init__(self, device: Device, conn: ServerConnection, strict: bool = False) -> None:
+        self.device = device
+        self.conn = conn
+        self.strict = strict
+        self.depth = 0  # >0 while a request handler runs
+        self.stats: dict[str, int] = {"requests": 0, "errors": 0, "posted": 0}
+        self._handlers: dict[int, Callable[[Message], Outcome]] = {
+            Command.VERSION: self.handle_version,
+            Command.DMA_MAP: self.handle_dma_map,
+            Command.DMA_UNMAP: self.handle_dma_unmap,
+            Command.DEVICE_GET_INFO: self.handle_device_get_info,
+            Command.DEVICE_GET_REGION_INFO: self.handle_device_get_region_info,
+            Command.DEVICE_GET_IRQ_INFO: self.handle_device_get_irq_info,
+            Command.DEVICE_SET_IRQS: self.handle_device_set_irqs,
+            Command.REGION_READ: self.handle_region_read,
+            Command.REGION_WRITE: self.handle_region_write,
+            Command.REGION_WRITE_MULTI: self.handle_region_write_multi,
+            Command.DEVICE_RESET: self.handle_device_reset,
+            Command.DEVICE_GET_REGION_IO_FDS: self.handle_not_supported,
+            Command.DEVICE_FEATURE: self.handle_not_supported,
+            Command.MIG_DATA_READ: self.handle_not_supported,
+            Command.MIG_DATA_WRITE: self.handle_not_supported,
+        }
+
+    def dispatch(self, msg: Message) -> tuple[bytes, list[int]] | None:
+        """Handle one request; returns the bytes and fds to send, or None (no reply)."""
+        self.stats["requests"] += 1
+        self.depth += 1
+        try:
+            handler = self._handlers.get(msg.command)
+            if handler is None:
+                raise UnknownCommand("unknown command", command=msg.command)
+            self.conn.check_allowed(msg.command)
+            payload, fds = handler(msg)
+        except DevModelError as exc:
+            close_fds(msg.fds)
+            if exc.fatal:
+                raise
+            self.stats["errors"] += 1
+            log.warning("command %s (id %d) failed: %s", _name(msg.command), msg.msg_id, exc)
+            out = self.conn.error_reply(msg, exc.errno)
+            return None if out is None else (out, [])
+        except Exception:
+            close_fds(msg.fds)
+            if self.strict:
+                raise
+            self.stats["errors"] += 1
+            log.exception("bug: command %s (id %d) raised", _name(msg.command), msg.msg_id)
+            out = self.conn.error_reply(msg, errno.EIO)
+            return None if out is None else (out, [])
+        finally:
+            self.depth -= 1
+        out = self.conn.reply(msg, payload)
+        if out is None:
+            self.stats["posted"] += 1
+            close_fds(fds)
+            return None
+        return out, fds
+
+    # --- handlers --------------------------------------------------------------------------
+
+    def handle_version(self, msg: Message) -> Outcome:
+        req = m.decode_version(msg.payload, msg.fds)
+        reply = self.conn.negotiate(req)
+        log.info(
+            "negotiated: client max_msg_fds=%d max_data_xfer_size=%d write_multiple=%s",
+            req.caps.max_msg_fds,
+            req.caps.max_data_xfer_size,
+            self.conn.write_multiple,
+        )
+        return reply, []
+
+    def handle_dma_map(self, msg: Message) -> Outcome:
+        req = m.decode_dma_map(msg.payload, msg.fds)
+        fd = msg.fds[0] if msg.fds else None
+        self.device.quiesce()
+        self.device.dma.add(req.addr, req.size, req.flags, fd, req.offset)
+        return _EMPTY
+
+    def handle_dma_unmap(self, msg: Message) -> Outcome:
+        req = m.decode_dma_unmap(msg.payload, msg.fds)
+        self.device.quiesce()
+        if req.flags & DmaUnmapFlags.ALL:
+            self.device.dma.remove_all()
+        else:
+            # A range that covers no window succeeds: QEMU's vIOMMU path unmaps ranges it
+            # never mapped and would log every error.
+            self.device.dma.remove_range(req.addr, req.size)
+        return msg.payload[:24], []
+
+    def handle_device_get_info(self, msg: Message) -> Outcome:
+        m.decode_argsz_request(msg.payload, msg.fds, 16, "GET_INFO")
+        flags = DeviceInfoFlags.PCI | (DeviceInfoFlags.RESET if self.device.reset_supported else 0)
+        return m.encode_device_info(flags, len(self.device.regions), len(self.device.irqs.lines)), []
+
+    def handle_device_get_region_info(self, msg: Message) -> Outcome:
+        argsz, index = m.decode_region_info(msg.payload, msg.fds)
+        if index >= len(self.device.regions):
+            raise OutOfRange("no such region", region=index)
+        region = self.device.regions[index]
+        areas = region.sparse_areas if region.mmap_fd is not None else []
+        body, fits = m.encode_region_info(argsz, index, region.wire_flags, region.size, region.mmap_offset, areas)
+        # The fd goes out only on the reply where everything fitted (libvfio-user, QEMU).
+        if region.mmap_fd is not None and fits:
+            return body, [region.mmap_fd]
+        return body, []
+
+    def handle_device_get_irq_info(self, msg: Message) -> Outcome:
+        index = m.decode_irq_info(msg.payload, msg.fds)
+        flags, count = self.device.irq_info(index)
+        return m.encode_irq_info(index, flags, count), []
+
+    def handle_device_set_irqs(self, msg: Message) -> Outcome:
+        req = m.decode_set_irqs(msg.payload, msg.fds)
+        self.device.set_irqs(SetIrqs(req.data_kind, req.action, req.index, req.start, req.count, req.data, tuple(req.fds)))
+        return _EMPTY
+
+    def handle_region_read(self, msg: Message) -> Outcome:
+        offset, region, count = m.decode_region_read(msg.payload, msg.fds)
+        data = self.device.region_read(region, offset, count)
+        return msg.payload + data, []
+
+    def handle_region_write(self, msg: Message) -> Outcome:
+        offset, region, data = m.decode_region_write(msg.payload, msg.fds)
+        self.device.region_write(region, offset, data)
+        return msg.payload[:16], []
+
+    def handle_region_write_multi(self, msg: Message) -> Outcome:
+        if not self.conn.write_multiple:
+            raise MalformedRequest("REGION_WRITE_MULTI was not negotiated")
+        writes = m.decode_write_multi(msg.payload, msg.fds)
+        for offset, region, data in writes:
+            self.device.check_write(region, offset, len(data))
+        self.device.region_write_multi(writes)
+        return len(writes).to_bytes(8, "little"), []
+
+    def handle_device_reset(self, msg: Message) -> Outcome:
+        m.no_fds(msg.fds)
+        if msg.payload:
+            raise MalformedRequest("DEVICE_RESET takes no payload", size=len(msg.payload))
+        self.device.quiesce()
+        self.device.reset(ResetKind.DEVICE)
+        log.info("device reset")
+        return _EMPTY
+
+    def handle_not_supported(self, msg: Message) -> Outcome:
+        raise NotSupported("command not supported", command=msg.command)
+
+
+def _name(command: int) -> str:
+    try:
+        return Command(command).name
+    except ValueError:
+        return str(command)

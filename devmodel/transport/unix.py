@@ -1,0 +1,89 @@
+"""UNIX stream sockets with fd passing (SCM_RIGHTS)."""
+
+from __future__ import annotations
+
+import array
+import errno
+import os
+import socket
+import stat
+
+from ..errors import FramingError, TransportError
+
+__all__ = ["recv_chunk", "send_message", "listen_unix", "close_fds", "RECV_SIZE", "MAX_RECV_FDS"]
+
+RECV_SIZE = 1 << 17
+# Room for more fds than any valid message carries, so a bad message gets EINVAL rather
+# than a truncated control message (which can only drop the connection).
+MAX_RECV_FDS = 64
+_ANC_SIZE = socket.CMSG_SPACE(MAX_RECV_FDS * 4)
+
+
+def close_fds(fds: list[int] | tuple[int, ...]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def recv_chunk(sock: socket.socket, size: int = RECV_SIZE) -> tuple[bytes, list[int]] | None:
+    """One non-blocking read: (data, fds); b"" data means EOF; None means nothing to read."""
+    try:
+        data, ancdata, msg_flags, _ = sock.recvmsg(size, _ANC_SIZE, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+            return b"", []
+        raise TransportError(f"recvmsg failed: {exc}") from exc
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            arr = array.array("i")
+            arr.frombytes(payload[: len(payload) - len(payload) % arr.itemsize])
+            fds.extend(arr)
+    if msg_flags & socket.MSG_CTRUNC:
+        close_fds(fds)
+        raise FramingError("control message truncated: too many fds")
+    return data, fds
+
+
+def send_message(sock: socket.socket, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:
+    """Send one whole message; its fds ride on the first byte."""
+    try:
+        if fds:
+            sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+            if sent < len(data):
+                sock.sendall(data[sent:])
+        else:
+            sock.sendall(data)
+    except OSError as exc:
+        raise TransportError(f"send failed: {exc}") from exc
+
+
+def listen_unix(path: str) -> socket.socket:
+    """Listen on ``path`` with mode 0600. A stale socket file is replaced; one that a live
+    server answers on is refused."""
+    if os.path.lexists(path):
+        st = os.lstat(path)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise TransportError(f"{path} exists and is not a socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody listens: stale
+        else:
+            raise TransportError(f"another server is listening on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(4)
+    return sock

@@ -1,0 +1,100 @@
+"""The GEN vGPU as a PCI device: config space, BAR0, the aperture, interrupts."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable
+
+from devmodel.device.device import Device, ResetKind
+from devmodel.device.pci_config import Bar, BarKind, PciConfigSpace
+from devmodel.device.region import Region
+
+from .aperture import Aperture
+from .bar0 import Bar0
+from .gtt.ggtt import GGTT_ENTRY_COUNT, Ggtt
+from .mmio import regs
+from .mmio.handlers import build_register_file
+from .platform import PLATFORMS, Platform, PlatformInfo
+
+__all__ = ["GenVgpu", "CLASS_CODE", "DEFAULT_APERTURE_SIZE"]
+
+log = logging.getLogger(__name__)
+
+VENDOR_INTEL = 0x8086
+CLASS_CODE = 0x038000  # display controller, other: a non-primary vGPU, outside the VGA arbiter
+DEFAULT_APERTURE_SIZE = 256 << 20
+GMCH_CTRL = 0x50
+GMCH_GGMS_8M = 3 << 6  # GGTT stolen size 8 MiB; GMS (stolen memory) 0
+
+
+class GenVgpu(Device):
+    name = "gen_vgpu"
+
+    def __init__(self, platform: Platform = Platform.BDW, aperture_size: int = DEFAULT_APERTURE_SIZE) -> None:
+        info: PlatformInfo = PLATFORMS[platform]
+        self.info = info
+        config = PciConfigSpace(
+            VENDOR_INTEL, info.device_id, info.revision, CLASS_CODE,
+            subsystem_vendor_id=VENDOR_INTEL, subsystem_id=info.device_id, interrupt_pin=1,
+        )
+        config.add_bar(Bar(0, regs.BAR0_SIZE, BarKind.MEM64, prefetchable=False))
+        config.add_bar(Bar(2, aperture_size, BarKind.MEM64, prefetchable=True))
+        config.data[GMCH_CTRL : GMCH_CTRL + 2] = GMCH_GGMS_8M.to_bytes(2, "little")
+        config.add_msi_capability(info.msi_offset)
+        config.freeze_power_on_state()
+        super().__init__(config, msi_count=1)
+
+        self.scratch_hfn, _ = self.dma.alloc_device_page()
+        self.registers = build_register_file(aperture_size)
+        self.ggtt = Ggtt(self.dma, info.pte_ops, self.scratch_hfn)
+        self.bar0 = Bar0(self.registers, self.ggtt)
+        self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
+        self.set_region(Region(0, regs.BAR0_SIZE, self.bar0))
+        self.set_region(Region(2, aperture_size, self.aperture))
+
+    def region_write_multi(self, writes: list[tuple[int, int, bytes]]) -> None:
+        ggtt_base = regs.GGTT_OFFSET
+        ggtt = self.ggtt
+        for offset, index, data in writes:
+            if index == 0 and offset >= ggtt_base and len(data) == 8 and not offset & 7:
+                ggtt.write((offset - ggtt_base) >> 3, int.from_bytes(data, "little"), 8, False)
+            else:
+                self.region_write(index, offset, data)
+
+    def reset(self, kind: ResetKind) -> None:
+        super().reset(kind)
+        self.registers.reset()
+        self.ggtt.reset()
+        log.info("reset (%s)", kind.value)
+
+    def inspect(self, what: str, args: list[str]) -> dict[str, Any]:
+        if what != "ggtt":
+            return super().inspect(what, args)
+        if len(args) != 1:
+            raise ValueError("ggtt takes one graphics address")
+        gma = int(args[0], 0)
+        if not 0 <= gma < GGTT_ENTRY_COUNT << 12:
+            raise ValueError(f"graphics address {gma:#x} outside the 4 GiB GGTT")
+        found = self.ggtt.lookup(gma >> 12)
+        window = found.window
+        return {
+            "gma": hex(gma),
+            "index": found.index,
+            "guest_entry": hex(found.guest_entry),
+            "guest_present": bool(found.guest_entry & 1),
+            "guest_gfn": hex(self.info.pte_ops.get_pfn(found.guest_entry)),
+            "shadow_entry": hex(found.shadow_entry),
+            "host_frame": "scratch" if found.hfn is None else hex(found.hfn),
+            "dma_window": None
+            if window is None
+            else {"iova": hex(window.iova), "size": hex(window.size), "prot": window.prot, "has_fd": window.view is not None},
+            "counters": vars(self.ggtt.counters),
+        }
+
+    def describe(self) -> Iterable[str]:
+        c = self.ggtt.counters
+        yield (
+            f"gen_vgpu {self.info.platform.value}: GGTT writes={c.writes} partial={c.partial_writes} "
+            f"scratch={c.scratch_mappings} unmap-fallbacks={c.unmap_fallbacks}; "
+            f"BAR0 ignored accesses={self.bar0.ignored_accesses}; DMA windows={len(self.dma)}"
+        )

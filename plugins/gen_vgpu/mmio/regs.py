@@ -1,0 +1,52 @@
+"""MMIO offsets and fields, named as in i915 and GVT-g."""
+
+from __future__ import annotations
+
+__all__ = [
+    "MMIO_SIZE",
+    "GGTT_OFFSET",
+    "BAR0_SIZE",
+    "PVINFO_BASE",
+    "PVINFO_SIZE",
+    "VGT_MAGIC",
+    "VGT_VERSION_MAJOR",
+    "VGT_VERSION_MINOR",
+    "VGT_CAPS_FULL_PPGTT",
+    "PVINFO_MAGIC",
+    "PVINFO_VERSION_MAJOR",
+    "PVINFO_VERSION_MINOR",
+    "PVINFO_VGT_ID",
+    "PVINFO_VGT_CAPS",
+    "PVINFO_AVAIL_RS",
+    "PVINFO_GUEST_HALF",
+    "GFX_FLSH_CNTL",
+    "RENDER_RING_BASE",
+    "BLT_RING_BASE",
+    "GEN8_MASTER_IRQ",
+]
+
+BAR0_SIZE = 16 << 20
+MMIO_SIZE = 2 << 20  # registers: [0, 2 MiB)
+GGTT_OFFSET = 8 << 20  # GGTT entries: [8 MiB, 16 MiB)
+
+# PVINFO page (i915's struct vgt_if at VGT_PVINFO_PAGE).
+PVINFO_BASE = 0x78000
+PVINFO_SIZE = 0x1000
+VGT_MAGIC = 0x4776544776544776  # "vGTvGTvG"
+VGT_VERSION_MAJOR = 1
+VGT_VERSION_MINOR = 0
+VGT_CAPS_FULL_PPGTT = 1 << 2
+PVINFO_MAGIC = PVINFO_BASE + 0x00
+PVINFO_VERSION_MAJOR = PVINFO_BASE + 0x08  # u16, minor in the upper half of the dword
+PVINFO_VERSION_MINOR = PVINFO_BASE + 0x0A
+PVINFO_VGT_ID = PVINFO_BASE + 0x0C
+PVINFO_VGT_CAPS = PVINFO_BASE + 0x10
+PVINFO_AVAIL_RS = PVINFO_BASE + 0x40  # mappable base/size, hidden base/size, fence_num
+PVINFO_GUEST_HALF = PVINFO_BASE + 0x800  # guest-to-host fields: plain storage
+
+GFX_FLSH_CNTL = 0x101008
+
+RENDER_RING_BASE = 0x2000
+BLT_RING_BASE = 0x22000
+
+GEN8_MASTER_IRQ = 0x44200
