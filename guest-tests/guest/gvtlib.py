@@ -45,13 +45,16 @@ class TestError(Exception):
 # --- TAP -----------------------------------------------------------------------------------
 
 class Tap:
-    """Prints TAP on stdout. Use ok()/eq()/check() for results; finish() gives the exit code."""
+    """Prints TAP on stdout. Use ok()/eq()/check() for results; finish() gives the exit code.
+
+    A script that spans a reboot prints the plan in its first phase and continues the
+    numbering in the next one with Tap(plan, first=N) (no plan line then)."""
 
     def __init__(self, plan=None, first=1):
         self.plan = plan
         self.n = first - 1
         self.failed = 0
-        if plan is not None:
+        if plan is not None and first == 1:
             print("1..%d" % plan, flush=True)
 
     def ok(self, cond, desc, reason=""):

@@ -1,0 +1,66 @@
+"""Where QEMU, the guest image and the per-test output live."""
+import functools
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from .errors import HarnessError
+
+
+def repo_root():
+    return Path(__file__).resolve().parents[2]
+
+
+def timeout_scale():
+    """DEVMODEL_TIMEOUT_SCALE multiplies every deadline (slow or loaded machines)."""
+    return float(os.environ.get("DEVMODEL_TIMEOUT_SCALE", "1"))
+
+
+def _setup_no_fetch(script):
+    """Run ci/<script> --no-fetch: the cached paths, or a HarnessError saying what to run."""
+    path = repo_root() / "ci" / script
+    try:
+        r = subprocess.run([str(path), "--no-fetch"], capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        raise HarnessError("ci/%s --no-fetch did not finish in 120 s" % script) from None
+    if r.returncode:
+        raise HarnessError("%s\nThe guest lane needs it: run ci/%s first." % (r.stderr.strip(), script))
+    return r.stdout
+
+
+@functools.lru_cache(maxsize=None)
+def find_qemu():
+    """$DEVMODEL_QEMU, or the QEMU that ci/setup-qemu put in the cache."""
+    env = os.environ.get("DEVMODEL_QEMU")
+    if env:
+        if not os.access(env, os.X_OK):
+            raise HarnessError("DEVMODEL_QEMU=%s is not an executable" % env)
+        return env
+    return _setup_no_fetch("setup-qemu").strip().splitlines()[-1]
+
+
+@functools.lru_cache(maxsize=None)
+def find_guest_image():
+    """(kernel, initrd): $DEVMODEL_GUEST_KERNEL and $DEVMODEL_GUEST_INITRD, or the image
+    ci/setup-guest built (rebuilt from cached packages if a guest script changed)."""
+    kernel, initrd = os.environ.get("DEVMODEL_GUEST_KERNEL"), os.environ.get("DEVMODEL_GUEST_INITRD")
+    if kernel or initrd:
+        for name, p in (("DEVMODEL_GUEST_KERNEL", kernel), ("DEVMODEL_GUEST_INITRD", initrd)):
+            if not p or not os.path.isfile(p):
+                raise HarnessError("%s=%s is not a file (set both, or neither)" % (name, p))
+        return kernel, initrd
+    found = dict(re.findall(r"^(kernel|initrd) (.+)$", _setup_no_fetch("setup-guest"), re.M))
+    if set(found) != {"kernel", "initrd"}:
+        raise HarnessError("ci/setup-guest --no-fetch printed no kernel/initrd paths")
+    return found["kernel"], found["initrd"]
+
+
+def output_dir(name):
+    """A fresh directory test-output/<name>/ in the repository (gitignored) for one test's logs."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")[:120] or "run"
+    d = repo_root() / "test-output" / safe
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    return d
