@@ -17,6 +17,7 @@ import bisect
 import logging
 import mmap
 import os
+import stat
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,6 +62,21 @@ class DmaListener(Protocol):
 
 
 @dataclass(eq=False)
+class _FileMapping:
+    """One shared mapping of a whole file that any number of windows point into.
+
+    Python's mmap keeps a duplicate of the fd for its lifetime, so a mapping per window would
+    hold an fd per window: a vIOMMU guest that maps page by page would run the process out of
+    fds. Mapping each file once (QEMU passes one memfd for all of RAM) bounds that by files.
+    """
+
+    key: tuple[int, int, bool]
+    mm: mmap.mmap
+    view: memoryview
+    refs: int = 0
+
+
+@dataclass(eq=False)
 class DmaWindow:
     iova: int
     size: int
@@ -70,6 +86,7 @@ class DmaWindow:
     mm: mmap.mmap | None = None
     view: memoryview | None = None  # None: reachable only through the channel
     inode: tuple[int, int] | None = field(default=None, repr=False)
+    file: _FileMapping | None = field(default=None, repr=False)
 
     @property
     def end(self) -> int:
@@ -97,6 +114,7 @@ class DmaMap:
         self._next_hfn = 1
         self._device_pages: dict[int, memoryview] = {}
         self._next_device_hfn = DEVICE_HFN_BASE
+        self._files: dict[tuple[int, int, bool], _FileMapping] = {}
         self.listeners: list[DmaListener] = []
         self.channel: DmaChannel | None = None
 
@@ -126,19 +144,26 @@ class DmaMap:
             raise DmaOverlap("DMA window overlaps an existing one", iova=iova, size=size)
         if len(self._windows) >= self.max_windows:
             raise NoSpace("too many DMA windows", count=len(self._windows))
-        mm = view = inode = None
+        mm = view = inode = file = None
         if fd is not None:
-            access = mmap.PROT_READ | (mmap.PROT_WRITE if prot & PROT_WRITE else 0)
-            try:
-                mm = mmap.mmap(fd, size, mmap.MAP_SHARED, access, offset=offset)
-            except (OSError, ValueError, OverflowError) as exc:
-                raise DmaFault(f"cannot map the window's fd: {exc}", iova=iova, size=size) from exc
             inode = _inode(fd)
+            file = self._map_file(fd, offset, size, bool(prot & PROT_WRITE))
+            if file is not None:
+                view = file.view[offset : offset + size]
+            else:
+                # Not a plain file (no size to map whole): a mapping of its own.
+                access = mmap.PROT_READ | (mmap.PROT_WRITE if prot & PROT_WRITE else 0)
+                try:
+                    mm = mmap.mmap(fd, size, mmap.MAP_SHARED, access, offset=offset)
+                except (OSError, ValueError, OverflowError) as exc:
+                    raise DmaFault(f"cannot map the window's fd: {exc}", iova=iova, size=size) from exc
+                view = memoryview(mm)
+            if file is not None:
+                file.refs += 1
             os.close(fd)
-            view = memoryview(mm)
             if not prot & PROT_WRITE:
                 view = view.toreadonly()
-        window = DmaWindow(iova, size, prot, offset, self._next_hfn, mm, view, inode)
+        window = DmaWindow(iova, size, prot, offset, self._next_hfn, mm, view, inode, file)
         self._next_hfn += window.page_count
         if self._next_hfn >= DEVICE_HFN_BASE:
             raise NoSpace("host frame numbers exhausted")
@@ -149,6 +174,31 @@ class DmaMap:
         for listener in self.listeners:
             listener.on_dma_map(window)
         return window
+
+    def _map_file(self, fd: int, offset: int, size: int, writable: bool) -> _FileMapping | None:
+        try:
+            st = os.fstat(fd)
+        except OSError as exc:
+            raise DmaFault(f"bad fd: {exc}") from exc
+        if not stat.S_ISREG(st.st_mode) or st.st_size <= 0:
+            return None
+        if offset + size > st.st_size:
+            raise DmaFault("DMA window extends past the end of its file", offset=offset, size=size)
+        key = (st.st_dev, st.st_ino, writable)
+        file = self._files.get(key)
+        if file is not None and len(file.view) >= offset + size:
+            return file
+        access = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        try:
+            mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, access)
+        except (OSError, ValueError, OverflowError) as exc:
+            raise DmaFault(f"cannot map the window's fd: {exc}") from exc
+        if file is not None:
+            # The file grew: windows already mapped keep the old mapping alive through it.
+            key = (st.st_dev, st.st_ino, writable)
+        file = _FileMapping(key, mm, memoryview(mm))
+        self._files[key] = file
+        return file
 
     def remove_range(self, iova: int, size: int) -> list[DmaWindow]:
         """Unmap every window inside [iova, iova + size). A window that straddles an edge
@@ -185,14 +235,26 @@ class DmaMap:
         if window.view is not None:
             window.view.release()
             window.view = None
+        file, window.file = window.file, None
+        if file is not None:
+            file.refs -= 1
+            if file.refs == 0:
+                if self._files.get(file.key) is file:
+                    del self._files[file.key]
+                file.view.release()
+                self._close_mapping(file.mm, window)
         if window.mm is not None:
-            try:
-                window.mm.close()
-            except BufferError:
-                # Somebody still holds a view; the mapping goes when it does. The window is
-                # out of the table, so nothing new reaches it.
-                log.error("DMA window %#x+%#x still has views at unmap", window.iova, window.size)
+            self._close_mapping(window.mm, window)
             window.mm = None
+
+    @staticmethod
+    def _close_mapping(mm: mmap.mmap, window: DmaWindow) -> None:
+        try:
+            mm.close()
+        except BufferError:
+            # Somebody still holds a view; the mapping goes when it does. The window is out
+            # of the table, so nothing new reaches it.
+            log.error("DMA window %#x+%#x still has views at unmap", window.iova, window.size)
 
     # --- lookups ---------------------------------------------------------------------------
 
