@@ -119,7 +119,7 @@ def decode_dma_map(payload: bytes, fds: Sequence[int]) -> DmaMap:
     req = DMA_MAP.unpack_from(payload)
     if req.argsz < DMA_MAP.size or req.argsz > len(payload):
         raise MalformedRequest("DMA_MAP: bad argsz", argsz=req.argsz)
-    if req.flags & ~(DmaMapFlags.READ | DmaMapFlags.WRITE):
+    if req.flags & ~int(DmaMapFlags.READ | DmaMapFlags.WRITE):  # int: ~ of an IntFlag drops unknown bits
         raise MalformedRequest("DMA_MAP: unknown flags", flags=req.flags)
     if len(fds) > 1:
         raise MalformedRequest("DMA_MAP: more than one fd", nr_fds=len(fds))
@@ -140,7 +140,7 @@ def decode_dma_unmap(payload: bytes, fds: Sequence[int]) -> DmaUnmap:
     if req.flags & DmaUnmapFlags.GET_DIRTY_BITMAP:
         # Dirty tracking through unmap belongs to the retired migration v1 protocol.
         raise MalformedRequest("DMA_UNMAP: dirty bitmap not supported", flags=req.flags)
-    if req.flags & ~DmaUnmapFlags.ALL:
+    if req.flags & ~int(DmaUnmapFlags.ALL):
         raise MalformedRequest("DMA_UNMAP: unknown flags", flags=req.flags)
     if req.flags & DmaUnmapFlags.ALL:
         if req.addr or req.size:
@@ -243,7 +243,7 @@ def decode_set_irqs(payload: bytes, fds: Sequence[int]) -> IrqSetRequest:
     _need(payload, IRQ_SET.size, "SET_IRQS")
     req: IrqSet = IRQ_SET.unpack_from(payload)
     known = IRQ_SET_DATA_MASK | IRQ_SET_ACTION_MASK
-    if req.flags & ~known:
+    if req.flags & ~int(known):
         raise MalformedRequest("SET_IRQS: unknown flags", flags=req.flags)
     data_kind = req.flags & IRQ_SET_DATA_MASK
     action = req.flags & IRQ_SET_ACTION_MASK
