@@ -292,9 +292,13 @@ def load_modules(*names):
 
 
 class Uio:
-    """INTx through uio_pci_generic: write 1 to re-enable, a read returns the event count."""
+    """INTx through uio_pci_generic. Its handler claims an interrupt only when status bit 3 is
+    set, and then masks it with command bit 10; enable() unmasks through config space (the
+    driver has no irqcontrol: writes to /dev/uioN fail with ENOSYS). A read of /dev/uioN
+    returns the event count."""
 
     def __init__(self, dev, timeout=5.0):
+        self.dev = dev
         load_modules("uio", "uio_pci_generic")
         if dev.driver() != "uio_pci_generic":
             try:
@@ -315,7 +319,7 @@ class Uio:
         self.fd = os.open("/dev/" + names[0], os.O_RDWR)
 
     def enable(self):
-        os.write(self.fd, (1).to_bytes(4, "little"))
+        self.dev.set_command(CMD_INTX_DISABLE, False)
 
     def wait(self, timeout):
         """The interrupt count after the next interrupt, or None at the deadline."""

@@ -31,7 +31,7 @@ def main():
         tap.skip("no spurious interrupt", "uio did not bind")
         return tap.finish()
     uio.enable()
-    tap.eq(dev.command() & g.CMD_INTX_DISABLE, 0, "uio irq enable clears command bit 10")
+    tap.eq(dev.command() & g.CMD_INTX_DISABLE, 0, "INTx unmasked (command bit 10 clear) with uio bound")
     tap.eq(uio.wait(0.5), None, "no interrupt arrives while the device is idle (0.5 s)")
     uio.close()
     return tap.finish()

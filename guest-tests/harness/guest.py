@@ -19,7 +19,10 @@ def script_options(name):
     """Options a guest script declares in a '# devmodel-guest: ...' line:
     reboot (it reboots the guest, so it runs alone and QEMU may reset), manual (not run by
     the lane on its own), timeout=SECONDS."""
-    text = (GUEST_DIR / ("test_%s.py" % name)).read_text()
+    path = GUEST_DIR / ("test_%s.py" % name)
+    if not path.is_file():
+        raise HarnessError("no guest script %s" % path.relative_to(repo_root()))
+    text = path.read_text()
     opts = {}
     for m in OPTION.finditer(text):
         for word in m.group(1).split():
@@ -51,7 +54,8 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
     """Boot QEMU with the guest image and run guest-tests/guest/test_NAME.py for each NAME.
 
     device: "auto" starts a device model for this run (stopped at the end), a DeviceModel
-    uses that one, None boots without the device. Raises HarnessError when the run itself
+    uses that one, a path attaches the server listening there (not watched), None boots
+    without the device. Raises HarnessError when the run itself
     failed (QEMU did not start, the guest did not power off by the deadline, the device
     model died); a finished run returns a GuestResult with the TAP of each script."""
     outdir = Path(outdir)
@@ -60,9 +64,14 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
         reboot = any(script_options(t).get("reboot") for t in tests)
     kernel, initrd = find_guest_image()
     own = device == "auto"
-    dev = DeviceModel(outdir, platform=platform).start() if own else device
+    socket = None
+    if isinstance(device, (str, Path)):
+        socket, dev = device, None
+    else:
+        dev = DeviceModel(outdir, platform=platform).start() if own else device
+        socket = dev.socket if dev else None
     cmdline = "console=ttyS0 panic=-1 quiet devmodel.tests=%s %s" % (",".join(tests), append)
-    qemu = Qemu(outdir, socket=dev.socket if dev else None, kernel=kernel, initrd=initrd,
+    qemu = Qemu(outdir, socket=socket, kernel=kernel, initrd=initrd,
                 append=cmdline.strip(), reboot=reboot, device_props=device_props, extra_args=qemu_args)
     try:
         qemu.start()

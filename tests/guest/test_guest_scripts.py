@@ -1,0 +1,23 @@
+"""Each guest-tests/guest/test_*.py script, run inside a TCG guest with the device attached,
+is one pytest test: it passes when the script's TAP plan is complete, every line is ok and
+the script exited 0."""
+import pytest
+
+import harness
+
+pytestmark = pytest.mark.guest
+
+
+@pytest.mark.parametrize("script", harness.guest_scripts())
+def test_guest_script(script, guest_image, device_model, outdir):
+    opts = harness.script_options(script)
+    try:
+        result = harness.run_guest([script], outdir, timeout=opts.get("timeout", 120.0), device=device_model)
+    except harness.HarnessError as e:
+        pytest.fail("%s\n(logs in %s)" % (e, outdir), pytrace=False)
+    section = result.sections.get(script)
+    print(section.text() if section else result.console)
+    problems = result.problems(script)
+    if problems:
+        pytest.fail("guest script test_%s.py:\n  %s\n--- its output ---\n%s\n(logs in %s)"
+                    % (script, "\n  ".join(problems), section.text() if section else "", outdir), pytrace=False)
