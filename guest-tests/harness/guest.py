@@ -64,12 +64,13 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
         reboot = any(script_options(t).get("reboot") for t in tests)
     kernel, initrd = find_guest_image()
     own = device == "auto"
-    socket = None
-    if isinstance(device, (str, Path)):
-        socket, dev = device, None
+    if own:
+        dev = DeviceModel(outdir, platform=platform).start()
+    elif isinstance(device, (str, Path)):
+        dev = None
     else:
-        dev = DeviceModel(outdir, platform=platform).start() if own else device
-        socket = dev.socket if dev else None
+        dev = device
+    socket = dev.socket if dev else (device or None)
     cmdline = "console=ttyS0 panic=-1 quiet devmodel.tests=%s %s" % (",".join(tests), append)
     qemu = Qemu(outdir, socket=socket, kernel=kernel, initrd=initrd,
                 append=cmdline.strip(), reboot=reboot, device_props=device_props, extra_args=qemu_args)

@@ -8,11 +8,10 @@ import harness
 pytestmark = pytest.mark.guest
 
 
-@pytest.mark.parametrize("script", harness.guest_scripts())
-def test_guest_script(script, guest_image, device_model, outdir):
+def run_script(script, outdir, **kw):
     opts = harness.script_options(script)
     try:
-        result = harness.run_guest([script], outdir, timeout=opts.get("timeout", 120.0), device=device_model)
+        result = harness.run_guest([script], outdir, timeout=opts.get("timeout", 120.0), **kw)
     except harness.HarnessError as e:
         pytest.fail("%s\n(logs in %s)" % (e, outdir), pytrace=False)
     section = result.sections.get(script)
@@ -21,3 +20,13 @@ def test_guest_script(script, guest_image, device_model, outdir):
     if problems:
         pytest.fail("guest script test_%s.py:\n  %s\n--- its output ---\n%s\n(logs in %s)"
                     % (script, "\n  ".join(problems), section.text() if section else "", outdir), pytrace=False)
+
+
+@pytest.mark.parametrize("script", harness.guest_scripts())
+def test_guest_script(script, guest_image, device_model, outdir):
+    run_script(script, outdir, device=device_model)
+
+
+@pytest.mark.parametrize("script", ["enum", "bar0"])
+def test_guest_script_on_skl(script, guest_image, outdir):
+    run_script(script, outdir, device="auto", platform="skl")
