@@ -132,18 +132,27 @@ class DmaMap:
         on failure the caller closes it."""
         if iova & (PAGE_SIZE - 1) or size & (PAGE_SIZE - 1) or offset & (PAGE_SIZE - 1):
             raise MalformedRequest("DMA window not page aligned", iova=iova, size=size, offset=offset)
+        if size == 0:
+            # An empty window would share its hfn_base with the next one and confuse _drop.
+            raise MalformedRequest("empty DMA window", iova=iova)
         if size > MAX_WINDOW_SIZE:
             raise NoSpace("DMA window too large", size=size)
         i = bisect.bisect_right(self._starts, iova)
         if i and self._windows[i - 1].end > iova or i < len(self._windows) and self._windows[i].iova < iova + size:
             dup = self._windows[i - 1] if i else None
             if dup is not None and dup.iova == iova and dup.size == size and dup.prot == prot and dup.offset == offset:
+                # An exact duplicate (same file, or no file on both) is a no-op (libvfio-user).
+                if fd is None and dup.inode is None:
+                    return dup
                 if fd is not None and dup.inode == _inode(fd):
-                    os.close(fd)  # an exact duplicate is a no-op (libvfio-user)
+                    os.close(fd)
                     return dup
             raise DmaOverlap("DMA window overlaps an existing one", iova=iova, size=size)
         if len(self._windows) >= self.max_windows:
             raise NoSpace("too many DMA windows", count=len(self._windows))
+        # Checked before the fd is mapped and closed: a failure leaves the fd to the caller.
+        if self._next_hfn + (size >> PAGE_SHIFT) >= DEVICE_HFN_BASE:
+            raise NoSpace("host frame numbers exhausted")
         mm = view = inode = file = None
         if fd is not None:
             inode = _inode(fd)
@@ -165,8 +174,6 @@ class DmaMap:
                 view = view.toreadonly()
         window = DmaWindow(iova, size, prot, offset, self._next_hfn, mm, view, inode, file)
         self._next_hfn += window.page_count
-        if self._next_hfn >= DEVICE_HFN_BASE:
-            raise NoSpace("host frame numbers exhausted")
         self._starts.insert(i, iova)
         self._windows.insert(i, window)
         self._by_hfn.append(window)
