@@ -9,6 +9,7 @@ from __future__ import annotations
 import array
 import json
 import os
+import select
 import socket
 from typing import Sequence
 
@@ -86,7 +87,6 @@ class VfioUserClient:
         send_message(self.sock, data, list(fds))
 
     def _pump(self) -> None:
-        self.sock.setblocking(True)
         try:
             data, fds = self.sock.recvmsg(1 << 17, socket.CMSG_SPACE(16 * 4))[:2]
         except socket.timeout as exc:
@@ -147,13 +147,8 @@ class VfioUserClient:
 
     def serve_pending(self, timeout: float = 0.0) -> None:
         """Serve server requests that are already waiting (DMA) without sending anything."""
-        self.sock.settimeout(timeout if timeout else 0.001)
-        try:
+        if select.select([self.sock], [], [], timeout)[0]:
             self._pump()
-        except TransportError:
-            pass
-        finally:
-            self.sock.settimeout(5.0)
 
     # --- commands --------------------------------------------------------------------------
 

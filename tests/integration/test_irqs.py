@@ -1,0 +1,122 @@
+"""DEVICE_GET_IRQ_INFO and DEVICE_SET_IRQS with real eventfds in SCM_RIGHTS."""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+
+import pytest
+
+from devmodel.errors import ErrorReply
+from devmodel.testing import VfioUserClient
+from devmodel.vfio_user.constants import IrqIndex, IrqInfoFlags, IrqSetFlags
+
+from .conftest import ServerThread
+
+F = IrqSetFlags
+
+
+def _fired(fd: int, timeout: float = 1.0) -> int:
+    """The eventfd's count, or 0 if it was not signalled within ``timeout``."""
+    if not select.select([fd], [], [], timeout)[0]:
+        return 0
+    return os.eventfd_read(fd)
+
+
+@pytest.fixture
+def efds() -> list[int]:
+    fds = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in range(4)]
+    yield fds
+    for fd in fds:
+        os.close(fd)
+
+
+def test_irq_info(client: VfioUserClient) -> None:
+    intx = client.irq_info(IrqIndex.INTX)
+    assert intx.count == 1
+    assert intx.flags == IrqInfoFlags.EVENTFD | IrqInfoFlags.MASKABLE | IrqInfoFlags.AUTOMASKED
+    msi = client.irq_info(IrqIndex.MSI)
+    assert msi.count == 1 and msi.flags & IrqInfoFlags.EVENTFD
+    assert client.irq_info(IrqIndex.MSIX).count == 0
+    assert client.irq_info(IrqIndex.ERR).count == 1
+    with pytest.raises(ErrorReply) as e:
+        client.irq_info(5)
+    assert e.value.errno == errno.EINVAL
+
+
+def test_intx_level_automask_unmask(server: ServerThread, client: VfioUserClient, efds: list[int]) -> None:
+    client.set_irq_eventfds(IrqIndex.INTX, [efds[0]])
+    dev = server.device
+    dev.set_intx(True)
+    assert _fired(efds[0]) == 1
+    dev.set_intx(True)  # still asserted, but automasked: no second signal
+    assert _fired(efds[0], 0.1) == 0
+    cfg_status = int.from_bytes(client.region_read(7, 6, 2), "little")
+    assert cfg_status & 0x8  # status bit 3 reports the asserted line
+    client.set_irqs(IrqIndex.INTX, F.DATA_NONE | F.ACTION_UNMASK)
+    assert _fired(efds[0]) == 1  # unmasked while still asserted: signalled again
+    dev.set_intx(False)
+    client.set_irqs(IrqIndex.INTX, F.DATA_NONE | F.ACTION_UNMASK)
+    assert _fired(efds[0], 0.1) == 0
+    assert not int.from_bytes(client.region_read(7, 6, 2), "little") & 0x8
+
+
+def test_intx_disable_bit_masks_delivery(server: ServerThread, client: VfioUserClient, efds: list[int]) -> None:
+    client.set_irq_eventfds(IrqIndex.INTX, [efds[0]])
+    client.region_write(7, 4, (0x0400).to_bytes(2, "little"))  # command bit 10: INTx disable
+    server.device.set_intx(True)
+    assert _fired(efds[0], 0.1) == 0
+    assert int.from_bytes(client.region_read(7, 6, 2), "little") & 0x8  # pending, masked
+    client.region_write(7, 4, (0x0000).to_bytes(2, "little"))
+    assert _fired(efds[0]) == 1
+
+
+def test_msi_when_enabled(server: ServerThread, client: VfioUserClient, efds: list[int]) -> None:
+    client.set_irq_eventfds(IrqIndex.INTX, [efds[0]])
+    client.set_irq_eventfds(IrqIndex.MSI, [efds[1]])
+    client.region_write(7, 0x90 + 2, (0x1).to_bytes(2, "little"))  # MSI enable
+    server.device.raise_interrupt()
+    assert _fired(efds[1]) == 1
+    assert _fired(efds[0], 0.1) == 0
+
+
+def test_loopback_trigger_and_bool(client: VfioUserClient, efds: list[int]) -> None:
+    client.set_irq_eventfds(IrqIndex.MSI, [efds[1]])
+    client.set_irqs(IrqIndex.MSI, F.DATA_NONE | F.ACTION_TRIGGER)
+    assert _fired(efds[1]) == 1
+    client.set_irqs(IrqIndex.MSI, F.DATA_BOOL | F.ACTION_TRIGGER, data=b"\0")
+    assert _fired(efds[1], 0.1) == 0
+    client.set_irqs(IrqIndex.MSI, F.DATA_BOOL | F.ACTION_TRIGGER, data=b"\1")
+    assert _fired(efds[1]) == 1
+
+
+def test_disable_all_and_deassign_close_fds(server: ServerThread, client: VfioUserClient, efds: list[int]) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    client.set_irq_eventfds(IrqIndex.MSI, [efds[1]])
+    client.set_irq_eventfds(IrqIndex.ERR, [efds[2]])
+    assert len(os.listdir("/proc/self/fd")) == before + 2
+    client.set_irqs(IrqIndex.MSI, F.DATA_NONE | F.ACTION_TRIGGER, 0, 0)  # disable all
+    client.set_irqs(IrqIndex.ERR, F.DATA_EVENTFD | F.ACTION_TRIGGER, 0, 1)  # no fd: de-assign
+    assert len(os.listdir("/proc/self/fd")) == before
+    server.device.raise_interrupt()
+    assert _fired(efds[1], 0.1) == 0
+
+
+def test_fd_count_mismatch_rejected_and_closed(client: VfioUserClient, efds: list[int]) -> None:
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(ErrorReply) as e:
+        client.set_irqs(IrqIndex.MSI, F.DATA_EVENTFD | F.ACTION_TRIGGER, 0, 1, fds=efds[:2])
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(ErrorReply):
+        client.set_irqs(IrqIndex.INTX, F.DATA_EVENTFD | F.ACTION_TRIGGER, 0, 2, fds=efds[:2])
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_mask_notification_eventfds(server: ServerThread, client: VfioUserClient, efds: list[int]) -> None:
+    client.set_irq_eventfds(IrqIndex.INTX, [efds[0]])
+    client.set_irqs(IrqIndex.INTX, F.DATA_EVENTFD | F.ACTION_UNMASK, 0, 1, fds=[efds[3]])
+    server.device.set_intx(True)
+    assert _fired(efds[0]) == 1
+    client.set_irqs(IrqIndex.INTX, F.DATA_NONE | F.ACTION_UNMASK)
+    assert _fired(efds[3]) == 1  # the unmask was announced on the unmask eventfd
