@@ -173,6 +173,10 @@ class Server:
                 self.device.run_work()
             except DevModelError as exc:
                 log.warning("device work failed: %s", exc)
+            except Exception:
+                if self.strict:
+                    raise
+                log.exception("bug: device work raised")
 
     def _accept(self) -> None:
         try:
@@ -196,11 +200,11 @@ class Server:
         client.conn.abandon_requests()
         close_fds(client.conn.framer.take_fds())
         client.sock.close()
-        self.client = None
         self.device.dma.channel = None
         if negotiated:
             # quiesce, unmap every window, reset, close every eventfd
             self.device.on_disconnect()
+        self.client = None
         client.log.info(
             "client gone (%d requests, %d errors, %d posted)",
             client.dispatcher.stats["requests"],
