@@ -1,0 +1,146 @@
+"""``devmodel serve`` and ``devmodel inspect`` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from devmodel.testing import GuestMemory, VfioUserClient
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
+
+
+def _serve(*args: str, **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def, type-arg]
+    return subprocess.Popen(
+        [sys.executable, "-m", "devmodel", "serve", *args],
+        env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
+    )
+
+
+def _wait_for(path: str, proc: subprocess.Popen, timeout: float = 10) -> None:  # type: ignore[type-arg]
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        assert proc.poll() is None, proc.communicate()[1]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_serve_socket_mode_and_clean_exit(tmp_path: Path, sig: int) -> None:
+    path = str(tmp_path / "vgpu.sock")
+    proc = _serve("--socket", path, "--device", "gen_vgpu")
+    try:
+        _wait_for(path, proc)
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+        with GuestMemory(1 << 20) as mem, VfioUserClient.connect(path, mem) as c:
+            c.negotiate()
+            assert c.read64(0, 0x78000) == 0x4776544776544776
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert not os.path.exists(path) and not os.path.exists(path + ".ctl")
+    assert "stopped" in err
+
+
+def test_refuses_a_live_socket_and_replaces_a_stale_one(tmp_path: Path) -> None:
+    path = str(tmp_path / "vgpu.sock")
+    first = _serve("--socket", path, "--device", "gen_vgpu")
+    try:
+        _wait_for(path, first)
+        second = _serve("--socket", path, "--device", "gen_vgpu")
+        _, err = second.communicate(timeout=10)
+        assert second.returncode == 1 and "another server is listening" in err
+        first.kill()  # no cleanup: leaves a stale socket file behind
+        first.wait()
+        assert os.path.exists(path)
+        third = _serve("--socket", path, "--device", "gen_vgpu")
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    with VfioUserClient.connect(path) as c:
+                        c.negotiate()
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+        finally:
+            third.terminate()
+            third.communicate(timeout=10)
+    finally:
+        first.kill()
+
+
+def test_fd_socket_activation(tmp_path: Path) -> None:
+    path = str(tmp_path / "act.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(1)
+    proc = _serve("--fd", str(listener.fileno()), "--device", "gen_vgpu", pass_fds=[listener.fileno()])
+    listener.close()
+    try:
+        with VfioUserClient.connect(path) as c:
+            c.negotiate()
+            assert c.read32(0, 0x78000) == 0x76544776
+        proc.terminate()
+        proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+
+
+def test_unknown_device(tmp_path: Path) -> None:
+    proc = _serve("--socket", str(tmp_path / "x.sock"), "--device", "no_such_gpu")
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 2 and "no device plugin named 'no_such_gpu'" in err
+
+
+def test_inspect_ggtt(tmp_path: Path) -> None:
+    path = str(tmp_path / "vgpu.sock")
+    proc = _serve("--socket", path, "--device", "gen_vgpu")
+    try:
+        _wait_for(path, proc)
+        with GuestMemory(1 << 20) as mem, VfioUserClient.connect(path, mem) as c:
+            c.negotiate()
+            c.map_memory(mem)
+            c.write64(0, (8 << 20) + 5 * 8, 0x3000 | 1)
+            c.write64(0, (8 << 20) + 6 * 8, (0x900000 << 12) | 1)
+            c.read32(0, 0)
+
+            def inspect(*args: str) -> dict:  # type: ignore[type-arg]
+                out = subprocess.run(
+                    [sys.executable, "-m", "devmodel", "inspect", "--socket", path, *args],
+                    env=ENV, capture_output=True, text=True, timeout=10,
+                )
+                assert out.returncode == 0, out.stderr
+                return json.loads(out.stdout)
+
+            mapped = inspect("ggtt", hex(5 << 12))
+            assert mapped["guest_entry"] == hex(0x3001) and mapped["host_frame"] != "scratch"
+            assert mapped["dma_window"]["iova"] == "0x0" and mapped["dma_window"]["has_fd"]
+            outside = inspect("ggtt", hex(6 << 12))
+            assert outside["host_frame"] == "scratch" and outside["dma_window"] is None
+            assert outside["counters"]["writes"] == 2
+            stats = inspect("stats")
+            assert any("GGTT writes=2" in line for line in stats["lines"])
+        bad = subprocess.run(
+            [sys.executable, "-m", "devmodel", "inspect", "--socket", path, "ggtt", "0x100000000"],
+            env=ENV, capture_output=True, text=True, timeout=10,
+        )
+        assert bad.returncode == 1 and "outside the 4 GiB GGTT" in bad.stderr
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "GGTT writes=2" in err  # counters in the log at exit
