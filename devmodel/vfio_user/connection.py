@@ -21,6 +21,11 @@ from .messages import VersionRequest, encode_version
 __all__ = ["ConnState", "Request", "Reply", "ServerConnection", "ServerOptions"]
 
 _HDR = HEADER.struct
+_TYPE_MASK = int(HeaderFlags.TYPE_MASK)
+_NO_REPLY = int(HeaderFlags.NO_REPLY)
+_COMMAND = int(MsgType.COMMAND)
+_REPLY = int(MsgType.REPLY)
+_ERROR_REPLY = int(MsgType.REPLY | HeaderFlags.ERROR)
 
 
 class ConnState(enum.Enum):
@@ -72,6 +77,7 @@ class ServerConnection:
 
     def __post_init__(self) -> None:
         self.framer = Framer()
+        self._allowed = ALLOWED_COMMANDS[self.state]
         self._next_id = 0
         self._pending: dict[int, _Pending] = {}
         self.unexpected_replies = 0
@@ -89,7 +95,7 @@ class ServerConnection:
             msg = self.framer.next_message()
             if msg is None:
                 return None
-            if msg.flags & HeaderFlags.TYPE_MASK == MsgType.COMMAND:
+            if msg.flags & _TYPE_MASK == _COMMAND:
                 return Request(msg)
             pending = self._pending.pop(msg.msg_id, None)
             if pending is None or pending.command != msg.command:
@@ -102,7 +108,7 @@ class ServerConnection:
             return Reply(msg, pending.command, pending.context)
 
     def check_allowed(self, command: int) -> None:
-        if command not in ALLOWED_COMMANDS[self.state]:
+        if command not in self._allowed:
             raise CommandNotAllowed(
                 "command not allowed in this state", command=command, state=self.state.value
             )
@@ -122,21 +128,22 @@ class ServerConnection:
         self.peer_caps = req.caps
         self.write_multiple = caps.write_multiple
         self.state = ConnState.RUNNING
+        self._allowed = ALLOWED_COMMANDS[self.state]
         return encode_version(0, 0, encode_capabilities(caps))
 
     # --- output ----------------------------------------------------------------------------
 
     @staticmethod
     def reply(msg: Message, payload: bytes = b"") -> bytes | None:
-        if msg.flags & HeaderFlags.NO_REPLY:
+        if msg.flags & _NO_REPLY:
             return None
-        return _HDR.pack(msg.msg_id, msg.command, HEADER_SIZE + len(payload), MsgType.REPLY, 0) + payload
+        return _HDR.pack(msg.msg_id, msg.command, HEADER_SIZE + len(payload), _REPLY, 0) + payload
 
     @staticmethod
     def error_reply(msg: Message, err: int) -> bytes | None:
-        if msg.flags & HeaderFlags.NO_REPLY:
+        if msg.flags & _NO_REPLY:
             return None
-        return _HDR.pack(msg.msg_id, msg.command, HEADER_SIZE, MsgType.REPLY | HeaderFlags.ERROR, err)
+        return _HDR.pack(msg.msg_id, msg.command, HEADER_SIZE, _ERROR_REPLY, err)
 
     def request(self, command: int, payload: bytes, context: object = None) -> tuple[int, bytes]:
         """A server-to-client request (DMA_READ/DMA_WRITE); its reply comes from next_event."""

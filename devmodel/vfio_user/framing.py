@@ -19,6 +19,11 @@ from .layouts import HEADER
 __all__ = ["Message", "Framer", "encode_message"]
 
 _HDR = HEADER.struct
+# Plain ints on the per-message path: IntFlag arithmetic costs a microsecond a message.
+_TYPE_MASK = int(HeaderFlags.TYPE_MASK)
+_NO_REPLY = int(HeaderFlags.NO_REPLY)
+_COMMAND = int(MsgType.COMMAND)
+_REPLY = int(MsgType.REPLY)
 
 
 class Message(NamedTuple):
@@ -31,11 +36,11 @@ class Message(NamedTuple):
 
     @property
     def is_reply(self) -> bool:
-        return self.flags & HeaderFlags.TYPE_MASK == MsgType.REPLY
+        return self.flags & _TYPE_MASK == _REPLY
 
     @property
     def no_reply(self) -> bool:
-        return bool(self.flags & HeaderFlags.NO_REPLY)
+        return bool(self.flags & _NO_REPLY)
 
 
 def encode_message(msg_id: int, command: int, flags: int, payload: bytes = b"", error: int = 0) -> bytes:
@@ -78,7 +83,7 @@ class Framer:
         msg_id, command, size, flags, error = _HDR.unpack_from(buf, pos)
         if size < HEADER_SIZE or size > self.max_size:
             raise FramingError("message size out of bounds", size=size, msg_id=msg_id)
-        if flags & HeaderFlags.TYPE_MASK not in (MsgType.COMMAND, MsgType.REPLY):
+        if flags & _TYPE_MASK > _REPLY:
             raise FramingError("unknown message type", flags=flags, msg_id=msg_id)
         end = pos + size
         if len(buf) < end:
