@@ -135,7 +135,9 @@ def decode_dma_unmap(payload: bytes, fds: Sequence[int]) -> DmaUnmap:
     no_fds(fds)
     _need(payload, DMA_UNMAP.size, "DMA_UNMAP")
     req = DMA_UNMAP.unpack_from(payload)
-    if req.argsz < DMA_UNMAP.size or req.argsz > len(payload):
+    # argsz is the room for the reply (the echoed struct), not the request's length: the
+    # spec lets a client offer more, and libvfio-user only bounds it by max_data_xfer_size.
+    if req.argsz < DMA_UNMAP.size or req.argsz > MAX_DATA_XFER_SIZE:
         raise MalformedRequest("DMA_UNMAP: bad argsz", argsz=req.argsz)
     if req.flags & DmaUnmapFlags.GET_DIRTY_BITMAP:
         # Dirty tracking through unmap belongs to the retired migration v1 protocol.
