@@ -120,3 +120,34 @@ def test_mask_notification_eventfds(server: ServerThread, client: VfioUserClient
     assert _fired(efds[0]) == 1
     client.set_irqs(IrqIndex.INTX, F.DATA_NONE | F.ACTION_UNMASK)
     assert _fired(efds[3]) == 1  # the unmask was announced on the unmask eventfd
+
+
+def test_chunked_msi_set_as_qemu_sends_it(make_server, memory) -> None:  # type: ignore[no-untyped-def]
+    """QEMU splits a large vector set into chunks of the server's max_msg_fds, moving start."""
+    from devmodel.device.device import Device
+    from devmodel.device.pci_config import PciConfigSpace
+
+    config = PciConfigSpace(0x1234, 0x1, 0, 0xFF0000)
+    config.freeze_power_on_state()
+    st = make_server(device=Device(config, msi_count=20))
+    fds = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in range(20)]
+    try:
+        with VfioUserClient.connect(st.path, memory) as c:
+            c.negotiate()
+            assert c.irq_info(IrqIndex.MSI).count == 20
+            for start in range(0, 20, 8):
+                c.set_irq_eventfds(IrqIndex.MSI, fds[start : start + 8], start=start)
+            c.set_irqs(IrqIndex.MSI, F.DATA_NONE | F.ACTION_TRIGGER, 0, 0)
+            for start in range(0, 20, 8):  # a run of "-1" fds: no fds, de-assign
+                c.set_irqs(IrqIndex.MSI, F.DATA_EVENTFD | F.ACTION_TRIGGER, start, min(8, 20 - start))
+            for start in range(0, 20, 8):
+                c.set_irq_eventfds(IrqIndex.MSI, fds[start : start + 8], start=start)
+            for vec in (0, 7, 8, 19):
+                assert st.device.irqs.trigger(IrqIndex.MSI, vec)
+                assert _fired(fds[vec]) == 1
+            assert all(_fired(fds[v], 0.0) == 0 for v in range(20) if v not in (0, 7, 8, 19))
+            with pytest.raises(ErrorReply):  # past the end of the index
+                c.set_irq_eventfds(IrqIndex.MSI, fds[:2], start=19)
+    finally:
+        for fd in fds:
+            os.close(fd)
