@@ -3,6 +3,7 @@
 - find the device in /sys/bus/pci/devices, read and write its config space;
 - map BAR0/BAR2 through the sysfs resource files with single 4- and 8-byte accesses;
 - guest-physical addresses of locked buffers (/proc/self/pagemap);
+- GGTT entries through BAR0 (whole 8-byte writes, or two 4-byte halves in either order);
 - kernel modules (busybox insmod, in dependency order), INTx through uio_pci_generic;
 - CMOS NVRAM bytes, which survive a machine reset (for tests that span a reboot);
 - a TAP printer.
@@ -23,6 +24,10 @@ MODULE_DIR = "/lib/modules"
 VGPU_IDS = ((0x8086, 0x1616), (0x8086, 0x1912))
 PVINFO_MAGIC = 0x4776544776544776
 PVINFO_BASE = 0x78000
+GFX_FLSH_CNTL = 0x101008
+GGTT_BASE = 0x800000  # BAR0 offset of GGTT entry 0; entry i maps graphics address i << 12
+GGTT_ENTRIES = 1 << 20
+GGTT_PRESENT = 1
 
 # Config space offsets and bits.
 PCI_VENDOR_ID, PCI_DEVICE_ID, PCI_COMMAND, PCI_STATUS = 0x00, 0x02, 0x04, 0x06
@@ -277,6 +282,42 @@ def virt_to_phys_pages(vaddr, npages):
             raise TestError("pagemap hides frame numbers (not root?)")
         out.append(pfn * PAGE)
     return out
+
+
+# --- GGTT ----------------------------------------------------------------------------------
+
+def ggtt_offset(index):
+    if not 0 <= index < GGTT_ENTRIES:
+        raise ValueError("GGTT index 0x%x out of range" % index)
+    return GGTT_BASE + 8 * index
+
+
+def ggtt_write(bar0, index, entry, mode="q"):
+    """Write GGTT entry index through BAR0: mode "q" one 8-byte store, "lh" the low 4 bytes
+    then the high 4, "hl" high then low. Posted: read BAR0 before relying on it."""
+    off = ggtt_offset(index)
+    lo, hi = entry & 0xFFFFFFFF, entry >> 32
+    if mode == "q":
+        bar0.write64(off, entry)
+    elif mode == "lh":
+        bar0.write32(off, lo)
+        bar0.write32(off + 4, hi)
+    elif mode == "hl":
+        bar0.write32(off + 4, hi)
+        bar0.write32(off, lo)
+    else:
+        raise ValueError("mode %r" % mode)
+
+
+def ggtt_read(bar0, index):
+    """(8-byte read, low 4-byte read, high 4-byte read) of GGTT entry index."""
+    off = ggtt_offset(index)
+    return bar0.read64(off), bar0.read32(off), bar0.read32(off + 4)
+
+
+def bar_flush(bar0):
+    """Order every posted write before it: one BAR0 read (QEMU sends queued writes first)."""
+    return bar0.read32(PVINFO_BASE)
 
 
 # --- kernel modules and interrupts ---------------------------------------------------------
