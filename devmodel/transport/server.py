@@ -93,6 +93,7 @@ class Client:
         while msg_id not in self._replies:
             left = deadline - time.monotonic()
             if left <= 0 or self.closed:
+                self.conn.forget(msg_id)
                 raise DmaFault("no reply to DMA request", command=command, msg_id=msg_id)
             sel = selectors.DefaultSelector()
             try:
@@ -102,6 +103,7 @@ class Client:
             finally:
                 sel.close()
         reply = self._replies.pop(msg_id)
+        close_fds(reply.msg.fds)  # DMA replies carry none; a client that sends some loses them
         if reply.msg.error or reply.msg.flags & 0x20:
             raise DmaFault("client refused DMA", command=command, error=reply.msg.error)
         return reply

@@ -11,9 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from ..errors import CommandNotAllowed, MalformedRequest
+from ..errors import CommandNotAllowed, MalformedRequest, NoSpace
 from .caps import Capabilities, encode_capabilities
-from .constants import HEADER_SIZE, Command, HeaderFlags, MsgType
+from .constants import HEADER_SIZE, MAX_DATA_XFER_SIZE, Command, HeaderFlags, MsgType
 from .framing import Framer, Message, encode_message
 from .layouts import HEADER
 from .messages import VersionRequest, encode_version
@@ -45,7 +45,6 @@ class ServerOptions:
     """Behaviour knobs of the server side, in one object."""
 
     max_msg_fds: int = 8
-    max_data_xfer_size: int = 1 << 20
     max_dma_maps: int = 65535
     write_multiple: bool = False
 
@@ -121,7 +120,7 @@ class ServerConnection:
             raise MalformedRequest("unsupported protocol major", major=req.major)
         caps = Capabilities(
             max_msg_fds=self.options.max_msg_fds,
-            max_data_xfer_size=self.options.max_data_xfer_size,
+            max_data_xfer_size=MAX_DATA_XFER_SIZE,
             max_dma_maps=self.options.max_dma_maps,
             write_multiple=self.options.write_multiple and req.caps.write_multiple,
         )
@@ -147,12 +146,18 @@ class ServerConnection:
 
     def request(self, command: int, payload: bytes, context: object = None) -> tuple[int, bytes]:
         """A server-to-client request (DMA_READ/DMA_WRITE); its reply comes from next_event."""
+        if len(self._pending) > 0xFFFF:
+            raise NoSpace("every request id is in use", pending=len(self._pending))
         msg_id = self._next_id
         while msg_id in self._pending:
             msg_id = (msg_id + 1) & 0xFFFF
         self._next_id = (msg_id + 1) & 0xFFFF
         self._pending[msg_id] = _Pending(command, context)
         return msg_id, encode_message(msg_id, command, MsgType.COMMAND, payload)
+
+    def forget(self, msg_id: int) -> None:
+        """Give up on one request (it timed out); a late reply then counts as unexpected."""
+        self._pending.pop(msg_id, None)
 
     @property
     def pending_requests(self) -> int:

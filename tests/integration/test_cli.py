@@ -111,7 +111,7 @@ def test_inspect_ggtt(tmp_path: Path) -> None:
     path = str(tmp_path / "vgpu.sock")
     proc = _serve("--socket", path, "--device", "gen_vgpu")
     try:
-        _wait_for(path, proc)
+        _wait_for(path + ".ctl", proc)  # the inspection socket opens right after the main one
         with GuestMemory(1 << 20) as mem, VfioUserClient.connect(path, mem) as c:
             c.negotiate()
             c.map_memory(mem)

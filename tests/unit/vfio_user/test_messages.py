@@ -543,7 +543,7 @@ def test_write_multiple_only_if_both_offer(ours: bool, theirs: bool, expected: b
 
 
 def test_version_reply_fits_qemu_limit() -> None:
-    options = ServerOptions(max_msg_fds=16, max_data_xfer_size=64 << 20, max_dma_maps=65535, write_multiple=True)
+    options = ServerOptions(max_msg_fds=16, max_dma_maps=65535, write_multiple=True)
     conn, reply = negotiated(options)
     assert conn.write_multiple
     assert b'"write_multiple":true' in reply
@@ -645,3 +645,15 @@ def test_request_ids_wrap_and_skip_pending() -> None:
         assert isinstance(conn.next_event(), Reply)
         assert conn.request(Command.DMA_READ, b"")[0] == done
     assert conn.pending_requests == 0x10000
+
+
+def test_request_ids_run_out_cleanly_and_forget_frees_one() -> None:
+    conn = ServerConnection()
+    ids = [conn.request(Command.DMA_READ, b"")[0] for _ in range(0x10000)]
+    assert len(set(ids)) == 0x10000
+    from devmodel.errors import NoSpace
+
+    with pytest.raises(NoSpace):
+        conn.request(Command.DMA_READ, b"")
+    conn.forget(ids[123])
+    assert conn.request(Command.DMA_READ, b"")[0] == ids[123]
