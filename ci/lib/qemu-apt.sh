@@ -46,7 +46,34 @@ apt_update() {
   apt-get "${APT_OPTS[@]}" -q update >&2 || die "apt-get update failed (private lists)"
 }
 
-# apt_candidate PKG: the version apt would pick for PKG (as named, e.g. pkg/suite).
-apt_policy_versions() {
-  apt-cache "${APT_OPTS[@]}" madison "$1" 2>/dev/null | awk -F'|' '{gsub(/ /,"",$2); print $2}'
+# apt_offers PKG: what the private lists offer for PKG, one "VERSION SUITE" line per version.
+apt_offers() {
+  apt-cache "${APT_OPTS[@]}" madison "$1" 2>/dev/null |
+    awk -F'|' '{gsub(/ /, "", $2); split($3, u, " "); sub(/\/.*/, "", u[2]); print $2, u[2]}'
+}
+
+# apt_offers_version PKG VERSION [SUITE]: whether the lists offer PKG at VERSION (in SUITE).
+apt_offers_version() {
+  apt_offers "$1" | awk -v v="$2" -v s="${3:-}" '$1 "" == v "" && (s == "" || $2 "" == s "") { f = 1 } END { exit !f }'
+}
+
+# apt_candidate PKG: the version apt would pick for PKG (nothing when it has none).
+apt_candidate() {
+  apt-cache "${APT_OPTS[@]}" policy "$1" 2>/dev/null | awk '$1 == "Candidate:" && $2 != "(none)" { print $2 }'
+}
+
+# newest_version: the newest of the Debian versions on stdin, one a line (dpkg's ordering);
+# nothing (and status 0) when there are none.
+newest_version() {
+  local v best=
+  while read -r v; do
+    [ -n "$v" ] || continue
+    if [ -z "$best" ] || dpkg --compare-versions "$v" gt "$best"; then best=$v; fi
+  done
+  if [ -n "$best" ]; then printf '%s\n' "$best"; fi
+}
+
+# warn_fallback WHAT PINNED CHOSEN VARIABLE: say that the mirror dropped a pinned version.
+warn_fallback() {
+  log "warning: $1 $2 (pinned in ci/versions) is not on the mirror any more; using $3 instead (update $4 in ci/versions)"
 }
