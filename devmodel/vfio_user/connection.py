@@ -14,17 +14,13 @@ from dataclasses import dataclass, field
 from ..errors import CommandNotAllowed, MalformedRequest, NoSpace
 from .caps import Capabilities, encode_capabilities
 from .constants import HEADER_SIZE, MAX_DATA_XFER_SIZE, Command, HeaderFlags, MsgType
-from .framing import Framer, Message, encode_message
+from .framing import _COMMAND, _NO_REPLY, _REPLY, _TYPE_MASK, Framer, Message, encode_message
 from .layouts import HEADER
 from .messages import VersionRequest, encode_version
 
 __all__ = ["ConnState", "Request", "Reply", "ServerConnection", "ServerOptions"]
 
 _HDR = HEADER.struct
-_TYPE_MASK = int(HeaderFlags.TYPE_MASK)
-_NO_REPLY = int(HeaderFlags.NO_REPLY)
-_COMMAND = int(MsgType.COMMAND)
-_REPLY = int(MsgType.REPLY)
 _ERROR_REPLY = int(MsgType.REPLY | HeaderFlags.ERROR)
 
 
