@@ -7,8 +7,6 @@ reads as 0 (logged once per kind), as is everything between the registers and th
 from __future__ import annotations
 
 import logging
-from array import array
-
 from devmodel.device.registers import RegisterFile
 
 from .gtt.ggtt import Ggtt
@@ -50,11 +48,6 @@ class Bar0:
 
     def write(self, offset: int, data: bytes) -> None:
         count = len(data)
-        if offset >= regs.GGTT_OFFSET and count & 7 == 0 and offset & 7 == 0 and count > 8:
-            # Several whole entries in one message (a client's bulk GGTT update).
-            rel = (offset - regs.GGTT_OFFSET) >> 3
-            self.ggtt.write_entries(rel, array("Q", data))
-            return
         if count not in (4, 8) or offset & (count - 1):
             self._ignore("unaligned or odd-sized", offset, count)
             return

@@ -89,16 +89,6 @@ class Ggtt:
             self._pending[index] = seen
             self._set_scratch(index)
 
-    def write_entries(self, index: int, values: "array[int] | list[int]") -> None:
-        """A run of whole 8-byte entries (the REGION_WRITE and WRITE_MULTI fast path)."""
-        pending = self._pending
-        for i, value in enumerate(values, index):
-            if pending:
-                pending.pop(i, None)
-            self.guest[i] = value
-            self._update(i, value)
-        self.counters.writes += len(values)
-
     # --- shadowing -------------------------------------------------------------------------
 
     def _detach(self, index: int) -> None:

@@ -1,6 +1,6 @@
 """Stateful tests of the GGTT against a model of what the guest and the shadow must hold.
 
-Hypothesis interleaves 8-byte and 4-byte GGTT writes, bulk and WRITE_MULTI writes, DMA maps
+Hypothesis interleaves 8-byte and 4-byte GGTT writes, ignored multi-entry writes and WRITE_MULTI writes, DMA maps
 and unmaps (exact, by range, all) and device resets on one GenVgpu, and checks after every
 step:
 
@@ -176,11 +176,10 @@ class GgttMachine(RuleBasedStateMachine):
 
     @rule(first=st.sampled_from([0, 1]), values=st.lists(entries(), min_size=2, max_size=3))
     def write_bulk(self, first: int, values: list[int]) -> None:
-        """Consecutive whole entries in one REGION_WRITE."""
+        """Consecutive whole entries in one REGION_WRITE: not a 4- or 8-byte access, so the
+        contract has it ignored; the model does not change."""
         data = b"".join(v.to_bytes(8, "little") for v in values)
         self.dev.region_write(0, GGTT + first * 8, data)
-        for i, v in enumerate(values, first):
-            self.model_write(i, v)
 
     @rule(writes=st.lists(st.tuples(indexes, entries()), min_size=1, max_size=4))
     def write_multi(self, writes: list[tuple[int, int]]) -> None:
@@ -375,19 +374,6 @@ def test_whole_entry_write_drops_a_pending_half():
         assert dev.ggtt.shadow_hfn(0) is None
         _w(dev, 0, ENTRY & 0xFFFFFFFF, 4)
         assert dev.ggtt.shadow_hfn(0) == dev.dma.gfn_to_hfn(5)
-    finally:
-        dev.dma.remove_all()
-        mem.close()
-
-
-def test_bulk_write_drops_a_pending_half():
-    dev, mem = _setup()
-    try:
-        _w(dev, 1, ENTRY & 0xFFFFFFFF, 4)
-        dev.region_write(0, GGTT, (ENTRY | (1 << 12)).to_bytes(8, "little") + ENTRY.to_bytes(8, "little"))
-        assert dev.ggtt.shadow_hfn(1) == dev.dma.gfn_to_hfn(5)
-        _w(dev, 1, 0, 4, high=True)
-        assert dev.ggtt.shadow_hfn(1) is None
     finally:
         dev.dma.remove_all()
         mem.close()
