@@ -61,6 +61,13 @@ class Client:
         except TransportError as exc:
             self.log.warning("connection failed: %s", exc)
             return False
+        except Exception:
+            # A bug outside any handler (the dispatcher answers those): lose this client,
+            # keep the server for the next one.
+            if self.server.strict:
+                raise
+            self.log.exception("bug: dropping the connection")
+            return False
         return True
 
     def handle_events(self) -> None:
