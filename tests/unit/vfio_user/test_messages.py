@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import pytest
 
+from devmodel.testing.client import QEMU_CAPS as CLIENT_QEMU_CAPS
 from devmodel.errors import CommandNotAllowed, MalformedRequest
 from devmodel.vfio_user.caps import Capabilities, encode_capabilities, parse_capabilities
 from devmodel.vfio_user.connection import ConnState, Reply, Request, ServerConnection, ServerOptions
@@ -65,16 +66,7 @@ NONE, BOOL, EVENTFD = IrqSetFlags.DATA_NONE, IrqSetFlags.DATA_BOOL, IrqSetFlags.
 MASK, UNMASK, TRIGGER = IrqSetFlags.ACTION_MASK, IrqSetFlags.ACTION_UNMASK, IrqSetFlags.ACTION_TRIGGER
 
 # What QEMU 11.1.3 sends (spec digest §3.1): 194 bytes of JSON with the NUL, 214 in total.
-QEMU_CAPS = {
-    "capabilities": {
-        "pgsizes": 4096,
-        "max_msg_fds": 16,
-        "max_dma_maps": 65535,
-        "max_data_xfer_size": 1048576,
-        "migration": {"max_bitmap_size": 268435456, "pgsize": 4096},
-        "write_multiple": True,
-    }
-}
+QEMU_CAPS = {"capabilities": CLIENT_QEMU_CAPS}
 QEMU_VERSION_PAYLOAD = VERSION.pack(0, 0) + json.dumps(QEMU_CAPS).encode() + b"\0"
 QEMU_VERSION_REQUEST_SIZE = 214
 
