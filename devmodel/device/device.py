@@ -12,7 +12,8 @@ from typing import Any, Callable, Iterable
 
 from ..errors import OutOfRange
 from .dma import DmaMap
-from .irq import IrqKind, IrqLines, SetIrqs
+from ..vfio_user.constants import IrqIndex
+from .irq import IrqLines, SetIrqs
 from .pci_config import PciConfigSpace
 from .region import Region, RegionFlags
 
@@ -27,7 +28,6 @@ CONFIG_REGION = 7
 class ResetKind(enum.Enum):
     DEVICE = "device"  # the DEVICE_RESET command
     LOST_CONN = "lost-connection"
-    POWER_ON = "power-on"
 
 
 class ConfigRegionHandler:
@@ -80,25 +80,23 @@ class Device:
         return data
 
     def region_write(self, index: int, offset: int, data: bytes) -> None:
-        region = self.region(index)
-        region.check(offset, len(data))
-        if not data:
-            return
-        if region.handler is None or not region.flags & RegionFlags.WRITE:
-            raise OutOfRange("region is not writable", region=index)
-        region.handler.write(offset, data)
+        region = self.check_write(index, offset, len(data))
+        if data:
+            region.handler.write(offset, data)  # type: ignore[union-attr]  # checked
 
     def region_write_multi(self, writes: list[tuple[int, int, bytes]]) -> None:
         """A REGION_WRITE_MULTI batch, already checked whole; plugins may take a fast path."""
         for offset, index, data in writes:
             self.region_write(index, offset, data)
 
-    def check_write(self, index: int, offset: int, count: int) -> None:
-        """Validation alone, so a batch can be checked whole before any of it acts."""
+    def check_write(self, index: int, offset: int, count: int) -> Region:
+        """Validation alone, so a batch can be checked whole before any of it acts. A write of
+        no bytes succeeds wherever it is in bounds."""
         region = self.region(index)
         region.check(offset, count)
-        if region.handler is None or not region.flags & RegionFlags.WRITE:
+        if count and (region.handler is None or not region.flags & RegionFlags.WRITE):
             raise OutOfRange("region is not writable", region=index)
+        return region
 
     # --- interrupts ------------------------------------------------------------------------
 
@@ -110,8 +108,8 @@ class Device:
 
     def raise_interrupt(self) -> None:
         """Deliver the device's interrupt: MSI when the guest enabled it, INTx otherwise."""
-        if self.config.msi_enabled and self.irqs.vector_wired(IrqKind.MSI):
-            self.irqs.trigger(IrqKind.MSI)
+        if self.config.msi_enabled and self.irqs.vector_wired(IrqIndex.MSI):
+            self.irqs.trigger(IrqIndex.MSI)
         else:
             self.set_intx(True)
 

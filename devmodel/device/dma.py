@@ -158,6 +158,7 @@ class DmaMap:
             inode = _inode(fd)
             file = self._map_file(fd, offset, size, bool(prot & PROT_WRITE))
             if file is not None:
+                file.refs += 1
                 view = file.view[offset : offset + size]
             else:
                 # Not a plain file (no size to map whole): a mapping of its own.
@@ -167,8 +168,6 @@ class DmaMap:
                 except (OSError, ValueError, OverflowError) as exc:
                     raise DmaFault(f"cannot map the window's fd: {exc}", iova=iova, size=size) from exc
                 view = memoryview(mm)
-            if file is not None:
-                file.refs += 1
             os.close(fd)
             if not prot & PROT_WRITE:
                 view = view.toreadonly()
@@ -200,9 +199,7 @@ class DmaMap:
             mm = mmap.mmap(fd, st.st_size, mmap.MAP_SHARED, access)
         except (OSError, ValueError, OverflowError) as exc:
             raise DmaFault(f"cannot map the window's fd: {exc}") from exc
-        if file is not None:
-            # The file grew: windows already mapped keep the old mapping alive through it.
-            key = (st.st_dev, st.st_ino, writable)
+        # If the file grew, the old mapping stays alive through the windows that use it.
         file = _FileMapping(key, mm, memoryview(mm))
         self._files[key] = file
         return file

@@ -16,20 +16,12 @@ from typing import Callable
 from ..errors import MalformedRequest
 from ..vfio_user.constants import IrqIndex, IrqInfoFlags, IrqSetFlags
 
-__all__ = ["IrqKind", "IrqLine", "IrqLines", "SetIrqs"]
+__all__ = ["IrqLine", "IrqLines", "SetIrqs"]
 
 log = logging.getLogger(__name__)
 
 _ONE = (1).to_bytes(8, "little")
 
-INFO_EVENTFD = IrqInfoFlags.EVENTFD
-INFO_MASKABLE = IrqInfoFlags.MASKABLE
-INFO_AUTOMASKED = IrqInfoFlags.AUTOMASKED
-INFO_NORESIZE = IrqInfoFlags.NORESIZE
-DATA_NONE, DATA_BOOL, DATA_EVENTFD = IrqSetFlags.DATA_NONE, IrqSetFlags.DATA_BOOL, IrqSetFlags.DATA_EVENTFD
-ACTION_MASK, ACTION_UNMASK = IrqSetFlags.ACTION_MASK, IrqSetFlags.ACTION_UNMASK
-ACTION_TRIGGER = IrqSetFlags.ACTION_TRIGGER
-IrqKind = IrqIndex
 
 
 @dataclass(frozen=True)
@@ -81,7 +73,7 @@ class IrqLine:
 
     @property
     def maskable(self) -> bool:
-        return bool(self.info_flags & INFO_MASKABLE)
+        return bool(self.info_flags & IrqInfoFlags.MASKABLE)
 
     def close_all(self) -> None:
         for table in (self.triggers, self.mask_fds, self.unmask_fds):
@@ -100,11 +92,11 @@ class IrqLines:
 
     def __init__(self, msi_count: int = 1, msix_count: int = 0) -> None:
         self.lines = [
-            IrqLine(IrqKind.INTX, 1, INFO_EVENTFD | INFO_MASKABLE | INFO_AUTOMASKED),
-            IrqLine(IrqKind.MSI, msi_count, INFO_EVENTFD | INFO_NORESIZE),
-            IrqLine(IrqKind.MSIX, msix_count, INFO_EVENTFD | INFO_NORESIZE),
-            IrqLine(IrqKind.ERR, 1, INFO_EVENTFD),
-            IrqLine(IrqKind.REQ, 1, INFO_EVENTFD),
+            IrqLine(IrqIndex.INTX, 1, IrqInfoFlags.EVENTFD | IrqInfoFlags.MASKABLE | IrqInfoFlags.AUTOMASKED),
+            IrqLine(IrqIndex.MSI, msi_count, IrqInfoFlags.EVENTFD | IrqInfoFlags.NORESIZE),
+            IrqLine(IrqIndex.MSIX, msix_count, IrqInfoFlags.EVENTFD | IrqInfoFlags.NORESIZE),
+            IrqLine(IrqIndex.ERR, 1, IrqInfoFlags.EVENTFD),
+            IrqLine(IrqIndex.REQ, 1, IrqInfoFlags.EVENTFD),
         ]
         self.intx_asserted = False
         self.intx_blocked: Callable[[], bool] = lambda: False
@@ -130,42 +122,40 @@ class IrqLines:
             return
         if req.start >= line.count or req.start + req.count > line.count:
             raise MalformedRequest("vectors out of range", index=req.index, start=req.start, count=req.count)
-        if req.index in (IrqKind.ERR, IrqKind.REQ) and req.action != ACTION_TRIGGER:
+        if req.index in (IrqIndex.ERR, IrqIndex.REQ) and req.action != IrqSetFlags.ACTION_TRIGGER:
             raise MalformedRequest("ERR/REQ only take TRIGGER", index=req.index)
-        if req.action != ACTION_TRIGGER and not line.maskable:
+        if req.action != IrqSetFlags.ACTION_TRIGGER and not line.maskable:
             raise MalformedRequest("index is not maskable", index=req.index)
         vectors = range(req.start, req.start + req.count)
-        if req.data_kind == DATA_EVENTFD:
-            table = {ACTION_TRIGGER: line.triggers, ACTION_MASK: line.mask_fds, ACTION_UNMASK: line.unmask_fds}[
+        if req.data_kind == IrqSetFlags.DATA_EVENTFD:
+            table = {IrqSetFlags.ACTION_TRIGGER: line.triggers, IrqSetFlags.ACTION_MASK: line.mask_fds, IrqSetFlags.ACTION_UNMASK: line.unmask_fds}[
                 req.action
             ]
             for i, vec in enumerate(vectors):
                 _close(table[vec])
                 table[vec] = req.fds[i] if req.fds else None
-            if req.action == ACTION_TRIGGER and req.index == IrqKind.INTX and req.fds:
+            if req.action == IrqSetFlags.ACTION_TRIGGER and req.index == IrqIndex.INTX and req.fds:
                 # A newly armed INTx starts unmasked and fires if the level is already up.
                 line.masked[0] = False
                 self.update_intx()
             return
-        selected = [v for i, v in enumerate(vectors) if req.data_kind == DATA_NONE or req.data[i]]
+        selected = [v for i, v in enumerate(vectors) if req.data_kind == IrqSetFlags.DATA_NONE or req.data[i]]
         for vec in selected:
-            if req.action == ACTION_TRIGGER:
+            if req.action == IrqSetFlags.ACTION_TRIGGER:
                 self._fire(line, vec)
-            elif req.action == ACTION_MASK:
+            elif req.action == IrqSetFlags.ACTION_MASK:
                 self._set_mask(line, vec, True)
             else:
                 self._set_mask(line, vec, False)
 
     def _set_mask(self, line: IrqLine, vec: int, masked: bool) -> None:
-        if line.masked[vec] == masked:
-            if not masked and line.index == IrqKind.INTX:
-                self.update_intx()
-            return
-        line.masked[vec] = masked
-        notify = line.mask_fds[vec] if masked else line.unmask_fds[vec]
-        if notify is not None:
-            _signal(notify)
-        if not masked and line.index == IrqKind.INTX:
+        if line.masked[vec] != masked:
+            line.masked[vec] = masked
+            notify = line.mask_fds[vec] if masked else line.unmask_fds[vec]
+            if notify is not None:
+                _signal(notify)
+        if not masked and line.index == IrqIndex.INTX:
+            # An UNMASK while the level is still up signals again, even if not masked before.
             self.update_intx()
 
     def _fire(self, line: IrqLine, vec: int) -> bool:
@@ -194,7 +184,7 @@ class IrqLines:
         self.update_intx()
 
     def update_intx(self) -> None:
-        line = self.lines[IrqKind.INTX]
+        line = self.lines[IrqIndex.INTX]
         if self.intx_asserted and not line.masked[0] and not self.intx_blocked():
             if self._fire(line, 0):
                 line.masked[0] = True  # automasked until the client's UNMASK

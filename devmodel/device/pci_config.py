@@ -108,7 +108,8 @@ class PciConfigSpace:
         self._set_wmask(PCI_STATUS, 2, STATUS_RW1C, w1c=True)
         self._set_wmask(PCI_INTERRUPT_LINE, 1, 0xFF)
         self._set_wmask(0x0C, 1, 0xFF)  # cache line size
-        self._power_on = None  # type: bytearray | None
+        self._power_on: bytearray | None = None
+        self.msi_offset: int | None = None
 
     def _set_wmask(self, off: int, width: int, mask: int, w1c: bool = False) -> None:
         target = self.w1cmask if w1c else self.wmask
@@ -203,5 +204,5 @@ class PciConfigSpace:
 
     @property
     def msi_enabled(self) -> bool:
-        off = getattr(self, "msi_offset", None)
+        off = self.msi_offset
         return off is not None and bool(self.data[off + 2] & MSI_FLAGS_ENABLE)

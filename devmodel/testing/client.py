@@ -6,7 +6,7 @@ waits for its own replies, as QEMU does. Error replies raise :class:`ErrorReply`
 
 from __future__ import annotations
 
-import array
+import errno
 import json
 import os
 import select
@@ -87,16 +87,10 @@ class VfioUserClient:
         send_message(self.sock, data, list(fds))
 
     def _pump(self) -> None:
-        try:
-            data, fds = self.sock.recvmsg(1 << 17, socket.CMSG_SPACE(16 * 4))[:2]
-        except socket.timeout as exc:
-            raise TransportError("timed out waiting for the server") from exc
-        received: list[int] = []
-        for level, kind, payload in fds:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                a = array.array("i")
-                a.frombytes(payload[: len(payload) - len(payload) % 4])
-                received.extend(a)
+        chunk = recv_chunk(self.sock, block=True)
+        if chunk is None:
+            return
+        data, received = chunk
         if not data:
             close_fds(received)
             raise TransportError("server closed the connection")
@@ -116,18 +110,18 @@ class VfioUserClient:
         if msg.command in (Command.DMA_READ, Command.DMA_WRITE) and len(msg.payload) >= DMA_ACCESS.size:
             addr, count = DMA_ACCESS.struct.unpack_from(msg.payload)
             if self.memory is None or not self.memory.contains(addr, count):
-                err = 14  # EFAULT
+                err = errno.EFAULT
             elif msg.command == Command.DMA_READ:
                 body = msg.payload[:16] + self.memory.read(addr, count)
             else:
                 data = msg.payload[16:]
                 if len(data) != count:
-                    err = 22
+                    err = errno.EINVAL
                 else:
                     self.memory.write(addr, data)
                     body = msg.payload[:16]
         else:
-            err = 38  # ENOSYS, as QEMU answers
+            err = errno.ENOSYS  # as QEMU answers
         if msg.flags & HeaderFlags.NO_REPLY:
             return
         flags = MsgType.REPLY | (HeaderFlags.ERROR if err else 0)

@@ -9,6 +9,7 @@ commands are handled strictly in arrival order.
 from __future__ import annotations
 
 import logging
+import select
 import selectors
 import socket
 import time
@@ -18,7 +19,7 @@ from ..device.device import Device
 from ..errors import DevModelError, DmaFault, FramingError, TransportError
 from ..vfio_user import messages as m
 from ..vfio_user.connection import ConnState, Reply, Request, ServerConnection, ServerOptions
-from ..vfio_user.constants import Command, MAX_DATA_XFER_SIZE
+from ..vfio_user.constants import MAX_DATA_XFER_SIZE, Command, HeaderFlags
 from .dispatch import Dispatcher
 from .unix import close_fds, recv_chunk, send_message
 
@@ -102,16 +103,11 @@ class Client:
             if left <= 0 or self.closed:
                 self.conn.forget(msg_id)
                 raise DmaFault("no reply to DMA request", command=command, msg_id=msg_id)
-            sel = selectors.DefaultSelector()
-            try:
-                sel.register(self.sock, selectors.EVENT_READ)
-                if sel.select(left) and not self.pump():
-                    self.closed = True
-            finally:
-                sel.close()
+            if select.select([self.sock], [], [], left)[0] and not self.pump():
+                self.closed = True
         reply = self._replies.pop(msg_id)
         close_fds(reply.msg.fds)  # DMA replies carry none; a client that sends some loses them
-        if reply.msg.error or reply.msg.flags & 0x20:
+        if reply.msg.flags & HeaderFlags.ERROR:
             raise DmaFault("client refused DMA", command=command, error=reply.msg.error)
         return reply
 

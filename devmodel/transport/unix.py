@@ -27,10 +27,14 @@ def close_fds(fds: list[int] | tuple[int, ...]) -> None:
             pass
 
 
-def recv_chunk(sock: socket.socket, size: int = RECV_SIZE) -> tuple[bytes, list[int]] | None:
-    """One non-blocking read: (data, fds); b"" data means EOF; None means nothing to read."""
+def recv_chunk(sock: socket.socket, size: int = RECV_SIZE, block: bool = False) -> tuple[bytes, list[int]] | None:
+    """One read: (data, fds); b"" data means EOF; None means nothing to read (non-blocking).
+    A blocking read waits up to the socket's timeout."""
+    flags = socket.MSG_CMSG_CLOEXEC | (0 if block else socket.MSG_DONTWAIT)
     try:
-        data, ancdata, msg_flags, _ = sock.recvmsg(size, _ANC_SIZE, socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+        data, ancdata, msg_flags, _ = sock.recvmsg(size, _ANC_SIZE, flags)
+    except socket.timeout as exc:
+        raise TransportError("timed out waiting for the peer") from exc
     except (BlockingIOError, InterruptedError):
         return None
     except OSError as exc:

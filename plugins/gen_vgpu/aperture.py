@@ -9,6 +9,7 @@ behave like scratch too and are logged.
 from __future__ import annotations
 
 import logging
+from typing import Iterator
 
 from devmodel.device.dma import DmaMap
 
@@ -26,7 +27,7 @@ class Aperture:
         self.size = size
         self._warned_no_fd = False
 
-    def _pages(self, offset: int, count: int):  # type: ignore[no-untyped-def]
+    def _pages(self, offset: int, count: int) -> Iterator[tuple[memoryview | None, int, int, int]]:
         """(page memoryview or None, offset in page, length, offset in the access)."""
         done = 0
         while done < count:

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from devmodel.device.irq import IrqKind, IrqLines, SetIrqs
+from devmodel.device.irq import IrqLines, SetIrqs
+from devmodel.vfio_user.constants import IrqIndex
 from devmodel.device.pci_config import CMD_INTX_DISABLE
 from devmodel.errors import MalformedRequest
 from devmodel.vfio_user.constants import IrqInfoFlags, IrqSetFlags
@@ -16,7 +17,7 @@ from gen_vgpu import GenVgpu
 
 NONE, BOOL, EVENTFD = IrqSetFlags.DATA_NONE, IrqSetFlags.DATA_BOOL, IrqSetFlags.DATA_EVENTFD
 MASK, UNMASK, TRIGGER = IrqSetFlags.ACTION_MASK, IrqSetFlags.ACTION_UNMASK, IrqSetFlags.ACTION_TRIGGER
-INTX, MSI, MSIX, ERR, REQ = IrqKind.INTX, IrqKind.MSI, IrqKind.MSIX, IrqKind.ERR, IrqKind.REQ
+INTX, MSI, MSIX, ERR, REQ = IrqIndex.INTX, IrqIndex.MSI, IrqIndex.MSIX, IrqIndex.ERR, IrqIndex.REQ
 
 
 class Eventfds:
