@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,12 +21,12 @@ BASE = 0x40000000
 
 
 @pytest.fixture
-def no_fd_memory(client: VfioUserClient) -> GuestMemory:
+def no_fd_memory(client: VfioUserClient) -> Iterator[GuestMemory]:
     """Guest RAM the client serves by message: mapped without an fd."""
-    mem = GuestMemory(0x100000, base=BASE)
-    client.memory = mem
-    client.dma_map(BASE, mem.size, 3)
-    return mem
+    with GuestMemory(0x300000, base=BASE) as mem:
+        client.memory = mem
+        client.dma_map(BASE, mem.size, 3)
+        yield mem
 
 
 def _next_message(client: VfioUserClient):  # type: ignore[no-untyped-def]
@@ -52,17 +53,20 @@ def test_dma_read_and_write_by_message(server: ServerThread, client: VfioUserCli
 
 
 def test_large_transfer_is_split(server: ServerThread, client: VfioUserClient, no_fd_memory: GuestMemory) -> None:
-    client.negotiate  # the client offered max_data_xfer_size 1 MiB
-    pattern = bytes(range(256)) * 4096  # 1 MiB
-    no_fd_memory.write(BASE, pattern[: 0x100000 - 0x1000])
+    """2.5 MiB each way: three messages of at most the client's max_data_xfer_size (1 MiB)."""
+    size = 0x280000
+    pattern = bytes(range(251)) * (size // 251 + 1)
+    no_fd_memory.write(BASE, pattern[:size])
     results: list[bytes] = []
     dev = server.device
-    dev.schedule(lambda: results.append(dev.dma.read(BASE, 0x100000 - 0x1000)))
-    deadline = time.monotonic() + 5
-    while not results:
+    dev.schedule(lambda: results.append(dev.dma.read(BASE, size)))
+    dev.schedule(lambda: dev.dma.write(BASE + 0x10000, pattern[1 : size - 0x10000 + 1]))
+    deadline = time.monotonic() + 10
+    while not results or no_fd_memory.read(BASE + 0x10000, size - 0x10000) != pattern[1 : size - 0x10000 + 1]:
         client.serve_pending(0.05)
         assert time.monotonic() < deadline
-    assert results[0] == pattern[: 0x100000 - 0x1000]
+    assert results[0] == pattern[:size]
+    assert client.dma_requests_served == 3 + 3
 
 
 def test_server_serves_requests_while_waiting(
