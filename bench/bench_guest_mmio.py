@@ -99,7 +99,10 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="rounds inside each boot; the median is reported")
     ap.add_argument("--platform", choices=["bdw", "skl"], default="bdw")
     ap.add_argument("--json", metavar="PATH", help="also write every run's figures there")
+    ap.add_argument("--quick", action="store_true", help="one short boot per mode: checks the benchmark works")
     args = ap.parse_args()
+    if args.quick:
+        args.runs, args.n, args.native_n, args.rounds = 1, 500, 2000, 1
     try:
         harness.find_qemu()
         harness.find_guest_image()

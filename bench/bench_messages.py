@@ -1,158 +1,188 @@
 #!/usr/bin/env python3
-"""Message rates through the in-repo client against ``devmodel serve`` in its own process.
+"""vfio-user message rates of ``devmodel serve``, each next to its AF_UNIX floor from the same run.
 
-Prints round trips/s and latency percentiles for REGION_READ and REGION_WRITE, posted writes/s,
-and GGTT updates/s through single writes, posted writes and REGION_WRITE_MULTI, with the
-ratio to libvfio-user's sample server measured on the same kind of machine
-(shared/bench/anchors.md). ``--pin`` runs both processes on CPU 0, which takes the cross-CPU
-wake-up out and shows the server's own cost.
+For every figure the same neutral client (bench/floor.py: a bare socket loop over pre-encoded
+messages) drives the device model and then a Python peer that answers the same byte counts
+and does nothing else, placed on the same CPUs; the ratio is device / floor. Placements:
+"pinned" runs client and server on CPU 0 (the server's own cost shows), "unpinned" leaves
+them to the scheduler (a cross-CPU wake-up per round trip dominates).
+
+Figures: REGION_READ/REGION_WRITE 4-byte round trips with p50/p99 latency; posted 4-byte
+writes sent one system call each with a REGION_READ as barrier every 1,000 (as the anchors
+in shared/bench/anchors.md measure); GGTT updates as posted 8-byte writes and as
+REGION_WRITE_MULTI batches of 200 (QEMU 11.1's batch size); and the server's drain rate of a
+pre-built burst of posted writes sent in one piece.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
-import subprocess
+import socket
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
+from bench.floor import (  # noqa: E402
+    PLACEMENTS,
+    Figure,
+    connect,
+    devmodel_server,
+    echo_peer,
+    percentile,
+    placed,
+    posted,
+    ratio,
+    recv_exact,
+    round_trips,
+)
 from devmodel.testing import GuestMemory, VfioUserClient  # noqa: E402
-from devmodel.vfio_user.constants import Command, HeaderFlags  # noqa: E402
+from devmodel.vfio_user.constants import Command, HeaderFlags, MsgType  # noqa: E402
 from devmodel.vfio_user.framing import encode_message  # noqa: E402
-from devmodel.vfio_user.layouts import REGION_ACCESS  # noqa: E402
+from devmodel.vfio_user.layouts import REGION_ACCESS, WRITE_MULTI, WRITE_MULTI_ENTRY  # noqa: E402
 
-# libvfio-user sample server, 4-byte accesses (anchors.md): (unpinned, pinned)
-ANCHOR_READ = (21_400, 93_700)
-ANCHOR_WRITE = (21_800, 93_400)
-ANCHOR_POSTED = (650_000, 368_000)
 GGTT = 8 << 20
+REG = 0x4000  # a plain register
+MULTI_BATCH = 200
+CMD = int(MsgType.COMMAND)
+POSTED = CMD | int(HeaderFlags.NO_REPLY)
 
 
-def start_server(path: str, pin: bool) -> subprocess.Popen:  # type: ignore[type-arg]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
-    cmd = [sys.executable, "-m", "devmodel", "serve", "--socket", path, "--device", "gen_vgpu", "--log-level", "warning"]
-    if pin:
-        cmd = ["taskset", "-c", "0", *cmd]
-    proc = subprocess.Popen(cmd, env=env)
-    deadline = time.monotonic() + 10
-    while not os.path.exists(path):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the server did not start")
-        time.sleep(0.02)
-    return proc
+def region_read_msg(offset: int = REG, count: int = 4) -> bytes:
+    return encode_message(0, Command.REGION_READ, CMD, REGION_ACCESS.pack(offset, 0, count))
 
 
-def timed(n: int, fn) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
-    lat = []
-    t0 = time.perf_counter()
-    for _ in range(n):
-        t = time.perf_counter()
-        fn()
-        lat.append(time.perf_counter() - t)
-    return n / (time.perf_counter() - t0), lat
+def region_write_msg(offset: int, data: bytes, flags: int) -> bytes:
+    return encode_message(0, Command.REGION_WRITE, flags, REGION_ACCESS.pack(offset, 0, len(data)) + data)
 
 
-def pct(lat: list[float], p: float) -> float:
-    return sorted(lat)[int(len(lat) * p)] * 1e6
+def write_multi_msg(entries: list[tuple[int, int]]) -> bytes:
+    body = WRITE_MULTI.pack(len(entries)) + b"".join(WRITE_MULTI_ENTRY.pack(off, 0, 8, v) for off, v in entries)
+    return encode_message(0, Command.REGION_WRITE_MULTI, POSTED, body)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("-n", type=int, default=50_000, help="operations per measurement")
-    ap.add_argument("--pin", action="store_true", help="run client and server on CPU 0")
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
-    if args.pin:
-        os.sched_setaffinity(0, {0})
-    a = 1 if args.pin else 0
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "bench.sock")
-        proc = start_server(path, args.pin)
+READ_REQ = region_read_msg()
+READ_REPLY = len(READ_REQ) + 4
+WRITE_REQ = region_write_msg(REG, b"\1\2\3\4", CMD)
+WRITE_REPLY = len(WRITE_REQ) - 4
+
+
+def workloads(n: int) -> dict[str, tuple[str, list[bytes], int]]:
+    """name -> (label, messages, operations per message)."""
+    posted4 = [region_write_msg(REG, (i & 0xFFFFFFFF).to_bytes(4, "little"), POSTED) for i in range(n)]
+    entries = [(GGTT + 8 * (i % 65536), (0x1000 * (i % 16000)) | 1) for i in range(n)]
+    ggtt_posted = [region_write_msg(off, v.to_bytes(8, "little"), POSTED) for off, v in entries]
+    multi = [write_multi_msg(entries[b : b + MULTI_BATCH]) for b in range(0, n, MULTI_BATCH)]
+    return {
+        "posted": ("posted 4 B writes/s (barrier every 1,000)", posted4, 1),
+        "ggtt-posted": ("GGTT updates/s, posted 8 B writes", ggtt_posted, 1),
+        "ggtt-multi": (f"GGTT updates/s, WRITE_MULTI of {MULTI_BATCH}", multi, MULTI_BATCH),
+    }
+
+
+def attach(path: str, mem: GuestMemory) -> VfioUserClient:
+    c = VfioUserClient.connect(path, mem)
+    c.negotiate()
+    c.map_memory(mem)
+    return c
+
+
+def measure_devmodel(placement: str, n: int, runs: int, results: dict[str, list[float]], lats: dict[str, list[float]]) -> None:
+    loads = workloads(n)
+    with devmodel_server(placement) as path, GuestMemory(64 << 20) as mem:
+        # A negotiated client with guest memory mapped, as QEMU leaves it; the measurements
+        # then run on that connection's socket with pre-encoded messages.
+        c = attach(path, mem)
         try:
-            with GuestMemory(64 << 20) as mem, VfioUserClient.connect(path, mem) as c:
-                c.negotiate()
-                c.map_memory(mem)
-                results: dict[str, list[float]] = {}
-                lats: dict[str, list[float]] = {}
-                n = args.n
-                for _ in range(args.runs):
-                    rate, lat = timed(n, lambda: c.region_read(0, 0x4000, 4))
-                    results.setdefault("read", []).append(rate)
-                    lats["read"] = lat
-                    rate, lat = timed(n, lambda: c.region_write(0, 0x4000, b"\1\2\3\4"))
-                    results.setdefault("write", []).append(rate)
-                    lats["write"] = lat
-                    t0 = time.perf_counter()
-                    for i in range(n):
-                        c.write32(0, 0x4000, i, posted=True)
-                        if i % 1000 == 999:
-                            c.read32(0, 0x4000)  # a barrier, as in the anchor
-                    c.read32(0, 0x4000)
-                    results.setdefault("posted", []).append(n / (time.perf_counter() - t0))
-                    # GGTT updates, three ways
-                    entries = [((0x1000 * (i % 16000)) | 1).to_bytes(8, "little") for i in range(n)]
-                    t0 = time.perf_counter()
-                    for i in range(n):
-                        c.region_write(0, GGTT + 8 * (i % 65536), entries[i])
-                    results.setdefault("ggtt-single", []).append(n / (time.perf_counter() - t0))
-                    t0 = time.perf_counter()
-                    for i in range(n):
-                        c.region_write(0, GGTT + 8 * (i % 65536), entries[i], posted=True)
-                    c.read32(0, 0x4000)
-                    results.setdefault("ggtt-posted", []).append(n / (time.perf_counter() - t0))
-                    # Server drain: the whole burst pre-built and sent at once, so the
-                    # client's per-message cost is out of the figure (QEMU's is far lower).
-                    burst = b"".join(
-                        encode_message(i & 0xFFFF, Command.REGION_WRITE, HeaderFlags.NO_REPLY,
-                                       REGION_ACCESS.pack(0x4000, 0, 4) + (i & 0xFFFFFFFF).to_bytes(4, "little"))
-                        for i in range(n)
-                    )
-                    t0 = time.perf_counter()
-                    c.send_raw(burst)
-                    c.read32(0, 0x4000)
-                    results.setdefault("drain", []).append(n / (time.perf_counter() - t0))
-                    burst = b"".join(
-                        encode_message(i & 0xFFFF, Command.REGION_WRITE, HeaderFlags.NO_REPLY,
-                                       REGION_ACCESS.pack(GGTT + 8 * (i % 65536), 0, 8) + entries[i])
-                        for i in range(n)
-                    )
-                    t0 = time.perf_counter()
-                    c.send_raw(burst)
-                    c.read32(0, 0x4000)
-                    results.setdefault("ggtt-drain", []).append(n / (time.perf_counter() - t0))
-                    t0 = time.perf_counter()
-                    for base in range(0, n, 200):
-                        c.write_multi([(0, GGTT + 8 * ((base + j) % 65536), entries[base + j]) for j in range(min(200, n - base))])
-                    c.read32(0, 0x4000)
-                    results.setdefault("ggtt-multi", []).append(n / (time.perf_counter() - t0))
+            s = c.sock
+            s.settimeout(None)
+            for _ in range(runs):
+                rate, lat = round_trips(s, READ_REQ, READ_REPLY, n)
+                results.setdefault("read", []).append(rate)
+                lats["read"] = lat
+                rate, lat = round_trips(s, WRITE_REQ, WRITE_REPLY, n)
+                results.setdefault("write", []).append(rate)
+                lats["write"] = lat
+                for key, (_, messages, ops) in loads.items():
+                    every = 1000 if key == "posted" else len(messages)
+                    results.setdefault(key, []).append(ops * _posted_on(s, messages, every))
+                results.setdefault("drain", []).append(_drain_on(s, loads["posted"][1]))
         finally:
-            proc.terminate()
-            proc.wait()
-    where = "pinned to one CPU" if args.pin else "client and server on different CPUs"
-    print(f"devmodel vfio-user message rates ({where}; median of {args.runs} runs of {args.n:,})")
-    rows = [
-        ("REGION_READ 4 B round trips/s", "read", ANCHOR_READ[a]),
-        ("REGION_WRITE 4 B round trips/s", "write", ANCHOR_WRITE[a]),
-        ("posted 4 B writes/s", "posted", ANCHOR_POSTED[a]),
-        ("posted 4 B writes/s, server drain", "drain", ANCHOR_POSTED[a]),
-        ("GGTT updates/s, REGION_WRITE", "ggtt-single", None),
-        ("GGTT updates/s, posted", "ggtt-posted", None),
-        ("GGTT updates/s, posted, server drain", "ggtt-drain", None),
-        ("GGTT updates/s, REGION_WRITE_MULTI", "ggtt-multi", None),
-    ]
-    for label, key, anchor in rows:
-        med = statistics.median(results[key])
-        ratio = f"  {med / anchor:5.2f} x libvfio-user ({anchor:,})" if anchor else ""
-        extra = ""
-        if key in lats:
-            extra = f"  p50 {pct(lats[key], 0.5):.1f} us  p99 {pct(lats[key], 0.99):.1f} us"
-        print(f"  {label:<38} {med:>11,.0f}{ratio}{extra}")
+            c.close()
+
+
+def _posted_on(s: socket.socket, messages: list[bytes], every: int) -> float:
+    t0 = time.perf_counter()
+    for b in range(0, len(messages), every):
+        posted(s, messages[b : b + every], READ_REQ, READ_REPLY)
+    return len(messages) / (time.perf_counter() - t0)
+
+
+def _drain_on(s: socket.socket, messages: list[bytes]) -> float:
+    burst = b"".join(messages) + READ_REQ
+    buf = memoryview(bytearray(READ_REPLY))
+    t0 = time.perf_counter()
+    s.sendall(burst)
+    recv_exact(s, buf, READ_REPLY)
+    return len(messages) / (time.perf_counter() - t0)
+
+
+def measure_floor(placement: str, n: int, runs: int, results: dict[str, list[float]]) -> None:
+    loads = workloads(n)
+
+    def on_peer(batch: int, reply: int, fn: Callable[..., float]) -> float:
+        with echo_peer(placement, batch, reply) as path, connect(path) as s:
+            return fn(s)
+
+    for _ in range(runs):
+        results.setdefault("read", []).append(
+            on_peer(len(READ_REQ), READ_REPLY, lambda s: round_trips(s, READ_REQ, READ_REPLY, n)[0]))
+        results.setdefault("write", []).append(
+            on_peer(len(WRITE_REQ), WRITE_REPLY, lambda s: round_trips(s, WRITE_REQ, WRITE_REPLY, n)[0]))
+        for key, (_, messages, ops) in loads.items():
+            every = 1000 if key == "posted" else len(messages)
+            batches = [messages[b : b + every] for b in range(0, len(messages), every)]
+            sizes = {sum(map(len, batch)) for batch in batches[:-1]} or {sum(map(len, batches[-1]))}
+            if len(sizes) != 1 or sum(map(len, batches[-1])) not in sizes:
+                raise SystemExit(f"{key}: uneven batches; use a multiple of {every} for -n")
+            batch_bytes = sizes.pop() + len(READ_REQ)
+            results.setdefault(key, []).append(
+                ops * on_peer(batch_bytes, READ_REPLY, lambda s, m=messages, e=every: _posted_on(s, m, e)))
+        posted4 = loads["posted"][1]
+        results.setdefault("drain", []).append(
+            on_peer(sum(map(len, posted4)) + len(READ_REQ), READ_REPLY, lambda s: _drain_on(s, posted4)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=50_000, help="operations per measurement (a multiple of 1,000)")
+    ap.add_argument("--runs", type=int, default=5, help="runs per figure; the median is printed with its spread")
+    ap.add_argument("--placement", choices=[*PLACEMENTS, "both"], default="both")
+    ap.add_argument("--quick", action="store_true", help="one short run: checks the benchmark works, figures mean little")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.runs = 2000, 1
+    placements = PLACEMENTS if args.placement == "both" else (args.placement,)
+    labels = {"read": "REGION_READ 4 B round trips/s", "write": "REGION_WRITE 4 B round trips/s"}
+    labels.update({k: v[0] for k, v in workloads(MULTI_BATCH).items()})
+    labels["drain"] = "posted 4 B writes/s, server drain of a burst"
+    for placement in placements:
+        dev: dict[str, list[float]] = {}
+        floor: dict[str, list[float]] = {}
+        lats: dict[str, list[float]] = {}
+        with placed(placement):
+            measure_devmodel(placement, args.n, args.runs, dev, lats)
+            measure_floor(placement, args.n, args.runs, floor)
+        print(f"\ndevmodel vs AF_UNIX floor, {placement} (median of {args.runs} runs of {args.n:,}; ± half the spread)")
+        print(f"  {'figure':<44} {'devmodel':>18} {'floor':>18}  ratio")
+        for key, label in labels.items():
+            d, f = Figure(tuple(dev[key])), Figure(tuple(floor[key]))
+            extra = ""
+            if key in lats:
+                extra = f"  p50 {percentile(lats[key], 0.5):.1f} us  p99 {percentile(lats[key], 0.99):.1f} us"
+            print(f"  {label:<44} {d!s:>18} {f!s:>18}  {ratio(d.median, f.median)}{extra}")
 
 
 if __name__ == "__main__":
