@@ -10,7 +10,7 @@ import socket
 import sys
 from typing import Sequence
 
-from . import __version__
+from . import __version__, logbound
 from .device.plugin import load_plugin
 from .errors import TransportError
 from .transport.control import ControlServer, control_path, query
@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--control", metavar="PATH", help="inspection socket (default: SOCKET.ctl; none with --fd)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.add_argument("--log-burst", type=int, default=20, metavar="N",
+                   help="at most N lines of one kind of message per --log-interval (default 20)")
+    s.add_argument("--log-interval", type=float, default=60.0, metavar="S", help="seconds (default 60)")
 
     i = sub.add_parser("inspect", help="ask a running server about its device")
     i.add_argument("--socket", required=True, metavar="PATH", help="the server's vfio-user socket (or --control)")
@@ -57,6 +60,8 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # What a client or a guest can provoke must not fill the host's disk.
+    logbound.install(logging.getLogger().handlers[0], args.log_burst, args.log_interval)
     try:
         plugin = load_plugin(args.device)
     except LookupError as exc:

@@ -107,7 +107,8 @@ class ServerProcess:
 
     def __init__(self, directory: str, extra: list[str] | None = None) -> None:
         self.path = os.path.join(directory, "fuzz.sock")
-        self.log = open(os.path.join(directory, "server.log"), "w+b")  # noqa: SIM115 (closed in stop)
+        self.log_path = os.path.join(directory, "server.log")
+        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "devmodel", "serve", "--socket", self.path, "--device", "gen_vgpu",
              "--log-level", "warning", *(extra or [])],
@@ -133,9 +134,8 @@ class ServerProcess:
         return 0
 
     def log_tail(self, lines: int = 30) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return b"\n".join(self.log.read().splitlines()[-lines:]).decode(errors="replace")
+        with open(self.log_path, "rb") as f:
+            return b"\n".join(f.read().splitlines()[-lines:]).decode(errors="replace")
 
     def stop(self) -> int:
         if self.alive():
