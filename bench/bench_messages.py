@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +35,10 @@ ANCHOR_POSTED = (650_000, 368_000)
 GGTT = 8 << 20
 
 
-def start_server(path: str, pin: bool) -> subprocess.Popen:  # type: ignore[type-arg]
+def start_server(path: str, pin: bool) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
-    cmd = [sys.executable, "-m", "devmodel", "serve", "--socket", path, "--device", "gen_vgpu", "--log-level", "warning"]
+    cmd = [sys.executable, "-m", "devmodel", "serve", "--socket", path, "--device", "gen_vgpu"]
+    cmd += ["--log-level", "warning"]
     if pin:
         cmd = ["taskset", "-c", "0", *cmd]
     proc = subprocess.Popen(cmd, env=env)
@@ -48,7 +50,7 @@ def start_server(path: str, pin: bool) -> subprocess.Popen:  # type: ignore[type
     return proc
 
 
-def timed(n: int, fn) -> tuple[float, list[float]]:  # type: ignore[no-untyped-def]
+def timed(n: int, fn: Callable[[], object]) -> tuple[float, list[float]]:
     lat = []
     t0 = time.perf_counter()
     for _ in range(n):
@@ -128,7 +130,8 @@ def main() -> None:
                     results.setdefault("ggtt-drain", []).append(n / (time.perf_counter() - t0))
                     t0 = time.perf_counter()
                     for base in range(0, n, 200):
-                        c.write_multi([(0, GGTT + 8 * ((base + j) % 65536), entries[base + j]) for j in range(min(200, n - base))])
+                        batch = range(base, min(base + 200, n))
+                        c.write_multi([(0, GGTT + 8 * (i % 65536), entries[i]) for i in batch])
                     c.read32(0, 0x4000)
                     results.setdefault("ggtt-multi", []).append(n / (time.perf_counter() - t0))
         finally:

@@ -33,7 +33,7 @@ def recv_chunk(sock: socket.socket, size: int = RECV_SIZE, block: bool = False) 
     flags = socket.MSG_CMSG_CLOEXEC | (0 if block else socket.MSG_DONTWAIT)
     try:
         data, ancdata, msg_flags, _ = sock.recvmsg(size, _ANC_SIZE, flags)
-    except socket.timeout as exc:
+    except TimeoutError as exc:
         raise TransportError("timed out waiting for the peer") from exc
     except (BlockingIOError, InterruptedError):
         return None
