@@ -72,10 +72,10 @@ def one_boot(mode: str, flag: str, run: int, args: argparse.Namespace) -> dict:
         if m:
             figures[m.group(1)] = float(m.group(2))
             units[m.group(1)] = m.group(3)
-    m = None
-    for m in CLIENT_GONE.finditer(dev.log_text()):
-        pass
-    if m:
+    # The device logs a client's message counts when it goes; the last one is this run's.
+    gone = list(CLIENT_GONE.finditer(dev.log_text()))
+    if gone:
+        m = gone[-1]
         figures["msgs"], figures["msgs_posted"] = float(m.group(1)), float(m.group(3))
         units["msgs"] = units["msgs_posted"] = "messages"
     figures["boot_seconds"] = result.seconds
@@ -85,7 +85,7 @@ def one_boot(mode: str, flag: str, run: int, args: argparse.Namespace) -> dict:
 
 def fmt(v: float) -> str:
     if v >= 1000:
-        return "{:,.0f}".format(v)
+        return f"{v:,.0f}"
     if v >= 100:
         return "%.0f" % v
     return "%.3g" % v

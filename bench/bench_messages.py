@@ -20,8 +20,8 @@ import argparse
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
 
@@ -89,7 +89,9 @@ def attach(path: str, mem: GuestMemory) -> VfioUserClient:
     return c
 
 
-def measure_devmodel(placement: str, n: int, runs: int, results: dict[str, list[float]], lats: dict[str, list[float]]) -> None:
+def measure_devmodel(
+    placement: str, n: int, runs: int, results: dict[str, list[float]], lats: dict[str, list[float]]
+) -> None:
     loads = workloads(n)
     with devmodel_server(placement) as path, GuestMemory(64 << 20) as mem:
         # A negotiated client with guest memory mapped, as QEMU leaves it; the measurements
@@ -131,6 +133,7 @@ def _drain_on(s: socket.socket, messages: list[bytes]) -> float:
 
 def measure_floor(placement: str, n: int, runs: int, results: dict[str, list[float]]) -> None:
     loads = workloads(n)
+    posted4 = loads["posted"][1]
 
     def on_peer(batch: int, reply: int, fn: Callable[..., float]) -> float:
         with echo_peer(placement, batch, reply) as path, connect(path) as s:
@@ -138,9 +141,11 @@ def measure_floor(placement: str, n: int, runs: int, results: dict[str, list[flo
 
     for _ in range(runs):
         results.setdefault("read", []).append(
-            on_peer(len(READ_REQ), READ_REPLY, lambda s: round_trips(s, READ_REQ, READ_REPLY, n)[0]))
+            on_peer(len(READ_REQ), READ_REPLY, lambda s: round_trips(s, READ_REQ, READ_REPLY, n)[0])
+        )
         results.setdefault("write", []).append(
-            on_peer(len(WRITE_REQ), WRITE_REPLY, lambda s: round_trips(s, WRITE_REQ, WRITE_REPLY, n)[0]))
+            on_peer(len(WRITE_REQ), WRITE_REPLY, lambda s: round_trips(s, WRITE_REQ, WRITE_REPLY, n)[0])
+        )
         for key, (_, messages, ops) in loads.items():
             every = 1000 if key == "posted" else len(messages)
             batches = [messages[b : b + every] for b in range(0, len(messages), every)]
@@ -149,10 +154,11 @@ def measure_floor(placement: str, n: int, runs: int, results: dict[str, list[flo
                 raise SystemExit(f"{key}: uneven batches; use a multiple of {every} for -n")
             batch_bytes = sizes.pop() + len(READ_REQ)
             results.setdefault(key, []).append(
-                ops * on_peer(batch_bytes, READ_REPLY, lambda s, m=messages, e=every: _posted_on(s, m, e)))
-        posted4 = loads["posted"][1]
+                ops * on_peer(batch_bytes, READ_REPLY, lambda s, m=messages, e=every: _posted_on(s, m, e))
+            )
         results.setdefault("drain", []).append(
-            on_peer(sum(map(len, posted4)) + len(READ_REQ), READ_REPLY, lambda s: _drain_on(s, posted4)))
+            on_peer(sum(map(len, posted4)) + len(READ_REQ), READ_REPLY, lambda s: _drain_on(s, posted4))
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -160,7 +166,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("-n", type=int, default=50_000, help="operations per measurement (a multiple of 1,000)")
     ap.add_argument("--runs", type=int, default=5, help="runs per figure; the median is printed with its spread")
     ap.add_argument("--placement", choices=[*PLACEMENTS, "both"], default="both")
-    ap.add_argument("--quick", action="store_true", help="one short run: checks the benchmark works, figures mean little")
+    ap.add_argument(
+        "--quick", action="store_true", help="one short run: checks the benchmark works, figures mean little"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.runs = 2000, 1

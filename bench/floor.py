@@ -19,9 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
@@ -85,8 +85,20 @@ def devmodel_server(placement: str, *extra: str) -> Iterator[str]:
     """``devmodel serve`` in its own process; yields its socket path."""
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "bench.sock")
-        cmd = [*placement_prefix(placement), sys.executable, "-m", "devmodel", "serve", "--socket", path,
-               "--device", "gen_vgpu", "--log-level", "warning", *extra]
+        cmd = [
+            *placement_prefix(placement),
+            sys.executable,
+            "-m",
+            "devmodel",
+            "serve",
+            "--socket",
+            path,
+            "--device",
+            "gen_vgpu",
+            "--log-level",
+            "warning",
+            *extra,
+        ]
         proc = subprocess.Popen(cmd, env=ENV)
         try:
             wait_for_socket(proc, path)
@@ -100,10 +112,10 @@ def devmodel_server(placement: str, *extra: str) -> Iterator[str]:
 # request: a round trip; batch = a burst of posted messages and a barrier: a drain).
 # recv_into a preallocated buffer, as a lean server would; nothing else.
 _ECHO_PEER = r"""
-import socket, sys
+import os, socket, sys
 path, batch, rep = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ls = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-ls.bind(path); ls.listen(1)
+ls.bind(path + '.tmp'); ls.listen(1); os.rename(path + '.tmp', path)  # there only once listening
 s, _ = ls.accept()
 view = memoryview(bytearray(1 << 17)); reply = bytes(rep)
 pending = 0
@@ -122,8 +134,7 @@ while True:
 def echo_peer(placement: str, batch: int, reply_size: int) -> Iterator[str]:
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "echo.sock")
-        cmd = [*placement_prefix(placement), sys.executable, "-c", _ECHO_PEER, path,
-               str(batch), str(reply_size)]
+        cmd = [*placement_prefix(placement), sys.executable, "-c", _ECHO_PEER, path, str(batch), str(reply_size)]
         proc = subprocess.Popen(cmd)
         try:
             wait_for_socket(proc, path)

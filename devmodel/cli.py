@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from . import __version__, logbound
 from .device.plugin import load_plugin
@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve a device on a UNIX socket (does not daemonize)")
     where = s.add_mutually_exclusive_group(required=True)
-    where.add_argument("--socket", "--socket-path", dest="socket", metavar="PATH", help="socket to create and listen on")
+    where.add_argument(
+        "--socket", "--socket-path", dest="socket", metavar="PATH", help="socket to create and listen on"
+    )
     where.add_argument("--fd", type=int, metavar="N", help="an already listening socket (socket activation)")
     s.add_argument("--device", required=True, help="device plugin name, e.g. gen_vgpu")
     s.add_argument("--platform", choices=["bdw", "skl"], default="bdw", help="GEN platform (gen_vgpu)")
@@ -52,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("what", choices=["ggtt", "stats"], help="ggtt GMA: one graphics address; stats: counters")
     i.add_argument("args", nargs="*", help="arguments (a graphics address for ggtt)")
     return p
+
+
+def _drain(fd: int) -> None:
+    """Empty the signal wake-up pipe (the handlers themselves run in Python's signal hook)."""
+    os.read(fd, 512)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -99,7 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
     signal.set_wakeup_fd(wfd)
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, lambda *_: server.stop())
-    server.add_reader(rfd, lambda: os.read(rfd, 512))
+    server.add_reader(rfd, lambda: _drain(rfd))
     log.info("serving %s (%s) on %s", plugin.name, args.platform, path or f"fd {args.fd}")
     try:
         server.serve_forever()

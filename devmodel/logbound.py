@@ -15,8 +15,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 __all__ = ["LogBound", "install"]
 
@@ -61,7 +61,9 @@ class LogBound(logging.Filter):
             if now - window.start >= self.interval:
                 if window.dropped:
                     # Said with the first record of the new window, so the count is not lost.
-                    record.msg = f"{record.msg} [{window.dropped} more like this dropped in the last {now - window.start:.0f} s]"
+                    record.msg = (
+                        f"{record.msg} [{window.dropped} more like this dropped in the last {now - window.start:.0f} s]"
+                    )
                 window.start, window.passed, window.dropped = now, 0, 0
         if window.passed < self.burst:
             window.passed += 1

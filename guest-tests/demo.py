@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import DeviceModel, HarnessError, guest_scripts, run_guest  # noqa: E402
+from harness import DeviceModel, HarnessError, guest_scripts, run_guest
 
 # What each guest script shows, in the order a reader wants it.
 TOUR = ["enum", "bar0", "ggtt", "intx"]

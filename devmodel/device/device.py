@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..errors import OutOfRange
-from .dma import DmaMap
 from ..vfio_user.constants import IrqIndex
+from .dma import DmaMap
 from .irq import IrqLines, SetIrqs
 from .pci_config import PciConfigSpace
 from .region import Region, RegionFlags

@@ -56,9 +56,9 @@ class DmaChannel(Protocol):
 
 
 class DmaListener(Protocol):
-    def on_dma_map(self, window: "DmaWindow") -> None: ...
+    def on_dma_map(self, window: DmaWindow) -> None: ...
 
-    def on_dma_unmap(self, window: "DmaWindow") -> None: ...
+    def on_dma_unmap(self, window: DmaWindow) -> None: ...
 
 
 @dataclass(eq=False)
@@ -138,7 +138,7 @@ class DmaMap:
         if size > MAX_WINDOW_SIZE:
             raise NoSpace("DMA window too large", size=size)
         i = bisect.bisect_right(self._starts, iova)
-        if i and self._windows[i - 1].end > iova or i < len(self._windows) and self._windows[i].iova < iova + size:
+        if (i and self._windows[i - 1].end > iova) or (i < len(self._windows) and self._windows[i].iova < iova + size):
             dup = self._windows[i - 1] if i else None
             if dup is not None and dup.iova == iova and dup.size == size and dup.prot == prot and dup.offset == offset:
                 # An exact duplicate (same file, or no file on both) is a no-op (libvfio-user).

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import MalformedRequest
 from ..vfio_user.constants import IrqIndex, IrqInfoFlags, IrqSetFlags
@@ -128,9 +128,12 @@ class IrqLines:
             raise MalformedRequest("index is not maskable", index=req.index)
         vectors = range(req.start, req.start + req.count)
         if req.data_kind == IrqSetFlags.DATA_EVENTFD:
-            table = {IrqSetFlags.ACTION_TRIGGER: line.triggers, IrqSetFlags.ACTION_MASK: line.mask_fds, IrqSetFlags.ACTION_UNMASK: line.unmask_fds}[
-                req.action
-            ]
+            tables: dict[int, list[int | None]] = {
+                IrqSetFlags.ACTION_TRIGGER: line.triggers,
+                IrqSetFlags.ACTION_MASK: line.mask_fds,
+                IrqSetFlags.ACTION_UNMASK: line.unmask_fds,
+            }
+            table = tables[req.action]
             for i, vec in enumerate(vectors):
                 _close(table[vec])
                 table[vec] = req.fds[i] if req.fds else None

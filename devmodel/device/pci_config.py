@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 __all__ = [
     "PciConfigSpace",
@@ -54,7 +54,9 @@ MSI_CAP_ID = 0x05
 MSI_FLAGS_ENABLE = 0x1
 
 
-class BarKind(enum.Enum):
+class BarKind(enum.IntEnum):
+    """The type bits of a BAR's low dword."""
+
     MEM32 = 0x0
     MEM64 = 0x4
     IO = 0x1

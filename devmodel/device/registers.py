@@ -9,8 +9,8 @@ registers do), write-1-to-clear bits, and read/write hooks. Registers are 32 bit
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable
 
 __all__ = ["Register", "RegisterFile"]
 
@@ -31,7 +31,7 @@ class Register:
 
 
 class RegisterFile:
-    def __init__(self, size: int, registers: list[Register] = ()) -> None:  # type: ignore[assignment]
+    def __init__(self, size: int, registers: Iterable[Register] = ()) -> None:
         if size & 3:
             raise ValueError("register file size must be a multiple of 4")
         self.size = size

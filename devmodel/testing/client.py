@@ -11,7 +11,7 @@ import json
 import os
 import select
 import socket
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..errors import ErrorReply, TransportError
 from ..transport.unix import close_fds, recv_chunk, send_message
@@ -60,7 +60,7 @@ class VfioUserClient:
         self.dma_requests_served = 0
 
     @classmethod
-    def connect(cls, path: str, memory: GuestMemory | None = None, timeout: float = 5.0) -> "VfioUserClient":
+    def connect(cls, path: str, memory: GuestMemory | None = None, timeout: float = 5.0) -> VfioUserClient:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         sock.connect(path)
@@ -69,7 +69,7 @@ class VfioUserClient:
     def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self) -> "VfioUserClient":
+    def __enter__(self) -> VfioUserClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -156,7 +156,8 @@ class VfioUserClient:
         return self.server_caps
 
     def dma_map(self, iova: int, size: int, flags: int = 3, fd: int | None = None, offset: int = 0) -> None:
-        self.request(Command.DMA_MAP, DMA_MAP.pack(DMA_MAP.size, flags, offset, iova, size), [fd] if fd is not None else [])
+        body = DMA_MAP.pack(DMA_MAP.size, flags, offset, iova, size)
+        self.request(Command.DMA_MAP, body, [fd] if fd is not None else [])
 
     def map_memory(self, memory: GuestMemory, flags: int = 3) -> None:
         fd = memory.dup_fd()
@@ -182,7 +183,8 @@ class VfioUserClient:
     def set_irqs(
         self, index: int, flags: int, start: int = 0, count: int = 1, fds: Sequence[int] = (), data: bytes = b""
     ) -> None:
-        self.request(Command.DEVICE_SET_IRQS, IRQ_SET.pack(IRQ_SET.size + len(data), flags, index, start, count) + data, fds)
+        body = IRQ_SET.pack(IRQ_SET.size + len(data), flags, index, start, count) + data
+        self.request(Command.DEVICE_SET_IRQS, body, fds)
 
     def set_irq_eventfds(self, index: int, fds: Sequence[int], start: int = 0) -> None:
         self.set_irqs(index, IrqSetFlags.DATA_EVENTFD | IrqSetFlags.ACTION_TRIGGER, start, len(fds), fds)
@@ -202,7 +204,8 @@ class VfioUserClient:
         """Posted REGION_WRITE_MULTI of (region, offset, data ≤ 8 bytes) entries, as QEMU sends."""
         parts = [WRITE_MULTI.pack(len(writes))]
         for region, offset, data in writes:
-            parts.append(WRITE_MULTI_ENTRY.pack(offset, region, len(data), int.from_bytes(data.ljust(8, b"\0"), "little")))
+            value = int.from_bytes(data.ljust(8, b"\0"), "little")
+            parts.append(WRITE_MULTI_ENTRY.pack(offset, region, len(data), value))
         self.send(Command.REGION_WRITE_MULTI, b"".join(parts), flags=HeaderFlags.NO_REPLY)
 
     def read32(self, region: int, offset: int) -> int:

@@ -36,8 +36,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from ..errors import TransportError
 from ..transport.unix import close_fds, recv_chunk, send_message
@@ -50,8 +50,18 @@ from ..vfio_user.constants import (
     MsgType,
 )
 from ..vfio_user.framing import Framer, encode_message
-from ..vfio_user.layouts import DMA_MAP, DMA_UNMAP, IRQ_INFO, IRQ_SET, REGION_ACCESS, REGION_INFO, VERSION, WRITE_MULTI
-from ..vfio_user.layouts import WRITE_MULTI_ENTRY, DEVICE_INFO
+from ..vfio_user.layouts import (
+    DEVICE_INFO,
+    DMA_MAP,
+    DMA_UNMAP,
+    IRQ_INFO,
+    IRQ_SET,
+    REGION_ACCESS,
+    REGION_INFO,
+    VERSION,
+    WRITE_MULTI,
+    WRITE_MULTI_ENTRY,
+)
 from .client import QEMU_CAPS
 
 __all__ = ["FuzzReport", "Fuzzer", "main"]
@@ -108,11 +118,23 @@ class ServerProcess:
     def __init__(self, directory: str, extra: list[str] | None = None) -> None:
         self.path = os.path.join(directory, "fuzz.sock")
         self.log_path = os.path.join(directory, "server.log")
-        self.log = open(self.log_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "devmodel", "serve", "--socket", self.path, "--device", "gen_vgpu",
-             "--log-level", "warning", *(extra or [])],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "devmodel",
+                "serve",
+                "--socket",
+                self.path,
+                "--device",
+                "gen_vgpu",
+                "--log-level",
+                "warning",
+                *(extra or []),
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 10
         while not os.path.exists(self.path):
@@ -216,7 +238,7 @@ class Fuzzer:
             if split and len(out.data) > 1:
                 # Random read splits: the fds ride with one of the pieces.
                 cuts = sorted(self.rng.sample(range(1, len(out.data)), min(3, len(out.data) - 1)))
-                pieces = [out.data[a:b] for a, b in zip([0, *cuts], [*cuts, len(out.data)])]
+                pieces = [out.data[a:b] for a, b in zip([0, *cuts], [*cuts, len(out.data)], strict=True)]
                 carrier = self.rng.randrange(len(pieces))
                 for i, piece in enumerate(pieces):
                     send_message(conn.sock, piece, out.fds if i == carrier else [])
@@ -236,7 +258,12 @@ class Fuzzer:
                 if not msg.is_reply:
                     # A request from the server (DMA): refuse it, as a client without memory would.
                     if not msg.no_reply:
-                        send_message(conn.sock, encode_message(msg.msg_id, msg.command, int(MsgType.REPLY) | int(HeaderFlags.ERROR), b"", errno.EFAULT))
+                        send_message(
+                            conn.sock,
+                            encode_message(
+                                msg.msg_id, msg.command, int(MsgType.REPLY) | int(HeaderFlags.ERROR), b"", errno.EFAULT
+                            ),
+                        )
                     continue
                 self.report.replies += 1
                 if msg.flags & HeaderFlags.ERROR:
@@ -256,7 +283,7 @@ class Fuzzer:
             conn.sock.settimeout(left)
             try:
                 chunk = recv_chunk(conn.sock, block=True)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except (OSError, TransportError):
                 return False
@@ -290,7 +317,11 @@ class Fuzzer:
         with_fd = self.rng.random() < 0.7
         iova = self.rng.choice([page << 12, (page << 12) + (1 << 32)])
         fds = [os.dup(self.memfd)] if with_fd else []
-        return self._msg(Command.DMA_MAP, DMA_MAP.pack(32, self.rng.choice([1, 2, 3]), page << 12 if with_fd else 0, iova, pages << 12), fds)
+        return self._msg(
+            Command.DMA_MAP,
+            DMA_MAP.pack(32, self.rng.choice([1, 2, 3]), page << 12 if with_fd else 0, iova, pages << 12),
+            fds,
+        )
 
     def dma_unmap(self) -> Out:
         if self.rng.random() < 0.2:
@@ -303,24 +334,39 @@ class Fuzzer:
         if kind == 0:
             return self._msg(Command.DEVICE_GET_INFO, DEVICE_INFO.pack(16, 0, 0, 0))
         if kind == 1:
-            return self._msg(Command.DEVICE_GET_REGION_INFO, REGION_INFO.pack(self.rng.choice([32, 64, 256]), 0, self.rng.randrange(10), 0, 0, 0))
+            return self._msg(
+                Command.DEVICE_GET_REGION_INFO,
+                REGION_INFO.pack(self.rng.choice([32, 64, 256]), 0, self.rng.randrange(10), 0, 0, 0),
+            )
         return self._msg(Command.DEVICE_GET_IRQ_INFO, IRQ_INFO.pack(16, 0, self.rng.randrange(6), 0))
 
     def set_irqs(self) -> Out:
         index = self.rng.randrange(5)
         count = self.rng.choice([0, 1, 2])
-        action = self.rng.choice([int(IrqSetFlags.ACTION_TRIGGER), int(IrqSetFlags.ACTION_MASK), int(IrqSetFlags.ACTION_UNMASK)])
+        action = self.rng.choice(
+            [int(IrqSetFlags.ACTION_TRIGGER), int(IrqSetFlags.ACTION_MASK), int(IrqSetFlags.ACTION_UNMASK)]
+        )
         if self.rng.random() < 0.5 and count:
             fds = [os.eventfd(0, os.EFD_CLOEXEC) for _ in range(count)]
-            return self._msg(Command.DEVICE_SET_IRQS, IRQ_SET.pack(20, int(IrqSetFlags.DATA_EVENTFD) | action, index, 0, count), fds)
-        return self._msg(Command.DEVICE_SET_IRQS, IRQ_SET.pack(20, int(IrqSetFlags.DATA_NONE) | action, index, 0, count))
+            return self._msg(
+                Command.DEVICE_SET_IRQS, IRQ_SET.pack(20, int(IrqSetFlags.DATA_EVENTFD) | action, index, 0, count), fds
+            )
+        return self._msg(
+            Command.DEVICE_SET_IRQS, IRQ_SET.pack(20, int(IrqSetFlags.DATA_NONE) | action, index, 0, count)
+        )
 
     def _region_target(self) -> tuple[int, int, int]:
         region = self.rng.choice([0, 0, 0, 2, 7, self.rng.randrange(12)])
         count = self.rng.choice([1, 2, 4, 4, 8, 8, 16, 4096])
         if region == 0:
-            offset = self.rng.choice([0x4000, 0x78000 + 4 * self.rng.randrange(1024), 0x800000 + 8 * self.rng.randrange(1 << 20),
-                                      self.rng.randrange(16 << 20)])
+            offset = self.rng.choice(
+                [
+                    0x4000,
+                    0x78000 + 4 * self.rng.randrange(1024),
+                    0x800000 + 8 * self.rng.randrange(1 << 20),
+                    self.rng.randrange(16 << 20),
+                ]
+            )
         elif region == 7:
             offset = self.rng.randrange(256)
         else:
@@ -347,7 +393,9 @@ class Fuzzer:
         entries = []
         for _ in range(max(n, 1) if n else 0):
             region, offset, count = self._region_target()
-            entries.append(WRITE_MULTI_ENTRY.pack(offset, region, min(count, self.rng.choice([4, 8, 9])), self.rng.getrandbits(64)))
+            entries.append(
+                WRITE_MULTI_ENTRY.pack(offset, region, min(count, self.rng.choice([4, 8, 9])), self.rng.getrandbits(64))
+            )
         count_field = n if self.rng.random() < 0.8 else self.rng.choice([0, 1 << 31, (1 << 64) - 1, n + 1])
         return self._msg(Command.REGION_WRITE_MULTI, WRITE_MULTI.pack(count_field) + b"".join(entries), posted=True)
 
@@ -355,8 +403,18 @@ class Fuzzer:
         return self._msg(Command.DEVICE_RESET)
 
     def valid(self) -> Out:
-        makers = [self.region_read, self.region_write, self.region_write, self.write_multi, self.dma_map,
-                  self.dma_unmap, self.info, self.set_irqs, self.reset, self.version]
+        makers = [
+            self.region_read,
+            self.region_write,
+            self.region_write,
+            self.write_multi,
+            self.dma_map,
+            self.dma_unmap,
+            self.info,
+            self.set_irqs,
+            self.reset,
+            self.version,
+        ]
         weights = [8, 8, 4, 4, 3, 3, 2, 2, 1, 1]
         return self.rng.choices(makers, weights)[0]()
 
@@ -476,8 +534,12 @@ class Fuzzer:
             if framing_broken:
                 self.report.expected_drops += 1
             elif self.server.alive():
-                self._finding("the server closed the connection while a step was sent: "
-                              + "; ".join(o.describe() for o in outs) + "\n" + self.server.log_tail(8))
+                self._finding(
+                    "the server closed the connection while a step was sent: "
+                    + "; ".join(o.describe() for o in outs)
+                    + "\n"
+                    + self.server.log_tail(8)
+                )
             self._after_drop()
             return
         if framing_broken:
@@ -490,8 +552,12 @@ class Fuzzer:
         self._send(conn, probe)
         if not self._expect(conn, [*expected, probe.msg_id], "step"):
             if self.server.alive():
-                self._finding("connection dropped without a framing error: "
-                              + "; ".join(o.describe() for o in outs) + "\n" + self.server.log_tail(8))
+                self._finding(
+                    "connection dropped without a framing error: "
+                    + "; ".join(o.describe() for o in outs)
+                    + "\n"
+                    + self.server.log_tail(8)
+                )
             self._after_drop()
 
     def _after_drop(self) -> None:
@@ -551,8 +617,11 @@ def run(seed: int, steps: int | None = None, seconds: float | None = None) -> Fu
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m devmodel.testing.fuzz", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m devmodel.testing.fuzz",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     ap.add_argument("--seed", type=int, default=None, help="random seed (default: from the clock, printed)")
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--seconds", type=float, default=60.0)

@@ -37,7 +37,7 @@ class GuestMemory:
         self.mm.close()
         os.close(self.fd)
 
-    def __enter__(self) -> "GuestMemory":
+    def __enter__(self) -> GuestMemory:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from ..device.device import Device, ResetKind
 from ..device.irq import SetIrqs
@@ -145,7 +145,9 @@ class Dispatcher:
 
     def handle_device_set_irqs(self, msg: Message) -> Outcome:
         req = m.decode_set_irqs(msg.payload, msg.fds)
-        self.device.set_irqs(SetIrqs(req.data_kind, req.action, req.index, req.start, req.count, req.data, tuple(req.fds)))
+        self.device.set_irqs(
+            SetIrqs(req.data_kind, req.action, req.index, req.start, req.count, req.data, tuple(req.fds))
+        )
         return _EMPTY
 
     def handle_region_read(self, msg: Message) -> Outcome:

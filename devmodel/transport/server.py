@@ -13,7 +13,7 @@ import select
 import selectors
 import socket
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..device.device import Device
 from ..errors import DevModelError, DmaFault, FramingError, TransportError
@@ -32,7 +32,7 @@ class Client:
     """One attached client: its socket, protocol state and dispatcher, and the DMA channel
     through messages that the device uses for windows without an fd."""
 
-    def __init__(self, server: "Server", sock: socket.socket) -> None:
+    def __init__(self, server: Server, sock: socket.socket) -> None:
         self.server = server
         self.sock = sock
         self.conn = ServerConnection(server.options)

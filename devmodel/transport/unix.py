@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import contextlib
 import errno
 import os
 import socket
@@ -33,7 +34,7 @@ def recv_chunk(sock: socket.socket, size: int = RECV_SIZE, block: bool = False) 
     flags = socket.MSG_CMSG_CLOEXEC | (0 if block else socket.MSG_DONTWAIT)
     try:
         data, ancdata, msg_flags, _ = sock.recvmsg(size, _ANC_SIZE, flags)
-    except socket.timeout as exc:
+    except TimeoutError as exc:
         raise TransportError("timed out waiting for the peer") from exc
     except (BlockingIOError, InterruptedError):
         return None
@@ -66,6 +67,9 @@ def send_message(sock: socket.socket, data: bytes, fds: list[int] | tuple[int, .
         raise TransportError(f"send failed: {exc}") from exc
 
 
+_SUN_PATH_MAX = 108  # sizeof(sockaddr_un.sun_path), the NUL included
+
+
 def listen_unix(path: str) -> socket.socket:
     """Listen on ``path`` with mode 0600. A stale socket file is replaced; one that a live
     server answers on is refused."""
@@ -82,12 +86,25 @@ def listen_unix(path: str) -> socket.socket:
             raise TransportError(f"another server is listening on {path}")
         finally:
             probe.close()
+    # The path appears only once the socket listens (bound under a temporary name, then
+    # renamed): a client that waits for the file, as QEMU's launchers and the tests do, never
+    # sees ECONNREFUSED. A path too long for a suffix is bound directly.
+    tmp = f"{path}.{os.getpid()}~"
+    bind_at = tmp if len(os.fsencode(tmp)) < _SUN_PATH_MAX else path
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:
-        sock.bind(path)
+        sock.bind(bind_at)
     finally:
         os.umask(old_umask)
-    os.chmod(path, 0o600)
-    sock.listen(4)
+    try:
+        os.chmod(bind_at, 0o600)
+        sock.listen(4)
+        if bind_at != path:
+            os.rename(bind_at, path)
+    except OSError:
+        sock.close()
+        with contextlib.suppress(OSError):
+            os.unlink(bind_at)
+        raise
     return sock

@@ -10,7 +10,8 @@ posted writes per system call) and still attach every fd to its own message.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 from ..errors import FramingError
 from .constants import HEADER_SIZE, MAX_MSG_SIZE, HeaderFlags, MsgType

@@ -9,6 +9,7 @@ Hot paths use ``Layout.struct`` and raw tuples; cold paths use the NamedTuple re
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterable
 from typing import Any, Generic, NamedTuple, TypeVar
 
 __all__ = [
@@ -52,7 +53,7 @@ __all__ = [
     "MigData",
 ]
 
-R = TypeVar("R", bound=tuple)  # type: ignore[type-arg]
+R = TypeVar("R", bound=tuple[Any, ...])
 
 
 class Layout(Generic[R]):
@@ -66,18 +67,20 @@ class Layout(Generic[R]):
         self.record = record
         self.size = self.struct.size
         assert self.size == size, f"{c_name}: {self.size} != {size}"
-        fields = record._fields  # type: ignore[attr-defined]
+        # NamedTuple's class methods: typing has no bound that says "a NamedTuple class".
+        fields: tuple[str, ...] = record._fields  # type: ignore[attr-defined]
+        self._make: Callable[[Iterable[Any]], R] = record._make  # type: ignore[attr-defined]
         codes = [c for c in fmt[1:] if not c.isdigit()]
         assert len(codes) == len(fields), f"{c_name}: format and fields differ"
         offsets: dict[str, int] = {}
         off = 0
-        for name, code in zip(fields, codes):
+        for name, code in zip(fields, codes, strict=True):
             offsets[name] = off
             off += struct.calcsize("<" + code)
         self.offsets = offsets
 
     def unpack_from(self, buf: Any, offset: int = 0) -> R:
-        return self.record._make(self.struct.unpack_from(buf, offset))  # type: ignore[attr-defined]
+        return self._make(self.struct.unpack_from(buf, offset))
 
     def pack(self, *values: int) -> bytes:
         return self.struct.pack(*values)
@@ -87,6 +90,10 @@ class Layout(Generic[R]):
 
     def __repr__(self) -> str:
         return f"Layout({self.c_name}, size={self.size})"
+
+
+# Records keep the C field names; where those are ``index`` and ``count`` they shadow the
+# tuple methods of the same names (nothing calls those on a record), hence the ignores.
 
 
 class Header(NamedTuple):
@@ -127,7 +134,7 @@ class DeviceInfo(NamedTuple):
 class RegionInfo(NamedTuple):
     argsz: int
     flags: int
-    index: int
+    index: int  # type: ignore[assignment]
     cap_offset: int
     size: int
     offset: int
@@ -152,27 +159,27 @@ class SparseMmapArea(NamedTuple):
 class IrqInfo(NamedTuple):
     argsz: int
     flags: int
-    index: int
-    count: int
+    index: int  # type: ignore[assignment]
+    count: int  # type: ignore[assignment]
 
 
 class IrqSet(NamedTuple):
     argsz: int
     flags: int
-    index: int
+    index: int  # type: ignore[assignment]
     start: int
-    count: int
+    count: int  # type: ignore[assignment]
 
 
 class RegionAccess(NamedTuple):
     offset: int
     region: int
-    count: int
+    count: int  # type: ignore[assignment]
 
 
 class DmaAccess(NamedTuple):
     addr: int
-    count: int
+    count: int  # type: ignore[assignment]
 
 
 class WriteMulti(NamedTuple):
@@ -182,15 +189,15 @@ class WriteMulti(NamedTuple):
 class WriteMultiEntry(NamedTuple):
     offset: int
     region: int
-    count: int
+    count: int  # type: ignore[assignment]
     data: int
 
 
 class RegionIoFds(NamedTuple):
     argsz: int
     flags: int
-    index: int
-    count: int
+    index: int  # type: ignore[assignment]
+    count: int  # type: ignore[assignment]
 
 
 class DeviceFeature(NamedTuple):

@@ -7,8 +7,8 @@ device. Encoders build reply payloads. The header is the framer's business.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..errors import MalformedRequest
 from .caps import Capabilities, parse_capabilities

@@ -219,7 +219,8 @@ class Device:
 
     def capabilities(self):
         """[(cap_id, offset)] from the config space capability list."""
-        caps, seen = [], set()
+        caps: list[tuple[int, int]] = []
+        seen: set[int] = set()
         if not self.config_read(PCI_STATUS, 2) & STATUS_CAP_LIST:
             return caps
         ptr = self.config_read(PCI_CAP_PTR, 1) & ~3
@@ -332,7 +333,7 @@ def load_modules(*names):
     for name in names:
         if os.path.isdir("/sys/module/" + name.replace("-", "_")):
             continue
-        r = subprocess.run(["insmod", "%s/%s.ko" % (MODULE_DIR, name)], capture_output=True, text=True)
+        r = subprocess.run(["insmod", "%s/%s.ko" % (MODULE_DIR, name)], capture_output=True, text=True, check=False)
         if r.returncode:
             raise TestError("insmod %s failed: %s" % (name, r.stderr.strip()))
 
@@ -360,7 +361,7 @@ class Uio:
                 break
             except FileNotFoundError:
                 if time.monotonic() > deadline:
-                    raise TestError("uio_pci_generic did not bind %s (driver: %s)" % (dev.name, dev.driver()))
+                    raise TestError("uio_pci_generic did not bind %s (driver: %s)" % (dev.name, dev.driver())) from None
                 time.sleep(0.05)
         self.fd = os.open("/dev/" + names[0], os.O_RDWR)
 

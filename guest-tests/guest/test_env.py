@@ -1,5 +1,4 @@
 """The guest environment itself, no device needed: Python, kernel modules, pagemap, NVRAM."""
-import os
 import sys
 
 import gvtlib

@@ -79,10 +79,10 @@ def main():
            if g.ggtt_read(bar0, i) != (v, v & 0xFFFFFFFF, v >> 32)]
     tap.ok(not bad, "entries beyond the aperture (0x80000, 0x80001, 0xfffff; odd flag bits, "
            "46-bit frame) read back exactly", "%r" % bad)
-    bad = [(hex(i), hex(g.ggtt_read(bar0, i)[0])) for i in (IDX_A, IDX_B, IDX_C, IDX_PAIR)
-           if g.ggtt_read(bar0, i)[0] != {IDX_A: entry(A), IDX_B: entry(B), IDX_C: entry(C),
-                                          IDX_PAIR: entry(P, 0)}[i]]
-    tap.ok(not bad, "earlier entries unchanged by the later writes", "%r" % bad)
+    changed = [(hex(i), hex(g.ggtt_read(bar0, i)[0])) for i in (IDX_A, IDX_B, IDX_C, IDX_PAIR)
+               if g.ggtt_read(bar0, i)[0] != {IDX_A: entry(A), IDX_B: entry(B), IDX_C: entry(C),
+                                              IDX_PAIR: entry(P, 0)}[i]]
+    tap.ok(not changed, "earlier entries unchanged by the later writes", "%r" % changed)
 
     # --- aperture -> buffer ----------------------------------------------------------------
     n = g.PAGE // 4
@@ -161,9 +161,9 @@ def main():
     g.bar_flush(bar0)
     got = [bar2.read32((IDX_OUT << 12) + 4 * k) for k in range(0, n, 128)] + [bar2.read64((IDX_OUT << 12) + 0x800)]
     tap.ok(not any(got), "through it the aperture reads 0, also after writes (they are dropped)", "%r" % got[:4])
-    bad = [name for name, buf in bufs.items()
+    hit = [name for name, buf in bufs.items()
            if any(v & 0xFFFFFF00 == 0xC0FFEE00 for v in words(buf, 0, buf.size // 4))]
-    tap.ok(not bad, "no buffer received the writes made through it", "%r" % bad)
+    tap.ok(not hit, "no buffer received the writes made through it", "%r" % hit)
     readback(IDX_OUT, out, "outside guest RAM, after aperture accesses")
 
     # --- a half-written entry points at scratch until the other half arrives ---------------

@@ -212,7 +212,7 @@ def main():
     bench_pairs(regs, 256)
     bench_native_writes(native, regs, bar0_addr, 256)
 
-    res = {}
+    res: dict[str, list] = {}  # rates, or tuples of a rate and latency figures
     for _ in range(rounds):
         res.setdefault("posted_write", []).append(bench_posted_writes(regs, n))
         res.setdefault("posted_write_native", []).append(bench_native_writes(native, regs, bar0_addr, n_native))

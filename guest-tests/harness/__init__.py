@@ -4,12 +4,12 @@ collect the TAP results that the guest scripts print on the serial console.
 Import with guest-tests/ on sys.path: `from harness import run_guest, HarnessError`.
 Every wait has a deadline; a failure raises HarnessError with the logs that explain it.
 """
-from .errors import HarnessError
-from .paths import find_guest_image, find_qemu, repo_root, output_dir, timeout_scale
 from .device import DeviceModel
+from .errors import HarnessError
+from .guest import GuestResult, guest_scripts, run_guest, script_options
+from .paths import find_guest_image, find_qemu, output_dir, repo_root, timeout_scale
 from .qemu import Qemu, Qtest, vfio_user_device
 from .tap import Section, parse_console
-from .guest import GuestResult, guest_scripts, run_guest, script_options
 
 __all__ = [
     "HarnessError", "find_guest_image", "find_qemu", "repo_root", "output_dir", "timeout_scale",

@@ -54,7 +54,8 @@ class DeviceModel:
             if self.proc.poll() is not None:
                 self._cleanup()
                 raise HarnessError("the device model exited with status %s before it listened on its socket.\n"
-                                   "--- device log (%s) ---\n%s" % (self.proc.returncode, self.log_path, self.log_tail()))
+                                   "--- device log (%s) ---\n%s"
+                                   % (self.proc.returncode, self.log_path, self.log_tail()))
             try:
                 if stat.S_ISSOCK(os.stat(self.socket).st_mode):
                     return self
@@ -79,8 +80,9 @@ class DeviceModel:
             return ""
 
     def died_message(self):
+        status = self.proc.returncode if self.proc is not None else "never started"
         return ("the device model died (exit status %s).\n--- device log (%s) ---\n%s"
-                % (self.proc.returncode, self.log_path, self.log_tail()))
+                % (status, self.log_path, self.log_tail()))
 
     def stop(self, timeout=5.0):
         """SIGTERM, then SIGKILL after timeout. Returns the exit status."""

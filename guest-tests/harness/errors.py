@@ -10,7 +10,7 @@ def tail(text, lines=40):
 
 def tail_file(path, lines=40):
     try:
-        with open(path, "r", errors="replace") as f:
+        with open(path, errors="replace") as f:
             return tail(f.read(), lines)
     except FileNotFoundError:
         return "(no file %s)" % path

@@ -22,7 +22,8 @@ def _setup_no_fetch(script):
     """Run ci/<script> --no-fetch: the cached paths, or a HarnessError saying what to run."""
     path = repo_root() / "ci" / script
     try:
-        r = subprocess.run([str(path), "--no-fetch"], capture_output=True, text=True, timeout=120)
+        r = subprocess.run([str(path), "--no-fetch"], capture_output=True, text=True, timeout=120,
+                           check=False)
     except subprocess.TimeoutExpired:
         raise HarnessError("ci/%s --no-fetch did not finish in 120 s" % script) from None
     if r.returncode:
@@ -30,7 +31,7 @@ def _setup_no_fetch(script):
     return r.stdout
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def find_qemu():
     """$DEVMODEL_QEMU, or the QEMU that ci/setup-qemu put in the cache."""
     env = os.environ.get("DEVMODEL_QEMU")
@@ -41,7 +42,7 @@ def find_qemu():
     return _setup_no_fetch("setup-qemu").strip().splitlines()[-1]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def find_guest_image():
     """(kernel, initrd): $DEVMODEL_GUEST_KERNEL and $DEVMODEL_GUEST_INITRD, or the image
     ci/setup-guest built (rebuilt from cached packages if a guest script changed)."""

@@ -36,9 +36,9 @@ class Qemu:
         self.stderr_path = self.outdir / "qemu.log"
         # In a short temporary directory: UNIX socket paths are limited to 107 bytes.
         self._qmpdir = tempfile.mkdtemp(prefix="devmodel-qmp-") if qmp else None
-        self.qmp_path = os.path.join(self._qmpdir, "qmp.sock") if qmp else None
-        self.proc = None
-        self.started = None
+        self.qmp_path = os.path.join(self._qmpdir, "qmp.sock") if self._qmpdir else None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.started = 0.0  # time.monotonic() when QEMU was started
 
     def accel_args(self):
         return ["-accel", "tcg", "-serial", "file:%s" % self.console_path]
@@ -58,7 +58,7 @@ class Qemu:
             argv += ["-device", vfio_user_device(self.socket, **self.device_props)]
         return argv + self.extra_args
 
-    def _popen(self, **kw):
+    def _popen(self, **kw) -> subprocess.Popen[bytes]:
         self.outdir.mkdir(parents=True, exist_ok=True)
         argv = self.argv()
         with open(self.stderr_path, "wb") as err:
@@ -66,18 +66,25 @@ class Qemu:
             err.flush()
             self.proc = subprocess.Popen(argv, stderr=err, **kw)
         self.started = time.monotonic()
-        return self
+        return self.proc
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        if self.proc is None:
+            raise HarnessError("QEMU was not started")
+        return self.proc
 
     def start(self):
-        return self._popen(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        self._popen(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        return self
 
     def poll(self):
-        return self.proc.poll()
+        return self.process.poll()
 
     def wait(self, timeout):
         """The exit status, or None if QEMU still runs after timeout seconds."""
         try:
-            return self.proc.wait(timeout)
+            return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
 
@@ -90,9 +97,11 @@ class Qemu:
             self._qmpdir = None
 
     def wait_qmp_socket(self, timeout=10.0):
+        if self.qmp_path is None:
+            raise HarnessError("QEMU was started without qmp=True")
         deadline = time.monotonic() + timeout * timeout_scale()
         while not os.path.exists(self.qmp_path):
-            if self.proc.poll() is not None:
+            if self.process.poll() is not None:
                 raise HarnessError(self.exit_message())
             if time.monotonic() > deadline:
                 raise HarnessError("QEMU created no QMP socket within %.0f s" % timeout)
@@ -113,7 +122,7 @@ class Qemu:
 
     def exit_message(self):
         return ("QEMU exited with status %s.\n--- QEMU stderr (%s) ---\n%s"
-                % (self.proc.returncode, self.stderr_path, self.stderr_tail()))
+                % (self.process.returncode, self.stderr_path, self.stderr_tail()))
 
     def __enter__(self):
         return self if self.proc else self.start()
@@ -135,7 +144,9 @@ class Qtest(Qemu):
         return ["-accel", "qtest", "-qtest", "stdio", "-qtest-log", str(self.outdir / "qtest.log")]
 
     def start(self):
-        self._popen(stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        proc = self._popen(stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        assert proc.stdin is not None and proc.stdout is not None  # both are pipes
+        self._to_qemu, self._from_qemu = proc.stdin, proc.stdout
         return self
 
     def _readline(self, deadline):
@@ -144,11 +155,11 @@ class Qtest(Qemu):
             if left <= 0:
                 raise HarnessError("no qtest reply within %.0f s.\n--- QEMU stderr ---\n%s"
                                    % (self.reply_timeout, self.stderr_tail()))
-            r, _, _ = select.select([self.proc.stdout], [], [], min(left, 0.2))
+            r, _, _ = select.select([self._from_qemu], [], [], min(left, 0.2))
             if r:
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                chunk = os.read(self._from_qemu.fileno(), 65536)
                 if not chunk:
-                    self.proc.wait(5)
+                    self.process.wait(5)
                     raise HarnessError(self.exit_message())
                 self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
@@ -156,12 +167,12 @@ class Qtest(Qemu):
 
     def cmd(self, line):
         """Send one qtest command; return the words after OK. FAIL raises HarnessError."""
-        if self.proc.poll() is not None:
+        if self.process.poll() is not None:
             raise HarnessError(self.exit_message())
         try:
-            self.proc.stdin.write(line.encode() + b"\n")
+            self._to_qemu.write(line.encode() + b"\n")
         except BrokenPipeError:
-            self.proc.wait(5)
+            self.process.wait(5)
             raise HarnessError(self.exit_message()) from None
         deadline = time.monotonic() + self.reply_timeout * timeout_scale()
         while True:

@@ -9,7 +9,7 @@ behave like scratch too and are logged.
 from __future__ import annotations
 
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 from devmodel.device.dma import DmaMap
 

@@ -7,6 +7,7 @@ reads as 0 (logged once per kind), as is everything between the registers and th
 from __future__ import annotations
 
 import logging
+
 from devmodel.device.registers import RegisterFile
 
 from .gtt.ggtt import Ggtt

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from devmodel.device.device import Device, ResetKind
 from devmodel.device.pci_config import Bar, BarKind, PciConfigSpace
@@ -87,7 +88,12 @@ class GenVgpu(Device):
             "host_frame": "scratch" if found.hfn is None else hex(found.hfn),
             "dma_window": None
             if window is None
-            else {"iova": hex(window.iova), "size": hex(window.size), "prot": window.prot, "has_fd": window.view is not None},
+            else {
+                "iova": hex(window.iova),
+                "size": hex(window.size),
+                "prot": window.prot,
+                "has_fd": window.view is not None,
+            },
             "counters": vars(self.ggtt.counters),
         }
 

@@ -4,12 +4,22 @@ tests fail and say what to run; they never skip.
 
 Markers (registered in pyproject.toml): `guest` boots a Linux guest, `qemu` drives QEMU
 without a guest OS. Each test keeps its logs (device.log, qemu.log, console.log) under
-test-output/<test name>/.
+test-output/<test name>/. Their per-test timeout is GUEST_TEST_TIMEOUT (scaled like every
+harness deadline) instead of pyproject's default; the harness's own deadlines come first.
 """
 
 import pytest
 
 import harness
+
+GUEST_TEST_TIMEOUT = 600.0  # seconds: a TCG boot, its scripts (120 s each by default), teardown
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        marked = item.get_closest_marker("guest") or item.get_closest_marker("qemu")
+        if marked and item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(GUEST_TEST_TIMEOUT * harness.timeout_scale()))
 
 
 @pytest.fixture

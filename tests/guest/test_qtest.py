@@ -38,7 +38,8 @@ def test_config_space_identity(qtest):
     assert q.cfg_read(DEV, 0x0E, 1) & 0x7F == 0
     assert q.cfg_read(DEV, 0x3D, 1) == 1, "interrupt pin A"
     assert q.cfg_read(DEV, 0x06, 2) & 0x10, "status: capability list"
-    caps, ptr = [], q.cfg_read(DEV, 0x34, 1)
+    caps: list[tuple[int, int]] = []
+    ptr = q.cfg_read(DEV, 0x34, 1)
     while ptr and len(caps) < 16:
         caps.append((q.cfg_read(DEV, ptr, 1), ptr))
         ptr = q.cfg_read(DEV, ptr + 1, 1)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
-from typing import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -28,11 +27,17 @@ class ServerThread:
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
+    @property
+    def vgpu(self) -> GenVgpu:
+        """The device, for tests that look inside the GEN vGPU."""
+        assert isinstance(self.device, GenVgpu), "this server runs another device"
+        return self.device
+
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
                 self.server.run_once(0.02)
-        except BaseException as exc:  # surfaced at teardown
+        except BaseException as exc:  # noqa: BLE001 - surfaced at teardown
             self.error = exc
 
     def stop(self) -> None:

@@ -47,7 +47,7 @@ def test_attach_identity_and_bars(client: VfioUserClient) -> None:
 def test_msi_capability_in_chain(client: VfioUserClient) -> None:
     cfg = client.region_read(7, 0, 256)
     assert cfg[6] & 0x10  # capability list
-    seen = []
+    seen: list[tuple[int, int]] = []
     ptr = cfg[0x34]
     while ptr and len(seen) < 48:
         seen.append((ptr, cfg[ptr]))
@@ -72,7 +72,7 @@ def test_pvinfo_magic(client: VfioUserClient) -> None:
     assert client.read32(0, 0x78004) == 0x47765447
 
 
-def test_skl_variant(make_server, memory) -> None:  # type: ignore[no-untyped-def]
+def test_skl_variant(make_server, memory) -> None:
     from gen_vgpu import Platform
 
     st: ServerThread = make_server(Platform.SKL)
@@ -85,7 +85,7 @@ def test_skl_variant(make_server, memory) -> None:  # type: ignore[no-untyped-de
 
 
 @pytest.mark.parametrize("write_multiple", [True, False])
-def test_version_reply_fits_qemu(make_server, memory, write_multiple: bool) -> None:  # type: ignore[no-untyped-def]
+def test_version_reply_fits_qemu(make_server, memory, write_multiple: bool) -> None:
     st: ServerThread = make_server(write_multiple=write_multiple)
     with VfioUserClient.connect(st.path, memory) as c:
         caps = c.negotiate()

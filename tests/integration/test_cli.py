@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,14 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "plugins")])}
 
 
-def _serve(*args: str, **kw) -> subprocess.Popen:  # type: ignore[no-untyped-def, type-arg]
+def _serve(*args: str, **kw: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "devmodel", "serve", *args],
         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
     )
 
 
-def _wait_for(path: str, proc: subprocess.Popen, timeout: float = 10) -> None:  # type: ignore[type-arg]
+def _wait_for(path: str, proc: subprocess.Popen[str], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         assert proc.poll() is None, proc.communicate()[1]
@@ -119,10 +120,10 @@ def test_inspect_ggtt(tmp_path: Path) -> None:
             c.write64(0, (8 << 20) + 6 * 8, (0x900000 << 12) | 1)
             c.read32(0, 0)
 
-            def inspect(*args: str) -> dict:  # type: ignore[type-arg]
+            def inspect(*args: str) -> dict[str, Any]:
                 out = subprocess.run(
                     [sys.executable, "-m", "devmodel", "inspect", "--socket", path, *args],
-                    env=ENV, capture_output=True, text=True, timeout=10,
+                    env=ENV, capture_output=True, text=True, timeout=10, check=False,
                 )
                 assert out.returncode == 0, out.stderr
                 return json.loads(out.stdout)
@@ -137,7 +138,7 @@ def test_inspect_ggtt(tmp_path: Path) -> None:
             assert any("GGTT writes=2" in line for line in stats["lines"])
         bad = subprocess.run(
             [sys.executable, "-m", "devmodel", "inspect", "--socket", path, "ggtt", "0x100000000"],
-            env=ENV, capture_output=True, text=True, timeout=10,
+            env=ENV, capture_output=True, text=True, timeout=10, check=False,
         )
         assert bad.returncode == 1 and "outside the 4 GiB GGTT" in bad.stderr
     finally:

@@ -97,7 +97,7 @@ def test_unmap_straddling_range_rejected_whole(server: ServerThread, client: Vfi
 def test_unmap_repoints_ggtt_at_scratch_and_map_revives(
     server: ServerThread, client: VfioUserClient, memory: GuestMemory
 ) -> None:
-    ggtt = server.device.ggtt
+    ggtt = server.vgpu.ggtt
     with GuestMemory(0x100000, base=0x20000000) as extra:
         client.map_memory(extra)
         extra.write(0x20005000, b"before unmap")
@@ -120,10 +120,12 @@ def test_gfn_outside_guest_ram_reads_zero(client: VfioUserClient) -> None:
     assert client.region_read(2, 0, 7) == bytes(7)
 
 
-def test_split_ggtt_write_waits_for_both_halves(server: ServerThread, client: VfioUserClient, memory: GuestMemory) -> None:
+def test_split_ggtt_write_waits_for_both_halves(
+    server: ServerThread, client: VfioUserClient, memory: GuestMemory
+) -> None:
     memory.write(0x9000, b"split")
     entry = 0x9000 | 1
     client.write32(0, GGTT + 8, entry & 0xFFFFFFFF)
-    assert server.device.ggtt.shadow_hfn(1) is None  # half an entry maps nothing yet
+    assert server.vgpu.ggtt.shadow_hfn(1) is None  # half an entry maps nothing yet
     client.write32(0, GGTT + 12, entry >> 32)
     assert client.region_read(2, 1 << 12, 5) == b"split"

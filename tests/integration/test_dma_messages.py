@@ -29,7 +29,7 @@ def no_fd_memory(client: VfioUserClient) -> Iterator[GuestMemory]:
         yield mem
 
 
-def _next_message(client: VfioUserClient):  # type: ignore[no-untyped-def]
+def _next_message(client: VfioUserClient):
     while True:
         msg = client.framer.next_message()
         if msg is not None:
@@ -87,7 +87,8 @@ def test_server_serves_requests_while_waiting(
     assert int.from_bytes(reply.payload[16:], "little") == 77
     assert not results  # still waiting for us
     addr, count = DMA_ACCESS.struct.unpack_from(dma_req.payload)
-    client.send_raw(encode_message(dma_req.msg_id, Command.DMA_READ, MsgType.REPLY, dma_req.payload[:16] + no_fd_memory.read(addr, count)))
+    reply = dma_req.payload[:16] + no_fd_memory.read(addr, count)
+    client.send_raw(encode_message(dma_req.msg_id, Command.DMA_READ, MsgType.REPLY, reply))
     deadline = time.monotonic() + 5
     while not results and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -114,7 +115,9 @@ def test_client_error_reply_is_a_dma_fault(server: ServerThread, client: VfioUse
     assert client.read32(0, 0x78000) == 0x76544776
 
 
-def test_no_dma_by_message_inside_a_request_handler(server: ServerThread, client: VfioUserClient, no_fd_memory: GuestMemory) -> None:
+def test_no_dma_by_message_inside_a_request_handler(
+    server: ServerThread, client: VfioUserClient, no_fd_memory: GuestMemory
+) -> None:
     """The aperture reaches a fd-less window only as scratch: waiting for a DMA reply inside
     a REGION_READ would deadlock QEMU."""
     no_fd_memory.write(BASE + 0x5000, b"not via aperture")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import select
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,7 +26,7 @@ def _fired(fd: int, timeout: float = 1.0) -> int:
 
 
 @pytest.fixture
-def efds() -> list[int]:
+def efds() -> Iterator[list[int]]:
     fds = [os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC) for _ in range(4)]
     yield fds
     for fd in fds:
@@ -122,7 +123,7 @@ def test_mask_notification_eventfds(server: ServerThread, client: VfioUserClient
     assert _fired(efds[3]) == 1  # the unmask was announced on the unmask eventfd
 
 
-def test_chunked_msi_set_as_qemu_sends_it(make_server, memory) -> None:  # type: ignore[no-untyped-def]
+def test_chunked_msi_set_as_qemu_sends_it(make_server, memory) -> None:
     """QEMU splits a large vector set into chunks of the server's max_msg_fds, moving start."""
     from devmodel.device.device import Device
     from devmodel.device.pci_config import PciConfigSpace

@@ -17,7 +17,7 @@ from devmodel.vfio_user.layouts import VERSION
 from .conftest import ServerThread
 
 
-def _wait(cond, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+def _wait(cond, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not reached"
@@ -35,7 +35,7 @@ def test_disconnect_tears_down_and_next_client_attaches(server: ServerThread, me
     c.write64(0, 8 << 20, 0x1000 | 1)
     c.close()
     os.close(efd)
-    dev = server.device
+    dev = server.vgpu
     _wait(lambda: server.server.client is None)
     assert len(dev.dma) == 0
     assert dev.irqs.lines[IrqIndex.INTX].triggers == [None]

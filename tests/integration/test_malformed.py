@@ -151,12 +151,12 @@ def test_posted_malformed_gets_no_reply(client: VfioUserClient) -> None:
 def test_random_garbage_never_kills_the_server(server: ServerThread, memory: GuestMemory) -> None:
     """Well-framed messages with random commands and random payloads, many connections."""
     rng = random.Random(1234)
-    for round_ in range(10):
+    for _ in range(10):
         with VfioUserClient.connect(server.path, memory) as c:
             c.negotiate()
             c.map_memory(memory)
             for i in range(200):
-                cmd = rng.choice([c for c in Command] + [0, 14, 19, 200])
+                cmd = rng.choice([*Command, 0, 14, 19, 200])
                 payload = bytes(rng.getrandbits(8) for _ in range(rng.choice([0, 4, 8, 16, 20, 24, 32, 40, 64])))
                 flags = rng.choice([0, HeaderFlags.NO_REPLY])
                 c.send_raw(encode_message(0x8000 + i, cmd, flags, payload))  # ids apart from the client's

@@ -51,7 +51,9 @@ def test_out_of_range_is_einval(client: VfioUserClient, region: int, offset: int
     assert e.value.errno == errno.EINVAL
 
 
-def test_write_multi_in_order_with_posted_writes(server: ServerThread, client: VfioUserClient, memory: GuestMemory) -> None:
+def test_write_multi_in_order_with_posted_writes(
+    server: ServerThread, client: VfioUserClient, memory: GuestMemory
+) -> None:
     client.write32(0, 0x6000, 1, posted=True)
     writes = [(0, 0x6000, (2).to_bytes(4, "little"))]
     writes += [(0, GGTT + 8 * i, ((0x100000 + i * 4096) | 1).to_bytes(8, "little")) for i in range(150)]
@@ -70,7 +72,7 @@ def test_write_multi_rejected_whole_when_one_entry_is_bad(client: VfioUserClient
     assert client.read32(0, 0x6100) == 5  # validate, then act: nothing of the batch happened
 
 
-def test_write_multi_needs_negotiation(make_server, memory) -> None:  # type: ignore[no-untyped-def]
+def test_write_multi_needs_negotiation(make_server, memory) -> None:
     st: ServerThread = make_server(write_multiple=False)
     with VfioUserClient.connect(st.path, memory) as c:
         c.negotiate()

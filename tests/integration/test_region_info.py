@@ -10,7 +10,7 @@ import pytest
 from devmodel.device.device import Device
 from devmodel.device.pci_config import Bar, BarKind, PciConfigSpace
 from devmodel.device.region import Region
-from devmodel.testing import GuestMemory, VfioUserClient
+from devmodel.testing import VfioUserClient
 from devmodel.vfio_user.constants import RegionInfoFlags
 from devmodel.vfio_user.layouts import CAP_HEADER, SPARSE_MMAP, SPARSE_MMAP_AREA
 
@@ -40,7 +40,7 @@ class SparseDevice(Device):
 
 
 @pytest.fixture
-def sparse(make_server, memory):  # type: ignore[no-untyped-def]
+def sparse(make_server, memory):
     st = make_server(device=SparseDevice())
     c = VfioUserClient.connect(st.path, memory)
     c.negotiate()
@@ -49,7 +49,7 @@ def sparse(make_server, memory):  # type: ignore[no-untyped-def]
     os.close(st.device.backing_fd)
 
 
-def test_truncated_then_full(sparse) -> None:  # type: ignore[no-untyped-def]
+def test_truncated_then_full(sparse) -> None:
     _, c = sparse
     info, caps, fds = c.region_info(0, argsz=32)
     assert info.argsz == 64 and caps == b"" and fds == []
@@ -76,7 +76,7 @@ def test_truncated_then_full(sparse) -> None:  # type: ignore[no-untyped-def]
             os.close(fd)
 
 
-def test_trapped_part_still_trapped(sparse) -> None:  # type: ignore[no-untyped-def]
+def test_trapped_part_still_trapped(sparse) -> None:
     _, c = sparse
     c.write32(0, 0x1000, 0xCAFE)
     assert c.read32(0, 0x1000) == 0xCAFE

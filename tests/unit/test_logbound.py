@@ -50,7 +50,9 @@ def test_many_identical_warnings_make_a_bounded_log(setup: tuple[logging.Logger,
     assert bound.dropped_total == 200_000 - 5
 
 
-def test_the_dropped_count_is_reported_when_the_site_speaks_again(setup: tuple[logging.Logger, io.StringIO, LogBound, Clock]) -> None:
+def test_the_dropped_count_is_reported_when_the_site_speaks_again(
+    setup: tuple[logging.Logger, io.StringIO, LogBound, Clock],
+) -> None:
     log, out, _, clock = setup
     for i in range(105):
         log.warning("guest did %d", i)
@@ -73,7 +75,9 @@ def test_sites_are_bounded_separately(setup: tuple[logging.Logger, io.StringIO, 
     assert sum(line.startswith("INFO first") for line in got) == 5
 
 
-def test_tracked_sites_are_bounded_and_critical_always_passes(setup: tuple[logging.Logger, io.StringIO, LogBound, Clock]) -> None:
+def test_tracked_sites_are_bounded_and_critical_always_passes(
+    setup: tuple[logging.Logger, io.StringIO, LogBound, Clock],
+) -> None:
     log, out, bound, _ = setup
     for i in range(1000):
         log.warning(f"distinct message {i}")  # a format string per message: a site each

@@ -365,7 +365,8 @@ class Recorder:
         # Called before the window leaves the table, while its memory is still reachable.
         self.events.append(("unmap", w.iova, self.dma.find(w.iova) is w, w.view is not None))
         if w.view is not None:
-            assert bytes(self.dma.page(w.hfn_base)[:4]) == bytes(w.view[:4])
+            page = self.dma.page(w.hfn_base)
+            assert page is not None and bytes(page[:4]) == bytes(w.view[:4])
 
 
 def test_listeners_see_map_after_insert_and_unmap_before_removal(dma, mem):

@@ -9,10 +9,9 @@ import os
 import pytest
 
 from devmodel.device.irq import IrqLines, SetIrqs
-from devmodel.vfio_user.constants import IrqIndex
 from devmodel.device.pci_config import CMD_INTX_DISABLE
 from devmodel.errors import MalformedRequest
-from devmodel.vfio_user.constants import IrqInfoFlags, IrqSetFlags
+from devmodel.vfio_user.constants import IrqIndex, IrqInfoFlags, IrqSetFlags
 from gen_vgpu import GenVgpu
 
 NONE, BOOL, EVENTFD = IrqSetFlags.DATA_NONE, IrqSetFlags.DATA_BOOL, IrqSetFlags.DATA_EVENTFD
@@ -51,7 +50,8 @@ def pending(fd: int) -> int:
         return 0
 
 
-def is_open(fd: int) -> bool:
+def is_open(fd: int | None) -> bool:
+    assert fd is not None, "no fd there at all"
     try:
         os.fstat(fd)
     except OSError as exc:
@@ -239,7 +239,7 @@ def test_rejected_request_changes_nothing_and_leaves_fds_to_caller(efds):
     lines = IrqLines(msi_count=1)
     (old,) = arm(lines, efds, MSI)
     wired = lines.lines[MSI].triggers[0]
-    mine, theirs = efds.new()
+    _, theirs = efds.new()
     with pytest.raises(MalformedRequest):
         lines.set_irqs(SetIrqs(EVENTFD, MASK, MSI, 0, 1, b"", (theirs,)))
     with pytest.raises(MalformedRequest):

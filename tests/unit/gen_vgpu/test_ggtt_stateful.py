@@ -326,7 +326,8 @@ class GgttMachine(RuleBasedStateMachine):
                 assert got == self.mem.read(gfn << 12, PAGE_SIZE)
             else:
                 assert got == bytes(PAGE_SIZE)
-        assert bytes(self.dma.page(self.scratch_hfn)) == bytes(PAGE_SIZE)  # scratch stays clean
+        scratch = self.dma.page(self.scratch_hfn)
+        assert scratch is not None and bytes(scratch) == bytes(PAGE_SIZE)  # scratch stays clean
 
     def check_whole_table(self) -> None:
         """Entries not touched since creation hold 0 and shadow the scratch page (a reset puts

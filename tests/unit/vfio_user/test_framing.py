@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -49,7 +51,7 @@ def sent_messages(draw: st.DrawFn) -> Sent:
 
 
 def feed_like_the_kernel(
-    msgs: list[Sent], draw: st.DrawFn, drain_each: bool
+    msgs: list[Sent], draw: Callable[[st.SearchStrategy[Any]], Any], drain_each: bool
 ) -> tuple[list[Message], Framer]:
     """Cut the stream the way a UNIX stream socket may: anywhere, except that the chunk that
     holds the first byte of an fd-carrying message brings its fds and ends inside that
@@ -60,12 +62,12 @@ def feed_like_the_kernel(
     for m in msgs:
         starts.append(pos)
         pos += len(m.wire())
-    cuts = set(draw(st.lists(st.integers(1, max(1, len(stream) - 1)), max_size=30)))
-    for m, start in zip(msgs, starts):
+    drawn = set(draw(st.lists(st.integers(1, max(1, len(stream) - 1)), max_size=30)))
+    for m, start in zip(msgs, starts, strict=True):
         if m.fds:
-            cuts.add(draw(st.integers(start + 1, start + len(m.wire()))))
-    cuts = sorted(c for c in cuts if 0 < c < len(stream)) + [len(stream)]
-    fds_at = {start: m.fds for m, start in zip(msgs, starts) if m.fds}
+            drawn.add(draw(st.integers(start + 1, start + len(m.wire()))))
+    cuts = sorted(c for c in drawn if 0 < c < len(stream)) + [len(stream)]
+    fds_at = {start: m.fds for m, start in zip(msgs, starts, strict=True) if m.fds}
 
     framer = Framer()
     out: list[Message] = []
@@ -89,7 +91,7 @@ def test_random_splits_give_back_the_same_messages(msgs: list[Sent], drain_each:
     assert out == [m.as_message() for m in msgs]
     assert framer.buffered == 0
     assert framer.take_fds() == []
-    for got, sent in zip(out, msgs):
+    for got, sent in zip(out, msgs, strict=True):
         assert got.is_reply == (sent.flags & 0xF == 1)
         assert got.no_reply == bool(sent.flags & HeaderFlags.NO_REPLY)
 
@@ -110,8 +112,8 @@ def test_byte_at_a_time_and_one_chunk(msgs: list[Sent], data: st.DataObject) -> 
     assert out == [m.as_message() for m in plain]
     framer = Framer()
     framer.receive(stream)
-    out = [framer.next_message() for _ in plain]
-    assert out == [m.as_message() for m in plain]
+    at_once = [framer.next_message() for _ in plain]
+    assert at_once == [m.as_message() for m in plain]
     assert framer.next_message() is None
 
 

@@ -15,7 +15,7 @@ from devmodel.vfio_user.layouts import ALL_LAYOUTS, Layout
 def _widths(layout: Layout[Any]) -> list[int]:
     names = list(layout.offsets)
     ends = [layout.offsets[n] for n in names[1:]] + [layout.size]
-    return [end - layout.offsets[n] for n, end in zip(names, ends)]
+    return [end - layout.offsets[n] for n, end in zip(names, ends, strict=True)]
 
 
 def _values(layout: Layout[Any]) -> st.SearchStrategy[tuple[int, ...]]:
@@ -35,7 +35,7 @@ def test_roundtrip(layout: Layout[Any]) -> None:
         assert isinstance(rec, layout.record)
         assert tuple(getattr(rec, name) for name in layout.offsets) == values
         # each field sits little-endian at its offset
-        for (name, off), width, value in zip(layout.offsets.items(), _widths(layout), values):
+        for (name, off), width, value in zip(layout.offsets.items(), _widths(layout), values, strict=True):
             assert int.from_bytes(raw[off : off + width], "little") == value, name
         # pack_into / unpack_from at an offset inside a bigger buffer
         buf = bytearray(b"\xa5" * (prefix + layout.size + 3))

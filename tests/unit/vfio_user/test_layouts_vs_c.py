@@ -197,7 +197,7 @@ def _c_fields(c_name: str) -> tuple[int, list[tuple[str, int, int]], list[tuple[
 def _py_widths(layout: Layout[Any]) -> dict[str, int]:
     names = list(layout.offsets)
     ends = [layout.offsets[n] for n in names[1:]] + [layout.size]
-    return {n: end - layout.offsets[n] for n, end in zip(names, ends)}
+    return {n: end - layout.offsets[n] for n, end in zip(names, ends, strict=True)}
 
 
 def test_every_layout_is_declared_in_c() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import errno
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from devmodel.testing.client import QEMU_CAPS as CLIENT_QEMU_CAPS
 from devmodel.errors import CommandNotAllowed, MalformedRequest
+from devmodel.testing.client import QEMU_CAPS as CLIENT_QEMU_CAPS
 from devmodel.vfio_user.caps import Capabilities, encode_capabilities, parse_capabilities
 from devmodel.vfio_user.connection import ConnState, Reply, Request, ServerConnection, ServerOptions
 from devmodel.vfio_user.constants import (
@@ -162,7 +163,9 @@ def test_unknown_capabilities_are_ignored() -> None:
 
 
 def test_capabilities_roundtrip() -> None:
-    caps = Capabilities(max_msg_fds=8, max_data_xfer_size=1 << 20, pgsizes=4096, max_dma_maps=65535, write_multiple=True)
+    caps = Capabilities(
+        max_msg_fds=8, max_data_xfer_size=1 << 20, pgsizes=4096, max_dma_maps=65535, write_multiple=True
+    )
     text = encode_capabilities(caps)
     assert text.endswith(b"\0") and text.count(b"\0") == 1
     assert parse_capabilities(text[:-1]) == caps
@@ -321,7 +324,9 @@ def test_region_info_odd_argsz_is_cut_exactly() -> None:
 # --- SET_IRQS ------------------------------------------------------------------------------
 
 
-def irq_set(flags: int, index: int = 0, start: int = 0, count: int = 1, data: bytes = b"", argsz: int | None = None) -> bytes:
+def irq_set(
+    flags: int, index: int = 0, start: int = 0, count: int = 1, data: bytes = b"", argsz: int | None = None
+) -> bytes:
     if argsz is None:
         argsz = IRQ_SET.size + len(data)
     return IRQ_SET.pack(argsz, flags, index, start, count) + data
@@ -463,7 +468,9 @@ def test_dma_access() -> None:
 # --- the connection ------------------------------------------------------------------------
 
 
-def negotiated(options: ServerOptions | None = None, payload: bytes = QEMU_VERSION_PAYLOAD) -> tuple[ServerConnection, bytes]:
+def negotiated(
+    options: ServerOptions | None = None, payload: bytes = QEMU_VERSION_PAYLOAD
+) -> tuple[ServerConnection, bytes]:
     conn = ServerConnection(options or ServerOptions())
     reply = conn.negotiate(decode_version(payload, []))
     return conn, reply
