@@ -43,9 +43,18 @@ Decoder = Callable[[Dwords, int, int, int], Command]
 KEY_SHIFT = 22
 ADDR_HI_RESERVED = 0xFFFF0000  # upper address dwords hold bits 47:32
 PIPE_CONTROL_MMIO_WRITE = bit(23)
+# Header and flag bits as constants: the decoders run per command.
+_B8 = bit(8)
+_B11 = bit(11)
+_B15 = bit(15)
+_B18 = bit(18)
+_B21 = bit(21)
+_B22 = bit(22)
+_B24 = bit(24)
 BLT_DEPTH_32 = 3
 ROP_PATCOPY = 0xF0  # XY_COLOR_BLT: fill with the colour
 ROP_SRCCOPY = 0xCC  # XY_SRC_COPY_BLT: copy the source
+_POST_SYNC = tuple(PostSync)  # indexed by the 2-bit field: cheaper than calling the enum
 
 
 def _address(lo: int, hi: int, what: str) -> int:
@@ -85,18 +94,18 @@ def _batch_start(b: Dwords, p: int, n: int, dw0: int) -> Command:
     lo = b[p + 1]
     if lo & 3:
         raise FieldError(f"batch address {lo:#x} not dword aligned")
-    return BatchStart(_address(lo, b[p + 2], "batch address"), bool(dw0 & bit(8)), bool(dw0 & bit(22)))
+    return BatchStart(_address(lo, b[p + 2], "batch address"), bool(dw0 & _B8), bool(dw0 & _B22))
 
 
 def _store_data_imm(b: Dwords, p: int, n: int, dw0: int) -> Command:
-    qword = bool(dw0 & bit(21))
+    qword = bool(dw0 & _B21)
     if qword != (n == 5):
         raise FieldError("store-qword bit 21 and the length disagree (dword form: 4 dwords, qword form: 5)")
     lo = b[p + 1]
     if lo & (7 if qword else 3):
         raise FieldError(f"address {lo:#x} not aligned to the {'qword' if qword else 'dword'} written")
     value = b[p + 3] | (b[p + 4] << 32 if qword else 0)
-    return StoreDataImm(_address(lo, b[p + 2], "address"), bool(dw0 & bit(22)), 8 if qword else 4, value)
+    return StoreDataImm(_address(lo, b[p + 2], "address"), bool(dw0 & _B22), 8 if qword else 4, value)
 
 
 def _load_register_imm(b: Dwords, p: int, n: int, dw0: int) -> Command:
@@ -107,17 +116,17 @@ def _store_register_mem(b: Dwords, p: int, n: int, dw0: int) -> Command:
     lo = b[p + 2]
     if lo & 3:
         raise FieldError(f"address {lo:#x} not dword aligned")
-    return StoreRegisterMem(_register(b[p + 1]), _address(lo, b[p + 3], "address"), bool(dw0 & bit(22)))
+    return StoreRegisterMem(_register(b[p + 1]), _address(lo, b[p + 3], "address"), bool(dw0 & _B22))
 
 
 def _flush_dw(b: Dwords, p: int, n: int, dw0: int) -> Command:
-    post_sync = PostSync((dw0 >> 14) & 3)
+    post_sync = _POST_SYNC[(dw0 >> 14) & 3]
     if post_sync is PostSync.DEPTH_COUNT:
         raise FieldError("post-sync operation 2 is reserved for MI_FLUSH_DW")
     lo = b[p + 1]
     if lo & 3:
         raise FieldError(f"address dword {lo:#x} has reserved bits 1:0 set")
-    store_index = bool(dw0 & bit(21))
+    store_index = bool(dw0 & _B21)
     address = _address(lo & ~7, b[p + 2], "address")  # bits 47:3; bit 2 selects the GGTT
     size = 0
     if post_sync is PostSync.WRITE_IMM:
@@ -127,16 +136,16 @@ def _flush_dw(b: Dwords, p: int, n: int, dw0: int) -> Command:
     if size and store_index and address + size > PPHWSP_SIZE:
         raise FieldError(f"store-index offset {address:#x} + {size} runs past the {PPHWSP_SIZE}-byte PPHWSP")
     value = b[p + 3] | (b[p + 4] << 32 if n == 5 else 0)
-    return FlushDw(post_sync, address, bool(lo & 4), store_index, size, value, bool(dw0 & bit(8)), bool(dw0 & bit(18)))
+    return FlushDw(post_sync, address, bool(lo & 4), store_index, size, value, bool(dw0 & _B8), bool(dw0 & _B18))
 
 
 def _pipe_control(b: Dwords, p: int, n: int, dw0: int) -> Command:
     flags = b[p + 1]
     if flags & PIPE_CONTROL_MMIO_WRITE:
         raise FieldError("the MMIO-write post-sync form (DW1 bit 23) is not supported")
-    post_sync = PostSync((flags >> 14) & 3)
+    post_sync = _POST_SYNC[(flags >> 14) & 3]
     lo = b[p + 2]
-    store_index = bool(flags & bit(21))
+    store_index = bool(flags & _B21)
     address = _address(lo, b[p + 3], "address")
     if post_sync is not PostSync.NONE:
         if lo & 7:
@@ -147,11 +156,11 @@ def _pipe_control(b: Dwords, p: int, n: int, dw0: int) -> Command:
         flags,
         post_sync,
         address,
-        bool(flags & bit(24)),
+        bool(flags & _B24),
         store_index,
         b[p + 4] | (b[p + 5] << 32),
-        bool(flags & bit(8)),
-        bool(flags & bit(18)),
+        bool(flags & _B8),
+        bool(flags & _B18),
     )
 
 
@@ -162,7 +171,7 @@ def _gfx_state(b: Dwords, p: int, n: int, dw0: int) -> Command:
 def _blt_header(dw0: int, src: bool) -> None:
     if dw0 & (3 << 20) != 3 << 20:
         raise FieldError("only 32 bpp writes of all four channels (DW0 bits 21:20 = 3) are supported")
-    if dw0 & bit(11) or (src and dw0 & bit(15)):
+    if dw0 & _B11 or (src and dw0 & _B15):
         raise FieldError("tiled surfaces are not supported (DW0 bit 11 / 15)")
 
 
@@ -243,7 +252,7 @@ class Entry:
     """A dispatch slot: a spec, its decoder, whether this engine may run it, and the next
     candidate for the same slot when the header does not match this one."""
 
-    __slots__ = ("allowed", "decode", "fallback", "header", "mask", "skip", "spec")
+    __slots__ = ("allowed", "decode", "fallback", "header", "length", "mask", "reserved", "skip", "spec")
 
     def __init__(self, spec: CommandSpec, allowed: bool, fallback: Entry | None) -> None:
         self.spec = spec
@@ -253,6 +262,8 @@ class Entry:
         self.allowed = allowed
         self.skip = spec.skip
         self.fallback = fallback
+        self.reserved = spec.reserved_bits(0xFFFFFFFF)  # the header bits that must be clear
+        self.length = spec.length
 
 
 def _build(engine: Engine) -> list[Entry | None]:
@@ -284,10 +295,9 @@ def header(table: list[Entry | None], engine: Engine, dw0: int) -> tuple[Entry, 
         raise FieldError(f"unknown command header {dw0:#010x}")
     if not entry.allowed:
         raise FieldError(f"not allowed on {engine.name}")
-    reserved = entry.spec.reserved_bits(dw0)
-    if reserved:
-        raise FieldError(f"reserved header bits {reserved:#x} set in {dw0:#010x}")
-    return entry, entry.spec.length(dw0)
+    if dw0 & entry.reserved:
+        raise FieldError(f"reserved header bits {dw0 & entry.reserved:#x} set in {dw0:#010x}")
+    return entry, entry.length(dw0)
 
 
 def command_name(engine: Engine, dw0: int) -> str:
