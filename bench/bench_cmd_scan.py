@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Command-scanner throughput: prints dwords/s and time per stream for
+
+- i915's GEN9 null render state batch (the shape of tests/unit/gen_vgpu/test_cmd_i915.py),
+  scanned as a GGTT batch read a page at a time;
+- a ring of i915 requests (init breadcrumb, flush, batch start, flush, fini breadcrumb) on
+  RCS and BCS, as the engine scans a ring segment;
+- a PPGTT batch of MI_STORE_DATA_IMM / XY blits walked one command at a time (scan_next).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from array import array
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+
+from gen_vgpu.cmd import BufferSource, Engine, Frame, GraphicsMemory, scan_batch, scan_next, scan_ring
+
+from tests.unit.gen_vgpu import cmd_streams as c
+from tests.unit.gen_vgpu.test_cmd_i915 import GEN9_NULL_STATE, null_state_batch, request
+
+MEMORY = GraphicsMemory([(0, 256 << 20), (256 << 20, 64 << 20)])
+
+
+def measure(name: str, dwords: int, fn: Callable[[], object], min_time: float = 0.5) -> None:
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_time:
+            break
+    per = elapsed / n
+    print(f"{name:<44} {dwords:6d} dwords  {per * 1e6:9.1f} us  {dwords / per / 1e6:6.2f} M dwords/s")
+
+
+def main() -> None:
+    null = null_state_batch(GEN9_NULL_STATE)
+    rcs_frame = Frame(Engine.RCS, 1, True, MEMORY)
+    measure("null render state (GEN9), scan_batch", len(null), lambda: scan_batch(BufferSource(null), rcs_frame, 0))
+
+    for engine, name in ((Engine.RCS, "RCS"), (Engine.BCS, "BCS")):
+        ring = array("I", request(engine, 9, 0x100000, secure=False) * 16)
+        measure(
+            f"ring of 16 i915 requests ({name}), scan_ring", len(ring), lambda r=ring, e=engine: scan_ring(r, e, MEMORY)
+        )
+
+    body = []
+    for i in range(64):
+        body += c.sdi(0x10000 + 8 * i, i) + c.color_blt(0x200000, 1024, 0, i, 256, i + 1, i)
+    body.append(c.MI_BATCH_BUFFER_END)
+    batch = array("I", body)
+    frame = Frame(Engine.BCS, 1, False, MEMORY)
+
+    def walk() -> None:
+        src, pos = BufferSource(batch), 0
+        while pos < len(batch):
+            pos += scan_next(src, pos, frame).length
+
+    measure("PPGTT batch SDI+XY_COLOR_BLT x64, scan_next", len(batch), walk)
+    measure("same batch, scan_batch", len(batch), lambda: scan_batch(BufferSource(batch), frame))
+
+
+if __name__ == "__main__":
+    main()

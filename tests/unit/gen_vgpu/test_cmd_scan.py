@@ -1,0 +1,202 @@
+"""The scanner's rules: register allow-list, GGTT confinement, privilege, nesting, batch ends,
+page-at-a-time batch reads and the one-command-at-a-time API."""
+
+from __future__ import annotations
+
+from array import array
+
+import pytest
+from gen_vgpu.cmd import BufferSource, CommandRejected, Engine, Frame, GraphicsMemory, scan_batch, scan_next, scan_ring
+from gen_vgpu.cmd.allowlist import ENGINE_WRITE_DENIED, EXTRA_REGISTERS, may_read, may_write
+from gen_vgpu.cmd.engines import ENGINE_MMIO_BASE
+from gen_vgpu.cmd.records import BatchEnd, BatchStart, LoadRegisterImm, StoreDataImm, UserInterrupt
+from gen_vgpu.cmd.scan import MAX_BATCH_DWORDS
+
+from devmodel.errors import OutOfRange
+
+from . import cmd_streams as c
+
+RCS, BCS, VCS, VECS = Engine.RCS, Engine.BCS, Engine.VCS0, Engine.VECS0
+MiB = 1 << 20
+# Aperture 256 MiB at 0 and a hidden range of 64 MiB after a hole: [0, 256M) + [512M, 576M).
+MEMORY = GraphicsMemory([(512 * MiB, 64 * MiB), (0, 256 * MiB)])
+HOLE = 300 * MiB
+
+
+def ring(dwords: list[int], engine: Engine = RCS):  # type: ignore[no-untyped-def]
+    return scan_ring(array("I", dwords), engine, MEMORY)
+
+
+def ring_rejected(dwords: list[int], engine: Engine = RCS) -> CommandRejected:
+    with pytest.raises(CommandRejected) as e:
+        ring(dwords, engine)
+    return e.value
+
+
+def batch(dwords: list[int], frame: Frame, address: int | None = None):  # type: ignore[no-untyped-def]
+    return scan_batch(BufferSource(array("I", dwords)), frame, address)
+
+
+GGTT_BATCH = Frame(RCS, 1, True, MEMORY)
+PPGTT_BATCH = Frame(RCS, 1, False, MEMORY)
+
+
+def test_graphics_memory_ranges() -> None:
+    assert MEMORY.contains(0, 4) and MEMORY.contains(256 * MiB - 8, 8)
+    assert not MEMORY.contains(256 * MiB - 4, 8)  # straddles the end of the aperture
+    assert not MEMORY.contains(HOLE, 4) and MEMORY.contains(512 * MiB, 64 * MiB)
+    assert MEMORY.span_from(576 * MiB - 12) == 12 and MEMORY.span_from(576 * MiB) == 0
+    assert GraphicsMemory([(0, 4096), (4096, 4096)]).span_from(0) == 8192  # adjacent ranges merge
+    with pytest.raises(OutOfRange):
+        GraphicsMemory([(0xFFFFF000, 0x2000)])
+
+
+def test_ring_segment_lists_work_and_batches() -> None:
+    seg = ring([c.MI_ARB_ON_OFF, *c.bb_start(0x10000), *c.bb_start(0x20000, ppgtt=False), c.MI_USER_INTERRUPT, 0])
+    assert seg.commands == [
+        (4, BatchStart(0x10000, True, False)),
+        (16, BatchStart(0x20000, False, False)),
+        (28, UserInterrupt()),
+    ]
+    assert [(b.offset, b.frame.level, b.frame.privileged) for b in seg.batches] == [(4, 1, False), (16, 1, True)]
+    assert seg.length == 9
+
+
+def test_register_allow_list() -> None:
+    base = ENGINE_MMIO_BASE[BCS]
+    ring(c.lri((base + 0x3A8, 0), (base + 0x50, 1)), BCS)  # CTX_TIMESTAMP, a plain engine register
+    err = ring_rejected(c.lri((base + 0x50, 1), (base + 0x230, 5)), BCS)  # ELSP
+    assert err.command == "MI_LOAD_REGISTER_IMM" and "0x22230" in err.reason and "write allow-list" in err.reason
+    assert "0x2280" in ring_rejected(c.lri((0x2280, 0)), RCS).reason  # RCS PDP3 upper
+    assert "0x7004" in ring_rejected(c.lri((0x7004, 0)), BCS).reason  # a render workaround on BCS
+    assert "0x2094" in ring_rejected(c.lri((0x2094, 0)), VCS).reason  # another engine's page
+    assert "0x9120" in ring_rejected(c.lri((0x9120, 0)), RCS).reason  # GEN8_FUSE2, a GT register
+    ring(c.srm(base + 0x230, 0x1000), BCS)  # reads of the whole page are fine
+    assert "read allow-list" in ring_rejected(c.srm(0x44200, 0x1000), BCS).reason
+    for engine in Engine:
+        b = ENGINE_MMIO_BASE[engine]
+        for d in ENGINE_WRITE_DENIED:
+            assert not may_write(engine, b + d.start) and may_read(engine, b + d.start)
+        assert may_write(engine, b + 0x358) and not may_write(engine, b + 0x1000)
+    for row in EXTRA_REGISTERS:
+        assert may_write(RCS, row.offset) and not may_write(VECS, row.offset)
+
+
+def test_ggtt_writes_are_confined() -> None:
+    ring(c.sdi(256 * MiB - 4, 1, ggtt=True))
+    err = ring_rejected(c.sdi(256 * MiB, 1, ggtt=True))
+    assert err.command == "MI_STORE_DATA_IMM" and "outside this vGPU's graphics memory" in err.reason
+    assert "[0x10000000, 0x10000004)" in err.reason
+    ring(c.sdi(HOLE, 1))  # PPGTT: the shadow PPGTT confines it, not the scanner
+    assert "outside" in ring_rejected(c.srm(0x2358, HOLE, ggtt=True)).reason
+    assert "outside" in ring_rejected(c.flush_dw(HOLE | c.MI_FLUSH_DW_USE_GTT, 0), BCS).reason
+    ring(c.flush_dw(HOLE | c.MI_FLUSH_DW_USE_GTT, 0, flags=0), BCS)  # no post-sync: no write
+    assert "outside" in ring_rejected(c.pipe_control(c.PC_QW_WRITE | c.PC_GLOBAL_GTT, 576 * MiB)).reason
+    ring(c.pipe_control(c.PC_GLOBAL_GTT, HOLE))  # the GGTT bit without a post-sync op writes nothing
+    ring(c.pipe_control(c.PC_QW_WRITE | c.PC_GLOBAL_GTT, 576 * MiB - 8))
+
+
+def test_qword_write_straddling_the_end_of_a_range() -> None:
+    end = 256 * MiB
+    ring(c.sdi(end - 8, 1, ggtt=True, qword=True))
+    err = ring_rejected([c.MI_NOOP, *c.pipe_control(c.PC_QW_WRITE | c.PC_GLOBAL_GTT, end)])
+    assert err.offset == 4 and err.command == "PIPE_CONTROL"
+
+
+def test_privilege() -> None:
+    for cmd in (
+        c.sdi(0x1000, 1, ggtt=True),
+        c.srm(0x2358, 0x1000, ggtt=True),
+        c.pipe_control(c.PC_QW_WRITE | c.PC_STORE_DATA_INDEX, 0xD0),
+        c.bb_start(0x1000, ppgtt=False, second_level=True),
+    ):
+        with pytest.raises(CommandRejected, match="non-privileged"):
+            batch([*cmd, c.MI_BATCH_BUFFER_END], PPGTT_BATCH)
+        batch([*cmd, c.MI_BATCH_BUFFER_END], GGTT_BATCH)
+    with pytest.raises(CommandRejected, match="non-privileged"):
+        batch(
+            [*c.flush_dw(0xD0, 0, c.MI_FLUSH_DW_OP_STOREDW | c.MI_FLUSH_DW_STORE_INDEX), 0x05000000],
+            Frame(BCS, 1, False, MEMORY),
+        )
+
+
+def test_nesting() -> None:
+    assert (
+        "second-level batch cannot start from the ring" in ring_rejected(c.bb_start(0x1000, second_level=True)).reason
+    )
+    seg = batch([*c.bb_start(0x2000, second_level=True), c.MI_BATCH_BUFFER_END], GGTT_BATCH)
+    (ref,) = seg.batches
+    assert (ref.frame.level, ref.frame.privileged) == (2, False)
+    level2 = Frame(RCS, 2, False, MEMORY)
+    with pytest.raises(CommandRejected, match="deeper than 2 levels") as e:
+        batch([*c.bb_start(0x3000, second_level=True), c.MI_BATCH_BUFFER_END], level2)
+    assert e.value.level == 2
+    seg = batch([c.MI_NOOP, *c.bb_start(0x3000)], level2)  # a chain stays at its level and ends the scan
+    assert seg.batches[0].frame.level == 2 and seg.length == 4
+    with pytest.raises(CommandRejected, match="outside this vGPU's graphics memory"):
+        ring(c.bb_start(HOLE, ppgtt=False))
+
+
+def test_batch_ends() -> None:
+    assert "outside a batch" in ring_rejected([c.MI_BATCH_BUFFER_END]).reason
+    seg = batch([*c.sdi(0x100, 5), c.MI_BATCH_BUFFER_END, 0xFFFFFFFF], PPGTT_BATCH)  # garbage after the end
+    assert seg.commands == [(0, StoreDataImm(0x100, False, 4, 5)), (16, BatchEnd())] and seg.length == 5
+    with pytest.raises(CommandRejected, match="no MI_BATCH_BUFFER_END"):
+        batch([c.MI_NOOP] * 10, PPGTT_BATCH)
+    with pytest.raises(CommandRejected, match="runs past the end"):
+        ring(c.sdi(0x100, 5)[:3])
+
+
+def test_ggtt_batch_read_stops_at_the_end_of_graphics_memory() -> None:
+    class Endless:
+        def __init__(self) -> None:
+            self.read_to = 0
+
+        def read(self, pos: int, count: int) -> array[int]:
+            self.read_to = max(self.read_to, pos + count)
+            return array("I", [0] * count)
+
+    src = Endless()
+    with pytest.raises(CommandRejected, match="no MI_BATCH_BUFFER_END within 2048 dwords"):
+        scan_batch(src, GGTT_BATCH, 256 * MiB - 8192)
+    assert src.read_to == 2048
+    src = Endless()
+    with pytest.raises(CommandRejected, match=f"within {MAX_BATCH_DWORDS} dwords"):
+        scan_batch(src, PPGTT_BATCH)
+
+
+@pytest.mark.parametrize("split", [1, 3, 1020, 1023, 1024, 1025])
+def test_batch_commands_straddling_pages(split: int) -> None:
+    """Commands that cross the scanner's page-sized reads decode as if read whole."""
+    body = [c.MI_NOOP] * split + c.lri(*[(0x2600 + 4 * i, i) for i in range(20)]) + [c.MI_BATCH_BUFFER_END]
+    seg = batch(body, GGTT_BATCH, 0x10000)
+    assert seg.commands[0] == (split * 4, LoadRegisterImm(tuple((0x2600 + 4 * i, i) for i in range(20))))
+    assert seg.length == len(body)
+
+
+def test_scan_next_one_command_at_a_time() -> None:
+    dwords = array("I", [c.MI_NOOP, *c.sdi(0x40, 3), *c.bb_start(0x8000, second_level=True), c.MI_BATCH_BUFFER_END])
+    src = BufferSource(dwords)
+    pos, seen = 0, []
+    while True:
+        step = scan_next(src, pos, PPGTT_BATCH)
+        seen.append((type(step.command).__name__, step.length, step.child.level if step.child else None))
+        pos += step.length
+        if isinstance(step.command, BatchEnd):
+            break
+    assert seen == [("Noop", 1, None), ("StoreDataImm", 4, None), ("BatchStart", 3, 2), ("BatchEnd", 1, None)]
+    with pytest.raises(CommandRejected, match="past readable memory") as e:
+        scan_next(BufferSource(dwords[:6]), 5, PPGTT_BATCH)
+    assert e.value.offset == 20 and e.value.command == "MI_BATCH_BUFFER_START"
+    with pytest.raises(CommandRejected, match="past readable memory"):
+        scan_next(src, len(dwords), PPGTT_BATCH)
+    with pytest.raises(CommandRejected, match="GGTT access from a non-privileged"):
+        scan_next(BufferSource(array("I", c.sdi(0x40, 3, ggtt=True))), 0, PPGTT_BATCH)
+
+
+def test_rejection_offsets_are_bytes_from_the_buffer_start() -> None:
+    err = ring_rejected([0, 0, *c.sdi(0x10, 1), 0x0E000002, 0, 0, 0])
+    assert (err.offset, err.command, err.header) == (24, "unknown command", 0x0E000002)
+    with pytest.raises(CommandRejected) as e:
+        batch([0] * 1500 + [0xFFFFFFFF], GGTT_BATCH)
+    assert e.value.offset == 6000 and e.value.level == 1
