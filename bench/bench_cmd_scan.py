@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import argparse
+import functools
 import sys
 import time
 from array import array
@@ -19,15 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
-from gen_vgpu.cmd import BufferSource, Engine, Frame, GraphicsMemory, scan_batch, scan_next, scan_ring
-
-from tests.unit.gen_vgpu import cmd_streams as c
-from tests.unit.gen_vgpu.test_cmd_i915 import GEN9_NULL_STATE, null_state_batch, request
+from gen_vgpu.cmd import BufferSource, Engine, Frame, GraphicsMemory, scan_batch, scan_next, scan_ring  # noqa: E402
+from tests.unit.gen_vgpu import cmd_streams as c  # noqa: E402
+from tests.unit.gen_vgpu.test_cmd_i915 import GEN9_NULL_STATE, null_state_batch, request  # noqa: E402
 
 MEMORY = GraphicsMemory([(0, 256 << 20), (256 << 20, 64 << 20)])
 
 
-def measure(name: str, dwords: int, fn: Callable[[], object], min_time: float = 0.5) -> None:
+def measure(name: str, dwords: int, fn: Callable[[], object], min_time: float) -> None:
     n, t0 = 0, time.perf_counter()
     while True:
         fn()
@@ -40,14 +41,20 @@ def measure(name: str, dwords: int, fn: Callable[[], object], min_time: float = 
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="one short pass: checks the benchmark works")
+    t = 0.01 if ap.parse_args().quick else 0.5  # seconds of repetitions per figure
     null = null_state_batch(GEN9_NULL_STATE)
     rcs_frame = Frame(Engine.RCS, 1, True, MEMORY)
-    measure("null render state (GEN9), scan_batch", len(null), lambda: scan_batch(BufferSource(null), rcs_frame, 0))
+    measure("null render state (GEN9), scan_batch", len(null), lambda: scan_batch(BufferSource(null), rcs_frame, 0), t)
 
     for engine, name in ((Engine.RCS, "RCS"), (Engine.BCS, "BCS")):
         ring = array("I", request(engine, 9, 0x100000, secure=False) * 16)
         measure(
-            f"ring of 16 i915 requests ({name}), scan_ring", len(ring), lambda r=ring, e=engine: scan_ring(r, e, MEMORY)
+            f"ring of 16 i915 requests ({name}), scan_ring",
+            len(ring),
+            functools.partial(scan_ring, ring, engine, MEMORY),
+            t,
         )
 
     body = []
@@ -62,8 +69,8 @@ def main() -> None:
         while pos < len(batch):
             pos += scan_next(src, pos, frame).length
 
-    measure("PPGTT batch SDI+XY_COLOR_BLT x64, scan_next", len(batch), walk)
-    measure("same batch, scan_batch", len(batch), lambda: scan_batch(BufferSource(batch), frame))
+    measure("PPGTT batch SDI+XY_COLOR_BLT x64, scan_next", len(batch), walk, t)
+    measure("same batch, scan_batch", len(batch), lambda: scan_batch(BufferSource(batch), frame), t)
 
 
 if __name__ == "__main__":

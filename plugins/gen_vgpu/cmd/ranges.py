@@ -49,5 +49,5 @@ class GraphicsMemory:
         return self.span_from(address) >= size > 0
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"[{s:#x}, {e:#x})" for s, e in zip(self._starts, self._ends))
+        parts = ", ".join(f"[{s:#x}, {e:#x})" for s, e in zip(self._starts, self._ends, strict=True))
         return f"GraphicsMemory({parts})"

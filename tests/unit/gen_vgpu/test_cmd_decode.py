@@ -5,6 +5,7 @@ from __future__ import annotations
 from array import array
 
 import pytest
+
 from gen_vgpu.cmd import CommandRejected, Engine, decode_one
 from gen_vgpu.cmd.records import (
     ArbCheck,

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from array import array
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from gen_vgpu.cmd import BufferSource, CommandRejected, Engine, Frame, GraphicsMemory, scan_batch, scan_next, scan_ring
 from gen_vgpu.cmd.engines import ENGINE_MMIO_BASE
 from gen_vgpu.cmd.records import (
@@ -24,8 +27,6 @@ from gen_vgpu.cmd.records import (
     StoreRegisterMem,
     UserInterrupt,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from . import cmd_streams as c
 

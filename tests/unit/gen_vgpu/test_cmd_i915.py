@@ -7,6 +7,7 @@ from __future__ import annotations
 from array import array
 
 import pytest
+
 from gen_vgpu.cmd import BufferSource, Engine, Frame, GraphicsMemory, scan_batch, scan_ring
 from gen_vgpu.cmd.records import BatchEnd, BatchStart, FlushDw, LoadRegisterImm, PipeControl, PostSync, UserInterrupt
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 from array import array
 
 import pytest
+
+from devmodel.errors import OutOfRange
 from gen_vgpu.cmd import BufferSource, CommandRejected, Engine, Frame, GraphicsMemory, scan_batch, scan_next, scan_ring
 from gen_vgpu.cmd.allowlist import ENGINE_WRITE_DENIED, EXTRA_REGISTERS, may_read, may_write
 from gen_vgpu.cmd.engines import ENGINE_MMIO_BASE
 from gen_vgpu.cmd.records import BatchEnd, BatchStart, LoadRegisterImm, StoreDataImm, UserInterrupt
-from gen_vgpu.cmd.scan import MAX_BATCH_DWORDS
-
-from devmodel.errors import OutOfRange
+from gen_vgpu.cmd.scan import MAX_BATCH_DWORDS, Segment
 
 from . import cmd_streams as c
 
@@ -23,7 +23,7 @@ MEMORY = GraphicsMemory([(512 * MiB, 64 * MiB), (0, 256 * MiB)])
 HOLE = 300 * MiB
 
 
-def ring(dwords: list[int], engine: Engine = RCS):  # type: ignore[no-untyped-def]
+def ring(dwords: list[int], engine: Engine = RCS) -> Segment:
     return scan_ring(array("I", dwords), engine, MEMORY)
 
 
@@ -33,7 +33,7 @@ def ring_rejected(dwords: list[int], engine: Engine = RCS) -> CommandRejected:
     return e.value
 
 
-def batch(dwords: list[int], frame: Frame, address: int | None = None):  # type: ignore[no-untyped-def]
+def batch(dwords: list[int], frame: Frame, address: int | None = None) -> Segment:
     return scan_batch(BufferSource(array("I", dwords)), frame, address)
 
 
