@@ -56,7 +56,6 @@ def test_overlap_eexist_and_duplicate_noop(server: ServerThread, client: VfioUse
             [(w.hfn_base, w.view, w.mapping) for w in dma.windows],
             dma.free_window_frames,
             dma.generation,
-            server.device.ggtt.counters.unmap_fallbacks,
         )
 
     before = state()

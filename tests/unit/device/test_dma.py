@@ -485,7 +485,8 @@ class Recorder:
         # Called before the window leaves the table, while its memory is still reachable.
         self.events.append(("unmap", w.iova, self.dma.find(w.iova) is w, w.view is not None))
         if w.view is not None:
-            assert bytes(self.dma.page(w.hfn_base)[:4]) == bytes(w.view[:4])
+            page = self.dma.page(w.hfn_base)
+            assert page is not None and bytes(page[:4]) == bytes(w.view[:4])
         assert self.dma.hfn_window(w.hfn_base) is w  # its frames are not free yet
 
 
@@ -609,9 +610,12 @@ def test_mapping_aligned_out_to_a_huge_page_granule(mem):
     # and ends on the granule, the view covers the window only.
     m = HostMapping(mem.fd, 0x3000, 0x2000, True, granule=2 * MiB)
     assert m.length == 2 * MiB
-    assert len(m.view) == 0x2000 and len(m.read_view) == 0x2000
-    assert bytes(m.read_view[:4]) == (3).to_bytes(4, "little")
-    m.view[0x1000:0x1004] = b"huge"
+    view, read_view = m.view, m.read_view
+    assert view is not None and read_view is not None
+    assert len(view) == 0x2000 and len(read_view) == 0x2000
+    assert bytes(read_view[:4]) == (3).to_bytes(4, "little")
+    view[0x1000:0x1004] = b"huge"
+    del view, read_view
     assert mem.read(0x4000, 4) == b"huge"
     addr = m.addr
     assert m.revoke() and not is_mapped(addr)
