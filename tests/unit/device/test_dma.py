@@ -632,6 +632,12 @@ def test_remap_after_unmap_sees_current_memory(dma, mem):
 # --- seals ---------------------------------------------------------------------------------
 
 
+def test_guest_memory_is_sealed_as_qemu_seals_it(mem):
+    # What makes a memfd safe: the client cannot shrink it under the mapping.
+    with pytest.raises(PermissionError):
+        os.ftruncate(mem.fd, PAGE_SIZE)
+
+
 def test_sealed_memfd_is_mapped_without_a_warning(mem, caplog):
     dma = DmaMap(refuse_unsealed=True)
     with caplog.at_level(logging.WARNING, logger="devmodel.device.dma"):
