@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         default=True,
         help="advertise REGION_WRITE_MULTI to the client (default: on)",
     )
+    s.add_argument(
+        "--refuse-unsealed-memory",
+        action="store_true",
+        help="refuse (EPERM) DMA_MAP fds not sealed against shrinking, e.g. a file backend on "
+        "/dev/shm or hugetlbfs (default: accept, warn once)",
+    )
     s.add_argument("--control", metavar="PATH", help="inspection socket (default: SOCKET.ctl; none with --fd)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.add_argument("--log-burst", type=int, default=20, metavar="N",
@@ -75,6 +81,7 @@ def _serve(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 2
     device = plugin.create(platform=args.platform)
+    device.dma.refuse_unsealed = args.refuse_unsealed_memory
     path: str | None = None
     try:
         if args.fd is not None:

@@ -15,6 +15,7 @@
     │   ├── DmaOverlap                 EEXIST: a map over an existing window (the spec's errno)
     │   ├── DmaNotMapped               ENOENT: an unmap that covers no window
     │   ├── DmaFault                   EFAULT: device access to an unmapped or unpermitted iova
+    │   ├── UnsafeMemory               EPERM: a DMA_MAP fd the client could shrink, refused by policy
     │   └── NoSpace                    ENOSPC: too many windows or frames
     └── TransportError                 an OS-level failure; never turned into a reply
     ErrorReply                         client side: the peer answered with ERROR
@@ -42,6 +43,7 @@ __all__ = [
     "DmaOverlap",
     "DmaNotMapped",
     "DmaFault",
+    "UnsafeMemory",
     "NoSpace",
     "TransportError",
     "ErrorReply",
@@ -115,6 +117,13 @@ class DmaNotMapped(DeviceError):
 
 class DmaFault(DeviceError):
     errno = _errno.EFAULT
+
+
+class UnsafeMemory(DeviceError):
+    """Memory the client can take away under the mapping (truncation means SIGBUS), refused
+    because the server was told to (EPERM: allowed by the protocol, not by this policy)."""
+
+    errno = _errno.EPERM
 
 
 class NoSpace(DeviceError):

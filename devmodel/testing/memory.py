@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 
@@ -9,13 +10,18 @@ __all__ = ["GuestMemory"]
 
 
 class GuestMemory:
-    """``size`` bytes of shared memory standing in for guest RAM at ``base`` (a gpa)."""
+    """``size`` bytes of shared memory standing in for guest RAM at ``base`` (a gpa).
 
-    def __init__(self, size: int, base: int = 0, name: str = "guest-ram") -> None:
+    Sealed against shrinking and growing, as QEMU's memfd backend is (``seal=on``), unless
+    ``sealed`` is False (a file backend's memory, which the client could truncate)."""
+
+    def __init__(self, size: int, base: int = 0, name: str = "guest-ram", sealed: bool = True) -> None:
         self.size = size
         self.base = base
-        self.fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        self.fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         os.ftruncate(self.fd, size)
+        if sealed:
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
         self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
 
     def dup_fd(self) -> int:

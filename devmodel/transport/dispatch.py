@@ -37,6 +37,8 @@ class Dispatcher:
         self.strict = strict
         self.depth = 0  # >0 while a request handler runs
         self.stats: dict[str, int] = {"requests": 0, "errors": 0, "posted": 0}
+        # The limit VERSION advertises is the one the DMA map enforces.
+        device.dma.max_windows = conn.options.max_dma_maps
         self._handlers: dict[int, Callable[[Message], Outcome]] = {
             Command.VERSION: self.handle_version,
             Command.DMA_MAP: self.handle_dma_map,
@@ -63,7 +65,7 @@ class Dispatcher:
             handler = self._handlers.get(msg.command)
             if handler is None:
                 raise UnknownCommand("unknown command", command=msg.command)
-            self.conn.check_allowed(msg.command)
+            self.conn.check_request(msg)
             payload, fds = handler(msg)
         except DevModelError as exc:
             close_fds(msg.fds)

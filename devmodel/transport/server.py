@@ -191,7 +191,6 @@ class Server:
         sock.setblocking(True)
         self.clients_served += 1
         self.client = Client(self, sock)
-        self.device.dma.channel = self.client
         self.sel.unregister(self.listener)
         self.sel.register(sock, selectors.EVENT_READ, "client")
         self.client.log.info("client attached")
@@ -205,7 +204,6 @@ class Server:
         client.conn.abandon_requests()
         close_fds(client.conn.framer.take_fds())
         client.sock.close()
-        self.device.dma.channel = None
         if negotiated:
             # quiesce, unmap every window, reset, close every eventfd
             self.device.on_disconnect()

@@ -14,9 +14,10 @@ from ..errors import FramingError, TransportError
 __all__ = ["recv_chunk", "send_message", "listen_unix", "close_fds", "RECV_SIZE", "MAX_RECV_FDS"]
 
 RECV_SIZE = 1 << 17
-# Room for more fds than any valid message carries, so a bad message gets EINVAL rather
-# than a truncated control message (which can only drop the connection).
-MAX_RECV_FDS = 64
+# Room for every fd one sendmsg can carry (the kernel's SCM_MAX_FD), so the control message
+# is never truncated: a message with more fds than max_msg_fds gets EINVAL and the connection
+# goes on, instead of a truncation that can only drop it.
+MAX_RECV_FDS = 253
 _ANC_SIZE = socket.CMSG_SPACE(MAX_RECV_FDS * 4)
 
 

@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 
 from ..errors import CommandNotAllowed, MalformedRequest, NoSpace
 from .caps import Capabilities, encode_capabilities
-from .constants import HEADER_SIZE, MAX_DATA_XFER_SIZE, Command, HeaderFlags, MsgType
+from .constants import (
+    HEADER_SIZE,
+    MAX_DATA_XFER_SIZE,
+    MAX_DMA_MAPS,
+    SERVER_MAX_MSG_FDS,
+    Command,
+    HeaderFlags,
+    MsgType,
+)
 from .framing import _COMMAND, _NO_REPLY, _REPLY, _TYPE_MASK, Framer, Message, encode_message
 from .layouts import HEADER
 from .messages import VersionRequest, encode_version
@@ -38,10 +46,12 @@ ALLOWED_COMMANDS: dict[ConnState, frozenset[int]] = {
 
 @dataclass(frozen=True)
 class ServerOptions:
-    """Behaviour knobs of the server side, in one object."""
+    """Behaviour knobs of the server side, in one object. The limits are what VERSION
+    advertises and what is enforced: ``max_msg_fds`` by :meth:`ServerConnection.check_request`,
+    ``max_dma_maps`` by the device's DMA map (the dispatcher hands it over)."""
 
-    max_msg_fds: int = 8
-    max_dma_maps: int = 65535
+    max_msg_fds: int = SERVER_MAX_MSG_FDS
+    max_dma_maps: int = MAX_DMA_MAPS
     write_multiple: bool = False
 
 
@@ -101,6 +111,15 @@ class ServerConnection:
                 self.stray_fds.extend(msg.fds)
                 continue
             return Reply(msg, pending.command, pending.context)
+
+    def check_request(self, msg: Message) -> None:
+        """Whether a client request may be handled at all: its command in this state, and no
+        more fds than we advertised (the dispatcher closes them and answers EINVAL)."""
+        self.check_allowed(msg.command)
+        if len(msg.fds) > self.options.max_msg_fds:
+            raise MalformedRequest(
+                "more fds than max_msg_fds", fds=len(msg.fds), max_msg_fds=self.options.max_msg_fds
+            )
 
     def check_allowed(self, command: int) -> None:
         if command not in self._allowed:

@@ -141,10 +141,13 @@ PAGE_SIZE = 4096
 MAX_DATA_XFER_SIZE = 1 << 20
 # Largest message either side sends: a data transfer plus its two headers (libvfio-user's cap).
 MAX_MSG_SIZE = MAX_DATA_XFER_SIZE + 32
-# How many fds we accept on one message (QEMU chunks SET_IRQS to fit).
+# How many fds we accept on one message (QEMU chunks SET_IRQS to fit): advertised in VERSION
+# (ServerOptions' default) and enforced on every request.
 SERVER_MAX_MSG_FDS = 8
 # A client may say it takes at most this many (libvfio-user's bound).
 CLIENT_MAX_MSG_FDS_LIMIT = 1024
+# Most DMA windows at once: the spec's default, advertised in VERSION and enforced by the
+# device's DMA map.
 MAX_DMA_MAPS = 65535
 # REGION_WRITE_MULTI: QEMU batches at most 200 writes, each with an 8-byte data slot.
 WRITE_MULTI_MAX_COUNT = 200

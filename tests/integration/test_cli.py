@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from devmodel.errors import ErrorReply
 from devmodel.testing import GuestMemory, VfioUserClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,6 +55,26 @@ def test_serve_socket_mode_and_clean_exit(tmp_path: Path, sig: int) -> None:
     assert proc.returncode == 0, err
     assert not os.path.exists(path) and not os.path.exists(path + ".ctl")
     assert "stopped" in err
+
+
+def test_refuse_unsealed_memory_option(tmp_path: Path) -> None:
+    path = str(tmp_path / "vgpu.sock")
+    proc = _serve("--socket", path, "--device", "gen_vgpu", "--refuse-unsealed-memory")
+    try:
+        _wait_for(path, proc)
+        with GuestMemory(1 << 20, sealed=False) as loose, GuestMemory(1 << 20) as sealed:
+            with VfioUserClient.connect(path) as c:
+                c.negotiate()
+                with pytest.raises(ErrorReply) as e:
+                    c.map_memory(loose)
+                assert e.value.errno == errno.EPERM
+                c.map_memory(sealed)
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "not sealed against shrinking" in err
 
 
 def test_refuses_a_live_socket_and_replaces_a_stale_one(tmp_path: Path) -> None:

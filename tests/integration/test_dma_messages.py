@@ -11,6 +11,7 @@ import pytest
 
 from devmodel.errors import DmaFault
 from devmodel.testing import GuestMemory, VfioUserClient
+from devmodel.transport.server import Client
 from devmodel.vfio_user.constants import Command, MsgType
 from devmodel.vfio_user.framing import encode_message
 from devmodel.vfio_user.layouts import DMA_ACCESS, REGION_ACCESS
@@ -38,12 +39,19 @@ def _next_message(client: VfioUserClient):
         client.framer.receive(data)
 
 
+def _channel(server: ServerThread) -> Client:
+    """The attached client's message DMA (device code no longer reaches fd-less windows)."""
+    client = server.server.client
+    assert client is not None
+    return client
+
+
 def test_dma_read_and_write_by_message(server: ServerThread, client: VfioUserClient, no_fd_memory: GuestMemory) -> None:
     no_fd_memory.write(BASE + 0x10, b"read through a message")
     results: list[bytes] = []
     dev = server.device
-    dev.schedule(lambda: results.append(dev.dma.read(BASE + 0x10, 22)))
-    dev.schedule(lambda: dev.dma.write(BASE + 0x2000, b"written by message"))
+    dev.schedule(lambda: results.append(_channel(server).dma_read(BASE + 0x10, 22)))
+    dev.schedule(lambda: _channel(server).dma_write(BASE + 0x2000, b"written by message"))
     deadline = time.monotonic() + 5
     while len(results) < 1 or no_fd_memory.read(BASE + 0x2000, 18) != b"written by message":
         client.serve_pending(0.05)
@@ -59,8 +67,8 @@ def test_large_transfer_is_split(server: ServerThread, client: VfioUserClient, n
     no_fd_memory.write(BASE, pattern[:size])
     results: list[bytes] = []
     dev = server.device
-    dev.schedule(lambda: results.append(dev.dma.read(BASE, size)))
-    dev.schedule(lambda: dev.dma.write(BASE + 0x10000, pattern[1 : size - 0x10000 + 1]))
+    dev.schedule(lambda: results.append(_channel(server).dma_read(BASE, size)))
+    dev.schedule(lambda: _channel(server).dma_write(BASE + 0x10000, pattern[1 : size - 0x10000 + 1]))
     deadline = time.monotonic() + 10
     while not results or no_fd_memory.read(BASE + 0x10000, size - 0x10000) != pattern[1 : size - 0x10000 + 1]:
         client.serve_pending(0.05)
@@ -78,7 +86,7 @@ def test_server_serves_requests_while_waiting(
     results: list[bytes] = []
     dev = server.device
     client.write32(0, 0x4000, 77)
-    dev.schedule(lambda: results.append(dev.dma.read(BASE, 4)))
+    dev.schedule(lambda: results.append(_channel(server).dma_read(BASE, 4)))
     dma_req = _next_message(client)  # the server's DMA_READ, sent from its work queue
     assert dma_req.command == Command.DMA_READ and not dma_req.is_reply
     msg_id = client.send(Command.REGION_READ, REGION_ACCESS.pack(0x4000, 0, 4))
@@ -102,7 +110,7 @@ def test_client_error_reply_is_a_dma_fault(server: ServerThread, client: VfioUse
 
     def step() -> None:
         try:
-            dev.dma.read(0x50000000, 8)
+            _channel(server).dma_read(0x50000000, 8)
         except DmaFault as exc:
             faults.append(exc)
 

@@ -62,7 +62,10 @@ class PteOps:
         return (e & self.addr_mask) >> 12
 
     def set_pfn(self, e: int, pfn: int) -> int:
-        return (e & ~self.addr_mask) | ((pfn << 12) & self.addr_mask)
+        # A frame that does not fit would be masked into an alias of another frame.
+        if pfn < 0 or (pfn << 12) & ~self.addr_mask:
+            raise ValueError(f"frame {pfn:#x} does not fit the entry's frame bits")
+        return (e & ~self.addr_mask) | (pfn << 12)
 
     def build(self, pfn: int, flags: int = _PRESENT | _RW) -> int:
         return ((pfn << 12) & self.addr_mask) | flags

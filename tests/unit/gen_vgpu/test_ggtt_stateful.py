@@ -108,7 +108,6 @@ class GgttMachine(RuleBasedStateMachine):
         self.guest: dict[int, int] = {}
         self.pending: dict[int, set[str]] = {}
         self.mapped: dict[str, DmaWindow] = {}
-        self.issued: list[range] = []  # host frames of every window ever mapped
         self.touched: set[int] = set()
 
     def teardown(self) -> None:
@@ -206,9 +205,10 @@ class GgttMachine(RuleBasedStateMachine):
             # Only the exact same window again is accepted, as a no-op.
             assert clash == [name] and w is self.mapped[name], (name, clash)
             return
+        # Frames come back after an unmap, but no two live windows share one.
         frames = range(w.hfn_base, w.hfn_base + w.page_count)
-        assert all(not (r.start < frames.stop and frames.start < r.stop) for r in self.issued), "hfn reused"
-        self.issued.append(frames)
+        live = [range(x.hfn_base, x.hfn_base + x.page_count) for x in self.mapped.values()]
+        assert all(not (r.start < frames.stop and frames.start < r.stop) for r in live), "hfn shared"
         self.mapped[name] = w
 
     @rule(rng=st.sampled_from([*UNMAP_RANGES, None]))
@@ -409,7 +409,8 @@ def test_unmap_repoints_users_and_remap_revives_them():
         new = [dev.ggtt.shadow_hfn(i) for i in range(8)]
         assert new[:4] == [None] * 4
         assert new[4:] == [dev.dma.gfn_to_hfn(g) for g in range(4, 8)]
-        assert not set(new[4:]) & set(old)  # fresh host frames
+        w = dev.dma.find(0x4000)
+        assert all(h is not None and dev.dma.hfn_window(h) is w for h in new[4:])  # frames of the new window
     finally:
         dev.dma.remove_all()
         mem.close()

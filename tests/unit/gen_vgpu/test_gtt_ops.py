@@ -43,6 +43,13 @@ def test_entry_bits() -> None:
     assert ops.get_pfn(1 << 46 | 0x5000) == 0x5  # bits above 45 are not frame bits
 
 
+@pytest.mark.parametrize("pfn", [1 << 34, (1 << 34) + 5, 1 << 40, -1])
+def test_set_pfn_refuses_a_frame_that_does_not_fit(pfn: int) -> None:
+    # Masked, 2^34 + 5 would alias frame 5.
+    with pytest.raises(ValueError):
+        ops.set_pfn(0x3, pfn)
+
+
 def test_large_page_frames_and_bits() -> None:
     pde = (0x40000000 | 0x123000) | ops.ps_bit | 1
     assert ops.test_pse(pde) and not ops.test_ips(pde)

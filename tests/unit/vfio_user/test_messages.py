@@ -510,6 +510,18 @@ def test_after_version() -> None:
     assert conn.peer_caps is not None and conn.peer_caps.max_msg_fds == 16
 
 
+@pytest.mark.parametrize("limit", [1, 8])
+def test_requests_carry_at_most_the_advertised_fds(limit: int) -> None:
+    conn, reply = negotiated(ServerOptions(max_msg_fds=limit))
+    assert parse_version_reply(reply)[2]["capabilities"]["max_msg_fds"] == limit
+    conn.check_request(Message(1, Command.DEVICE_SET_IRQS, 0, 0, b"", list(range(limit))))
+    with pytest.raises(MalformedRequest) as exc:
+        conn.check_request(Message(1, Command.DEVICE_SET_IRQS, 0, 0, b"", list(range(limit + 1))))
+    assert exc.value.errno == errno.EINVAL and not exc.value.fatal
+    with pytest.raises(CommandNotAllowed):  # and the state table still applies
+        conn.check_request(Message(1, Command.VERSION, 0, 0, b"", []))
+
+
 @pytest.mark.parametrize("major", [1, 2, 0xFFFF])
 def test_major_other_than_zero_rejected(major: int) -> None:
     conn = ServerConnection()
