@@ -5,14 +5,14 @@ Import with guest-tests/ on sys.path: `from harness import run_guest, HarnessErr
 Every wait has a deadline; a failure raises HarnessError with the logs that explain it.
 """
 from .errors import HarnessError
-from .paths import find_guest_image, find_qemu, repo_root, output_dir, timeout_scale
+from .paths import GUEST_IMAGES, find_guest_image, find_qemu, repo_root, output_dir, timeout_scale
 from .device import DeviceModel
 from .qemu import Qemu, Qtest, vfio_user_device
 from .tap import Section, parse_console
-from .guest import GuestResult, guest_scripts, run_guest, script_options
+from .guest import GuestResult, dmesg_of, guest_scripts, run_guest, script_image, script_options
 
 __all__ = [
-    "HarnessError", "find_guest_image", "find_qemu", "repo_root", "output_dir", "timeout_scale",
+    "HarnessError", "GUEST_IMAGES", "find_guest_image", "find_qemu", "repo_root", "output_dir", "timeout_scale",
     "DeviceModel", "Qemu", "Qtest", "vfio_user_device", "Section", "parse_console",
-    "GuestResult", "guest_scripts", "run_guest", "script_options",
+    "GuestResult", "dmesg_of", "guest_scripts", "run_guest", "script_image", "script_options",
 ]
