@@ -6,13 +6,13 @@ Every wait has a deadline; a failure raises HarnessError with the logs that expl
 """
 from .device import DeviceModel
 from .errors import HarnessError
-from .guest import GuestResult, guest_scripts, run_guest, script_options
-from .paths import find_guest_image, find_qemu, output_dir, repo_root, timeout_scale
+from .guest import GuestResult, dmesg_of, guest_scripts, run_guest, script_image, script_options
+from .paths import GUEST_IMAGES, find_guest_image, find_qemu, output_dir, repo_root, timeout_scale
 from .qemu import Qemu, Qtest, vfio_user_device
 from .tap import Section, parse_console
 
 __all__ = [
-    "HarnessError", "find_guest_image", "find_qemu", "repo_root", "output_dir", "timeout_scale",
+    "HarnessError", "GUEST_IMAGES", "find_guest_image", "find_qemu", "repo_root", "output_dir", "timeout_scale",
     "DeviceModel", "Qemu", "Qtest", "vfio_user_device", "Section", "parse_console",
-    "GuestResult", "guest_scripts", "run_guest", "script_options",
+    "GuestResult", "dmesg_of", "guest_scripts", "run_guest", "script_image", "script_options",
 ]

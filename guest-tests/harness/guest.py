@@ -13,12 +13,15 @@ from .tap import parse_console
 GUEST_DIR = repo_root() / "guest-tests" / "guest"
 DONE = "# devmodel-guest done"
 OPTION = re.compile(r"^#\s*devmodel-guest:\s*(.*)$", re.M)
+# /init prints the whole kernel log between these lines when asked (devmodel.dmesg=1).
+DMESG = re.compile(r"^# devmodel-dmesg begin\r?\n(.*?)^# devmodel-dmesg end\r?$", re.MULTILINE | re.DOTALL)
 
 
 def script_options(name):
     """Options a guest script declares in a '# devmodel-guest: ...' line:
     reboot (it reboots the guest, so it runs alone and QEMU may reset), manual (not run by
-    the lane on its own), timeout=SECONDS."""
+    the lane on its own), timeout=SECONDS, image=NAME (the guest image it needs; "base" when
+    not given)."""
     path = GUEST_DIR / ("test_%s.py" % name)
     if not path.is_file():
         raise HarnessError("no guest script %s" % path.relative_to(repo_root()))
@@ -27,13 +30,25 @@ def script_options(name):
     for m in OPTION.finditer(text):
         for word in m.group(1).split():
             key, _, val = word.partition("=")
-            opts[key] = float(val) if key == "timeout" else True
+            opts[key] = float(val) if key == "timeout" else val if key == "image" else True
     return opts
 
 
-def guest_scripts(include_manual=False):
+def script_image(name):
+    return script_options(name).get("image", "base")
+
+
+def guest_scripts(include_manual=False, image="base"):
+    """The guest scripts that run on IMAGE (without the manual ones unless asked)."""
     names = sorted(p.stem[len("test_"):] for p in GUEST_DIR.glob("test_*.py"))
-    return [n for n in names if include_manual or not script_options(n).get("manual")]
+    return [n for n in names if (include_manual or not script_options(n).get("manual"))
+            and script_image(n) == image]
+
+
+def dmesg_of(console):
+    """The kernel log /init printed (one "<level>[seconds] text" a line), or None."""
+    m = DMESG.search(console)
+    return m.group(1).replace("\r", "") if m else None
 
 
 @dataclass
@@ -43,6 +58,7 @@ class GuestResult:
     outdir: Path
     seconds: float          # QEMU start to exit
     device_log: str = ""
+    dmesg: str | None = None  # the guest's whole kernel log, when /init printed it
 
     def problems(self, name):
         s = self.sections.get(name)
@@ -50,19 +66,27 @@ class GuestResult:
 
 
 def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=None,
-              append="", device_props=None, qemu_args=(), done_grace=15.0):
+              append="", device_props=None, qemu_args=(), done_grace=15.0, image=None, dmesg=True):
     """Boot QEMU with the guest image and run guest-tests/guest/test_NAME.py for each NAME.
 
     device: "auto" starts a device model for this run (stopped at the end), a DeviceModel
     uses that one, a path attaches the server listening there (not watched), None boots
-    without the device. Raises HarnessError when the run itself
+    without the device. image: the guest image ("base", "i915"); by default the one the
+    scripts declare. dmesg: the guest prints its whole kernel log before powering off, kept
+    as OUTDIR/dmesg.log and GuestResult.dmesg. Raises HarnessError when the run itself
     failed (QEMU did not start, the guest did not power off by the deadline, the device
     model died); a finished run returns a GuestResult with the TAP of each script."""
     outdir = Path(outdir)
     tests = list(tests)
     if reboot is None:
         reboot = any(script_options(t).get("reboot") for t in tests)
-    kernel, initrd = find_guest_image()
+    if image is None:
+        wanted = {script_image(t) for t in tests} or {"base"}
+        if len(wanted) > 1:
+            raise HarnessError(f"the scripts {', '.join(tests)} need different guest images "
+                               f"({', '.join(sorted(wanted))}): boot them separately")
+        image = wanted.pop()
+    kernel, initrd = find_guest_image(image)
     own = device == "auto"
     if own:
         dev = DeviceModel(outdir, platform=platform).start()
@@ -71,7 +95,11 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
     else:
         dev = device
     socket = dev.socket if dev else (device or None)
-    cmdline = "console=ttyS0 panic=-1 quiet devmodel.tests=%s %s" % (",".join(tests), append)
+    # log_buf_len: the default 128 KiB ring loses the start of a boot in which i915 WARNs a lot.
+    # no_timer_check: on a loaded host the TCG guest's early check of the IO-APIC timer can miss
+    # its ticks and panic ("IO-APIC + timer doesn't work", seen in the lane); the timer works.
+    cmdline = "console=ttyS0 panic=-1 quiet no_timer_check devmodel.tests=%s%s %s" % (
+        ",".join(tests), " devmodel.dmesg=1 log_buf_len=1M" if dmesg else "", append)
     qemu = Qemu(outdir, socket=socket, kernel=kernel, initrd=initrd,
                 append=cmdline.strip(), reboot=reboot, device_props=device_props, extra_args=qemu_args)
     try:
@@ -105,7 +133,9 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
             raise HarnessError("QEMU exited before the guest finished (a guest panic or reset?).\n"
                                "--- guest console (%s) ---\n%s" % (qemu.console_path, qemu.console_tail()))
         result = GuestResult(parse_console(console), console, outdir, seconds,
-                             dev.log_text() if dev else "")
+                             dev.log_text() if dev else "", dmesg_of(console))
+        if result.dmesg is not None:
+            (outdir / "dmesg.log").write_text(result.dmesg)
         (outdir / "result.txt").write_text("".join(
             "%s: %s\n" % (t, "; ".join(result.problems(t)) or "ok") for t in tests)
             + "qemu start to exit: %.2f s\n" % seconds)

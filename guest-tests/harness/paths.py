@@ -18,11 +18,11 @@ def timeout_scale():
     return float(os.environ.get("DEVMODEL_TIMEOUT_SCALE", "1"))
 
 
-def _setup_no_fetch(script):
-    """Run ci/<script> --no-fetch: the cached paths, or a HarnessError saying what to run."""
+def _setup_no_fetch(script, *args):
+    """Run ci/<script> --no-fetch ARGS: the cached paths, or a HarnessError saying what to run."""
     path = repo_root() / "ci" / script
     try:
-        r = subprocess.run([str(path), "--no-fetch"], capture_output=True, text=True, timeout=120,
+        r = subprocess.run([str(path), "--no-fetch", *args], capture_output=True, text=True, timeout=120,
                            check=False)
     except subprocess.TimeoutExpired:
         raise HarnessError("ci/%s --no-fetch did not finish in 120 s" % script) from None
@@ -42,19 +42,32 @@ def find_qemu():
     return _setup_no_fetch("setup-qemu").strip().splitlines()[-1]
 
 
+# The images ci/setup-guest builds, and the environment variables that replace each one.
+GUEST_IMAGES = {
+    "base": ("DEVMODEL_GUEST_KERNEL", "DEVMODEL_GUEST_INITRD"),
+    "i915": ("DEVMODEL_GUEST_I915_KERNEL", "DEVMODEL_GUEST_I915_INITRD"),
+}
+
+
 @functools.cache
-def find_guest_image():
-    """(kernel, initrd): $DEVMODEL_GUEST_KERNEL and $DEVMODEL_GUEST_INITRD, or the image
-    ci/setup-guest built (rebuilt from cached packages if a guest script changed)."""
-    kernel, initrd = os.environ.get("DEVMODEL_GUEST_KERNEL"), os.environ.get("DEVMODEL_GUEST_INITRD")
+def find_guest_image(image="base"):
+    """(kernel, initrd) of a guest image: "base" (the cloud kernel with uio/vfio) or "i915" (the
+    generic kernel with the i915 module closure). The image's two environment variables (see
+    GUEST_IMAGES), or what `ci/setup-guest --image NAME` built (rebuilt from cached packages
+    if a guest script changed)."""
+    if image not in GUEST_IMAGES:
+        raise HarnessError(f"no guest image {image!r} (there are {', '.join(GUEST_IMAGES)})")
+    names = GUEST_IMAGES[image]
+    kernel, initrd = (os.environ.get(n) for n in names)
     if kernel or initrd:
-        for name, p in (("DEVMODEL_GUEST_KERNEL", kernel), ("DEVMODEL_GUEST_INITRD", initrd)):
+        for name, p in zip(names, (kernel, initrd), strict=True):
             if not p or not os.path.isfile(p):
                 raise HarnessError("%s=%s is not a file (set both, or neither)" % (name, p))
         return kernel, initrd
-    found = dict(re.findall(r"^(kernel|initrd) (.+)$", _setup_no_fetch("setup-guest"), re.M))
+    out = _setup_no_fetch("setup-guest", "--image", image)
+    found = dict(re.findall(r"^(kernel|initrd) (.+)$", out, re.M))
     if set(found) != {"kernel", "initrd"}:
-        raise HarnessError("ci/setup-guest --no-fetch printed no kernel/initrd paths")
+        raise HarnessError(f"ci/setup-guest --no-fetch --image {image} printed no kernel/initrd paths")
     return found["kernel"], found["initrd"]
 
 
