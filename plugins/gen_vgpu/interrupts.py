@@ -85,6 +85,16 @@ class Interrupts:
         self._rf: RegisterFile | None = None
         self._asserted = False
         self.counters = InterruptCounters()
+        # Per engine: IIR and IER dword indexes, the engine's bits, its master status bit.
+        self._status_map = [
+            (
+                (gt_bank(e.irq_bank) + BANK_IIR) >> 2,
+                (gt_bank(e.irq_bank) + BANK_IER) >> 2,
+                _ENGINE_BITS << e.irq_shift,
+                1 << e.master_bit,
+            )
+            for e in ENGINES
+        ]
 
     # --- declarations ----------------------------------------------------------------------
 
@@ -127,12 +137,11 @@ class Interrupts:
 
     def status(self) -> int:
         """The master register's status bits: engines whose (IIR & IER) is non-zero."""
-        rf = self.rf
+        d = self.rf.dwords
         bits = 0
-        for e in ENGINES:
-            bank = gt_bank(e.irq_bank)
-            if (rf.get(bank + BANK_IIR) & rf.get(bank + BANK_IER)) >> e.irq_shift & _ENGINE_BITS:
-                bits |= 1 << e.master_bit
+        for iir, ier, mask, bit in self._status_map:
+            if d[iir] & d[ier] & mask:
+                bits |= bit
         return bits
 
     @property
