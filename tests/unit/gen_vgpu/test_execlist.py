@@ -333,3 +333,37 @@ def test_a_hang_gives_no_event_and_the_next_submission_runs(rig: Rig, caplog):
     rig.elsp(RCS, desc(C, 0xC))
     rig.engines.complete(rig.executor.started[-1])
     assert events(rig)[1:] == [(S.IDLE_ACTIVE, 0), (S.ACTIVE_IDLE | S.COMPLETE, 0xC)]
+
+
+def test_queue_is_bounded(rig: Rig, caplog):
+    from gen_vgpu.engine.execlist import QUEUE_LIMIT
+
+    rig.elsp(RCS, desc(A, 0))
+    for i in range(QUEUE_LIMIT + 1):
+        rig.elsp(RCS, desc(B if i % 2 else C, i + 1))
+    ex = rig.engines[EngineId.RCS]
+    assert ex.queued == QUEUE_LIMIT and ex.counters.rejected == 1
+    assert "queue full" in caplog.text
+
+
+def test_lite_restore_replaces_a_waiting_element_1(rig: Rig):
+    rig.elsp(RCS, desc(A, 0xA), desc(B, 0xB))
+    rig.set_tail(A, 0x60)
+    rig.elsp(RCS, desc(A, 0xA), desc(C, 0xC))
+    for i in range(3):
+        rig.engines.complete(rig.executor.started[i])
+    assert [w.context_id for w in rig.executor.started] == [0xA, 0xA, 0xC]
+    assert events(rig)[-1] == (S.ACTIVE_IDLE | S.COMPLETE, 0xC)
+
+
+def test_device_reset_cancels_and_forgets(rig: Rig):
+    rig.elsp(RCS, desc(A, 0xA))
+    rig.elsp(RCS, desc(B, 0xB))
+    rig.rf.reset()
+    rig.engines.power_on()
+    assert rig.executor.cancelled == rig.executor.started[:1]
+    ex = rig.engines[EngineId.RCS]
+    assert ex.idle and ex.queued == 0
+    assert rig.r(RCS.reg(er.CSB_PTR)) == er.CSB_PTR_RESET
+    rig.elsp(RCS, desc(A, 1))
+    assert len(rig.executor.started) == 1  # execlists are off again after a device reset
