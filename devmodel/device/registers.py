@@ -4,7 +4,8 @@ Unlisted offsets behave as plain storage (a virtual register file: a read return
 value written, 0 after reset). Listed registers add a reset value, a writable mask, masked-write
 semantics (the upper 16 bits of a write select which lower bits change, as GEN's "masked"
 registers do), write-1-to-clear bits, and read/write hooks. Registers are 32 bits wide; an
-8-byte access is two 32-bit accesses, low dword first.
+8-byte access is two 32-bit accesses, low dword first. ``on_unlisted``, when set, hears of
+every guest access to an offset no declaration covers (offset, is_write), before it acts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ __all__ = ["Register", "RegisterFile"]
 
 ReadHook = Callable[[int], int]  # (offset) -> value
 WriteHook = Callable[[int, int, int], None]  # (offset, old, new)
+UnlistedHook = Callable[[int, bool], None]  # (offset, is_write)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class RegisterFile:
         self._store = bytearray(size)
         self.dwords = memoryview(self._store).cast("I")
         self.regs: dict[int, Register] = {}
+        self.on_unlisted: UnlistedHook | None = None
         for reg in registers:
             self.add(reg)
 
@@ -56,7 +59,10 @@ class RegisterFile:
 
     def read32(self, offset: int) -> int:
         reg = self.regs.get(offset)
-        if reg is not None and reg.read is not None:
+        if reg is None:
+            if self.on_unlisted is not None:
+                self.on_unlisted(offset, False)
+        elif reg.read is not None:
             return reg.read(offset) & 0xFFFFFFFF
         return self.dwords[offset >> 2]
 
@@ -64,6 +70,8 @@ class RegisterFile:
         idx = offset >> 2
         reg = self.regs.get(offset)
         if reg is None:
+            if self.on_unlisted is not None:
+                self.on_unlisted(offset, True)
             self.dwords[idx] = value
             return
         old = self.dwords[idx]

@@ -141,3 +141,14 @@ def test_duplicate_declaration():
 def test_size_must_be_dword_multiple():
     with pytest.raises(ValueError):
         RegisterFile(0x102)
+
+
+def test_on_unlisted_hears_only_undeclared_offsets():
+    heard = []
+    rf = RegisterFile(0x100, [Register(0x10, "R"), Register(0x14, "H", read=lambda off: 5)])
+    rf.on_unlisted = lambda off, is_write: heard.append((off, is_write))
+    rf.write32(0x10, 1)
+    rf.read32(0x14)
+    rf.write32(0x20, 3)
+    assert rf.read32(0x20) == 3  # still plain storage
+    assert heard == [(0x20, True), (0x20, False)]

@@ -1,0 +1,1 @@
+"""The engines: their table, execlist submission and completion, the context image."""

@@ -1,0 +1,418 @@
+"""Execlist submission and completion for one engine, and the four engines together
+(contract §4.1, §4.2; GVT-g's execlist.c).
+
+State per engine: the *current execlist*, up to two elements of which the first is running,
+and a bounded queue of execlists submitted while the engine was busy with another context.
+An element is one context; it runs as one or more workloads (ring segments): a lite restore
+(the running context resubmitted with a new tail) appends a segment from the old tail to the
+new one, which runs after the current one without a context switch.
+
+Event sequences (each CSB write raises the engine's context-switch interrupt):
+
+- submit while idle: {IDLE_ACTIVE}, element 0 starts;
+- resubmission of the running context (lite restore): {PREEMPTED | LITE_RESTORE}; the new
+  element 1 replaces the old one, as a new execlist replaces the old one on hardware;
+- submit while busy with another context: queued, no event (GVT-g's pending queue);
+- element 0 done and element 1 follows: {ELEMENT_SWITCH | COMPLETE}, element 1 starts;
+- last element done: {ACTIVE_IDLE | COMPLETE}; a queued execlist then starts with
+  {IDLE_ACTIVE}.
+
+Completion writes the image's RING_HEAD := tail before the CSB entry. A hung workload gets no
+event: its execlist and the queue are dropped and the engine is idle again, so the guest sees
+the hang and the next submission runs (GVT-g flushes the engine's queue the same way).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from devmodel.device.registers import Register, RegisterFile
+
+from ..interrupts import GtEvent, Interrupts
+from . import regs as r
+from .context import (
+    PAGE_SIZE,
+    BadDescriptor,
+    ContextDescriptor,
+    GmRange,
+    GmReader,
+    GmWriter,
+    RingContext,
+    gm_inside,
+    read_ring_context,
+    write_ring_head,
+)
+from .engines import ENGINES, EngineId, EngineInfo
+from .executor import Executor, Workload
+
+__all__ = ["Execlist", "Engines", "ExeclistCounters", "QUEUE_LIMIT"]
+
+log = logging.getLogger(__name__)
+
+# CSB statuses as plain ints: IntFlag arithmetic costs a few microseconds per event.
+_IDLE_ACTIVE = int(r.CsbStatus.IDLE_ACTIVE)
+_LITE_RESTORE = int(r.CsbStatus.PREEMPTED | r.CsbStatus.LITE_RESTORE)
+_ELEMENT_SWITCH = int(r.CsbStatus.ELEMENT_SWITCH | r.CsbStatus.COMPLETE)
+_ACTIVE_IDLE = int(r.CsbStatus.ACTIVE_IDLE | r.CsbStatus.COMPLETE)
+_CONTEXT_SWITCH = int(GtEvent.CONTEXT_SWITCH)
+
+QUEUE_LIMIT = 16  # execlists waiting behind a busy engine; i915 never has more than one
+_ELSP_WRITES = 4
+
+
+@dataclass
+class _Element:
+    descriptor: ContextDescriptor
+    segments: deque[Workload]
+    tail: int  # tail of the newest segment: where a lite restore continues
+
+    @property
+    def lrca(self) -> int:
+        return self.descriptor.lrca
+
+
+_Execlist = list[_Element]  # one or two elements; [0] runs first
+
+
+@dataclass
+class ExeclistCounters:
+    submissions: int = 0
+    rejected: int = 0
+    lite_restores: int = 0
+    queued: int = 0
+    completed: int = 0
+    hung: int = 0
+    cancelled: int = 0
+    csb_events: int = 0
+
+
+@dataclass
+class _Once:
+    """Log a guest mistake once per reason (the guest may repeat it at MMIO speed)."""
+
+    seen: set[str] = field(default_factory=set)
+
+    def warn(self, engine: EngineInfo, reason: str, detail: object) -> None:
+        if reason not in self.seen:
+            self.seen.add(reason)
+            log.warning("%s: %s (%s); further ones not logged", engine.name, reason, detail)
+
+
+class Execlist:
+    def __init__(
+        self,
+        engine: EngineInfo,
+        interrupts: Interrupts,
+        executor: Executor,
+        read_gm: GmReader,
+        write_gm: GmWriter,
+        gm_ranges: Sequence[GmRange],
+    ) -> None:
+        self.engine = engine
+        self.interrupts = interrupts
+        self.executor = executor
+        self.read_gm = read_gm
+        self.write_gm = write_gm
+        self.gm_ranges = gm_ranges
+        self.counters = ExeclistCounters()
+        self._rf: RegisterFile | None = None
+        self._once = _Once()
+        self._elsp: list[int] = []
+        self._current: _Execlist = []
+        self._queue: deque[_Execlist] = deque()
+        self._running: Workload | None = None
+        self._seq = 0
+        self.last_hang: tuple[Workload, str] | None = None
+
+    # --- declarations ----------------------------------------------------------------------
+
+    def registers(self) -> list[Register]:
+        e = self.engine
+        n = e.name.upper()
+        regs = [
+            Register(e.reg(r.HWS_PGA), f"{n}_HWS_PGA"),
+            Register(e.reg(r.ELSP), f"{n}_ELSP", read=lambda off: 0, write=self._write_elsp),
+            Register(e.reg(r.EXECLIST_STATUS_LO), f"{n}_EXECLIST_STATUS_LO", rw_mask=0, read=self._status_lo),
+            Register(e.reg(r.EXECLIST_STATUS_HI), f"{n}_EXECLIST_STATUS_HI", rw_mask=0, read=self._status_hi),
+            Register(e.reg(r.CONTEXT_CONTROL), f"{n}_CONTEXT_CONTROL", masked=True),
+            Register(e.reg(r.GFX_MODE), f"{n}_GFX_MODE", masked=True),
+            Register(
+                e.reg(r.CSB_PTR),
+                f"{n}_CSB_PTR",
+                reset=r.CSB_PTR_RESET,
+                masked=True,
+                rw_mask=r.CSB_PTR_READ_MASK | r.CSB_PTR_WRITE_MASK,
+            ),
+        ]
+        for slot in range(r.CSB_ENTRIES):
+            off = e.reg(r.CSB_BASE + slot * r.CSB_ENTRY_SIZE)
+            regs.append(Register(off, f"{n}_CSB{slot}_STATUS", rw_mask=0))
+            regs.append(Register(off + 4, f"{n}_CSB{slot}_CONTEXT_ID", rw_mask=0))
+        return regs
+
+    def install(self, rf: RegisterFile) -> None:
+        for reg in self.registers():
+            rf.add(reg)
+        self._rf = rf
+
+    @property
+    def rf(self) -> RegisterFile:
+        assert self._rf is not None, "Execlist.install() first"
+        return self._rf
+
+    # --- state -----------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        return not self._current
+
+    @property
+    def running(self) -> Workload | None:
+        return self._running
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def _status_lo(self, offset: int) -> int:
+        cur = self._current
+        value = r.EXECLIST_QUEUE_FULL if self._queue else 0
+        if cur:
+            value |= r.EXECLIST0_VALID | r.EXECLIST0_ACTIVE
+            if len(cur) > 1:
+                value |= r.EXECLIST1_VALID
+        return value
+
+    def _status_hi(self, offset: int) -> int:
+        return self._current[0].descriptor.context_id if self._current else 0
+
+    # --- submission ------------------------------------------------------------------------
+
+    def _write_elsp(self, offset: int, old: int, new: int) -> None:
+        self._elsp.append(new)
+        if len(self._elsp) < _ELSP_WRITES:
+            return
+        # On the wire: element 1 high, element 1 low, element 0 high, element 0 low.
+        el1_hi, el1_lo, el0_hi, el0_lo = self._elsp
+        self._elsp.clear()
+        self.submit(ContextDescriptor.from_dwords(el0_lo, el0_hi), ContextDescriptor.from_dwords(el1_lo, el1_hi))
+
+    def submit(self, el0: ContextDescriptor, el1: ContextDescriptor) -> None:
+        """An ELSP submission: validate everything, then act; a refused one changes nothing."""
+        try:
+            execlist = self._check(el0, el1)
+        except BadDescriptor as exc:
+            self.counters.rejected += 1
+            self._once.warn(self.engine, f"ELSP submission refused: {exc.args[0]}", exc)
+            return
+        self.counters.submissions += 1
+        cur = self._current
+        if cur and not self._queue and execlist[0].lrca == cur[0].lrca:
+            self._lite_restore(execlist)
+        elif cur:
+            if len(self._queue) >= QUEUE_LIMIT:
+                self.counters.rejected += 1
+                self._once.warn(self.engine, "execlist queue full, submission dropped", QUEUE_LIMIT)
+                return
+            self.counters.queued += 1
+            self._queue.append(execlist)
+        else:
+            self._switch_in(execlist)
+
+    def _check(self, el0: ContextDescriptor, el1: ContextDescriptor) -> _Execlist:
+        if not self.rf.get(self.engine.reg(r.GFX_MODE)) & r.GFX_RUN_LIST_ENABLE:
+            raise BadDescriptor("execlists not enabled (GFX_MODE bit 15 clear)")
+        descs = [el0] + ([el1] if el1.valid else [])
+        for d in descs:
+            d.check(self.gm_ranges)
+        return [self._element(d) for d in descs]
+
+    def _element(self, desc: ContextDescriptor) -> _Element:
+        ring = read_ring_context(self.read_gm, desc.lrca)
+        # The image's head is stale while an earlier submission of this context is still
+        # outstanding: continue from that one's tail (GVT-g does the same).
+        head = self._outstanding_tail(desc.lrca)
+        if head is None:
+            head = ring.head
+        w = self._workload(desc, ring, head, ring.tail)
+        return _Element(desc, deque([w]), ring.tail)
+
+    def _workload(self, desc: ContextDescriptor, ring: RingContext, head: int, tail: int) -> Workload:
+        self._seq += 1
+        return Workload(self.engine, desc, ring, head, tail, self._seq)
+
+    def _outstanding_tail(self, lrca: int) -> int | None:
+        for execlist in reversed([self._current, *self._queue]):
+            for el in reversed(execlist):
+                if el.lrca == lrca:
+                    return el.tail
+        return None
+
+    def _lite_restore(self, execlist: _Execlist) -> None:
+        running, new0 = self._current[0], execlist[0]
+        self.counters.lite_restores += 1
+        # Same context: the new element's segment starts at the running one's tail
+        # (_element saw it outstanding) and runs after it, without a context switch.
+        segment = new0.segments[0]
+        if segment.tail != running.tail:
+            running.segments.append(segment)
+            running.tail = segment.tail
+        running.descriptor = new0.descriptor
+        dropped = self._current[1:]
+        if dropped:
+            log.info(
+                "%s: lite restore replaces element 1 (ctx %#x), which never ran",
+                self.engine.name,
+                dropped[0].descriptor.context_id,
+            )
+        self._current[1:] = execlist[1:]
+        self._csb(_LITE_RESTORE, new0.descriptor.context_id)
+
+    def _switch_in(self, execlist: _Execlist) -> None:
+        self._current = execlist
+        # GVT-g reports idle-to-active with context ID 0; i915 looks only at the status.
+        self._csb(_IDLE_ACTIVE, 0)
+        self._start_next()
+
+    def _start_next(self) -> None:
+        w = self._current[0].segments[0]
+        self._running = w
+        self.executor.start(w)  # last: an executor may report completion from inside
+
+    # --- completion ------------------------------------------------------------------------
+
+    def complete(self, w: Workload) -> None:
+        if w is not self._running:
+            log.debug("%s: completion of %r ignored: not the running workload", self.engine.name, w)
+            return
+        self.counters.completed += 1
+        self._running = None
+        write_ring_head(self.write_gm, w.descriptor.lrca, w.tail)
+        element = self._current[0]
+        element.segments.popleft()
+        if element.segments:
+            self._start_next()
+            return
+        self._current.pop(0)
+        ctx = element.descriptor.context_id
+        if self._current:
+            self._csb(_ELEMENT_SWITCH, ctx)
+            self._start_next()
+            return
+        self._csb(_ACTIVE_IDLE, ctx)
+        if self._queue:
+            self._switch_in(self._queue.popleft())
+
+    def hang(self, w: Workload, reason: str) -> None:
+        if w is not self._running:
+            log.debug("%s: hang of %r ignored: not the running workload", self.engine.name, w)
+            return
+        self.counters.hung += 1
+        self.last_hang = (w, reason)
+        self._once.warn(self.engine, f"context hung: {reason}", w)
+        self._drop_all(cancel=False)
+
+    def notify(self, w: Workload, events: GtEvent) -> None:
+        """User / notify interrupts from a running workload's commands."""
+        if w is self._running:
+            self.interrupts.fire(self.engine, events)
+
+    # --- reset -----------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """GDRST of this engine: drop queued and running work, CSB pointer back to 7,
+        EXECLIST_STATUS idle, a half-written ELSP forgotten."""
+        self._drop_all(cancel=True)
+        self._elsp.clear()
+        rf = self.rf
+        rf.set(self.engine.reg(r.CSB_PTR), r.CSB_PTR_RESET)
+
+    def power_on(self) -> None:
+        """Device reset, after the register file's: no registers to touch, state only."""
+        self._drop_all(cancel=True)
+        self._elsp.clear()
+        self._seq = 0
+        self.last_hang = None
+
+    def _drop_all(self, cancel: bool) -> None:
+        running = self._running
+        self._running = None
+        self._current = []
+        self._queue.clear()
+        if running is not None and cancel:
+            self.counters.cancelled += 1
+            self.executor.cancel(running)
+
+    # --- the context status buffer ---------------------------------------------------------
+
+    def _csb(self, status: int, context_id: int) -> None:
+        rf = self.rf
+        e = self.engine
+        ptr_off = e.reg(r.CSB_PTR)
+        ptr = rf.get(ptr_off)
+        slot = r.csb_next_slot(ptr & r.CSB_PTR_WRITE_MASK)
+        entry = e.reg(r.CSB_BASE + slot * r.CSB_ENTRY_SIZE)
+        rf.set(entry, status)
+        rf.set(entry + 4, context_id)
+        hws = rf.get(e.reg(r.HWS_PGA)) & ~(PAGE_SIZE - 1)
+        if hws:
+            if gm_inside(self.gm_ranges, hws, PAGE_SIZE):
+                # The entry before the index that publishes it: i915 spins on poisoned entries.
+                self.write_gm(hws + (r.HWSP_CSB_DWORD + 2 * slot) * 4, struct.pack("<II", status, context_id))
+                self.write_gm(hws + r.HWSP_CSB_WRITE_INDEX_DWORD * 4, struct.pack("<I", slot))
+            else:
+                self._once.warn(e, "HWS_PGA outside the vGPU's graphics memory, status page not written", hex(hws))
+        rf.set(ptr_off, (ptr & ~r.CSB_PTR_WRITE_MASK) | slot)
+        self.counters.csb_events += 1
+        self.interrupts.fire(e, _CONTEXT_SWITCH)
+
+
+class Engines:
+    """The four engines' execlists; the executor reports back through here."""
+
+    def __init__(
+        self,
+        interrupts: Interrupts,
+        executor: Executor,
+        read_gm: GmReader,
+        write_gm: GmWriter,
+        gm_ranges: Sequence[GmRange],
+    ) -> None:
+        self.execlists: dict[EngineId, Execlist] = {
+            e.id: Execlist(e, interrupts, executor, read_gm, write_gm, gm_ranges) for e in ENGINES
+        }
+
+    def __getitem__(self, engine_id: EngineId) -> Execlist:
+        return self.execlists[engine_id]
+
+    def __iter__(self) -> Iterator[Execlist]:
+        return iter(self.execlists.values())
+
+    def registers(self) -> list[Register]:
+        return [reg for ex in self.execlists.values() for reg in ex.registers()]
+
+    def install(self, rf: RegisterFile) -> None:
+        for ex in self.execlists.values():
+            ex.install(rf)
+
+    def complete(self, w: Workload) -> None:
+        self.execlists[w.engine.id].complete(w)
+
+    def hang(self, w: Workload, reason: str) -> None:
+        self.execlists[w.engine.id].hang(w, reason)
+
+    def notify(self, w: Workload, events: GtEvent) -> None:
+        self.execlists[w.engine.id].notify(w, events)
+
+    def reset_engines(self, selected: Callable[[EngineInfo], bool]) -> None:
+        for ex in self.execlists.values():
+            if selected(ex.engine):
+                ex.reset()
+
+    def power_on(self) -> None:
+        for ex in self.execlists.values():
+            ex.power_on()

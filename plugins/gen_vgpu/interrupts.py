@@ -1,0 +1,191 @@
+"""GEN8 interrupts as a vGPU presents them (contract §4.4, GVT-g's interrupt.c).
+
+Every bank has ISR/IMR/IIR/IER at +0/+4/+8/+0xC. An event sets its IIR bit only while the IMR
+bit is clear; IIR is write-1-to-clear. GEN8_MASTER_IRQ's status bits report (IIR & IER) of
+each engine's half-bank whether or not the enable (bit 31, the only bit the guest writes) is
+set, because i915's handler clears bit 31 first and reads the status afterwards.
+
+The device's line is "pending" while bit 31 and a status bit are set. Each event while pending
+raises the interrupt (an MSI per event, as GVT-g injects one per event), and so does a master
+write that sets bit 31 while something is pending (the handler's re-enable). For INTx the same
+calls assert a level; ``lower`` de-asserts it once nothing is pending or bit 31 is cleared.
+Which of MSI and INTx is used is the PCI device's business (Device.raise_interrupt).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from devmodel.device.registers import Register, RegisterFile
+
+from .engine.engines import ENGINES, EngineInfo
+from .mmio.regs import GEN8_MASTER_IRQ
+
+__all__ = [
+    "GtEvent",
+    "Interrupts",
+    "InterruptCounters",
+    "MASTER_IRQ_ENABLE",
+    "GT_BANK_BASE",
+    "GT_BANKS",
+    "BANK_ISR",
+    "BANK_IMR",
+    "BANK_IIR",
+    "BANK_IER",
+    "gt_bank",
+    "QUIET_BANKS",
+]
+
+MASTER_IRQ_ENABLE = 1 << 31
+
+BANK_ISR, BANK_IMR, BANK_IIR, BANK_IER = 0x0, 0x4, 0x8, 0xC
+GT_BANK_BASE = 0x44300
+GT_BANKS = 4
+_BANK_STRIDE = 0x10
+_ENGINE_BITS = 0xFFFF  # an engine's 16 bits within its bank
+
+# Banks that exist for i915's reset/postinstall paths and never fire on a headless vGPU.
+QUIET_BANKS: dict[str, int] = {
+    "DE_PIPE_A": 0x44400,
+    "DE_PIPE_B": 0x44410,
+    "DE_PIPE_C": 0x44420,
+    "DE_PORT": 0x44440,
+    "DE_MISC": 0x44460,
+    "PCU": 0x444E0,
+    "SDE": 0xC4000,
+}
+
+
+class GtEvent(enum.IntFlag):
+    """Per-engine event bits within the engine's 16 bits of its GT bank."""
+
+    USER = 1 << 0  # MI_USER_INTERRUPT
+    NOTIFY = 1 << 4  # PIPE_CONTROL notify (RCS) / MI_FLUSH_DW notify (the others)
+    CONTEXT_SWITCH = 1 << 8  # a CSB entry was written
+
+
+def gt_bank(n: int) -> int:
+    return GT_BANK_BASE + _BANK_STRIDE * n
+
+
+@dataclass
+class InterruptCounters:
+    events: int = 0  # engine events that reached an IIR
+    masked_events: int = 0  # events dropped by IMR
+    raised: int = 0  # calls of the raise callable
+    lowered: int = 0
+
+
+class Interrupts:
+    def __init__(self, raise_irq: Callable[[], None], lower_irq: Callable[[], None]) -> None:
+        self._raise = raise_irq
+        self._lower = lower_irq
+        self._rf: RegisterFile | None = None
+        self._asserted = False
+        self.counters = InterruptCounters()
+        # Per engine: IIR and IER dword indexes, the engine's bits, its master status bit.
+        self._status_map = [
+            (
+                (gt_bank(e.irq_bank) + BANK_IIR) >> 2,
+                (gt_bank(e.irq_bank) + BANK_IER) >> 2,
+                _ENGINE_BITS << e.irq_shift,
+                1 << e.master_bit,
+            )
+            for e in ENGINES
+        ]
+
+    # --- declarations ----------------------------------------------------------------------
+
+    def registers(self) -> list[Register]:
+        regs = [
+            Register(
+                GEN8_MASTER_IRQ,
+                "GEN8_MASTER_IRQ",
+                rw_mask=MASTER_IRQ_ENABLE,
+                read=self._read_master,
+                write=self._write_master,
+            )
+        ]
+        banks = [(f"GT{n}", gt_bank(n)) for n in range(GT_BANKS)] + list(QUIET_BANKS.items())
+        for name, base in banks:
+            regs += [
+                Register(base + BANK_ISR, f"{name}_ISR", rw_mask=0),
+                # Power-on: everything masked, nothing enabled; i915 programs both.
+                Register(base + BANK_IMR, f"{name}_IMR", reset=0xFFFFFFFF, write=self._reevaluate),
+                Register(base + BANK_IIR, f"{name}_IIR", w1c=0xFFFFFFFF, write=self._reevaluate),
+                Register(base + BANK_IER, f"{name}_IER", write=self._reevaluate),
+            ]
+        return regs
+
+    def install(self, rf: RegisterFile) -> None:
+        for reg in self.registers():
+            rf.add(reg)
+        self._rf = rf
+
+    @property
+    def rf(self) -> RegisterFile:
+        assert self._rf is not None, "Interrupts.install() first"
+        return self._rf
+
+    def reset(self) -> None:
+        """After the register file's reset (the PCI device lowers INTx itself)."""
+        self._asserted = False
+
+    # --- state -----------------------------------------------------------------------------
+
+    def status(self) -> int:
+        """The master register's status bits: engines whose (IIR & IER) is non-zero."""
+        d = self.rf.dwords
+        bits = 0
+        for iir, ier, mask, bit in self._status_map:
+            if d[iir] & d[ier] & mask:
+                bits |= bit
+        return bits
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.rf.get(GEN8_MASTER_IRQ) & MASTER_IRQ_ENABLE)
+
+    @property
+    def pending(self) -> bool:
+        return self.enabled and self.status() != 0
+
+    # --- events ----------------------------------------------------------------------------
+
+    def fire(self, engine: EngineInfo, events: int) -> None:
+        """Engine events (GtEvent bits) happened: set IIR where IMR lets them through."""
+        rf = self.rf
+        bank = gt_bank(engine.irq_bank)
+        bits = (events & _ENGINE_BITS) << engine.irq_shift
+        allowed = bits & ~rf.get(bank + BANK_IMR)
+        if allowed != bits:
+            self.counters.masked_events += 1
+        if not allowed:
+            return
+        self.counters.events += 1
+        rf.set(bank + BANK_IIR, rf.get(bank + BANK_IIR) | allowed)
+        self._evaluate(edge=True)
+
+    def _evaluate(self, edge: bool) -> None:
+        pending = self.pending
+        if pending and (edge or not self._asserted):
+            self.counters.raised += 1
+            self._raise()
+        elif not pending and self._asserted:
+            self.counters.lowered += 1
+            self._lower()
+        self._asserted = pending
+
+    # --- hooks -----------------------------------------------------------------------------
+
+    def _read_master(self, offset: int) -> int:
+        return self.rf.get(offset) | self.status()
+
+    def _write_master(self, offset: int, old: int, new: int) -> None:
+        # Setting the enable re-raises whatever is still pending (GVT's check_pending_irq).
+        self._evaluate(edge=bool(new & MASTER_IRQ_ENABLE))
+
+    def _reevaluate(self, offset: int, old: int, new: int) -> None:
+        self._evaluate(edge=False)
