@@ -113,6 +113,7 @@ class ControlServer:
         self.connections: set[_Connection] = set()
         self.refused = 0
         self.sock = listen_unix(path)
+        self.sock.listen(2 * MAX_CONNECTIONS)  # a backlog for bursts: accepted, then refused if too many
         self.sock.setblocking(False)
         self.loop.watch(self.sock, selectors.EVENT_READ, self._on_listener)
 

@@ -7,10 +7,11 @@ import queue
 import socket
 import tempfile
 import threading
-from collections.abc import Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from gen_vgpu import GenVgpu, Platform
 
 from devmodel.device.device import Device
 from devmodel.testing import GuestMemory, VfioUserClient
@@ -18,7 +19,6 @@ from devmodel.transport.control import ControlServer, control_path
 from devmodel.transport.server import Server
 from devmodel.transport.unix import listen_unix
 from devmodel.vfio_user.connection import ServerOptions
-from gen_vgpu import GenVgpu, Platform
 
 
 class ServerThread:
