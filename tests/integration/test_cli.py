@@ -35,6 +35,17 @@ def _wait_for(path: str, proc: subprocess.Popen, timeout: float = 10) -> None:  
         time.sleep(0.02)
 
 
+def _connect(path: str, mem: GuestMemory) -> VfioUserClient:
+    """The socket file exists from bind(); listen() follows a moment later."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return VfioUserClient.connect(path, mem)
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_socket_mode_and_clean_exit(tmp_path: Path, sig: int) -> None:
     path = str(tmp_path / "vgpu.sock")
@@ -65,7 +76,7 @@ def test_a_second_signal_during_the_stop_is_ignored(tmp_path: Path, second: int)
         proc = _serve("--socket", path, "--device", "gen_vgpu")
         try:
             _wait_for(path, proc)
-            with GuestMemory(1 << 20) as mem, VfioUserClient.connect(path, mem) as c:
+            with GuestMemory(1 << 20) as mem, _connect(path, mem) as c:
                 c.negotiate()
                 c.map_memory(mem)
                 assert c.read32(0, 0x78000) == 0x76544776
