@@ -38,10 +38,11 @@ log = logging.getLogger(__name__)
 Clock = Callable[[], float]
 
 # The time a step is given. A request that arrives while a step runs waits for the rest of
-# it, so this bounds the delay a task adds to an MMIO reply; the loop's own cost between steps
-# (a select, one call) is about 1 % of it. Chosen from bench/bench_request_delay.py
-# (docs/architecture.md, "Event loop").
-STEP_TIME = 0.0005
+# it, so this bounds the delay a task adds to an MMIO reply. The loop's own cost between
+# steps is a few microseconds: measured, a task got the same work per CPU-second with 0.1,
+# 0.25, 0.5 and 1 ms steps, while the median request delay follows the step (0.3 ms at
+# 0.25 ms, 0.6 ms at 0.5 ms). bench/bench_request_delay.py; docs/architecture.md.
+STEP_TIME = 0.00025
 # A step that returns later than this past its deadline is logged once per task name: it
 # delayed every request waiting behind it by as much.
 LATE_STEP = 0.001

@@ -69,7 +69,7 @@ def test_a_step_is_bounded_by_its_deadline_not_a_count(clock: Clock, q: TaskQueu
     assert w.deadlines == [start + 0.0005]
     assert w.left == 95  # five units fit in the step's time
     assert q.has_ready() and w.state is TaskState.READY
-    assert q.run_until_idle() == 19
+    assert q.run_until_idle(step_time=0.0005) == 19
     assert w.state is TaskState.DONE and w.steps == 20 and len(q) == 0
 
 
