@@ -141,25 +141,24 @@ class TimerHeap:
 
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self.clock = clock
-        self._heap: list[tuple[float, int, Timer]] = []
+        # (when, sequence, timer); read-only outside this class. The loop tests it for
+        # emptiness on every turn, which a plain list answers without a call.
+        self.heap: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
 
-    def __bool__(self) -> bool:
-        return bool(self._heap)
-
     def __len__(self) -> int:
-        return sum(1 for _, _, t in self._heap if not t.cancelled)
+        return sum(1 for _, _, t in self.heap if not t.cancelled)
 
     def call_at(self, when: float, fn: Callable[[], None], *, uses_guest_memory: bool) -> Timer:
         timer = Timer(when, fn, uses_guest_memory)
-        heapq.heappush(self._heap, (when, next(self._seq), timer))
+        heapq.heappush(self.heap, (when, next(self._seq), timer))
         return timer
 
     def call_later(self, delay: float, fn: Callable[[], None], *, uses_guest_memory: bool) -> Timer:
         return self.call_at(self.clock() + max(0.0, delay), fn, uses_guest_memory=uses_guest_memory)
 
     def next_due(self) -> float | None:
-        heap = self._heap
+        heap = self.heap
         while heap and heap[0][2].cancelled:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
@@ -169,7 +168,7 @@ class TimerHeap:
         A timer that raises has been taken off first; the rest run at the next call."""
         if now is None:
             now = self.clock()
-        heap = self._heap
+        heap = self.heap
         ran = 0
         while heap and heap[0][0] <= now:
             timer = heapq.heappop(heap)[2]
@@ -184,7 +183,7 @@ class TimerHeap:
         """Cancel every pending timer (or only those whose flag matches); returns how many."""
         n = 0
         keep = []
-        for entry in self._heap:
+        for entry in self.heap:
             timer = entry[2]
             if timer.cancelled:
                 continue
@@ -194,7 +193,7 @@ class TimerHeap:
             else:
                 keep.append(entry)
         heapq.heapify(keep)
-        self._heap = keep
+        self.heap = keep
         return n
 
 

@@ -72,16 +72,16 @@ class EventLoop:
             tasks = self.tasks
             if tasks.has_ready():
                 timeout = 0.0
-            elif self.timers or tasks.timers:
+            elif self.timers.heap or tasks.timers.heap:
                 due = _earliest(self.timers.next_due(), tasks.timers.next_due())
                 if due is not None:
                     wait = max(0.0, due - tasks.clock())
                     timeout = wait if timeout is None else min(timeout, wait)
             for key, mask in self.sel.select(timeout):
                 key.data(mask)
-            if self.timers:
+            if self.timers.heap:
                 self._contain("a transport timer", self.timers.run_due)
-            if tasks.timers:
+            if tasks.timers.heap:
                 self._contain("a device timer", tasks.timers.run_due)
             if tasks.has_ready():
                 self._contain("a device task", self._step)

@@ -11,7 +11,6 @@ and is dropped.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable
 
 from ..device.dma import PROT_READ, PROT_WRITE, DmaMap
@@ -21,7 +20,7 @@ from ..errors import DmaFault, NoSpace, ProtocolError, TransportError
 from ..vfio_user import messages as m
 from ..vfio_user.connection import ConnState, Reply, ServerConnection
 from ..vfio_user.constants import MAX_DATA_XFER_SIZE, Command, HeaderFlags
-from .unix import close_fds, send_message
+from .unix import close_fds
 
 __all__ = ["REPLY_TIMEOUT", "MessageDmaChannel"]
 
@@ -45,14 +44,14 @@ class MessageDmaChannel:
     def __init__(
         self,
         conn: ServerConnection,
-        sock: socket.socket,
+        send: Callable[[bytes], None],
         dma: DmaMap,
         tasks: TaskQueue,
         timers: TimerHeap,
         timeout: float = REPLY_TIMEOUT,
     ) -> None:
         self.conn = conn
-        self.sock = sock
+        self.send = send
         self.dma = dma
         self.tasks = tasks
         self.timers = timers
@@ -138,7 +137,7 @@ class MessageDmaChannel:
             for index, (addr, count, payload) in enumerate(pieces):
                 msg_id, data = self.conn.request(command, payload, (transfer, index, addr, count))
                 flight.msg_ids.append(msg_id)
-                send_message(self.sock, data)
+                self.send(data)
         except (TransportError, NoSpace) as exc:
             transfer.cancel()
             raise DmaFault(f"cannot send DMA request: {exc}", iova=transfer.iova) from exc

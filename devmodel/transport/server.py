@@ -20,7 +20,8 @@ from ..vfio_user.connection import ConnState, Request, ServerConnection, ServerO
 from .dispatch import Dispatcher
 from .loop import EventLoop, FileObject
 from .message_dma import MessageDmaChannel
-from .unix import close_fds, recv_chunk, send_message
+from .outbox import Outbox
+from .unix import close_fds, recv_chunk
 
 __all__ = ["Client", "Server"]
 
@@ -35,7 +36,8 @@ class Client:
         self.sock = sock
         self.conn = ServerConnection(server.options)
         self.dispatcher = Dispatcher(server.device, self.conn, strict=server.strict)
-        self.dma = MessageDmaChannel(self.conn, sock, server.device.dma, server.device.tasks, server.loop.timers)
+        self.outbox = Outbox(sock, server.loop, server._on_client)
+        self.dma = MessageDmaChannel(self.conn, self.outbox.send, server.device.dma, server.device.tasks, server.loop.timers)
         self.log = log.getChild(f"client{server.clients_served}")
 
     def pump(self) -> bool:
@@ -77,7 +79,7 @@ class Client:
             if isinstance(event, Request):
                 out = self.dispatcher.dispatch(event.msg)
                 if out is not None:
-                    send_message(self.sock, out[0], out[1])
+                    self.outbox.send(out[0], out[1])
             else:
                 self.dma.on_reply(event)
 
@@ -127,12 +129,12 @@ class Server:
             sock, _ = self.listener.accept()
         except BlockingIOError:
             return
-        sock.setblocking(True)
+        sock.setblocking(False)  # writes the socket does not take wait in the client's outbox
         self.clients_served += 1
         client = self.client = Client(self, sock)
         self.device.message_dma = client.dma
         self.loop.unwatch(self.listener)
-        self.loop.watch(sock, selectors.EVENT_READ, self._on_client)
+        self.loop.watch(sock, selectors.EVENT_READ, self._on_client)  # the outbox adds writes when it must
         client.log.info("client attached")
 
     def _on_client(self, _mask: int) -> None:
