@@ -166,7 +166,8 @@ class Device:
     def inspect(self, what: str, args: list[str]) -> dict[str, Any]:
         """Read-only answers for the inspection socket; plugins add their own topics."""
         if what == "stats":
-            return {"device": self.name, "lines": list(self.describe())}
+            tasks = {"live": len(self.tasks), **vars(self.tasks.stats)}
+            return {"device": self.name, "lines": list(self.describe()), "tasks": tasks}
         raise LookupError(f"unknown topic {what!r}")
 
     def describe(self) -> Iterable[str]:

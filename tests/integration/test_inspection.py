@@ -68,6 +68,7 @@ def test_a_trickling_client_does_not_hold_up_region_reads(inspected: ServerThrea
     s.send(b"\n")
     answer = _answer(s)
     assert answer["device"] == "gen_vgpu" and answer["lines"]
+    assert answer["tasks"]["live"] == 0 and answer["tasks"]["late_steps"] == 0
     s.close()
 
 
