@@ -4,9 +4,10 @@
 The server (this script with ``--server``, in its own process) serves the GEN vGPU with one
 addition: a write of 1 to BAR0 0x4000 starts a task that burns CPU in steps until a write of
 0 cancels it (it counts its work units, readable at 0x4008). The client measures REGION_READ
-round trips back to back: first with no task (the baseline), then for ``--seconds`` with the
-task running. It prints p50, p99 and the longest round trip of each, and how much work the
-task got done while the requests flowed compared with running alone. ``--pin`` runs both
+round trips back to back for ``--seconds``: first with no task (the baseline), then with the
+task running. It prints p50, p99, the longest round trip and how many took over 2 ms, the
+steps that returned more than 1 ms late (only a process the host preempted does that), and
+how much work the task got done while the requests flowed compared with running alone. ``--pin`` runs both
 processes on CPU 0; ``--step-ms`` sets the loop's step deadline.
 """
 
@@ -28,6 +29,8 @@ from devmodel.testing import VfioUserClient  # noqa: E402
 
 TRIGGER = 0x4000
 WORK_DONE = 0x4008
+LATE_STEPS = 0x4010  # steps that returned more than LATE_STEP past their deadline
+TARGET = 0.002
 
 
 def serve(path: str, step_ms: float) -> None:
@@ -63,6 +66,8 @@ def serve(path: str, step_ms: float) -> None:
         def region_read(self, index: int, offset: int, count: int) -> bytes:
             if index == 0 and offset == WORK_DONE:
                 return self.units.to_bytes(8, "little")[:count]
+            if index == 0 and offset == LATE_STEPS:
+                return self.tasks.stats.late_steps.to_bytes(8, "little")[:count]
             return super().region_read(index, offset, count)
 
     server = Server(BusyDevice(), listen_unix(path))
@@ -77,14 +82,20 @@ def pct(lat: list[float], p: float) -> float:
     return sorted(lat)[min(len(lat) - 1, int(len(lat) * p))] * 1e3
 
 
-def measure(path: str, seconds: float, baseline_n: int) -> dict[str, float]:
+def reads_for(c: VfioUserClient, seconds: float) -> list[float]:
+    lat = []
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        t = time.perf_counter()
+        c.read32(0, 0x78000)
+        lat.append(time.perf_counter() - t)
+    return lat
+
+
+def measure(path: str, seconds: float) -> dict[str, float]:
     with VfioUserClient.connect(path) as c:
         c.negotiate()
-        base = []
-        for _ in range(baseline_n):
-            t = time.perf_counter()
-            c.read32(0, 0x78000)
-            base.append(time.perf_counter() - t)
+        base = reads_for(c, seconds)
         # the task alone: how much it does in `seconds` with nobody asking
         u0 = c.read64(0, WORK_DONE)
         c.write32(0, TRIGGER, 1)
@@ -93,23 +104,23 @@ def measure(path: str, seconds: float, baseline_n: int) -> dict[str, float]:
         alone = c.read64(0, WORK_DONE) - u0
         # the task with requests flowing back to back
         u0 = c.read64(0, WORK_DONE)
+        late0 = c.read64(0, LATE_STEPS)
         c.write32(0, TRIGGER, 1)
-        busy = []
-        end = time.perf_counter() + seconds
-        while time.perf_counter() < end:
-            t = time.perf_counter()
-            c.read32(0, 0x78000)
-            busy.append(time.perf_counter() - t)
+        busy = reads_for(c, seconds)
         c.write32(0, TRIGGER, 0)
         shared = c.read64(0, WORK_DONE) - u0
+        late = c.read64(0, LATE_STEPS) - late0
     return {
         "base_p50": pct(base, 0.5),
         "base_p99": pct(base, 0.99),
         "base_max": max(base) * 1e3,
+        "base_over": sum(t > TARGET for t in base),
         "busy_n": len(busy),
         "busy_p50": pct(busy, 0.5),
         "busy_p99": pct(busy, 0.99),
         "busy_max": max(busy) * 1e3,
+        "busy_over": sum(t > TARGET for t in busy),
+        "late_steps": late,
         "task_share": shared / alone if alone else 0.0,
     }
 
@@ -141,17 +152,21 @@ def main() -> None:
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise SystemExit("the server did not start")
                     time.sleep(0.02)
-                rows.append(measure(path, args.seconds, 2000))
+                rows.append(measure(path, args.seconds))
             finally:
                 proc.terminate()
                 proc.wait()
     where = "pinned to one CPU" if args.pin else "client and server on different CPUs"
     print(f"REGION_READ round trips while a CPU-bound task runs ({where}; step deadline {args.step_ms:.2f} ms)")
-    print(f"  {'run':>3}  {'idle p50':>9} {'idle p99':>9} {'idle max':>9}   {'reads':>6} {'busy p50':>9} {'busy p99':>9} {'busy max':>9}  task work vs alone")
+    print(
+        f"  {'run':>3}  {'idle p50':>9} {'idle p99':>9} {'idle max':>9} {'>2ms':>5}   {'reads':>6} {'busy p50':>9} "
+        f"{'busy p99':>9} {'busy max':>9} {'>2ms':>5}  late steps  task work vs alone"
+    )
     for i, r in enumerate(rows):
         print(
-            f"  {i:>3}  {r['base_p50']:8.3f}ms {r['base_p99']:8.3f}ms {r['base_max']:8.3f}ms   {r['busy_n']:>6} "
-            f"{r['busy_p50']:8.3f}ms {r['busy_p99']:8.3f}ms {r['busy_max']:8.3f}ms  {r['task_share'] * 100:5.1f} %"
+            f"  {i:>3}  {r['base_p50']:8.3f}ms {r['base_p99']:8.3f}ms {r['base_max']:8.3f}ms {r['base_over']:>5}   "
+            f"{r['busy_n']:>6} {r['busy_p50']:8.3f}ms {r['busy_p99']:8.3f}ms {r['busy_max']:8.3f}ms {r['busy_over']:>5}  "
+            f"{r['late_steps']:>10}  {r['task_share'] * 100:5.1f} %"
         )
     print(f"  longest delay over all runs: {max(r['busy_max'] for r in rows):.3f} ms; worst p99 {max(r['busy_p99'] for r in rows):.3f} ms")
 
