@@ -111,16 +111,26 @@ def _serve(args: argparse.Namespace) -> int:
 
     rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wfd)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
-    signal.signal(signal.SIGINT, lambda *_: server.stop())
+
+    def stop(*_: object) -> None:
+        # A stop in progress ignores further SIGTERM/SIGINT (``timeout`` sends one to the
+        # child and one to its group). SIG_IGN, unlike a Python handler, outlives the
+        # interpreter's shutdown, which puts Python handlers back to SIG_DFL: a second
+        # signal arriving then would kill the process with status -15.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        server.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     server.add_reader(rfd, lambda: _drain(rfd))
     log.info("serving %s (%s) on %s", plugin.name, args.platform, path or f"fd {args.fd}")
     try:
         server.serve_forever()
     finally:
-        server.close()
         if control is not None:
             control.close()
+        server.close()
         if path and os.path.exists(path):
             os.unlink(path)
         for line in device.describe():
@@ -137,6 +147,9 @@ def _inspect(args: argparse.Namespace) -> int:
         answer = query(path, {"what": args.what, "args": args.args})
     except OSError as exc:
         print(f"devmodel inspect: cannot reach {path}: {exc}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError) as exc:
+        print(f"devmodel inspect: bad answer from {path}: {exc}", file=sys.stderr)
         return 1
     if "error" in answer:
         print(f"devmodel inspect: {answer['error']}", file=sys.stderr)

@@ -1,24 +1,28 @@
-"""The device base: regions, config space, interrupt lines, the DMA map, reset and quiesce.
+"""The device base: regions, config space, interrupt lines, the DMA map, its work queue,
+reset and quiesce.
 
 The transport calls these methods; a device plugin subclasses :class:`Device` and fills in
-its regions. Nothing here knows about messages or sockets.
+its regions. Nothing here knows about sockets: device work goes to ``self.tasks`` (run by the
+transport's loop) and DMA through messages to ``self.message_dma`` (set by the transport).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import OutOfRange
 from ..vfio_user.constants import IrqIndex
 from .dma import DmaMap
 from .irq import IrqLines, SetIrqs
+from .message_dma import MessageDma
 from .pci_config import PciConfigSpace
 from .region import Region, RegionFlags
+from .tasks import TaskQueue
 
-__all__ = ["Device", "ResetKind", "ConfigRegionHandler", "NUM_REGIONS", "CONFIG_REGION"]
+__all__ = ["CONFIG_REGION", "NUM_REGIONS", "ConfigRegionHandler", "Device", "ResetKind"]
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +60,10 @@ class Device:
         self.config.on_command = self._on_command
         self.regions: list[Region] = [Region(i, 0) for i in range(NUM_REGIONS)]
         self.regions[CONFIG_REGION] = Region(CONFIG_REGION, config.size, ConfigRegionHandler(config))
-        # Deferred work (engine steps) the transport runs between messages.
-        self._work: list[Callable[[], None]] = []
+        # Work the transport's loop runs between messages (engine steps, timers).
+        self.tasks = TaskQueue()
+        # DMA_READ/DMA_WRITE through the attached client, for windows without an fd.
+        self.message_dma: MessageDma | None = None
 
     # --- regions ---------------------------------------------------------------------------
 
@@ -129,12 +135,23 @@ class Device:
     # --- lifecycle -------------------------------------------------------------------------
 
     def quiesce(self) -> None:
-        """Stop every use of guest memory before the DMA map changes or the device resets."""
+        """Stop every use of guest memory before the DMA map changes, the device resets or the
+        client goes: cancel (never finish) every message transfer in flight and every task
+        and timer that declared it uses guest memory. Cancelling is bounded and the same on
+        every machine; finishing could wait on the client, which waits for our reply
+        (docs/architecture.md, "Quiesce")."""
+        transfers = self.message_dma.cancel_all() if self.message_dma is not None else 0
+        work = self.tasks.quiesce()
+        if transfers or work:
+            log.debug("quiesce: cancelled %d message transfers, %d tasks and timers", transfers, work)
 
     def reset(self, kind: ResetKind) -> None:
+        """Power-on state; every task, timer and message transfer is cancelled."""
+        if self.message_dma is not None:
+            self.message_dma.cancel_all()
+        self.tasks.cancel_all()
         self.config.reset()
         self.set_intx(False)
-        self._work.clear()
 
     def on_disconnect(self) -> None:
         """The lost-connection sequence (libvfio-user's order): quiesce, unmap every window,
@@ -144,24 +161,19 @@ class Device:
         self.reset(ResetKind.LOST_CONN)
         self.irqs.close_all()
 
-    # --- deferred work ---------------------------------------------------------------------
-
-    def schedule(self, step: Callable[[], None]) -> None:
-        self._work.append(step)
-
-    def has_work(self) -> bool:
-        return bool(self._work)
-
-    def run_work(self, budget: int = 16) -> None:
-        """Run up to ``budget`` queued steps; each must be short (it delays MMIO replies)."""
-        for _ in range(min(budget, len(self._work))):
-            self._work.pop(0)()
+    # --- inspection ------------------------------------------------------------------------
 
     def inspect(self, what: str, args: list[str]) -> dict[str, Any]:
         """Read-only answers for the inspection socket; plugins add their own topics."""
         if what == "stats":
-            return {"device": self.name, "lines": list(self.describe())}
+            tasks = {"live": len(self.tasks), **vars(self.tasks.stats)}
+            return {"device": self.name, "lines": list(self.describe()), "tasks": tasks}
         raise LookupError(f"unknown topic {what!r}")
 
     def describe(self) -> Iterable[str]:
         yield f"{self.name}: {len(self.dma)} DMA windows"
+        t = self.tasks.stats
+        yield (
+            f"tasks: {len(self.tasks)} live, {t.spawned} spawned, {t.steps} steps, {t.cancelled} cancelled, "
+            f"{t.failed} failed, longest step {t.longest_step * 1e3:.2f} ms, {t.late_steps} late"
+        )

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import os
+import queue
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 from devmodel.device.device import Device
 from devmodel.testing import GuestMemory, VfioUserClient
+from devmodel.transport.control import ControlServer, control_path
 from devmodel.transport.server import Server
 from devmodel.transport.unix import listen_unix
 from devmodel.vfio_user.connection import ServerOptions
@@ -18,12 +22,18 @@ from gen_vgpu import GenVgpu, Platform
 
 
 class ServerThread:
-    def __init__(self, device: Device, path: str, options: ServerOptions) -> None:
+    def __init__(self, device: Device, path: str, options: ServerOptions, control: bool = False) -> None:
         self.device = device
         self.path = path
         self.server = Server(device, listen_unix(path), options, strict=True)
+        self.control = ControlServer(self.server, control_path(path)) if control else None
         self.error: BaseException | None = None
         self._stop = threading.Event()
+        # call(): functions to run on the server's thread, between its loop's turns
+        self._calls: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]]] = queue.Queue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self.server.add_reader(self._wake_r, self._run_calls)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -32,6 +42,25 @@ class ServerThread:
         """The device, for tests that look inside the GEN vGPU."""
         assert isinstance(self.device, GenVgpu), "this server runs another device"
         return self.device
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the server's thread (as the loop's own callbacks run) and return
+        its result: the device is touched by one thread only."""
+        done: queue.Queue[tuple[bool, Any]] = queue.Queue()
+        self._calls.put((fn, done))
+        self._wake_w.send(b"x")
+        ok, value = done.get(timeout=10)
+        if not ok:
+            raise value
+        return value
+
+    def _run_calls(self) -> None:
+        self._wake_r.recv(4096)
+        while not self._calls.empty():
+            fn, done = self._calls.get()
+            try:
+                done.put((True, fn()))
+            except BaseException as exc:  # noqa: BLE001 (handed to the caller, who re-raises it)
+                done.put((False, exc))
 
     def _run(self) -> None:
         try:
@@ -43,7 +72,11 @@ class ServerThread:
     def stop(self) -> None:
         self._stop.set()
         self.thread.join(5)
+        if self.control is not None:
+            self.control.close()
         self.server.close()
+        self._wake_r.close()
+        self._wake_w.close()
         if self.error is not None:
             raise AssertionError(f"server thread died: {self.error!r}") from self.error
 
@@ -59,10 +92,13 @@ def make_server(sock_dir: str) -> Iterator[Callable[..., ServerThread]]:
     started: list[ServerThread] = []
 
     def make(
-        platform: Platform = Platform.BDW, write_multiple: bool = True, device: Device | None = None
+        platform: Platform = Platform.BDW,
+        write_multiple: bool = True,
+        device: Device | None = None,
+        control: bool = False,
     ) -> ServerThread:
         path = os.path.join(sock_dir, f"s{len(started)}.sock")
-        st = ServerThread(device or GenVgpu(platform), path, ServerOptions(write_multiple=write_multiple))
+        st = ServerThread(device or GenVgpu(platform), path, ServerOptions(write_multiple=write_multiple), control)
         started.append(st)
         return st
 

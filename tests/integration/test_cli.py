@@ -38,6 +38,17 @@ def _wait_for(path: str, proc: subprocess.Popen[str], timeout: float = 10) -> No
         time.sleep(0.02)
 
 
+def _connect(path: str, mem: GuestMemory) -> VfioUserClient:
+    """The socket file exists from bind(); listen() follows a moment later."""
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            return VfioUserClient.connect(path, mem)
+        except ConnectionRefusedError:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_serve_socket_mode_and_clean_exit(tmp_path: Path, sig: int) -> None:
     path = str(tmp_path / "vgpu.sock")
@@ -75,6 +86,33 @@ def test_refuse_unsealed_memory_option(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, err
     assert "not sealed against shrinking" in err
+
+
+@pytest.mark.parametrize("second", [signal.SIGTERM, signal.SIGINT])
+def test_a_second_signal_during_the_stop_is_ignored(tmp_path: Path, second: int) -> None:
+    """As ``timeout`` does (one SIGTERM to the child, one to its group): more signals while
+    the stop runs with a client attached, until the process is gone, several times; every
+    run exits 0 after a full stop. The signals keep coming through every phase of the stop,
+    the interpreter's own shutdown included."""
+    for run in range(4):
+        path = str(tmp_path / f"vgpu{run}.sock")
+        proc = _serve("--socket", path, "--device", "gen_vgpu")
+        try:
+            _wait_for(path, proc)
+            with GuestMemory(1 << 20) as mem, _connect(path, mem) as c:
+                c.negotiate()
+                c.map_memory(mem)
+                assert c.read32(0, 0x78000) == 0x76544776
+                proc.send_signal(signal.SIGTERM)
+                deadline = time.monotonic() + 10
+                while proc.poll() is None and time.monotonic() < deadline:
+                    proc.send_signal(second)
+                    time.sleep(0.0005)  # pacing, not a measurement
+                _, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+        assert proc.returncode == 0, (run, proc.returncode, err)
+        assert "stopped" in err and not os.path.exists(path)
 
 
 def test_refuses_a_live_socket_and_replaces_a_stale_one(tmp_path: Path) -> None:

@@ -4,14 +4,14 @@ accept the next client."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 
 import pytest
 
-from devmodel.errors import TransportError
+from devmodel.device.irq import SetIrqs
+from devmodel.errors import ErrorReply, TransportError
 from devmodel.testing import GuestMemory, VfioUserClient
-from devmodel.vfio_user.constants import Command, IrqIndex
+from devmodel.vfio_user.constants import Command, IrqIndex, IrqSetFlags
 from devmodel.vfio_user.layouts import VERSION
 
 from .conftest import ServerThread
@@ -63,9 +63,34 @@ def test_second_client_waits_for_the_first(server: ServerThread, memory: GuestMe
     second.close()
 
 
-def test_connection_that_never_negotiated_leaves_state_alone(server: ServerThread, client: VfioUserClient) -> None:
-    client.write32(0, 0x4000, 9)
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.connect(server.path)  # queued behind the attached client
+@pytest.mark.parametrize("goes_away", ["at once", "after a refused command"])
+def test_connection_that_never_negotiated_leaves_state_alone(
+    server: ServerThread, memory: GuestMemory, goes_away: str
+) -> None:
+    """The probe is served (no other client holds the server) and leaves without VERSION:
+    no lost-connection sequence, so the register, the window and the eventfd set up before
+    it are all still there for the next client."""
+    dev = server.device
+    efd = os.eventfd(0, os.EFD_NONBLOCK)
+
+    def set_up() -> None:
+        dev.region_write(0, 0x4000, (9).to_bytes(4, "little"))
+        dev.dma.add(0, memory.size, 3, memory.dup_fd())
+        dev.set_irqs(
+            SetIrqs(IrqSetFlags.DATA_EVENTFD, IrqSetFlags.ACTION_TRIGGER, IrqIndex.INTX, 0, 1, b"", (os.dup(efd),))
+        )
+
+    server.call(set_up)
+    served = server.server.clients_served
+    probe = VfioUserClient.connect(server.path, memory)
+    if goes_away == "after a refused command":
+        with pytest.raises(ErrorReply):
+            probe.reset()  # answered (EINVAL: not before VERSION), so it was served
     probe.close()
-    assert client.read32(0, 0x4000) == 9
+    _wait(lambda: server.server.clients_served == served + 1 and server.server.client is None)
+    assert server.call(lambda: len(dev.dma)) == 1
+    assert server.call(lambda: dev.irqs.lines[IrqIndex.INTX].triggers) != [None]
+    with VfioUserClient.connect(server.path, memory) as c:
+        c.negotiate()
+        assert c.read32(0, 0x4000) == 9
+    os.close(efd)

@@ -1,0 +1,113 @@
+"""The event loop: watched fds first, then due timers, then one step of device work.
+
+One thread runs everything, so client commands are handled strictly in arrival order and no
+handler ever runs inside a task's step (or the reverse). Each turn of :meth:`EventLoop.run_once`
+is::
+
+    select(timeout)        0 when a task is ready, else up to the nearest timer
+    callbacks              the client's messages, inspection clients, signals
+    due timers             the transport's own (reply timeouts, inspection limits), the device's
+    one step               of the task at the head of the device's round-robin queue
+
+so a request that arrives while a step runs is read by the next turn's select: it waits for
+the rest of that step and no more. A bug in a timer or a step is logged and the loop goes on
+(``strict`` re-raises it, for the tests); a bug in a callback is the callback's to contain.
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+from collections.abc import Callable
+from typing import Protocol
+
+from ..device.tasks import STEP_TIME, TaskQueue, TimerHeap
+from ..errors import DevModelError
+
+__all__ = ["EventLoop", "FdCallback", "FileObject"]
+
+log = logging.getLogger(__name__)
+
+# Called with the selector's event mask (EVENT_READ / EVENT_WRITE) that is ready.
+FdCallback = Callable[[int], None]
+
+
+class HasFileno(Protocol):
+    def fileno(self) -> int: ...
+
+
+FileObject = int | HasFileno
+
+
+class EventLoop:
+    def __init__(self, tasks: TaskQueue, strict: bool = False, step_time: float = STEP_TIME) -> None:
+        self.tasks = tasks
+        # The transport's own timers: a device reset cancels the device's, not these.
+        self.timers = TimerHeap(tasks.clock)
+        self.strict = strict
+        self.step_time = step_time
+        self.sel = selectors.DefaultSelector()
+        self._running = False
+
+    # --- fds ---------------------------------------------------------------------------------
+
+    def watch(self, fileobj: FileObject, events: int, callback: FdCallback) -> None:
+        self.sel.register(fileobj, events, callback)
+
+    def modify(self, fileobj: FileObject, events: int, callback: FdCallback) -> None:
+        self.sel.modify(fileobj, events, callback)
+
+    def unwatch(self, fileobj: FileObject) -> None:
+        self.sel.unregister(fileobj)
+
+    # --- running -----------------------------------------------------------------------------
+
+    def run_once(self, timeout: float | None = 0.0) -> None:
+        """One turn. ``timeout`` caps the wait when nothing is ready (None: until an fd or a
+        timer wants the loop)."""
+        if self._running:
+            raise RuntimeError("the event loop was entered again from inside itself")
+        self._running = True
+        try:
+            tasks = self.tasks
+            if tasks.has_ready():
+                timeout = 0.0
+            elif self.timers.heap or tasks.timers.heap:
+                due = _earliest(self.timers.next_due(), tasks.timers.next_due())
+                if due is not None:
+                    wait = max(0.0, due - tasks.clock())
+                    timeout = wait if timeout is None else min(timeout, wait)
+            for key, mask in self.sel.select(timeout):
+                key.data(mask)
+            if self.timers.heap:
+                self._contain("a transport timer", self.timers.run_due)
+            if tasks.timers.heap:
+                self._contain("a device timer", tasks.timers.run_due)
+            if tasks.has_ready():
+                self._contain("a device task", self._step)
+        finally:
+            self._running = False
+
+    def _step(self) -> None:
+        self.tasks.run_step(self.step_time)
+
+    def _contain(self, what: str, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except DevModelError as exc:
+            log.warning("%s failed: %s", what, exc)
+        except Exception:
+            if self.strict:
+                raise
+            log.exception("bug: %s raised", what)
+
+    def close(self) -> None:
+        self.sel.close()
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
