@@ -212,7 +212,8 @@ def pair(mem: GuestMemory) -> tuple[GenVgpu, GenVgpu]:
 def same_state(a: GenVgpu, b: GenVgpu) -> None:
     assert a.ggtt.guest == b.ggtt.guest
     assert a.ggtt.shadow == b.ggtt.shadow
-    assert a.ggtt._pending == b.ggtt._pending
+    assert a.ggtt.pending_halves() == b.ggtt.pending_halves()
+    assert a.ggtt.owner == b.ggtt.owner
     assert bytes(a.registers.dwords) == bytes(b.registers.dwords)
     assert a.region_read(7, 0, 256) == b.region_read(7, 0, 256)
 

@@ -74,6 +74,9 @@ UNMAP_RANGES = sorted({(w.iova, w.size) for w in WINDOWS.values()}) + [
     (0x0, 1 << 40),
 ]
 
+# Where runs start: around the hot entries, inside the aperture and at the table's end.
+RUN_STARTS = [0, 2, APERTURE_PAGES - 4, GGTT_ENTRY_COUNT - 6]
+
 ZEROS = array("Q", bytes(8 * GGTT_ENTRY_COUNT))
 
 # Half the time one of two hot entries, so that halves, whole writes and resets meet.
@@ -108,7 +111,6 @@ class GgttMachine(RuleBasedStateMachine):
         self.guest: dict[int, int] = {}
         self.pending: dict[int, set[str]] = {}
         self.mapped: dict[str, DmaWindow] = {}
-        self.issued: list[range] = []  # host frames of every window ever mapped
         self.touched: set[int] = set()
 
     def teardown(self) -> None:
@@ -138,6 +140,14 @@ class GgttMachine(RuleBasedStateMachine):
             return None
         w = self.window_of((e & ADDR_MASK) >> 12)
         return None if w is None else w.hfn_base + ((e & ADDR_MASK) >> 12) - w.first_gfn
+
+    def expected_state(self, idx: int) -> str:
+        if idx in self.pending:
+            return "pending-low" if self.pending[idx] == {"lo"} else "pending-high"
+        e = self.guest.get(idx, 0)
+        if not e & 1:
+            return "absent"
+        return "unbacked" if self.window_of((e & ADDR_MASK) >> 12) is None else "window"
 
     def model_write(self, idx: int, value: int, half: str | None = None) -> None:
         self.touched.add(idx)
@@ -181,6 +191,16 @@ class GgttMachine(RuleBasedStateMachine):
         data = b"".join(v.to_bytes(8, "little") for v in values)
         self.dev.region_write(0, GGTT + first * 8, data)
 
+    @rule(first=st.sampled_from(RUN_STARTS), n=st.integers(1, 10), value=entries(), step=st.sampled_from([0, 1]))
+    def write_run(self, first: int, n: int, value: int, step: int) -> None:
+        """A WRITE_MULTI batch over consecutive entries, all one entry (i915's scratch fill)
+        or consecutive GFNs (an object's pages): the runs the bulk unmap and map work on."""
+        values = [(value + (k * step << 12)) & ((1 << 64) - 1) for k in range(n)]
+        idxs = [(first + k) % GGTT_ENTRY_COUNT for k in range(n)]
+        self.dev.region_write_multi([(GGTT + i * 8, 0, v.to_bytes(8, "little")) for i, v in zip(idxs, values, strict=True)])
+        for i, v in zip(idxs, values, strict=True):
+            self.model_write(i, v)
+
     @rule(writes=st.lists(st.tuples(indexes, entries()), min_size=1, max_size=4))
     def write_multi(self, writes: list[tuple[int, int]]) -> None:
         """A REGION_WRITE_MULTI batch of whole entries (the device's fast path)."""
@@ -206,9 +226,10 @@ class GgttMachine(RuleBasedStateMachine):
             # Only the exact same window again is accepted, as a no-op.
             assert clash == [name] and w is self.mapped[name], (name, clash)
             return
+        # Frames may be reused once their window is gone, never while another window holds them.
         frames = range(w.hfn_base, w.hfn_base + w.page_count)
-        assert all(not (r.start < frames.stop and frames.start < r.stop) for r in self.issued), "hfn reused"
-        self.issued.append(frames)
+        for other in self.mapped.values():
+            assert not (other.hfn_base < frames.stop and frames.start < other.hfn_base + other.page_count)
         self.mapped[name] = w
 
     @rule(rng=st.sampled_from([*UNMAP_RANGES, None]))
@@ -282,8 +303,8 @@ class GgttMachine(RuleBasedStateMachine):
 
     @invariant()
     def pending_halves_match_the_model(self) -> None:
-        halves = {1: {"lo"}, 2: {"hi"}}
-        assert {i: halves[h] for i, h in self.ggtt._pending.items()} == self.pending
+        halves = {"low": {"lo"}, "high": {"hi"}}
+        assert {i: halves[h] for i, h in self.ggtt.pending_halves().items()} == self.pending
 
     @invariant()
     def shadow_matches_the_model(self) -> None:
@@ -337,6 +358,21 @@ class GgttMachine(RuleBasedStateMachine):
             shadow[i] = self.ggtt._scratch_entry
         assert guest == ZEROS
         assert shadow == array("Q", [self.ggtt._scratch_entry]) * GGTT_ENTRY_COUNT
+        # The owner codes agree with the entries and their counts with the codes.
+        states = {i: self.ggtt.state(i) for i in self.touched}
+        for i, state in states.items():
+            assert state == self.expected_state(i), (i, state)
+        assert sum(self.ggtt.entries_by_state().values()) == GGTT_ENTRY_COUNT
+        assert self.ggtt.entries_by_state().get("absent", 0) == GGTT_ENTRY_COUNT - sum(
+            1 for s in states.values() if s != "absent"
+        )
+        # Exact counts of every code but the commonest, with the total, make all exact.
+        counts = self.ggtt._count
+        assert sum(counts.values()) == GGTT_ENTRY_COUNT
+        commonest = max(counts, key=lambda c: counts[c])
+        for code, n in counts.items():
+            if n and code != commonest:
+                assert self.ggtt.owner.count(code) == n, hex(code)
 
 
 GgttMachine.TestCase.settings = settings(
@@ -403,12 +439,13 @@ def test_unmap_repoints_users_and_remap_revives_them():
         assert None not in old
         dev.dma.remove_range(0x0, 0x8000)
         assert [dev.ggtt.shadow_hfn(i) for i in range(8)] == [None] * 8
+        assert [dev.ggtt.state(i) for i in range(8)] == ["unbacked"] * 8
         assert dev.ggtt.counters.unmap_fallbacks == 8
         dev.dma.add(0x4000, 0x4000, RW, mem.dup_fd(), 0x4000)
         new = [dev.ggtt.shadow_hfn(i) for i in range(8)]
         assert new[:4] == [None] * 4
         assert new[4:] == [dev.dma.gfn_to_hfn(g) for g in range(4, 8)]
-        assert not set(new[4:]) & set(old)  # fresh host frames
+        assert dev.ggtt.counters.revivals == 4
     finally:
         dev.dma.remove_all()
         mem.close()
