@@ -55,6 +55,7 @@ class Device:
         self.config.on_command = self._on_command
         self.regions: list[Region] = [Region(i, 0) for i in range(NUM_REGIONS)]
         self.regions[CONFIG_REGION] = Region(CONFIG_REGION, config.size, ConfigRegionHandler(config))
+        self._msi_pending = False  # raised with MSI enabled before QEMU wired the vector
         # Deferred work (engine steps) the transport runs between messages.
         self._work: list[Callable[[], None]] = []
 
@@ -105,11 +106,20 @@ class Device:
 
     def set_irqs(self, req: SetIrqs) -> None:
         self.irqs.set_irqs(req)
+        if self._msi_pending and self.config.msi_enabled and self.irqs.vector_wired(IrqIndex.MSI):
+            self._msi_pending = False
+            self.irqs.trigger(IrqIndex.MSI)
 
     def raise_interrupt(self) -> None:
-        """Deliver the device's interrupt: MSI when the guest enabled it, INTx otherwise."""
-        if self.config.msi_enabled and self.irqs.vector_wired(IrqIndex.MSI):
-            self.irqs.trigger(IrqIndex.MSI)
+        """Deliver the device's interrupt: MSI when the guest enabled it, INTx otherwise.
+
+        A function with MSI enabled must not use INTx (PCI), so while QEMU has not wired the
+        vector yet (it writes the enable to config space before its SET_IRQS) the message is
+        held pending and sent when the vector is wired, as long as MSI is still enabled then.
+        """
+        if self.config.msi_enabled:
+            if not self.irqs.trigger(IrqIndex.MSI):
+                self._msi_pending = True
         else:
             self.set_intx(True)
 
@@ -133,6 +143,7 @@ class Device:
     def reset(self, kind: ResetKind) -> None:
         self.config.reset()
         self.set_intx(False)
+        self._msi_pending = False
         self._work.clear()
 
     def on_disconnect(self) -> None:
