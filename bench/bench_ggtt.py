@@ -20,8 +20,8 @@ import statistics
 import sys
 import time
 import tracemalloc
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from devmodel.device.device import Device, ResetKind
 from devmodel.device.pci_config import Bar, BarKind, PciConfigSpace

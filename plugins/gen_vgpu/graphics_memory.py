@@ -33,7 +33,7 @@ class GraphicsMemory:
     @property
     def mappable(self) -> range:
         """Graphics addresses the guest reaches through BAR2: all of the aperture, from 0."""
-        return range(0, self.aperture_size)
+        return range(self.aperture_size)
 
     @property
     def hidden(self) -> range:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import logging
 import sys
 from array import array
-from dataclasses import dataclass, field
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from devmodel.device.dma import DmaMap, DmaWindow
 

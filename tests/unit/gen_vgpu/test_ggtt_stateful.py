@@ -11,7 +11,8 @@ step:
 * model-free: every shadow entry points at scratch or at a host frame whose window is mapped
   now and covers the entry's guest GFN;
 * through the aperture (BAR2): a live entry shows guest memory at its GFN, anything else
-  reads as zeros, and writes through scratch (or a read-only window) are dropped.
+  (and a write-only window) reads as zeros, and writes through scratch (or a read-only
+  window) are dropped.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ WINDOWS = {
     "c": Win(0x10000, 0x2000),  # gfns 0x10-0x11
     "ro": Win(0x20000, 0x2000, PROT_READ),  # gfns 0x20-0x21, read-only
     "nofd": Win(0x30000, 0x1000, RW, fd=False),  # gfn 0x30, reachable only by messages
+    "wo": Win(0x40000, 0x1000, PROT_WRITE),  # gfn 0x40, write-only
     "high": Win(0x100000, 0x1000),  # gfn 0x100
 }
-GFNS = [0, 1, 2, 3, 4, 5, 7, 8, 0x10, 0x11, 0x12, 0x20, 0x21, 0x30, 0x100, 0x1FF, 0x12345, GFN_MAX]
+GFNS = [0, 1, 2, 3, 4, 5, 7, 8, 0x10, 0x11, 0x12, 0x20, 0x21, 0x30, 0x40, 0x100, 0x1FF, 0x12345, GFN_MAX]
 UNMAP_RANGES = sorted({(w.iova, w.size) for w in WINDOWS.values()}) + [
     (0x0, 0x8000),  # a and b, or wide
     (0x0, 0x2000),  # cuts a or wide
@@ -275,11 +277,12 @@ class GgttMachine(RuleBasedStateMachine):
             after = bytearray(before)
             after[gpa : gpa + len(data)] = data
             assert bytes(self.mem.mm) == bytes(after)
-            assert self.dev.region_read(2, (idx << 12) + off, len(data)) == data
+            got = self.dev.region_read(2, (idx << 12) + off, len(data))
+            assert got == (data if w.prot & PROT_READ else bytes(len(data)))  # write-only: reads 0
         else:
             assert bytes(self.mem.mm) == before  # dropped (scratch, read-only or fd-less window)
             got = self.dev.region_read(2, (idx << 12) + off, len(data))
-            if w is not None and w.view is not None:
+            if w is not None and w.view is not None and w.prot & PROT_READ:
                 gpa = (((self.guest[idx] & ADDR_MASK) >> 12) << 12) + off
                 assert got == before[gpa : gpa + len(data)]
             else:
@@ -342,7 +345,7 @@ class GgttMachine(RuleBasedStateMachine):
             got = self.dev.region_read(2, idx << 12, PAGE_SIZE)
             hfn = self.expected_hfn(idx)
             w = self.dma.hfn_window(hfn) if hfn is not None else None
-            if w is not None and w.view is not None:
+            if w is not None and w.view is not None and w.prot & PROT_READ:
                 gfn = (self.guest[idx] & ADDR_MASK) >> 12
                 assert got == self.mem.read(gfn << 12, PAGE_SIZE)
             else:
@@ -460,6 +463,20 @@ def test_aperture_write_through_read_only_window_is_dropped():
         dev.region_write(2, 3 << 12, b"oops")
         assert mem.read(0x20000, 4) == b"rom!"
         assert dev.region_read(2, 3 << 12, 4) == b"rom!"
+    finally:
+        dev.dma.remove_all()
+        mem.close()
+
+
+def test_aperture_read_through_write_only_window_reads_zero():
+    dev, mem = GenVgpu(), GuestMemory(MEM_SIZE)
+    try:
+        dev.dma.add(0x40000, 0x1000, PROT_WRITE, mem.dup_fd(), 0x40000)
+        mem.write(0x40000, b"hide")
+        _w(dev, 3, (0x40 << 12) | 0x3)
+        assert dev.region_read(2, 3 << 12, 4) == bytes(4)
+        dev.region_write(2, 3 << 12, b"sent")
+        assert mem.read(0x40000, 4) == b"sent"
     finally:
         dev.dma.remove_all()
         mem.close()
