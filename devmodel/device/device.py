@@ -64,6 +64,7 @@ class Device:
         self.tasks = TaskQueue()
         # DMA_READ/DMA_WRITE through the attached client, for windows without an fd.
         self.message_dma: MessageDma | None = None
+        self._msi_pending = False  # raised with MSI enabled before QEMU wired the vector
 
     # --- regions ---------------------------------------------------------------------------
 
@@ -112,11 +113,20 @@ class Device:
 
     def set_irqs(self, req: SetIrqs) -> None:
         self.irqs.set_irqs(req)
+        if self._msi_pending and self.config.msi_enabled and self.irqs.vector_wired(IrqIndex.MSI):
+            self._msi_pending = False
+            self.irqs.trigger(IrqIndex.MSI)
 
     def raise_interrupt(self) -> None:
-        """Deliver the device's interrupt: MSI when the guest enabled it, INTx otherwise."""
-        if self.config.msi_enabled and self.irqs.vector_wired(IrqIndex.MSI):
-            self.irqs.trigger(IrqIndex.MSI)
+        """Deliver the device's interrupt: MSI when the guest enabled it, INTx otherwise.
+
+        A function with MSI enabled must not use INTx (PCI), so while QEMU has not wired the
+        vector yet (it writes the enable to config space before its SET_IRQS) the message is
+        held pending and sent when the vector is wired, as long as MSI is still enabled then.
+        """
+        if self.config.msi_enabled:
+            if not self.irqs.trigger(IrqIndex.MSI):
+                self._msi_pending = True
         else:
             self.set_intx(True)
 
@@ -152,6 +162,7 @@ class Device:
         self.tasks.cancel_all()
         self.config.reset()
         self.set_intx(False)
+        self._msi_pending = False
 
     def on_disconnect(self) -> None:
         """The lost-connection sequence (libvfio-user's order): quiesce, unmap every window,

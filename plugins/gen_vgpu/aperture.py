@@ -2,7 +2,8 @@
 
 Through a non-present entry, or one that falls back to scratch, reads give 0 and writes are
 dropped. The window's protection holds here too: a write-only window reads 0 and a read-only
-one drops writes. A window without an fd could only be reached by DMA messages, which device
+one drops writes (a GEN8 GGTT entry has no writable bit, so this is where a read-only
+window is honoured). A window without an fd could only be reached by DMA messages, which device
 code never waits for, so such pages behave like scratch too. Each is logged once.
 """
 

@@ -1,7 +1,11 @@
 """BAR0 (GTTMMADR): MMIO registers below 2 MiB, the GGTT from 8 MiB.
 
-Accesses are 4 or 8 bytes wide and naturally aligned; anything else is ignored on write and
-reads as 0 (logged once per kind), as is everything between the registers and the GGTT.
+Access widths follow contract v2 §2, as GVT-g's MMIO emulation does: register accesses are
+1, 2, 4 or 8 bytes, naturally aligned. A narrower read returns those bytes of the 32-bit
+register; a narrower write merges into the register and then acts as a 4-byte write; an
+8-byte access is the two 4-byte registers, low first. GGTT accesses are 4 or 8 bytes.
+Anything else is ignored on write and reads as 0 (logged once per kind), as is everything
+between the registers and the GGTT.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ __all__ = ["Bar0"]
 
 log = logging.getLogger(__name__)
 
+_REGISTER_WIDTHS = (1, 2, 4, 8)
+_GGTT_WIDTHS = (4, 8)
+
 
 class Bar0:
     def __init__(self, registers: RegisterFile, ggtt: Ggtt) -> None:
@@ -31,34 +38,59 @@ class Bar0:
             self._warned.add(kind)
             log.warning("BAR0: ignoring %s access at %#x (%d bytes); further ones not logged", kind, offset, count)
 
-    def read(self, offset: int, count: int) -> bytes:
-        if count not in (4, 8) or offset & (count - 1):
+    def _accepted(self, offset: int, count: int) -> bool:
+        """Whether the width and alignment are ones the contract serves (logs the rest)."""
+        widths = _GGTT_WIDTHS if offset >= regs.GGTT_OFFSET else _REGISTER_WIDTHS
+        if count not in widths or offset & (count - 1):
             self._ignore("unaligned or odd-sized", offset, count)
+            return False
+        if regs.MMIO_SIZE <= offset < regs.GGTT_OFFSET:
+            self._ignore("unbacked", offset, count)
+            return False
+        return True
+
+    def read(self, offset: int, count: int) -> bytes:
+        if not self._accepted(offset, count):
             return bytes(count)
         if offset >= regs.GGTT_OFFSET:
             rel = offset - regs.GGTT_OFFSET
             return self.ggtt.read(rel >> 3, count, bool(rel & 4)).to_bytes(count, "little")
-        if offset + count <= regs.MMIO_SIZE:
-            rf = self.registers
-            value = rf.read32(offset)
-            if count == 8:
-                value |= rf.read32(offset + 4) << 32
-            return value.to_bytes(count, "little")
-        self._ignore("unbacked", offset, count)
-        return bytes(count)
+        rf = self.registers
+        if count == 8:
+            return (rf.read32(offset) | rf.read32(offset + 4) << 32).to_bytes(8, "little")
+        aligned = offset & ~3
+        shift = offset & 3
+        return rf.read32(aligned).to_bytes(4, "little")[shift : shift + count]
 
     def write(self, offset: int, data: bytes) -> None:
         count = len(data)
-        if count not in (4, 8) or offset & (count - 1):
-            self._ignore("unaligned or odd-sized", offset, count)
+        if not self._accepted(offset, count):
             return
         value = int.from_bytes(data, "little")
         if offset >= regs.GGTT_OFFSET:
             rel = offset - regs.GGTT_OFFSET
             self.ggtt.write(rel >> 3, value, count, bool(rel & 4))
-        elif offset + count <= regs.MMIO_SIZE:
-            self.registers.write32(offset, value & 0xFFFFFFFF)
-            if count == 8:
-                self.registers.write32(offset + 4, value >> 32)
+            return
+        rf = self.registers
+        if count == 8:
+            rf.write32(offset, value & 0xFFFFFFFF)
+            rf.write32(offset + 4, value >> 32)
+        elif count == 4:
+            rf.write32(offset, value)
         else:
-            self._ignore("unbacked", offset, count)
+            aligned = offset & ~3
+            shift = 8 * (offset & 3)
+            field = ((1 << 8 * count) - 1) << shift
+            rf.write32(aligned, self._untouched(aligned) & ~field | value << shift)
+
+    def _untouched(self, aligned: int) -> int:
+        """What the bytes a narrow write leaves alone contribute to the 4-byte write: the
+        register's stored value, except write-1-to-clear bits and a masked register's mask
+        half, which count as 0 so that bytes the guest did not write change nothing."""
+        value = self.registers.get(aligned)
+        reg = self.registers.regs.get(aligned)
+        if reg is not None:
+            value &= ~reg.w1c
+            if reg.masked:
+                value &= 0xFFFF
+        return value

@@ -12,28 +12,40 @@ from devmodel.device.region import Region
 
 from .aperture import Aperture
 from .bar0 import Bar0
+from .graphics_memory import DEFAULT_APERTURE_SIZE, DEFAULT_HIDDEN_SIZE, GraphicsMemory
 from .gtt.ggtt import GGTT_ENTRY_COUNT, Ggtt
 from .mmio import regs
 from .mmio.handlers import build_register_file
+from .mmio.regs import G2vNotify
 from .platform import PLATFORMS, Platform, PlatformInfo
 
-__all__ = ["GenVgpu", "CLASS_CODE", "DEFAULT_APERTURE_SIZE"]
+__all__ = ["CLASS_CODE", "DEFAULT_APERTURE_SIZE", "DEFAULT_HIDDEN_SIZE", "GenVgpu"]
 
 log = logging.getLogger(__name__)
 
 VENDOR_INTEL = 0x8086
 CLASS_CODE = 0x038000  # display controller, other: a non-primary vGPU, outside the VGA arbiter
-DEFAULT_APERTURE_SIZE = 256 << 20
 GMCH_CTRL = 0x50
+_PPGTT_NOTIFICATIONS = frozenset(
+    {G2vNotify.PPGTT_L3_CREATE, G2vNotify.PPGTT_L3_DESTROY, G2vNotify.PPGTT_L4_CREATE, G2vNotify.PPGTT_L4_DESTROY}
+)
 GMCH_GGMS_8M = 3 << 6  # GGTT stolen size 8 MiB; GMS (stolen memory) 0
+
+_G2V_VALUES = frozenset(int(v) for v in G2vNotify)
 
 
 class GenVgpu(Device):
     name = "gen_vgpu"
 
-    def __init__(self, platform: Platform = Platform.BDW, aperture_size: int = DEFAULT_APERTURE_SIZE) -> None:
+    def __init__(
+        self,
+        platform: Platform = Platform.BDW,
+        aperture_size: int = DEFAULT_APERTURE_SIZE,
+        hidden_size: int = DEFAULT_HIDDEN_SIZE,
+    ) -> None:
         info: PlatformInfo = PLATFORMS[platform]
         self.info = info
+        self.graphics_memory = GraphicsMemory(aperture_size, hidden_size)  # checks both sizes
         config = PciConfigSpace(
             VENDOR_INTEL, info.device_id, info.revision, CLASS_CODE,
             subsystem_vendor_id=VENDOR_INTEL, subsystem_id=info.device_id, interrupt_pin=1,
@@ -46,7 +58,8 @@ class GenVgpu(Device):
         super().__init__(config, msi_count=1)
 
         self.scratch_hfn, _ = self.dma.alloc_device_page()
-        self.registers = build_register_file(aperture_size)
+        self.g2v_notifications: dict[str, int] = {}  # G2vNotify name or "ignored" -> writes
+        self.registers = build_register_file(self.graphics_memory, self.on_g2v_notify)
         self.ggtt = Ggtt(self.dma, info.pte_ops, self.scratch_hfn)
         self.bar0 = Bar0(self.registers, self.ggtt)
         self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
@@ -62,10 +75,48 @@ class GenVgpu(Device):
             else:
                 self.region_write(index, offset, data)
 
+    # --- guest-to-host notifications (PVINFO g2v_notify) -----------------------------------
+
+    def on_g2v_notify(self, value: int) -> None:
+        """A guest write to g2v_notify; the value is already recorded in the register."""
+        name = G2vNotify(value).name if value in _G2V_VALUES else "ignored"
+        # Counted by kind, never by value: a guest writing every value cannot grow this.
+        seen = self.g2v_notifications.get(name, 0)
+        self.g2v_notifications[name] = seen + 1
+        if name == "ignored":
+            if not seen:
+                log.warning("g2v_notify: ignoring unknown value %#x; further ones not logged", value)
+            return
+        kind = G2vNotify(value)
+        if kind in _PPGTT_NOTIFICATIONS:
+            self.ppgtt_notify(kind, self.pvinfo_pdps())
+        else:
+            # Execlist context create/destroy: nothing for the device to do (i915 never sends them).
+            log.log(logging.DEBUG if seen else logging.INFO, "g2v_notify: %s accepted", name)
+
+    def pvinfo_pdps(self) -> tuple[int, ...]:
+        """The roots the guest wrote to PVINFO pdp[0..3] (4-level: the PML4 in pdp[0])."""
+        rf = self.registers
+        base = regs.PVINFO_PDP
+        return tuple(rf.get(base + 8 * i) | rf.get(base + 8 * i + 4) << 32 for i in range(regs.PVINFO_PDP_COUNT))
+
+    def ppgtt_notify(self, kind: G2vNotify, roots: tuple[int, ...]) -> None:
+        """A PPGTT create or destroy notification. The shadow PPGTT fills this in (build or
+        find the shadow for ``roots`` ahead of the first submission; drop the guest's claim
+        on it); until then it is recorded and logged."""
+        first = self.g2v_notifications[kind.name] == 1
+        log.log(
+            logging.INFO if first else logging.DEBUG,
+            "g2v_notify: %s for roots %s (no shadow PPGTT yet)",
+            kind.name,
+            ", ".join(hex(r) for r in roots),
+        )
+
     def reset(self, kind: ResetKind) -> None:
         super().reset(kind)
         self.registers.reset()
         self.ggtt.reset()
+        self.g2v_notifications.clear()
         log.info("reset (%s)", kind.value)
 
     def inspect(self, what: str, args: list[str]) -> dict[str, Any]:
@@ -94,6 +145,7 @@ class GenVgpu(Device):
                 "prot": window.prot,
                 "has_fd": window.view is not None,
             },
+            "state": found.state,
             "counters": vars(self.ggtt.counters),
         }
 
@@ -101,6 +153,7 @@ class GenVgpu(Device):
         c = self.ggtt.counters
         yield (
             f"gen_vgpu {self.info.platform.value}: GGTT writes={c.writes} partial={c.partial_writes} "
-            f"scratch={c.scratch_mappings} unmap-fallbacks={c.unmap_fallbacks}; "
+            f"scratch={c.scratch_mappings} unmap-fallbacks={c.unmap_fallbacks} revivals={c.revivals} "
+            f"unbacked={self.ggtt.entries_by_state().get('unbacked', 0)}; "
             f"BAR0 ignored accesses={self.bar0.ignored_accesses}; DMA windows={len(self.dma)}"
         )

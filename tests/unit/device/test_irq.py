@@ -324,13 +324,39 @@ def test_raise_interrupt_uses_intx_without_msi_enable(efds):
     assert dev.config.status & 0x8
 
 
-def test_raise_interrupt_uses_intx_when_msi_enabled_but_not_wired(efds):
+def test_msi_enabled_but_not_wired_never_uses_intx_and_holds_the_message(efds):
+    """PCI: with MSI enabled the function must not use INTx. QEMU writes the enable before it
+    wires the vector; an interrupt raised in between is held and sent once it is wired."""
     dev = GenVgpu()
     (intx,) = arm(dev, efds, INTX)
     cfg_write16(dev, dev.info.msi_offset + 2, 1)
     dev.raise_interrupt()
-    assert pending(intx) == 1
-    assert dev.config.status & 0x8
+    dev.raise_interrupt()
+    assert pending(intx) == 0
+    assert not dev.config.status & 0x8
+    assert not dev.irqs.intx_asserted
+    (msi,) = arm(dev, efds, MSI)
+    assert pending(msi) == 1  # one held message, however many were raised
+    dev.raise_interrupt()
+    assert (pending(msi), pending(intx)) == (1, 0)
+
+
+def test_held_msi_is_dropped_when_msi_is_disabled_or_the_device_resets(efds):
+    from devmodel.device.device import ResetKind
+
+    dev = GenVgpu()
+    cfg_write16(dev, dev.info.msi_offset + 2, 1)
+    dev.raise_interrupt()
+    cfg_write16(dev, dev.info.msi_offset + 2, 0)
+    (msi,) = arm(dev, efds, MSI)
+    assert pending(msi) == 0  # MSI is off by the time the vector is wired: nothing sent
+    dev.set_irqs(SetIrqs(EVENTFD, TRIGGER, MSI, 0, 1))  # unwire
+    cfg_write16(dev, dev.info.msi_offset + 2, 1)
+    dev.raise_interrupt()
+    dev.reset(ResetKind.DEVICE)
+    cfg_write16(dev, dev.info.msi_offset + 2, 1)
+    (msi,) = arm(dev, efds, MSI)
+    assert pending(msi) == 0  # the reset forgot the held message
 
 
 def test_device_reset_deasserts_intx(efds):

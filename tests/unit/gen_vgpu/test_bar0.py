@@ -1,18 +1,23 @@
-"""BAR0 of the GEN vGPU: the PVINFO page, the virtual register file, access-size rules,
-GFX_FLSH_CNTL, reset, and the WRITE_MULTI GGTT path against single writes."""
+"""BAR0 of the GEN vGPU (contract v2 §2): the PVINFO page, the virtual register file, access
+widths (1/2/4/8-byte registers, 4/8-byte GGTT), the MCHBAR mirror and fences, GFX_FLSH_CNTL,
+reset, and the WRITE_MULTI GGTT path against single writes."""
 
 from __future__ import annotations
 
+import logging
 import struct
 
 import pytest
 
 from devmodel.device.device import ResetKind
 from devmodel.device.dma import PROT_READ, PROT_WRITE
+from devmodel.device.registers import Register, RegisterFile
 from devmodel.errors import OutOfRange
 from devmodel.testing import GuestMemory
 from gen_vgpu import GenVgpu, Platform
+from gen_vgpu.bar0 import Bar0
 from gen_vgpu.gtt.ggtt import GGTT_ENTRY_COUNT
+from gen_vgpu.mmio import regs
 
 MiB = 1 << 20
 PVINFO = 0x78000
@@ -67,46 +72,110 @@ def test_pvinfo_magic(platform):
     assert (lo, hi) == (0x76544776, 0x47765447)
 
 
-def test_pvinfo_version_id_caps(dev):
+def test_pvinfo_version_readable_as_i915_reads_it(dev):
+    """i915's intel_vgpu_detect reads version_major with readw."""
+    assert dev.region_read(0, PVINFO + 8, 2) == (1).to_bytes(2, "little")
+    assert dev.region_read(0, PVINFO + 0xA, 2) == (0).to_bytes(2, "little")
     major, minor = struct.unpack("<HH", dev.region_read(0, PVINFO + 8, 4))
     assert (major, minor) == (1, 0)
-    assert r32(dev, PVINFO + 0x0C) == 0  # vgt_id
-    caps = r32(dev, PVINFO + 0x10)
-    assert caps & (1 << 2)  # full 48-bit PPGTT
-    assert not caps & (1 << 5)  # no PV submission
+    assert [dev.region_read(0, PVINFO + 8 + i, 1) for i in range(4)] == [b"\x01", b"\x00", b"\x00", b"\x00"]
+
+
+def test_pvinfo_id_and_caps(dev):
+    assert r32(dev, PVINFO + 0x0C) == 1  # vgt_id
+    # Full PPGTT and HWSP emulation (i915 refuses the vGPU without either); no huge GTT.
+    assert r32(dev, PVINFO + 0x10) == 0x0C
+
+
+def avail_rs(dev: GenVgpu) -> tuple[int, ...]:
+    return struct.unpack("<5I", b"".join(dev.region_read(0, PVINFO + 0x40 + 4 * i, 4) for i in range(5)))
 
 
 def test_pvinfo_avail_rs(dev):
-    mbase, msize, hbase, hsize, fences = struct.unpack("<5I", b"".join(
-        dev.region_read(0, PVINFO + 0x40 + 4 * i, 4) for i in range(5)
-    ))
-    assert (mbase, msize) == (0, 256 * MiB)  # the aperture slice: all of BAR2, at graphics address 0
-    assert hbase == 256 * MiB and hbase + hsize == 4 << 30  # the rest of the 4 GiB GGTT
-    assert fences > 0
+    # The aperture slice is all of BAR2 at graphics address 0; the hidden slice follows it.
+    assert avail_rs(dev) == (0, 256 * MiB, 256 * MiB, 256 * MiB, 4)
+    gmem = dev.graphics_memory
+    assert gmem.contains(0, 512 * MiB) and not gmem.contains(512 * MiB - 4096, 8192)
 
 
-def test_pvinfo_avail_rs_follows_aperture_size():
-    dev = GenVgpu(Platform.BDW, aperture_size=128 * MiB)
-    assert r32(dev, PVINFO + 0x44) == 128 * MiB
-    assert r32(dev, PVINFO + 0x48) == 128 * MiB
+@pytest.mark.parametrize(
+    "aperture,hidden",
+    [(128 * MiB, 256 * MiB), (512 * MiB, 64 * MiB), (256 * MiB, 0), (1 << 30, 3 << 30), (256 * MiB, 4096)],
+)
+def test_pvinfo_avail_rs_follows_the_configuration(aperture, hidden):
+    dev = GenVgpu(Platform.BDW, aperture_size=aperture, hidden_size=hidden)
+    assert avail_rs(dev) == (0, aperture, aperture, hidden, 4)
+    assert dev.region(2).size == aperture
 
 
-def test_pvinfo_host_half_is_read_only(dev):
-    before = [r32(dev, off) for off in range(PVINFO, PVINFO + 0x800, 4)]
-    for off in range(PVINFO, PVINFO + 0x800, 4):
-        w32(dev, off, 0xFFFFFFFF)
+def test_plugin_create_takes_the_sizes():
+    from gen_vgpu import plugin
+
+    dev = plugin.create(platform="skl", aperture_size=64 * MiB, hidden_size=32 * MiB)
+    assert isinstance(dev, GenVgpu)
+    assert avail_rs(dev) == (0, 64 * MiB, 64 * MiB, 32 * MiB, 4)
+    assert dev.info.platform is Platform.SKL
+
+
+@pytest.mark.parametrize(
+    "aperture,hidden,why",
+    [
+        (256 * MiB, (4 << 30) - 256 * MiB + 4096, "exceed"),
+        (4 << 30, 4096, "exceed"),
+        (96 * MiB, 0, "power of two"),
+        (256 * MiB, 100, "multiple of 4 KiB"),
+        (256 * MiB, -4096, "multiple of 4 KiB"),
+    ],
+)
+def test_bad_graphics_memory_sizes_are_refused(aperture, hidden, why):
+    with pytest.raises(ValueError, match=why):
+        GenVgpu(Platform.BDW, aperture_size=aperture, hidden_size=hidden)
+
+
+GUEST_FIELDS = [0x804, 0x818, 0x830, 0x834, *range(0x838, 0x858, 4), 0x858, 0x85C]
+
+
+def test_pvinfo_host_fields_and_unnamed_dwords_ignore_writes(dev):
+    """Everything in the page but the guest's fields keeps its value (0 where unnamed)."""
+    others = [off for off in range(0, 0x1000, 4) if off not in GUEST_FIELDS]
+    before = {off: r32(dev, PVINFO + off) for off in others}
+    assert all(v == 0 for off, v in before.items() if off >= 0x54)
+    for off in others:
+        w32(dev, PVINFO + off, 0xFFFFFFFF)
+        dev.region_write(0, PVINFO + off + 2, b"\xff\xff")
     w64(dev, PVINFO, 0)
-    assert [r32(dev, off) for off in range(PVINFO, PVINFO + 0x800, 4)] == before
+    assert {off: r32(dev, PVINFO + off) for off in others} == before
 
 
-def test_pvinfo_guest_half_is_storage(dev):
-    w32(dev, PVINFO + 0x800, 0x11)
-    w32(dev, PVINFO + 0x804, 0x22)  # display_ready
-    w32(dev, PVINFO + 0xFFC, 0x33)
-    assert (r32(dev, PVINFO + 0x800), r32(dev, PVINFO + 0x804), r32(dev, PVINFO + 0xFFC)) == (0x11, 0x22, 0x33)
+def test_pvinfo_guest_fields_are_recorded(dev):
+    for k, off in enumerate(GUEST_FIELDS):
+        w32(dev, PVINFO + off, 0x1000 + k)
+    assert [r32(dev, PVINFO + off) for off in GUEST_FIELDS] == [0x1000 + k for k in range(len(GUEST_FIELDS))]
+    w64(dev, PVINFO + 0x838 + 8 * 3, 0x0000001234567000)  # pdp[3], as one 8-byte write
+    assert dev.pvinfo_pdps()[3] == 0x1234567000
+    dev.reset(ResetKind.DEVICE)
+    assert [r32(dev, PVINFO + off) for off in GUEST_FIELDS] == [0] * len(GUEST_FIELDS)
 
 
-# --- the register file ---------------------------------------------------------------------
+def test_g2v_notify_is_recorded_counted_and_hands_ppgtt_roots_to_the_hook(dev, caplog):
+    w64(dev, PVINFO + 0x838, 0x0000000ABCDE000)  # pdp[0]: an L4 root
+    with caplog.at_level(logging.INFO, logger="gen_vgpu.device"):
+        w32(dev, PVINFO + 0x818, 4)  # PPGTT L4 create
+        w32(dev, PVINFO + 0x818, 5)  # destroy
+        w32(dev, PVINFO + 0x818, 6)  # execlist context create: accepted
+        w32(dev, PVINFO + 0x818, 0x99)
+        w32(dev, PVINFO + 0x818, 0x98)
+    assert r32(dev, PVINFO + 0x818) == 0x98  # the last value written reads back
+    assert dev.g2v_notifications == {"PPGTT_L4_CREATE": 1, "PPGTT_L4_DESTROY": 1,
+                                     "EXECLIST_CONTEXT_CREATE": 1, "ignored": 2}
+    text = caplog.text
+    assert "PPGTT_L4_CREATE for roots 0xabcde000" in text and "PPGTT_L4_DESTROY" in text
+    assert text.count("ignoring unknown value") == 1  # logged once
+    dev.region_write(0, PVINFO + 0x818, b"\x02")  # a 1-byte write acts as a 4-byte write
+    assert dev.g2v_notifications["PPGTT_L3_CREATE"] == 1
+
+
+# --- the register file and access widths ---------------------------------------------------
 
 
 @pytest.mark.parametrize("off", [0x0, 0x2030, 0x44200, 0x22034, 0x1FFFFC])
@@ -124,15 +193,54 @@ def test_eight_byte_register_access_is_two_dwords(dev):
     assert r64(dev, 0x2030) == 0xAABBCCDD55667788
 
 
+def test_narrow_register_reads_return_those_bytes(dev):
+    w32(dev, 0x2030, 0x11223344)
+    assert [dev.region_read(0, 0x2030 + i, 1)[0] for i in range(4)] == [0x44, 0x33, 0x22, 0x11]
+    assert dev.region_read(0, 0x2030, 2) == b"\x44\x33" and dev.region_read(0, 0x2032, 2) == b"\x22\x11"
+
+
+def test_narrow_register_writes_merge(dev):
+    w32(dev, 0x2030, 0x11223344)
+    dev.region_write(0, 0x2031, b"\xaa")
+    assert r32(dev, 0x2030) == 0x1122AA44
+    dev.region_write(0, 0x2032, b"\xbb\xcc")
+    assert r32(dev, 0x2030) == 0xCCBBAA44
+    assert r32(dev, 0x2034) == 0  # nothing spills into the next register
+    assert dev.bar0.ignored_accesses == 0
+
+
+def test_narrow_write_to_w1c_and_masked_registers_changes_only_the_bytes_written():
+    """Bytes a narrow write leaves alone contribute no write-1-to-clear bits and no mask bits:
+    the untouched bytes change nothing."""
+    rf = RegisterFile(regs.MMIO_SIZE)
+    rf.add(Register(0x44308, "IIR", w1c=0xFFFFFFFF))
+    rf.add(Register(0x229C, "RING_MODE", masked=True))
+    dev = GenVgpu()
+    bar0 = Bar0(rf, dev.ggtt)
+    rf.set(0x44308, 0x01010101)
+    bar0.write(0x44308, b"\x01")
+    assert rf.get(0x44308) == 0x01010100
+    bar0.write(0x4430A, b"\x01\x00")
+    assert rf.get(0x44308) == 0x01000100
+    rf.set(0x229C, 0x8001)
+    bar0.write(0x229C, b"\x00")  # value byte without its mask: no change
+    assert rf.get(0x229C) == 0x8001
+    bar0.write(0x229E, b"\x01\x80")  # the mask half alone selects bits of the current value
+    assert rf.get(0x229C) == 0x8001
+    bar0.write(0x229C, b"\x00\x00\x01\x00")  # a whole write with its mask changes them
+    assert rf.get(0x229C) == 0x8000
+
+
 @pytest.mark.parametrize(
     "off,n",
-    [(0x2030, 1), (0x2030, 2), (0x2030, 3), (0x2032, 4), (0x2034, 8), (0x2030, 16), (GGTT + 2, 4), (GGTT + 4, 8),
-     (GGTT, 2), (GGTT, 1)],
+    [(0x2031, 2), (0x2030, 3), (0x2032, 4), (0x2034, 8), (0x2030, 16), (GGTT + 2, 4), (GGTT + 4, 8),
+     (GGTT, 2), (GGTT, 1), (GGTT + 7, 1), (GGTT + 8, 16)],
 )
 def test_unaligned_or_odd_sized_accesses_read_zero_and_are_ignored(dev, off, n):
     w64(dev, 0x2030, 0x1122334455667788)
     w64(dev, 0x2038, 0x99AABBCCDDEEFF00)
     w64(dev, GGTT, 0x0000000012345003)
+    w64(dev, GGTT + 8, 0x0000000012346003)
     ignored = dev.bar0.ignored_accesses
     assert dev.region_read(0, off, n) == bytes(n)
     dev.region_write(0, off, b"\xff" * n)
@@ -140,6 +248,30 @@ def test_unaligned_or_odd_sized_accesses_read_zero_and_are_ignored(dev, off, n):
     assert r64(dev, 0x2030) == 0x1122334455667788
     assert r64(dev, 0x2038) == 0x99AABBCCDDEEFF00
     assert r64(dev, GGTT) == 0x0000000012345003
+    assert r64(dev, GGTT + 8) == 0x0000000012346003
+
+
+def test_ignored_accesses_are_logged_once_per_kind(dev, caplog):
+    with caplog.at_level(logging.WARNING, logger="gen_vgpu.bar0"):
+        for _ in range(3):
+            dev.region_read(0, 0x2031, 2)
+            dev.region_read(0, GGTT, 2)
+            dev.region_read(0, 4 * MiB, 4)
+    assert caplog.text.count("unaligned or odd-sized") == 1 and caplog.text.count("unbacked") == 1
+    assert dev.bar0.ignored_accesses == 9
+
+
+def test_mchbar_mirror_is_plain_and_rp_state_cap_reads_zero(dev):
+    assert r32(dev, 0x145998) == 0  # RPS stays off
+    for off in (0x140000, 0x145998, 0x17FFFC):
+        w32(dev, off, 0x5A5A0000 | off & 0xFFFF)
+        assert r32(dev, off) == 0x5A5A0000 | off & 0xFFFF
+
+
+def test_fence_registers_are_plain_64_bit(dev):
+    for i in range(4):
+        w64(dev, 0x100000 + 8 * i, 0x0000_1000_0000_0001 * (i + 1))
+    assert [r64(dev, 0x100000 + 8 * i) for i in range(4)] == [0x0000_1000_0000_0001 * (i + 1) for i in range(4)]
 
 
 @pytest.mark.parametrize("off", [2 * MiB, 4 * MiB, 8 * MiB - 8])
@@ -173,7 +305,7 @@ def test_reset_zeroes_registers_and_ggtt(dev, mem):
     dev.dma.add(0, 0x10000, RW, mem.dup_fd(), 0)
     pvinfo = [r32(dev, off) for off in range(PVINFO, PVINFO + 0x800, 4)]
     w32(dev, 0x2030, 0x1234)
-    w32(dev, PVINFO + 0x800, 1)
+    w32(dev, PVINFO + 0x804, 1)
     for i in (0, 5, GGTT_ENTRY_COUNT - 1):
         w64(dev, GGTT + 8 * i, (0x2 << 12) | 0x3)
     w32(dev, GGTT + 8 * 7, (0x4 << 12) | 1)  # a pending half
@@ -181,7 +313,7 @@ def test_reset_zeroes_registers_and_ggtt(dev, mem):
     mem.write(0x2000, b"data")
     assert dev.region_read(2, 0, 4) == b"data"
     dev.reset(ResetKind.DEVICE)
-    assert r32(dev, 0x2030) == 0 and r32(dev, PVINFO + 0x800) == 0
+    assert r32(dev, 0x2030) == 0 and r32(dev, PVINFO + 0x804) == 0
     assert [r32(dev, off) for off in range(PVINFO, PVINFO + 0x800, 4)] == pvinfo
     for i in (0, 5, 7, GGTT_ENTRY_COUNT - 1):
         assert r64(dev, GGTT + 8 * i) == 0
@@ -212,7 +344,8 @@ def pair(mem: GuestMemory) -> tuple[GenVgpu, GenVgpu]:
 def same_state(a: GenVgpu, b: GenVgpu) -> None:
     assert a.ggtt.guest == b.ggtt.guest
     assert a.ggtt.shadow == b.ggtt.shadow
-    assert a.ggtt._pending == b.ggtt._pending
+    assert a.ggtt.pending_halves() == b.ggtt.pending_halves()
+    assert a.ggtt.owner == b.ggtt.owner
     assert bytes(a.registers.dwords) == bytes(b.registers.dwords)
     assert a.region_read(7, 0, 256) == b.region_read(7, 0, 256)
 

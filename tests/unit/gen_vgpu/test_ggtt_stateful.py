@@ -11,7 +11,8 @@ step:
 * model-free: every shadow entry points at scratch or at a host frame whose window is mapped
   now and covers the entry's guest GFN;
 * through the aperture (BAR2): a live entry shows guest memory at its GFN, anything else
-  reads as zeros, and writes through scratch (or a read-only window) are dropped.
+  (and a write-only window) reads as zeros, and writes through scratch (or a read-only
+  window) are dropped.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ WINDOWS = {
     "c": Win(0x10000, 0x2000),  # gfns 0x10-0x11
     "ro": Win(0x20000, 0x2000, PROT_READ),  # gfns 0x20-0x21, read-only
     "nofd": Win(0x30000, 0x1000, RW, fd=False),  # gfn 0x30, reachable only by messages
+    "wo": Win(0x40000, 0x1000, PROT_WRITE),  # gfn 0x40, write-only
     "high": Win(0x100000, 0x1000),  # gfn 0x100
 }
-GFNS = [0, 1, 2, 3, 4, 5, 7, 8, 0x10, 0x11, 0x12, 0x20, 0x21, 0x30, 0x100, 0x1FF, 0x12345, GFN_MAX]
+GFNS = [0, 1, 2, 3, 4, 5, 7, 8, 0x10, 0x11, 0x12, 0x20, 0x21, 0x30, 0x40, 0x100, 0x1FF, 0x12345, GFN_MAX]
 UNMAP_RANGES = sorted({(w.iova, w.size) for w in WINDOWS.values()}) + [
     (0x0, 0x8000),  # a and b, or wide
     (0x0, 0x2000),  # cuts a or wide
@@ -73,6 +75,9 @@ UNMAP_RANGES = sorted({(w.iova, w.size) for w in WINDOWS.values()}) + [
     (0x0, 0x40000),  # every low window
     (0x0, 1 << 40),
 ]
+
+# Where runs start: around the hot entries, inside the aperture and at the table's end.
+RUN_STARTS = [0, 2, APERTURE_PAGES - 4, GGTT_ENTRY_COUNT - 6]
 
 ZEROS = array("Q", bytes(8 * GGTT_ENTRY_COUNT))
 
@@ -138,6 +143,14 @@ class GgttMachine(RuleBasedStateMachine):
         w = self.window_of((e & ADDR_MASK) >> 12)
         return None if w is None else w.hfn_base + ((e & ADDR_MASK) >> 12) - w.first_gfn
 
+    def expected_state(self, idx: int) -> str:
+        if idx in self.pending:
+            return "pending-low" if self.pending[idx] == {"lo"} else "pending-high"
+        e = self.guest.get(idx, 0)
+        if not e & 1:
+            return "absent"
+        return "unbacked" if self.window_of((e & ADDR_MASK) >> 12) is None else "window"
+
     def model_write(self, idx: int, value: int, half: str | None = None) -> None:
         self.touched.add(idx)
         old = self.guest.get(idx, 0)
@@ -179,6 +192,17 @@ class GgttMachine(RuleBasedStateMachine):
         contract has it ignored; the model does not change."""
         data = b"".join(v.to_bytes(8, "little") for v in values)
         self.dev.region_write(0, GGTT + first * 8, data)
+
+    @rule(first=st.sampled_from(RUN_STARTS), n=st.integers(1, 10), value=entries(), step=st.sampled_from([0, 1]))
+    def write_run(self, first: int, n: int, value: int, step: int) -> None:
+        """A WRITE_MULTI batch over consecutive entries, all one entry (i915's scratch fill)
+        or consecutive GFNs (an object's pages): the runs the bulk unmap and map work on."""
+        values = [(value + (k * step << 12)) & ((1 << 64) - 1) for k in range(n)]
+        idxs = [(first + k) % GGTT_ENTRY_COUNT for k in range(n)]
+        writes = [(GGTT + i * 8, 0, v.to_bytes(8, "little")) for i, v in zip(idxs, values, strict=True)]
+        self.dev.region_write_multi(writes)
+        for i, v in zip(idxs, values, strict=True):
+            self.model_write(i, v)
 
     @rule(writes=st.lists(st.tuples(indexes, entries()), min_size=1, max_size=4))
     def write_multi(self, writes: list[tuple[int, int]]) -> None:
@@ -254,11 +278,12 @@ class GgttMachine(RuleBasedStateMachine):
             after = bytearray(before)
             after[gpa : gpa + len(data)] = data
             assert bytes(self.mem.mm) == bytes(after)
-            assert self.dev.region_read(2, (idx << 12) + off, len(data)) == data
+            got = self.dev.region_read(2, (idx << 12) + off, len(data))
+            assert got == (data if w.prot & PROT_READ else bytes(len(data)))  # write-only: reads 0
         else:
             assert bytes(self.mem.mm) == before  # dropped (scratch, read-only or fd-less window)
             got = self.dev.region_read(2, (idx << 12) + off, len(data))
-            if w is not None and w.view is not None:
+            if w is not None and w.view is not None and w.prot & PROT_READ:
                 gpa = (((self.guest[idx] & ADDR_MASK) >> 12) << 12) + off
                 assert got == before[gpa : gpa + len(data)]
             else:
@@ -282,8 +307,8 @@ class GgttMachine(RuleBasedStateMachine):
 
     @invariant()
     def pending_halves_match_the_model(self) -> None:
-        halves = {1: {"lo"}, 2: {"hi"}}
-        assert {i: halves[h] for i, h in self.ggtt._pending.items()} == self.pending
+        halves = {"low": {"lo"}, "high": {"hi"}}
+        assert {i: halves[h] for i, h in self.ggtt.pending_halves().items()} == self.pending
 
     @invariant()
     def shadow_matches_the_model(self) -> None:
@@ -321,7 +346,7 @@ class GgttMachine(RuleBasedStateMachine):
             got = self.dev.region_read(2, idx << 12, PAGE_SIZE)
             hfn = self.expected_hfn(idx)
             w = self.dma.hfn_window(hfn) if hfn is not None else None
-            if w is not None and w.view is not None:
+            if w is not None and w.view is not None and w.prot & PROT_READ:
                 gfn = (self.guest[idx] & ADDR_MASK) >> 12
                 assert got == self.mem.read(gfn << 12, PAGE_SIZE)
             else:
@@ -338,6 +363,21 @@ class GgttMachine(RuleBasedStateMachine):
             shadow[i] = self.ggtt._scratch_entry
         assert guest == ZEROS
         assert shadow == array("Q", [self.ggtt._scratch_entry]) * GGTT_ENTRY_COUNT
+        # The owner codes agree with the entries and their counts with the codes.
+        states = {i: self.ggtt.state(i) for i in self.touched}
+        for i, state in states.items():
+            assert state == self.expected_state(i), (i, state)
+        assert sum(self.ggtt.entries_by_state().values()) == GGTT_ENTRY_COUNT
+        assert self.ggtt.entries_by_state().get("absent", 0) == GGTT_ENTRY_COUNT - sum(
+            1 for s in states.values() if s != "absent"
+        )
+        # Exact counts of every code but the commonest, with the total, make all exact.
+        counts = self.ggtt._count
+        assert sum(counts.values()) == GGTT_ENTRY_COUNT
+        commonest = max(counts, key=lambda c: counts[c])
+        for code, n in counts.items():
+            if n and code != commonest:
+                assert self.ggtt.owner.count(code) == n, hex(code)
 
 
 GgttMachine.TestCase.settings = settings(
@@ -404,6 +444,7 @@ def test_unmap_repoints_users_and_remap_revives_them():
         assert None not in old
         dev.dma.remove_range(0x0, 0x8000)
         assert [dev.ggtt.shadow_hfn(i) for i in range(8)] == [None] * 8
+        assert [dev.ggtt.state(i) for i in range(8)] == ["unbacked"] * 8
         assert dev.ggtt.counters.unmap_fallbacks == 8
         dev.dma.add(0x4000, 0x4000, RW, mem.dup_fd(), 0x4000)
         new = [dev.ggtt.shadow_hfn(i) for i in range(8)]
@@ -411,6 +452,7 @@ def test_unmap_repoints_users_and_remap_revives_them():
         assert new[4:] == [dev.dma.gfn_to_hfn(g) for g in range(4, 8)]
         w = dev.dma.find(0x4000)
         assert all(h is not None and dev.dma.hfn_window(h) is w for h in new[4:])  # frames of the new window
+        assert dev.ggtt.counters.revivals == 4
     finally:
         dev.dma.remove_all()
         mem.close()
@@ -425,6 +467,20 @@ def test_aperture_write_through_read_only_window_is_dropped():
         dev.region_write(2, 3 << 12, b"oops")
         assert mem.read(0x20000, 4) == b"rom!"
         assert dev.region_read(2, 3 << 12, 4) == b"rom!"
+    finally:
+        dev.dma.remove_all()
+        mem.close()
+
+
+def test_aperture_read_through_write_only_window_reads_zero():
+    dev, mem = GenVgpu(), GuestMemory(MEM_SIZE)
+    try:
+        dev.dma.add(0x40000, 0x1000, PROT_WRITE, mem.dup_fd(), 0x40000)
+        mem.write(0x40000, b"hide")
+        _w(dev, 3, (0x40 << 12) | 0x3)
+        assert dev.region_read(2, 3 << 12, 4) == bytes(4)
+        dev.region_write(2, 3 << 12, b"sent")
+        assert mem.read(0x40000, 4) == b"sent"
     finally:
         dev.dma.remove_all()
         mem.close()
