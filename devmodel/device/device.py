@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import OutOfRange
@@ -36,14 +36,18 @@ class ResetKind(enum.Enum):
 
 
 class ConfigRegionHandler:
-    def __init__(self, config: PciConfigSpace) -> None:
+    def __init__(self, config: PciConfigSpace, on_msi_enabled: Callable[[], None] | None = None) -> None:
         self.config = config
+        self.on_msi_enabled = on_msi_enabled
 
     def read(self, offset: int, count: int) -> bytes:
         return self.config.read(offset, count)
 
     def write(self, offset: int, data: bytes) -> None:
+        was = self.config.msi_enabled
         self.config.write(offset, data)
+        if self.on_msi_enabled is not None and self.config.msi_enabled and not was:
+            self.on_msi_enabled()
 
 
 class Device:
@@ -59,7 +63,9 @@ class Device:
         self.irqs.intx_blocked = lambda: self.config.intx_disabled
         self.config.on_command = self._on_command
         self.regions: list[Region] = [Region(i, 0) for i in range(NUM_REGIONS)]
-        self.regions[CONFIG_REGION] = Region(CONFIG_REGION, config.size, ConfigRegionHandler(config))
+        self.regions[CONFIG_REGION] = Region(
+            CONFIG_REGION, config.size, ConfigRegionHandler(config, self._on_msi_enabled)
+        )
         # Work the transport's loop runs between messages (engine steps, timers).
         self.tasks = TaskQueue()
         # DMA_READ/DMA_WRITE through the attached client, for windows without an fd.
@@ -133,6 +139,13 @@ class Device:
     def set_intx(self, asserted: bool) -> None:
         self.config.set_interrupt_status(asserted)
         self.irqs.set_intx(asserted)
+
+    def _on_msi_enabled(self) -> None:
+        # A function with MSI enabled must not use INTx: a level asserted before the guest
+        # switched goes down (the interrupt is not lost: the device's own status still says it
+        # is pending, and the next event is a message).
+        if self.irqs.intx_asserted:
+            self.set_intx(False)
 
     def _on_command(self, old: int, new: int) -> None:
         # Clearing command bit 10 lets a still-asserted INTx through.

@@ -370,3 +370,16 @@ def test_device_reset_deasserts_intx(efds):
     assert not dev.irqs.intx_asserted and not dev.config.status & 0x8
     dev.set_irqs(SetIrqs(NONE, UNMASK, INTX, 0, 1))
     assert pending(fd) == 0
+
+
+def test_enabling_msi_lowers_an_asserted_intx(efds):
+    """A level asserted before the guest switched to MSI goes down when MSI is enabled: with
+    MSI on, the function must not be driving INTx."""
+    dev = GenVgpu()
+    arm(dev, efds, INTX)
+    dev.raise_interrupt()
+    assert dev.irqs.intx_asserted and dev.config.status & 0x8
+    cfg_write16(dev, dev.info.msi_offset + 2, 1)
+    assert not dev.irqs.intx_asserted and not dev.config.status & 0x8
+    cfg_write16(dev, dev.info.msi_offset + 2, 1)  # enabled again: nothing changes
+    assert not dev.irqs.intx_asserted
