@@ -68,8 +68,14 @@ def test_mmio_through_qemu(qtest):
     assert (q.readl(BAR0 + 0x4008), q.readl(BAR0 + 0x400C)) == (0x89ABCDEF, 0x01234567)
     assert q.readq(BAR0 + PVINFO) == PVINFO_MAGIC
     assert (q.readl(BAR0 + PVINFO), q.readl(BAR0 + PVINFO + 4)) == (0x76544776, 0x47765447)
+    # Contract v2: a 1- or 2-byte register access reaches the bytes of the 32-bit register.
     q.writeb(BAR0 + 0x4000, 0x55)
-    assert q.readl(BAR0 + 0x4000) == 0xDEADBEEF, "a 1-byte write is ignored"
+    assert q.readl(BAR0 + 0x4000) == 0xDEADBE55, "a 1-byte write merges into the register"
+    q.writew(BAR0 + 0x4002, 0x1234)
+    assert q.readl(BAR0 + 0x4000) == 0x1234BE55
+    assert q.readw(BAR0 + PVINFO + 8) == 1, "PVINFO version_major, read as i915 does"
+    q.writeb(BAR0 + GGTT + 8 * 6, 0x55)
+    assert q.readq(BAR0 + GGTT + 8 * 6) == 0, "a 1-byte GGTT write is ignored"
     # A GGTT entry reads back the guest's own value (not a present page: no DMA involved).
     q.writeq(BAR0 + GGTT + 8 * 5, 0x12345000)
     assert q.readq(BAR0 + GGTT + 8 * 5) == 0x12345000
