@@ -20,7 +20,7 @@ from devmodel.device.dma import DmaMap, DmaWindow
 
 from .ops import PteOps
 
-__all__ = ["Ggtt", "GgttCounters", "GGTT_ENTRY_COUNT", "GgttLookup"]
+__all__ = ["GGTT_ENTRY_COUNT", "Ggtt", "GgttCounters", "GgttLookup"]
 
 log = logging.getLogger(__name__)
 

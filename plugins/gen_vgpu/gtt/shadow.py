@@ -298,6 +298,9 @@ class TableStore:
             e &= ~ops.ips_bit  # 64 KiB pages are always split into 4 KiB shadow entries
         else:
             child = self.get(next_pt_type(pt_type), ops.get_pfn(e))
+            # Bit 7 of a PML4 entry is reserved: ignored, and cleared so that no walker of the
+            # shadow reads the entry as a huge page.
+            e &= ~ops.ps_bit
         if child is None:
             return None, scratch
         return child, ops.set_pfn(e, child.hfn)

@@ -74,6 +74,11 @@ class ShadowWalker:
             hfn = self.ops.get_pfn(e)
         return path
 
+    def leaf_entry(self, mm: ShadowMm, gma: int) -> int:
+        """The shadow PTE that maps ``gma`` (its cache bits are what an engine passes on)."""
+        self._check(mm, gma, 1)
+        return self._shadow_pt(mm, gma)[-1][2]
+
     def translate(self, mm: ShadowMm, gma: int) -> Run:
         """From ``gma`` to the end of its 4 KiB page."""
         self._check(mm, gma, 1)
