@@ -57,8 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="ask a running server about its device")
     i.add_argument("--socket", required=True, metavar="PATH", help="the server's vfio-user socket (or --control)")
     i.add_argument("--control", metavar="PATH", help="the inspection socket, if not SOCKET.ctl")
-    i.add_argument("what", choices=["ggtt", "stats"], help="ggtt GMA: one graphics address; stats: counters")
-    i.add_argument("args", nargs="*", help="arguments (a graphics address for ggtt)")
+    i.add_argument(
+        "what",
+        choices=["ggtt", "ppgtt", "stats"],
+        help="ggtt GMA: one graphics address; ppgtt ROOTS GMA: one address through a shadow PPGTT; "
+        "stats: counters",
+    )
+    i.add_argument(
+        "args",
+        nargs="*",
+        help="ggtt: a graphics address; ppgtt: the PML4 address, or four PDP addresses comma-separated, "
+        "then a graphics address",
+    )
     return p
 
 

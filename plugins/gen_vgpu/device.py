@@ -9,11 +9,14 @@ from typing import Any
 from devmodel.device.device import Device, ResetKind
 from devmodel.device.pci_config import Bar, BarKind, PciConfigSpace
 from devmodel.device.region import Region
+from devmodel.device.tasks import Task
 
 from .aperture import Aperture
 from .bar0 import Bar0
 from .graphics_memory import DEFAULT_APERTURE_SIZE, DEFAULT_HIDDEN_SIZE, GraphicsMemory
 from .gtt.ggtt import GGTT_ENTRY_COUNT, Ggtt
+from .gtt.mm import Ppgtt, ResyncTask, RootKind, parse_roots
+from .gtt.walker import ShadowWalker
 from .mmio import regs
 from .mmio.handlers import build_register_file
 from .mmio.regs import G2vNotify
@@ -32,6 +35,21 @@ _PPGTT_NOTIFICATIONS = frozenset(
 GMCH_GGMS_8M = 3 << 6  # GGTT stolen size 8 MiB; GMS (stolen memory) 0
 
 _G2V_VALUES = frozenset(int(v) for v in G2vNotify)
+
+
+class ResyncJob(Task):
+    """A shadow PPGTT resync as a loop task: it reads guest page tables, so a quiesce cancels
+    it, which releases the mm it holds (the next submission resyncs again)."""
+
+    def __init__(self, resync: ResyncTask, name: str) -> None:
+        super().__init__(uses_guest_memory=True, name=name)
+        self.resync = resync
+
+    def step(self, deadline: float) -> bool:
+        return self.resync.step(deadline)
+
+    def on_cancel(self) -> None:
+        self.resync.cancel()
 
 
 class GenVgpu(Device):
@@ -63,6 +81,8 @@ class GenVgpu(Device):
         self.ggtt = Ggtt(self.dma, info.pte_ops, self.scratch_hfn)
         self.bar0 = Bar0(self.registers, self.ggtt)
         self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
+        self.ppgtt = Ppgtt(self.dma, info.pte_ops, has_ips=info.has_ips)  # listens to the DMA map
+        self.ppgtt_walker = ShadowWalker(self.ppgtt)
         self.set_region(Region(0, regs.BAR0_SIZE, self.bar0))
         self.set_region(Region(2, aperture_size, self.aperture))
 
@@ -101,25 +121,33 @@ class GenVgpu(Device):
         return tuple(rf.get(base + 8 * i) | rf.get(base + 8 * i + 4) << 32 for i in range(regs.PVINFO_PDP_COUNT))
 
     def ppgtt_notify(self, kind: G2vNotify, roots: tuple[int, ...]) -> None:
-        """A PPGTT create or destroy notification. The shadow PPGTT fills this in (build or
-        find the shadow for ``roots`` ahead of the first submission; drop the guest's claim
-        on it); until then it is recorded and logged."""
+        """A PPGTT create notification builds (or finds) the shadow for ``roots`` ahead of the
+        first submission, as a task of the loop; a destroy drops the guest's claim on it."""
+        four_level = kind in (G2vNotify.PPGTT_L4_CREATE, G2vNotify.PPGTT_L4_DESTROY)
+        root_kind, used = (RootKind.L4, roots[:1]) if four_level else (RootKind.L3, roots)
         first = self.g2v_notifications[kind.name] == 1
-        log.log(
-            logging.INFO if first else logging.DEBUG,
-            "g2v_notify: %s for roots %s (no shadow PPGTT yet)",
-            kind.name,
-            ", ".join(hex(r) for r in roots),
-        )
+        log.log(logging.INFO if first else logging.DEBUG, "g2v_notify: %s for roots %s",
+                kind.name, ", ".join(hex(r) for r in used))
+        if kind in (G2vNotify.PPGTT_L4_CREATE, G2vNotify.PPGTT_L3_CREATE):
+            self.spawn_resync(self.ppgtt.notify_create(root_kind, used), "ppgtt-create")
+        else:
+            self.ppgtt.notify_destroy(root_kind, used)
+
+    def spawn_resync(self, resync: ResyncTask, name: str) -> Task:
+        """Run a shadow PPGTT resync as a task of the loop, in bounded steps."""
+        return self.tasks.spawn(ResyncJob(resync, name))
 
     def reset(self, kind: ResetKind) -> None:
         super().reset(kind)
         self.registers.reset()
         self.ggtt.reset()
+        self.ppgtt.reset()
         self.g2v_notifications.clear()
         log.info("reset (%s)", kind.value)
 
     def inspect(self, what: str, args: list[str]) -> dict[str, Any]:
+        if what == "ppgtt":
+            return self._inspect_ppgtt(args)
         if what != "ggtt":
             return super().inspect(what, args)
         if len(args) != 1:
@@ -149,6 +177,15 @@ class GenVgpu(Device):
             "counters": vars(self.ggtt.counters),
         }
 
+    def _inspect_ppgtt(self, args: list[str]) -> dict[str, Any]:
+        if len(args) != 2:
+            raise ValueError("ppgtt takes ROOTS (one PML4 address, or four PDP addresses comma-separated) and a GMA")
+        kind, roots = parse_roots(args[0])
+        mm = self.ppgtt.find(kind, roots)
+        if mm is None:
+            raise ValueError(f"no shadow PPGTT for {kind.name} roots {args[0]}")
+        return self.ppgtt_walker.explain(mm, int(args[1], 0))
+
     def describe(self) -> Iterable[str]:
         c = self.ggtt.counters
         yield (
@@ -157,3 +194,4 @@ class GenVgpu(Device):
             f"unbacked={self.ggtt.entries_by_state().get('unbacked', 0)}; "
             f"BAR0 ignored accesses={self.bar0.ignored_accesses}; DMA windows={len(self.dma)}"
         )
+        yield f"shadow PPGTT: {len(self.ppgtt.mms)} mms, {len(self.ppgtt.store)} tables, {self.ppgtt.counters}"
