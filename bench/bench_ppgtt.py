@@ -161,7 +161,10 @@ def _first_data_pt(mem: GuestMemory, pml4: int) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="one short pass: checks the benchmark works")
     args = parser.parse_args()
+    if args.quick:
+        args.repeat = 1
     bench_tree("linear tree", linear_tree, 1 << 18, args.repeat)
     bench_tree("i915-style tree (scratch tables at every level)", i915_tree, 1 << 14, args.repeat)
 
