@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 import tracemalloc
 from array import array
 from collections.abc import Callable
+from pathlib import Path
 
-from devmodel.device.dma import PROT_READ, PROT_WRITE, DmaMap
-from devmodel.testing import GuestMemory
-from gen_vgpu.gtt.mm import Ppgtt, RootKind
-from gen_vgpu.gtt.ops import GEN8_PTE_OPS as OPS
-from gen_vgpu.gtt.walker import ShadowWalker
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]  # the source tree, not an installed copy
+
+from devmodel.device.dma import PROT_READ, PROT_WRITE, DmaMap  # noqa: E402
+from devmodel.testing import GuestMemory  # noqa: E402
+from gen_vgpu.gtt.mm import Ppgtt, RootKind  # noqa: E402
+from gen_vgpu.gtt.ops import GEN8_PTE_OPS as OPS  # noqa: E402
+from gen_vgpu.gtt.walker import ShadowWalker  # noqa: E402
 
 RW = PROT_READ | PROT_WRITE
 PRESENT_RW = 3
