@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .types import GttType
 
-__all__ = ["PteOps", "GmaOps", "GEN8_PTE_OPS", "GEN8_GMA_OPS"]
+__all__ = ["GEN8_GMA_OPS", "GEN8_PTE_OPS", "GmaOps", "PteOps"]
 
 _PRESENT = 1 << 0
 _RW = 1 << 1

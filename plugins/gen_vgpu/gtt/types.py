@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-__all__ = ["GttType", "GttTypeInfo", "GTT_TYPE_TABLE", "next_pt_type", "entry_type", "pse_type", "is_pt"]
+__all__ = ["GTT_TYPE_TABLE", "GttType", "GttTypeInfo", "entry_type", "is_pt", "next_pt_type", "pse_type"]
 
 
 class GttType(enum.IntEnum):

@@ -1,0 +1,367 @@
+"""Shadow PPGTT mms: one per set of guest root pointers, and their lifecycle.
+
+An mm is created by a g2v "PPGTT create" notification or at first use by a submission, found
+again for the same roots, pinned while a workload uses it, reclaimed least-recently-used when
+the shadow-page cap is reached (it survives, unshadowed, and is shadowed again at its next
+pin), dropped on "PPGTT destroy" once nothing uses it, and destroyed on reset.
+
+Bringing an mm up to date is a :class:`ResyncTask`: a walk of the distinct shadow tables
+reachable from its roots, each synced once, in steps bounded by a deadline so that MMIO replies
+are never held back. Its work is bounded by the number of shadow tables, which the cap bounds.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from devmodel.device.dma import PAGE_SHIFT, DmaMap, DmaWindow
+
+from .ops import PteOps
+from .scratch import ScratchTree
+from .shadow import DEFAULT_MAX_SHADOW_PAGES, ShadowTable, StoreCounters, TableStore
+from .types import GttType, next_pt_type
+
+__all__ = ["Ppgtt", "ResyncStats", "ResyncTask", "RootKind", "ShadowMm", "parse_roots"]
+
+log = logging.getLogger(__name__)
+
+T = GttType
+
+
+class RootKind(enum.Enum):
+    """The context's addressing mode: legacy 32-bit (four PDP roots) or 48-bit (one PML4)."""
+
+    L3 = 3
+    L4 = 4
+
+    @property
+    def root_count(self) -> int:
+        return 4 if self is RootKind.L3 else 1
+
+    @property
+    def root_table_type(self) -> GttType:
+        return next_pt_type(T.PPGTT_ROOT_L3_ENTRY if self is RootKind.L3 else T.PPGTT_ROOT_L4_ENTRY)
+
+
+@dataclass
+class ResyncStats:
+    tables: int = 0  # distinct shadow tables visited
+    tables_changed: int = 0
+    entries_changed: int = 0
+    restarts: int = 0  # the DMA map changed under a stepped resync
+    steps: int = 0
+    seconds: float = 0.0  # time spent in steps (not counting the gaps between them)
+
+
+@dataclass(eq=False)
+class ShadowMm:
+    kind: RootKind
+    roots: tuple[int, ...]
+    root_tables: list[ShadowTable | None]
+    shadow_roots: list[int]  # what the shadow context holds: host addresses of the root tables
+    pincount: int = 0
+    claims: int = 0  # g2v creates not yet destroyed
+    doomed: bool = False  # destroyed by the guest; goes when unpinned
+    alive: bool = True
+    resyncing: int = 0  # resync tasks in flight (an mm being synced is never reclaimed)
+    resyncs: int = 0
+    last_resync: ResyncStats = field(default_factory=ResyncStats)
+
+    @property
+    def key(self) -> tuple[RootKind, tuple[int, ...]]:
+        return self.kind, self.roots
+
+    @property
+    def shadowed(self) -> bool:
+        return any(t is not None for t in self.root_tables)
+
+
+class ResyncTask:
+    """Brings mms up to date with the guest's tables; ``step(deadline)`` returns whether there
+    is more to do. A loop task, or run to completion with :meth:`run`."""
+
+    def __init__(self, ppgtt: Ppgtt, mms: Iterable[ShadowMm]) -> None:
+        self.ppgtt = ppgtt
+        self._pending = list(mms)
+        self._pending.reverse()
+        self._mm: ShadowMm | None = None
+        self._work: list[ShadowTable] = []
+        self._seen: set[ShadowTable] = set()
+        self._map_changes = 0
+        self._stats = ResyncStats()
+        self.done = False
+
+    def step(self, deadline: float) -> bool:
+        start = time.perf_counter()
+        stats = self._stats
+        try:
+            while True:
+                mm = self._mm
+                if mm is None:
+                    if not self._pending:
+                        self.done = True
+                        return False
+                    self._begin(self._pending.pop())
+                    continue
+                if not mm.alive:
+                    self._end()
+                    continue
+                if self._map_changes != self.ppgtt.map_changes:
+                    # Tables already visited may have been re-pointed at scratch: start over.
+                    stats.restarts += 1
+                    self._restart(mm)
+                sync = self.ppgtt.store.sync
+                work, seen = self._work, self._seen
+                while work:
+                    t = work.pop()
+                    if not t.alive or t in seen:
+                        continue
+                    seen.add(t)
+                    stats.tables += 1
+                    n = sync(t, work)
+                    if n:
+                        stats.tables_changed += 1
+                        stats.entries_changed += n
+                    if time.monotonic() >= deadline:
+                        return True
+                mm.last_resync = stats
+                mm.resyncs += 1
+                self._end()
+        finally:
+            stats.steps += 1
+            stats.seconds += time.perf_counter() - start
+
+    def run(self) -> None:
+        """Run to completion (tests, and callers that may block)."""
+        while self.step(math.inf):
+            pass
+
+    def cancel(self) -> None:
+        if self._mm is not None:
+            self._mm.resyncing -= 1
+            self._mm = None
+        self._pending.clear()
+        self.done = True
+
+    def _begin(self, mm: ShadowMm) -> None:
+        self._mm = mm
+        self._stats = ResyncStats()
+        if not mm.alive:
+            return
+        mm.resyncing += 1
+        self._restart(mm)
+
+    def _restart(self, mm: ShadowMm) -> None:
+        self._map_changes = self.ppgtt.map_changes
+        self.ppgtt.shadow_roots(mm)
+        self._work = [t for t in mm.root_tables if t is not None]
+        self._seen = set()
+
+    def _end(self) -> None:
+        mm = self._mm
+        self._mm = None
+        if mm is not None and mm.resyncing:
+            mm.resyncing -= 1
+            self.ppgtt.drop_if_unused(mm)
+
+
+class Ppgtt:
+    """Every shadow PPGTT of one vGPU: the scratch tree, the shared tables and the mms."""
+
+    def __init__(
+        self, dma: DmaMap, ops: PteOps, has_ips: bool, max_shadow_pages: int = DEFAULT_MAX_SHADOW_PAGES
+    ) -> None:
+        self.dma = dma
+        self.ops = ops
+        self.scratch = ScratchTree(dma, ops)
+        self.store = TableStore(dma, ops, self.scratch, has_ips, max_shadow_pages, reclaim=self._reclaim_one)
+        self.mms: OrderedDict[tuple[RootKind, tuple[int, ...]], ShadowMm] = OrderedDict()  # oldest use first
+        self.map_changes = 0
+        self.reclaims = 0
+        self._logged: set[str] = set()
+        dma.listeners.append(self)
+
+    @property
+    def counters(self) -> StoreCounters:
+        return self.store.counters
+
+    # --- finding mms -------------------------------------------------------------------------
+
+    def _check_roots(self, kind: RootKind, roots: tuple[int, ...]) -> tuple[int, ...]:
+        if len(roots) != kind.root_count:
+            raise ValueError(f"{kind.name} takes {kind.root_count} root pointer(s), not {len(roots)}")
+        if any(not 0 <= r < 1 << 64 for r in roots):
+            raise ValueError(f"root pointers are 64-bit: {roots}")
+        return roots
+
+    def find(self, kind: RootKind, roots: tuple[int, ...]) -> ShadowMm | None:
+        return self.mms.get((kind, tuple(roots)))
+
+    def get(self, kind: RootKind, roots: tuple[int, ...]) -> ShadowMm:
+        """The mm for these roots, created (not yet shadowed) if need be; now most recently used."""
+        roots = self._check_roots(kind, tuple(roots))
+        mm = self.mms.get((kind, roots))
+        if mm is None:
+            n = kind.root_count
+            root_entry = self.scratch.table_hfn[kind.root_table_type] << PAGE_SHIFT
+            mm = ShadowMm(kind, roots, [None] * n, [root_entry] * n)
+            self.mms[mm.key] = mm
+        else:
+            self.mms.move_to_end(mm.key)
+        mm.doomed = False
+        return mm
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def notify_create(self, kind: RootKind, roots: tuple[int, ...]) -> ResyncTask:
+        """g2v PPGTT create: the guest claims an mm; the task shadows it ahead of submissions."""
+        mm = self.get(kind, roots)
+        mm.claims += 1
+        return ResyncTask(self, [mm])
+
+    def notify_destroy(self, kind: RootKind, roots: tuple[int, ...]) -> None:
+        mm = self.find(kind, tuple(roots))
+        if mm is None or mm.claims == 0:
+            self._log_once("destroy", f"g2v PPGTT destroy for roots not created: {kind.name} {_hexes(roots)}")
+            return
+        mm.claims -= 1
+        if mm.claims == 0:
+            mm.doomed = True
+            self.drop_if_unused(mm)
+
+    def pin(self, kind: RootKind, roots: tuple[int, ...]) -> tuple[ShadowMm, ResyncTask]:
+        """A workload will use these roots: the mm, pinned, and the resync to run before it."""
+        mm = self.get(kind, roots)
+        mm.pincount += 1
+        return mm, ResyncTask(self, [mm])
+
+    def unpin(self, mm: ShadowMm) -> None:
+        if mm.pincount <= 0:
+            raise ValueError("unpin of an mm that is not pinned")
+        mm.pincount -= 1
+        self.drop_if_unused(mm)
+
+    def on_tlb_invalidate(self) -> ResyncTask:
+        """A TLB-invalidation register was written: resync every shadowed mm."""
+        return ResyncTask(self, [mm for mm in self.mms.values() if mm.shadowed])
+
+    def destroy(self, mm: ShadowMm) -> None:
+        if not mm.alive:
+            return
+        self.unshadow(mm)
+        mm.alive = False
+        del self.mms[mm.key]
+
+    def reset(self) -> None:
+        """Device reset: every mm and every shadow table goes (the scratch tree stays)."""
+        for mm in self.mms.values():
+            mm.alive = False
+            mm.root_tables = [None] * len(mm.root_tables)
+        self.mms.clear()
+        self.store.clear()
+        self.map_changes += 1
+
+    def drop_if_unused(self, mm: ShadowMm) -> None:
+        if mm.doomed and mm.pincount == 0 and mm.claims == 0 and not mm.resyncing:
+            self.destroy(mm)
+
+    # --- shadow roots and reclaim ------------------------------------------------------------
+
+    def shadow_roots(self, mm: ShadowMm) -> None:
+        """Give each present root without a shadow table one (a reclaimed mm, an unbacked root)."""
+        ops, store = self.ops, self.store
+        for i, root in enumerate(mm.roots):
+            if mm.root_tables[i] is not None or not ops.test_root_present(root):
+                continue
+            t = store.get(mm.kind.root_table_type, ops.get_pfn(root))
+            if t is not None:
+                t.refs += 1
+                mm.root_tables[i] = t
+                mm.shadow_roots[i] = t.hfn << PAGE_SHIFT
+
+    def unshadow(self, mm: ShadowMm) -> None:
+        scratch_root = self.scratch.table_hfn[mm.kind.root_table_type] << PAGE_SHIFT
+        for i, t in enumerate(mm.root_tables):
+            if t is not None:
+                mm.root_tables[i] = None
+                mm.shadow_roots[i] = scratch_root
+                if t.alive:
+                    self.store.unref(t)
+
+    def _reclaim_one(self) -> bool:
+        """Unshadow idle mms, oldest use first, until the store is under its cap."""
+        store = self.store
+        for mm in list(self.mms.values()):
+            if len(store) < store.max_pages:
+                return True
+            if mm.pincount or mm.resyncing or not mm.shadowed:
+                continue
+            self.unshadow(mm)
+            self.reclaims += 1
+        return len(store) < store.max_pages
+
+    # --- the DMA map (a DmaListener) ---------------------------------------------------------
+
+    def on_dma_map(self, window: DmaWindow) -> None:
+        self.map_changes += 1
+        self.store.on_dma_map(window)
+
+    def on_dma_unmap(self, window: DmaWindow) -> None:
+        self.map_changes += 1
+        self.store.on_dma_unmap(window)
+
+    # --- inspection --------------------------------------------------------------------------
+
+    def mm_stats(self, mm: ShadowMm) -> dict[str, object]:
+        """Tables reachable from the mm now, the parent references to them, and the last resync."""
+        seen: set[ShadowTable] = set()
+        work = [t for t in mm.root_tables if t is not None]
+        while work:
+            t = work.pop()
+            if t in seen:
+                continue
+            seen.add(t)
+            work.extend(t.child_refs)
+        references = sum(t.refs for t in seen)
+        return {
+            "kind": mm.kind.name,
+            "roots": _hexes(mm.roots),
+            "shadow_roots": _hexes(mm.shadow_roots),
+            "tables": len(seen),
+            "references": references,
+            "shares": references - len(seen),
+            "pincount": mm.pincount,
+            "claims": mm.claims,
+            "resyncs": mm.resyncs,
+            "last_resync": vars(mm.last_resync),
+        }
+
+    def _log_once(self, reason: str, message: str) -> None:
+        if reason not in self._logged:
+            self._logged.add(reason)
+            log.warning("PPGTT: %s; further cases are not logged", message)
+
+
+def parse_roots(text: str) -> tuple[RootKind, tuple[int, ...]]:
+    """``ROOTS`` of the inspection command: one PML4 address (4-level) or four comma-separated
+    PDP addresses (legacy 3-level)."""
+    parts = [p for p in text.split(",") if p]
+    try:
+        roots = tuple(int(p, 0) for p in parts)
+    except ValueError:
+        raise ValueError(f"root pointers must be integers: {text!r}") from None
+    if len(roots) == 1:
+        return RootKind.L4, roots
+    if len(roots) == 4:
+        return RootKind.L3, roots
+    raise ValueError("give one PML4 address or four PDP addresses, comma-separated")
+
+
+def _hexes(values: Iterable[int]) -> list[str]:
+    return [hex(v) for v in values]

@@ -1,0 +1,429 @@
+"""Shadow page tables: one per guest table, shared, refcounted per parent entry.
+
+A shadow table is keyed by what it mirrors: a guest table (its type, its GFN and, for a PT,
+whether the PDE above it has IPS), or a 2 MiB guest page split into a PT of 4 KiB entries
+(the page's first GFN and its flags). Every parent entry that points at a table holds one
+reference, and so does every shadow mm root; at zero the table goes, dropping its own
+references. Shadow entries hold host frames; every entry the guest has not made present (or
+that cannot be translated) points at the scratch table of the level below.
+
+There is no write protection over vfio-user, so :meth:`TableStore.sync` compares a guest table
+with the snapshot taken when it was last shadowed and re-shadows what changed, adding the new
+mapping of an entry before dropping the old one. Leaf tables are translated whole, as 512-lane
+integers (see ``lanes``), when their present entries fall in one DMA window.
+"""
+
+from __future__ import annotations
+
+import logging
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from devmodel.device.dma import PAGE_SHIFT, PAGE_SIZE, PROT_READ, PROT_WRITE, DmaMap, DmaWindow
+from devmodel.errors import NoSpace
+
+from .lanes import FRAME_STEPS, LANES, ONES, TABLE_BYTES, WindowShift, lanes_of, repeat
+from .ops import PteOps
+from .scratch import ScratchTree
+from .types import GttType, next_pt_type
+
+__all__ = ["DEFAULT_MAX_SHADOW_PAGES", "IPS_GROUP", "ShadowTable", "StoreCounters", "TableKey", "TableStore"]
+
+log = logging.getLogger(__name__)
+
+T = GttType
+# A guest table: ("guest", type, gfn, ips); a split 2 MiB page: ("2M", leaf entry of its first page).
+TableKey = tuple[str, GttType, int, bool] | tuple[str, int]
+
+DEFAULT_MAX_SHADOW_PAGES = 16384  # 64 MiB of shadow tables per vGPU
+_PAT_LARGE = 1 << 12  # the PAT bit of a 2 MiB / 1 GiB leaf; bit 7 (PS's place) in a 4 KiB PTE
+IPS_GROUP = 16  # a 64 KiB entry covers 16 PTE slots; only every 16th slot is read
+_LANE_ALL = (1 << 64) - 1
+
+
+@dataclass
+class StoreCounters:
+    tables_created: int = 0
+    tables_freed: int = 0
+    refused: int = 0  # entries left at scratch because the shadow-page cap was reached
+    unmap_fallbacks: int = 0  # leaf tables re-pointed at scratch by a DMA unmap
+
+
+@dataclass(eq=False)
+class ShadowTable:
+    key: TableKey
+    pt_type: GttType  # the kind of table (a split 2 MiB page is a PTE_PT)
+    gfn: int  # the guest table's GFN, or the first GFN of a split 2 MiB page
+    ips: bool  # a PT whose entries are 64 KiB pages
+    hfn: int
+    page: memoryview
+    synth: bytes | None = None  # a split page's guest-equivalent PT (no guest memory behind it)
+    refs: int = 0
+    snapshot: bytes | None = None  # guest bytes as last shadowed; None: rebuild at the next sync
+    children: list[ShadowTable | None] | None = None  # directories: the child per entry
+    child_refs: dict[ShadowTable, int] = field(default_factory=dict)  # child -> entries naming it
+    windows: set[DmaWindow] = field(default_factory=set)  # leaves: windows whose frames it holds
+    alive: bool = True
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.pt_type is T.PPGTT_PTE_PT
+
+    @property
+    def entries(self) -> memoryview:
+        return self.page.cast("Q")
+
+
+class TableStore:
+    def __init__(
+        self,
+        dma: DmaMap,
+        ops: PteOps,
+        scratch: ScratchTree,
+        has_ips: bool,
+        max_pages: int = DEFAULT_MAX_SHADOW_PAGES,
+        reclaim: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.dma = dma
+        self.ops = ops
+        self.scratch = scratch
+        self.has_ips = has_ips
+        self.max_pages = max_pages
+        self.reclaim = reclaim  # frees shadow pages of an idle mm; False when none could go
+        self.tables: dict[TableKey, ShadowTable] = {}
+        self.by_window: dict[DmaWindow, set[ShadowTable]] = {}
+        self.unbacked: set[ShadowTable] = set()  # hold entries no window covered: redo on a map
+        self.counters = StoreCounters()
+        self._shifts: dict[DmaWindow, WindowShift] = {}
+        self._logged: set[str] = set()
+        self._leaf_scratch = scratch.leaf_entry
+        self._scratch_fill = repeat(scratch.leaf_entry)
+        self._keep_ro = repeat(_LANE_ALL & ~ops.rw_bit)
+
+    def __len__(self) -> int:
+        return len(self.tables)
+
+    def log_once(self, reason: str, detail: str) -> None:
+        if reason not in self._logged:
+            self._logged.add(reason)
+            log.warning("PPGTT: %s (%s); further cases are not logged", reason, detail)
+
+    # --- tables and references --------------------------------------------------------------
+
+    def get(self, pt_type: GttType, gfn: int, ips: bool = False) -> ShadowTable | None:
+        """The shadow of a guest table, created (blank, to be synced) if need be. None when the
+        guest table is not in readable guest memory or no shadow page can be had."""
+        key: TableKey = ("guest", pt_type, gfn, ips)
+        table = self.tables.get(key)
+        if table is not None:
+            return table
+        if self._guest_window(gfn) is None:
+            return None
+        return self._create(key, pt_type, gfn, ips, None)
+
+    def get_split(self, leaf: int) -> ShadowTable | None:
+        """The PT of 512 4 KiB entries standing for a 2 MiB page; ``leaf`` is the entry of its
+        first 4 KiB page (present, flags already in PTE form)."""
+        key: TableKey = ("2M", leaf)
+        table = self.tables.get(key)
+        if table is not None:
+            return table
+        synth = (repeat(leaf) + FRAME_STEPS).to_bytes(TABLE_BYTES, "little")
+        return self._create(key, T.PPGTT_PTE_PT, self.ops.get_pfn(leaf), False, synth)
+
+    def _create(self, key: TableKey, pt_type: GttType, gfn: int, ips: bool, synth: bytes | None) -> ShadowTable | None:
+        if len(self.tables) >= self.max_pages and not self.reclaim():
+            self._refuse("the shadow-page cap is reached", f"cap {self.max_pages} pages")
+            return None
+        try:
+            hfn, page = self.dma.alloc_device_page()
+        except NoSpace as exc:
+            self._refuse("no device page for a shadow table", str(exc))
+            return None
+        page[:] = self.scratch.filled[pt_type]
+        table = ShadowTable(key, pt_type, gfn, ips, hfn, page, synth)
+        if pt_type is not T.PPGTT_PTE_PT:
+            table.children = [None] * LANES
+        self.tables[key] = table
+        self.counters.tables_created += 1
+        return table
+
+    def _refuse(self, reason: str, detail: str) -> None:
+        self.counters.refused += 1
+        self.log_once(reason, detail)
+
+    def unref(self, table: ShadowTable, count: int = 1) -> None:
+        """Drop ``count`` references; a table at zero goes, and with it its references."""
+        table.refs -= count
+        if table.refs > 0:
+            return
+        doomed = [table]
+        while doomed:
+            t = doomed.pop()
+            for child, n in t.child_refs.items():
+                was = child.refs
+                child.refs -= n
+                if was > 0 >= child.refs:
+                    doomed.append(child)
+            self._free(t)
+
+    def _free(self, t: ShadowTable) -> None:
+        t.alive = False
+        t.child_refs = {}
+        t.children = None
+        del self.tables[t.key]
+        self._forget_windows(t)
+        self.unbacked.discard(t)
+        self.dma.free_device_page(t.hfn)
+        self.counters.tables_freed += 1
+
+    def _forget_windows(self, t: ShadowTable) -> None:
+        for w in t.windows:
+            users = self.by_window.get(w)
+            if users is not None:
+                users.discard(t)
+                if not users:
+                    del self.by_window[w]
+        t.windows = set()
+
+    def clear(self) -> None:
+        """Free every shadow table (reset): nothing refers to them any more."""
+        for t in list(self.tables.values()):
+            t.alive = False
+            self.dma.free_device_page(t.hfn)
+        self.counters.tables_freed += len(self.tables)
+        self.tables.clear()
+        self.by_window.clear()
+        self.unbacked.clear()
+        self._shifts.clear()
+
+    # --- bringing a table up to date ---------------------------------------------------------
+
+    def sync(self, t: ShadowTable, queue: list[ShadowTable]) -> int:
+        """Re-shadow what changed in ``t``'s guest table since its snapshot; put the distinct
+        child tables on ``queue``. Returns the number of shadow entries rewritten."""
+        if t.synth is not None:
+            data: bytes | None = t.synth
+        else:
+            data = self._read_guest_table(t.gfn)
+        if data is None:
+            # The guest table left guest memory: nothing of it can be trusted.
+            changed = self._blank(t)
+            self.unbacked.add(t)
+            return changed
+        if data == t.snapshot:
+            queue.extend(t.child_refs)
+            return 0
+        if t.is_leaf:
+            changed = self._sync_leaf(t, data)
+        else:
+            changed = self._sync_directory(t, data)
+            queue.extend(t.child_refs)
+        t.snapshot = data
+        return changed
+
+    def _blank(self, t: ShadowTable) -> int:
+        was = t.snapshot
+        t.snapshot = None
+        t.page[:] = self.scratch.filled[t.pt_type]
+        self._forget_windows(t)
+        if t.children is not None:
+            old = t.child_refs
+            t.child_refs = {}
+            t.children = [None] * LANES
+            for child, n in old.items():
+                self.unref(child, n)
+        return 0 if was is None else LANES
+
+    def _sync_directory(self, t: ShadowTable, data: bytes) -> int:
+        new = array("Q", data)
+        if t.snapshot is None:
+            changed = range(LANES)
+        else:
+            old = array("Q", t.snapshot)
+            changed = [i for i, (a, b) in enumerate(zip(old, new)) if a != b]  # type: ignore[assignment]
+        entries = t.entries
+        children = t.children
+        assert children is not None
+        child_refs = t.child_refs
+        memo: dict[int, tuple[ShadowTable | None, int]] = {}
+        unbacked = False
+        for i in changed:
+            e = new[i]
+            found = memo.get(e)
+            if found is None:
+                found = memo[e] = self._directory_entry(t.pt_type, e)
+                if found[0] is None and self.ops.test_present(e):
+                    unbacked = True
+            child, shadow_entry = found
+            # Add before remove: the new child is referenced before the old one may go.
+            if child is not None:
+                child.refs += 1
+                child_refs[child] = child_refs.get(child, 0) + 1
+            entries[i] = shadow_entry
+            old_child = children[i]
+            children[i] = child
+            if old_child is not None:
+                n = child_refs[old_child] - 1
+                if n:
+                    child_refs[old_child] = n
+                else:
+                    del child_refs[old_child]
+                self.unref(old_child)
+        if unbacked:
+            self.unbacked.add(t)
+        return len(changed)
+
+    def _directory_entry(self, pt_type: GttType, e: int) -> tuple[ShadowTable | None, int]:
+        """The child table and shadow entry for guest entry ``e`` of a directory."""
+        ops = self.ops
+        scratch = self.scratch.entry_below[pt_type]
+        if not ops.test_present(e):
+            return None, scratch
+        child: ShadowTable | None
+        if pt_type is T.PPGTT_PDE_PT and ops.test_pse(e):
+            gfn = ops.get_pfn(e, T.PPGTT_PTE_2M_ENTRY)
+            flags = e & ~ops.addr_mask & ~(ops.ps_bit | ops.ips_bit)
+            if e & _PAT_LARGE:
+                flags |= ops.ps_bit  # PAT moves to bit 7 in a 4 KiB entry
+            child = self.get_split(flags | (gfn << PAGE_SHIFT))
+            e &= ~(ops.ps_bit | ops.ips_bit)
+        elif pt_type is T.PPGTT_PDP_PT and ops.test_pse(e):
+            self.log_once("a 1 GiB page is mapped to scratch (not supported)", f"entry {e:#x}")
+            return None, scratch
+        elif pt_type is T.PPGTT_PDE_PT:
+            ips = self.has_ips and ops.test_ips(e)
+            child = self.get(T.PPGTT_PTE_PT, ops.get_pfn(e), ips)
+            e &= ~ops.ips_bit  # 64 KiB pages are always split into 4 KiB shadow entries
+        else:
+            child = self.get(next_pt_type(pt_type), ops.get_pfn(e))
+            # Bit 7 of a PML4 entry is reserved: ignored, and cleared so that no walker of the
+            # shadow reads the entry as a huge page.
+            e &= ~ops.ps_bit
+        if child is None:
+            return None, scratch
+        return child, ops.set_pfn(e, child.hfn)
+
+    def _sync_leaf(self, t: ShadowTable, data: bytes) -> int:
+        self._forget_windows(t)
+        if not t.ips:
+            entries = lanes_of(data)
+            present = entries & ONES
+            if not present:
+                t.page[:] = self.scratch.filled[T.PPGTT_PTE_PT]
+                self.unbacked.discard(t)
+                return LANES
+            first = 0 if present & 1 else ((present & -present).bit_length() - 1) & ~63
+            w = self._usable_window(self.ops.get_pfn(entries >> first & _LANE_ALL))
+            if w is not None:
+                keep = None if w.prot & PROT_WRITE else self._keep_ro
+                shadow = self._shift(w).translate(entries, present, keep, self._scratch_fill)
+                if shadow is not None:
+                    t.page[:] = shadow.to_bytes(TABLE_BYTES, "little")
+                    self._note_windows(t, {w})
+                    self.unbacked.discard(t)
+                    return LANES
+        return self._sync_leaf_by_entry(t, array("Q", data))
+
+    def _sync_leaf_by_entry(self, t: ShadowTable, guest: array[int]) -> int:
+        """Entry by entry: present frames in several windows, outside them, or 64 KiB pages."""
+        ops = self.ops
+        scratch = self._leaf_scratch
+        out = array("Q", [scratch]) * LANES
+        windows: set[DmaWindow] = set()
+        unbacked = False
+        w: DmaWindow | None = None
+        step = IPS_GROUP if t.ips else 1
+        for i in range(0, LANES, step):
+            e = guest[i]
+            if not ops.test_present(e):
+                continue
+            if t.ips:
+                gfn0 = ops.get_pfn(e, T.PPGTT_PTE_64K_ENTRY)
+                pages = range(IPS_GROUP)
+            else:
+                gfn0 = ops.get_pfn(e)
+                pages = range(1)
+            for j in pages:
+                gfn = gfn0 + j
+                if w is None or not w.first_gfn <= gfn < w.first_gfn + w.page_count:
+                    w = self._usable_window(gfn)
+                    if w is None:
+                        unbacked = True
+                        continue
+                windows.add(w)
+                entry = ops.set_pfn(e, w.hfn_base + gfn - w.first_gfn)
+                out[i + j] = entry if w.prot & PROT_WRITE else entry & ~ops.rw_bit
+        t.page[:] = out.tobytes()
+        self._note_windows(t, windows)
+        if unbacked:
+            self.unbacked.add(t)
+        else:
+            self.unbacked.discard(t)
+        return LANES
+
+    def _note_windows(self, t: ShadowTable, windows: set[DmaWindow]) -> None:
+        t.windows = windows
+        for w in windows:
+            self.by_window.setdefault(w, set()).add(t)
+
+    # --- guest memory ----------------------------------------------------------------------
+
+    def _guest_window(self, gfn: int) -> DmaWindow | None:
+        w = self.dma.find(gfn << PAGE_SHIFT, PAGE_SIZE)
+        if w is None or w.view is None or not w.prot & PROT_READ:
+            return None
+        return w
+
+    def _usable_window(self, gfn: int) -> DmaWindow | None:
+        """The window a leaf frame may map: one with an fd that the device may read."""
+        w = self.dma.find(gfn << PAGE_SHIFT, PAGE_SIZE)
+        if w is None:
+            return None
+        if w.view is None or not w.prot & PROT_READ:
+            self.log_once("a page in a window without an fd or read permission is mapped to scratch", f"gfn {gfn:#x}")
+            return None
+        return w
+
+    def _read_guest_table(self, gfn: int) -> bytes | None:
+        w = self._guest_window(gfn)
+        if w is None:
+            return None
+        assert w.view is not None
+        off = (gfn - w.first_gfn) << PAGE_SHIFT
+        return bytes(w.view[off : off + PAGE_SIZE])
+
+    def _shift(self, w: DmaWindow) -> WindowShift:
+        shift = self._shifts.get(w)
+        if shift is None:
+            shift = self._shifts[w] = WindowShift(w.first_gfn, w.page_count, w.hfn_base, self.ops.addr_mask)
+        return shift
+
+    # --- the DMA map changes -----------------------------------------------------------------
+
+    def on_dma_map(self, window: DmaWindow) -> None:
+        # Entries that found no window may find this one: rebuild them at the next sync.
+        for t in self.unbacked:
+            t.snapshot = None
+        self.unbacked.clear()
+
+    def on_dma_unmap(self, window: DmaWindow) -> None:
+        """Stop using the window's frames now; the tables are rebuilt at the next sync."""
+        self._shifts.pop(window, None)
+        users = self.by_window.pop(window, None)
+        if not users:
+            return
+        lo, hi = window.hfn_base, window.hfn_base + window.page_count
+        scratch = self._leaf_scratch
+        for t in users:
+            t.windows.discard(window)
+            if not t.windows:
+                t.page[:] = self.scratch.filled[T.PPGTT_PTE_PT]
+            else:
+                entries = t.entries
+                for i, e in enumerate(entries):
+                    if lo <= self.ops.get_pfn(e) < hi:
+                        entries[i] = scratch
+            t.snapshot = None
+            self.counters.unmap_fallbacks += 1
