@@ -12,11 +12,19 @@ from devmodel.device.region import Region
 
 from .aperture import Aperture
 from .bar0 import Bar0
+from .cmd.ranges import GraphicsMemory as ScanMemory
+from .engine.execlist import Engines
+from .engine.memory import GgttSpace
+from .engine.run import Runner, Watchdog
 from .graphics_memory import DEFAULT_APERTURE_SIZE, DEFAULT_HIDDEN_SIZE, GraphicsMemory
 from .gtt.ggtt import GGTT_ENTRY_COUNT, Ggtt
+from .gtt.mm import Ppgtt
+from .interrupts import Interrupts
 from .mmio import regs
+from .mmio.gt import GtRegisters, plain_ranges
 from .mmio.handlers import build_register_file
 from .mmio.regs import G2vNotify
+from .mmio.unlisted import UnlistedLog
 from .platform import PLATFORMS, Platform, PlatformInfo
 
 __all__ = ["CLASS_CODE", "DEFAULT_APERTURE_SIZE", "DEFAULT_HIDDEN_SIZE", "GenVgpu"]
@@ -42,6 +50,7 @@ class GenVgpu(Device):
         platform: Platform = Platform.BDW,
         aperture_size: int = DEFAULT_APERTURE_SIZE,
         hidden_size: int = DEFAULT_HIDDEN_SIZE,
+        watchdog: Watchdog | None = None,
     ) -> None:
         info: PlatformInfo = PLATFORMS[platform]
         self.info = info
@@ -65,6 +74,41 @@ class GenVgpu(Device):
         self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
         self.set_region(Region(0, regs.BAR0_SIZE, self.bar0))
         self.set_region(Region(2, aperture_size, self.aperture))
+        self._build_engines(watchdog)
+
+    # --- the engines (contract §4, §5) -----------------------------------------------------
+
+    def _build_engines(self, watchdog: Watchdog | None) -> None:
+        """Execlists, GT registers, interrupts and the unlisted-register log, and the runner
+        that executes workloads through the shadow GGTT and the shadow PPGTTs."""
+        gm = self.graphics_memory
+        slices = (gm.mappable, gm.hidden)
+        self.ggtt_space = GgttSpace(self.ggtt, self.dma)
+        self.ppgtt = Ppgtt(self.dma, self.info.pte_ops, self.info.has_ips)
+        self.runner = Runner(
+            self.tasks,
+            self.ggtt_space,
+            self.ppgtt,
+            self.registers,
+            ScanMemory((s.start, len(s)) for s in slices),
+            watchdog,
+        )
+        self.interrupts = Interrupts(self.raise_interrupt, lambda: self.set_intx(False))
+        gm_ranges = [(s.start, s.stop) for s in slices if len(s)]
+        self.engines = Engines(self.interrupts, self.runner, self.ggtt_space.read, self.ggtt_space.write, gm_ranges)
+        self.runner.attach(self.engines)
+        self.gt = GtRegisters(self.info.platform, self.engines, self.runner.invalidate_tlb)
+        for part in (self.interrupts, self.engines, self.gt):
+            part.install(self.registers)
+        self.unlisted = UnlistedLog(plain_ranges(self.info.platform, regs.FENCE_COUNT))
+        self.unlisted.attach(self.registers)
+
+    def _reset_engines(self) -> None:
+        """After the register file's reset: running workloads cancelled (no report), every
+        shadow PPGTT gone, interrupt state at power-on."""
+        self.engines.power_on()
+        self.ppgtt.reset()
+        self.interrupts.reset()
 
     def region_write_multi(self, writes: list[tuple[int, int, bytes]]) -> None:
         ggtt_base = regs.GGTT_OFFSET
@@ -115,6 +159,7 @@ class GenVgpu(Device):
     def reset(self, kind: ResetKind) -> None:
         super().reset(kind)
         self.registers.reset()
+        self._reset_engines()
         self.ggtt.reset()
         self.g2v_notifications.clear()
         log.info("reset (%s)", kind.value)
