@@ -1,12 +1,14 @@
 """XY_COLOR_BLT and XY_SRC_COPY_BLT on linear 32 bpp surfaces, a page run at a time.
 
 A blit is cut into *lines*: each row of the rectangle, or, when the rows touch (pitch equal to
-the row's bytes), the whole rectangle as one line; lines longer than ``CHUNK`` are cut again.
-Consecutive lines whose span of graphics memory fits in ``CHUNK`` form a *band*: the band's
+the row's bytes), the whole rectangle as one line; lines longer than ``LINE`` are cut again.
+Consecutive lines whose span of graphics memory fits in ``BAND`` form a *band*: the band's
 range is translated once (``AddressSpace.spans``: runs of contiguous host frames through the
 shadow tables, one view per window) and each line is then one slice assignment per run it
-crosses, never a loop over bytes or pixels. A band is the unit of work between two deadline
-checks, so a big blit spreads over as many loop steps as it needs.
+crosses, never a loop over bytes or pixels. The deadline is checked after every line; lines of
+a band not done when it passes go back to the front of the queue and the next step translates
+them again (no view is kept between steps), so a big blit spreads over as many loop steps as
+it needs and a step overruns its deadline by one line at most.
 
 Rows are copied top to bottom, each with one memmove: a copy whose source and destination
 rectangles overlap with the destination below the source reads rows it already wrote (the
@@ -17,16 +19,22 @@ from __future__ import annotations
 
 import bisect
 import struct
+from collections import deque
 from collections.abc import Callable, Iterator
 
 from ..cmd.records import ColorBlt, SrcCopyBlt
 from .memory import AddressSpace, Span
 
-__all__ = ["CHUNK", "BlitJob"]
+__all__ = ["BAND", "LINE", "BlitJob"]
 
-CHUNK = 1 << 20  # bytes per band: about 0.1-0.5 ms of copying, the loop's step scale
+# A line is at most 16 pages: at worst 16 single-page runs, some tens of µs, between two
+# deadline checks. A band amortises one walk of the shadow tables over up to 256 KiB
+# (64 pages: the walk costs about 0.5 µs a page, so a band of single-page runs stays
+# near the 0.25 ms step).
+LINE = 1 << 16
+BAND = 1 << 18
 _BPP = 4
-_ZEROS = memoryview(bytes(CHUNK))
+_ZEROS = memoryview(bytes(LINE))
 
 _Line = tuple[int, int, int]  # (destination gma, source gma or -1, bytes)
 
@@ -39,8 +47,8 @@ def _lines(dst: int, pitch: int, src: int, src_pitch: int, rows: int, width: int
     for r in range(rows):
         d = dst + r * pitch
         s = src + r * src_pitch if src >= 0 else -1
-        for off in range(0, width, CHUNK):
-            yield d + off, s + off if s >= 0 else -1, min(CHUNK, width - off)
+        for off in range(0, width, LINE):
+            yield d + off, s + off if s >= 0 else -1, min(LINE, width - off)
 
 
 class _Spans:
@@ -66,7 +74,7 @@ class _Spans:
 
 
 class BlitJob:
-    """One blit in progress; :meth:`step` does bands until the deadline or the end."""
+    """One blit in progress; :meth:`step` does lines until the deadline or the end."""
 
     def __init__(self, space: AddressSpace, rec: ColorBlt | SrcCopyBlt) -> None:
         self.space = space
@@ -81,56 +89,70 @@ class BlitJob:
         else:
             self._lines = _lines(dst, rec.pitch, -1, 0, rows, width)
             # One more pixel than a line holds, so a piece can start at any byte of a pixel.
-            self._pattern = memoryview(struct.pack("<I", rec.color & 0xFFFFFFFF) * (CHUNK // _BPP + 1))
-        self._next: _Line | None = next(self._lines, None)
+            self._pattern = memoryview(struct.pack("<I", rec.color & 0xFFFFFFFF) * (LINE // _BPP + 1))
+        self._todo: deque[_Line] = deque()  # lines taken from the generator, not yet done
+        self._refill()
+
+    def _refill(self) -> None:
+        if not self._todo:
+            nxt = next(self._lines, None)
+            if nxt is not None:
+                self._todo.append(nxt)
 
     def step(self, deadline: float, clock: Callable[[], float]) -> bool:
-        """True while bands remain."""
-        while self._next is not None:
-            self._band()
-            if clock() >= deadline:
+        """True while lines remain."""
+        while self._todo:
+            if self._band(deadline, clock):
                 break
-        return self._next is not None
+        return bool(self._todo)
 
     def run(self) -> None:
-        while self._next is not None:
-            self._band()
+        while self._todo:
+            self._band(float("inf"), lambda: 0.0)
 
-    def _band(self) -> None:
-        first = self._next
-        assert first is not None
+    def _take_band(self) -> list[_Line]:
+        todo = self._todo
+        first = todo.popleft()
         band = [first]
-        d_end = first[0] + first[2]
-        s_end = first[1] + first[2]
-        nxt = next(self._lines, None)
-        while nxt is not None:
-            ne = nxt[0] + nxt[2]
-            if ne - first[0] > CHUNK or (nxt[1] >= 0 and nxt[1] + nxt[2] - first[1] > CHUNK):
+        while True:
+            if not todo:
+                nxt = next(self._lines, None)
+                if nxt is None:
+                    break
+                todo.append(nxt)
+            nxt = todo[0]
+            if nxt[0] + nxt[2] - first[0] > BAND or (nxt[1] >= 0 and nxt[1] + nxt[2] - first[1] > BAND):
                 break
-            band.append(nxt)
-            d_end, s_end = ne, nxt[1] + nxt[2]
-            nxt = next(self._lines, None)
-        self._next = nxt
-        dst = _Spans(self.space.spans(first[0], d_end - first[0], True))
+            band.append(todo.popleft())
+        return band
+
+    def _band(self, deadline: float, clock: Callable[[], float]) -> bool:
+        """Do one band, or its lines up to the deadline; True if the deadline stopped it."""
+        band = self._take_band()
+        first, last = band[0], band[-1]
+        dst = _Spans(self.space.spans(first[0], last[0] + last[2] - first[0], True))
         pattern = self._pattern
-        if pattern is not None:
-            for d, _, n in band:
+        src = None if pattern is not None else _Spans(self.space.spans(first[1], last[1] + last[2] - first[1], False))
+        for k, (d, s, n) in enumerate(band):
+            if pattern is not None:
                 at = 0  # bytes of the line done: byte j of a line is byte j % 4 of the colour
                 for view, off, take in dst.pieces(d, n):
                     if view is not None:
                         phase = at & 3
                         view[off : off + take] = pattern[phase : phase + take]
                     at += take
-            return
-        src = _Spans(self.space.spans(first[1], s_end - first[1], False))
-        for d, s, n in band:
-            at = 0
-            for view, off, take in dst.pieces(d, n):
-                if view is None:
+            else:
+                assert src is not None
+                at = 0
+                for view, off, take in dst.pieces(d, n):
+                    if view is not None:
+                        pos = off
+                        for sview, soff, stake in src.pieces(s + at, take):
+                            view[pos : pos + stake] = _ZEROS[:stake] if sview is None else sview[soff : soff + stake]
+                            pos += stake
                     at += take
-                    continue
-                pos = off
-                for sview, soff, stake in src.pieces(s + at, take):
-                    view[pos : pos + stake] = _ZEROS[:stake] if sview is None else sview[soff : soff + stake]
-                    pos += stake
-                at += take
+            if clock() >= deadline and k + 1 < len(band):
+                self._todo.extendleft(reversed(band[k + 1 :]))
+                return True
+        self._refill()
+        return clock() >= deadline

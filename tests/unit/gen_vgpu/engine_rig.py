@@ -102,10 +102,18 @@ class Context:
 
 
 class Rig:
-    def __init__(self, platform: Platform = Platform.BDW, watchdog: Watchdog | None = None) -> None:
-        self.dev = GenVgpu(platform, watchdog=watchdog)
-        self.mem = GuestMemory(RAM)
-        self.window = self.dev.dma.add(0, RAM, PROT_READ | PROT_WRITE, self.mem.dup_fd(), 0)
+    def __init__(
+        self,
+        platform: Platform = Platform.BDW,
+        watchdog: Watchdog | None = None,
+        dev: GenVgpu | None = None,
+        mem: GuestMemory | None = None,
+    ) -> None:
+        """Give ``dev`` and ``mem`` for a device whose client already mapped ``mem`` at 0."""
+        self.dev = dev or GenVgpu(platform, watchdog=watchdog)
+        self.mem = mem or GuestMemory(RAM)
+        if mem is None:
+            self.dev.dma.add(0, RAM, PROT_READ | PROT_WRITE, self.mem.dup_fd(), 0)
         self.guest = Guest(self.mem)
         for i in range(GGTT_PAGES):
             self.dev.ggtt.write(i, (GGTT_GPA + i * PAGE) | PRESENT, 8, False)
