@@ -59,7 +59,7 @@ class ResyncStats:
     seconds: float = 0.0  # time spent in steps (not counting the gaps between them)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)
 class ShadowMm:
     kind: RootKind
     roots: tuple[int, ...]
@@ -72,6 +72,9 @@ class ShadowMm:
     resyncing: int = 0  # resync tasks in flight (an mm being synced is never reclaimed)
     resyncs: int = 0
     last_resync: ResyncStats = field(default_factory=ResyncStats)
+
+    def __repr__(self) -> str:
+        return f"ShadowMm({self.kind.name}, roots={_hexes(self.roots)}, pincount={self.pincount}, claims={self.claims})"
 
     @property
     def key(self) -> tuple[RootKind, tuple[int, ...]]:
@@ -99,7 +102,6 @@ class ResyncTask:
 
     def step(self, deadline: float) -> bool:
         start = time.perf_counter()
-        stats = self._stats
         try:
             while True:
                 mm = self._mm
@@ -112,6 +114,7 @@ class ResyncTask:
                 if not mm.alive:
                     self._end()
                     continue
+                stats = self._stats
                 if self._map_changes != self.ppgtt.map_changes:
                     # Tables already visited may have been re-pointed at scratch: start over.
                     stats.restarts += 1
@@ -134,8 +137,8 @@ class ResyncTask:
                 mm.resyncs += 1
                 self._end()
         finally:
-            stats.steps += 1
-            stats.seconds += time.perf_counter() - start
+            self._stats.steps += 1
+            self._stats.seconds += time.perf_counter() - start
 
     def run(self) -> None:
         """Run to completion (tests, and callers that may block)."""

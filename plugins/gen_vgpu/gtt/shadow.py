@@ -50,7 +50,7 @@ class StoreCounters:
     unmap_fallbacks: int = 0  # leaf tables re-pointed at scratch by a DMA unmap
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, repr=False)  # a generated repr would follow the children: 512^depth
 class ShadowTable:
     key: TableKey
     pt_type: GttType  # the kind of table (a split 2 MiB page is a PTE_PT)
@@ -65,6 +65,9 @@ class ShadowTable:
     child_refs: dict[ShadowTable, int] = field(default_factory=dict)  # child -> entries naming it
     windows: set[DmaWindow] = field(default_factory=set)  # leaves: windows whose frames it holds
     alive: bool = True
+
+    def __repr__(self) -> str:
+        return f"ShadowTable({self.key}, hfn={self.hfn:#x}, refs={self.refs}, alive={self.alive})"
 
     @property
     def is_leaf(self) -> bool:

@@ -78,7 +78,7 @@ def check_structure(ppgtt: Ppgtt, mem: GuestMemory, synced: bool) -> None:
     """Every live shadow table against its guest table; refcounts against parent references;
     every frame a shadow entry holds is scratch, a live shadow table or a mapped window frame.
     ``synced``: every shadowed mm was just resynced, so snapshots equal guest memory."""
-    store, scratch, dma = ppgtt.store, ppgtt.scratch, ppgtt.dma
+    store, scratch = ppgtt.store, ppgtt.scratch
     live = {t.hfn: t for t in store.tables.values()}
     refs: Counter[int] = Counter()
     for mm in ppgtt.mms.values():

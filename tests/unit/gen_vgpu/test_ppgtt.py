@@ -1,0 +1,322 @@
+"""The shadow PPGTT case by case: the scratch tree, the i915 pattern, huge pages, hostile trees,
+the DMA map, the mm lifecycle, stepped resyncs and the walker."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from gen_vgpu.gtt.mm import Ppgtt, RootKind, parse_roots
+from gen_vgpu.gtt.ops import GEN8_PTE_OPS as OPS
+from gen_vgpu.gtt.types import GttType
+from gen_vgpu.gtt.walker import ShadowWalker
+
+from devmodel.device.dma import PROT_READ, PROT_WRITE, DmaMap
+from devmodel.errors import OutOfRange
+from devmodel.testing import GuestMemory
+
+from .ppgtt_model import IPS, PRESENT, PS, RW, check_structure, reference_walk
+
+T = GttType
+RWP = PRESENT | RW
+MEM = 8 << 20  # gfns 0..0x7FF
+
+
+class Guest:
+    def __init__(self, has_ips: bool = True, cap: int = 4096) -> None:
+        self.mem = GuestMemory(MEM)
+        self.dma = DmaMap()
+        self.window = self.dma.add(0, MEM, PROT_READ | PROT_WRITE, self.mem.dup_fd())
+        self.ppgtt = Ppgtt(self.dma, OPS, has_ips=has_ips, max_shadow_pages=cap)
+        self.walker = ShadowWalker(self.ppgtt)
+
+    def put(self, gfn: int, index: int, entry: int) -> None:
+        self.mem.write((gfn << 12) + 8 * index, entry.to_bytes(8, "little"))
+
+    def fill(self, gfn: int, entry: int) -> None:
+        self.mem.write(gfn << 12, entry.to_bytes(8, "little") * 512)
+
+    def submit(self, kind: RootKind, roots: tuple[int, ...]):  # type: ignore[no-untyped-def]
+        mm, task = self.ppgtt.pin(kind, roots)
+        task.run()
+        self.ppgtt.unpin(mm)
+        return mm
+
+    def hfn(self, gfn: int) -> int:
+        hfn = self.dma.gfn_to_hfn(gfn)
+        assert hfn is not None
+        return hfn
+
+    def close(self) -> None:
+        self.dma.remove_all()
+        self.mem.close()
+
+
+@pytest.fixture
+def guest() -> Iterator[Guest]:
+    g = Guest()
+    yield g
+    g.close()
+
+
+def test_scratch_tree_levels_point_down(guest: Guest) -> None:
+    s = guest.ppgtt.scratch
+    dma = guest.dma
+    for pt_type, below in [
+        (T.PPGTT_PDE_PT, s.table_hfn[T.PPGTT_PTE_PT]),
+        (T.PPGTT_PDP_PT, s.table_hfn[T.PPGTT_PDE_PT]),
+        (T.PPGTT_PML4_PT, s.table_hfn[T.PPGTT_PDP_PT]),
+    ]:
+        page = dma.page(s.table_hfn[pt_type])
+        assert page is not None
+        assert set(page.cast("Q")) == {OPS.build(below)}
+    pt = dma.page(s.table_hfn[T.PPGTT_PTE_PT])
+    assert pt is not None and set(pt.cast("Q")) == {s.leaf_entry}
+    assert s.leaf_entry & PRESENT and not s.leaf_entry & RW  # stores through scratch are dropped
+    data = dma.page(s.page_hfn)
+    assert data is not None and not any(data)
+
+
+def test_absent_roots_walk_the_scratch_tree(guest: Guest) -> None:
+    for kind, roots in [(RootKind.L4, (0,)), (RootKind.L3, (0, 0, 0, 0))]:
+        mm = guest.submit(kind, roots)
+        run = guest.walker.translate(mm, 0x1234)
+        assert run.hfn is None and not run.writable
+        path = guest.walker.explain(mm, 0)["shadow_path"]
+        assert all(level["scratch_table"] for level in path)
+
+
+def i915_tree(g: Guest, pts: int) -> int:
+    """i915's layout: scratch page 10, PT 11, PD 12, PDP 13 in the guest; real PML4 20, PDP 21,
+    PD 22 and ``pts`` PTs from 30; every unused entry points at the guest's scratch tables."""
+    g.fill(11, 10 << 12 | RWP)
+    g.fill(12, 11 << 12 | RWP)
+    g.fill(13, 12 << 12 | RWP)
+    g.fill(20, 13 << 12 | RWP)
+    g.fill(21, 12 << 12 | RWP)
+    g.fill(22, 11 << 12 | RWP)
+    g.put(20, 0, 21 << 12 | RWP)
+    g.put(21, 0, 22 << 12 | RWP)
+    for p in range(pts):
+        g.put(22, p, (30 + p) << 12 | RWP)
+        g.mem.write(
+            (30 + p) << 12, b"".join(((0x400 + 512 * p + i) << 12 | RWP).to_bytes(8, "little") for i in range(512))
+        )
+    return 20 << 12
+
+
+def test_i915_pattern_costs_distinct_tables(guest: Guest) -> None:
+    root = i915_tree(guest, 2)
+    mm = guest.submit(RootKind.L4, (root,))
+    stats = guest.ppgtt.mm_stats(mm)
+    # PML4, PDP, PD, 2 PTs and the guest's scratch PDP, PD, PT: 8 tables for 2^36 paths.
+    assert stats["tables"] == 8 == len(guest.ppgtt.store)
+    assert mm.last_resync.tables == 8
+    # Per shadow table, each parent entry counts once: no path is expanded.
+    assert stats["references"] == 1 + 1 + 1 + 2 + 511 + (511 + 512) + (510 + 512)
+    # A resync with nothing changed compares the same 8 tables and rewrites nothing.
+    guest.submit(RootKind.L4, (root,))
+    assert (mm.last_resync.tables, mm.last_resync.entries_changed) == (8, 0)
+    far = (300 << 39) | (7 << 30) | (9 << 21)
+    assert guest.walker.translate(mm, far).hfn == guest.hfn(10)  # the guest's own scratch page
+    check_structure(guest.ppgtt, guest.mem, synced=True)
+
+
+def test_resync_reshadows_only_what_changed_add_before_remove(guest: Guest) -> None:
+    root = i915_tree(guest, 2)
+    mm = guest.submit(RootKind.L4, (root,))
+    guest.put(31, 5, 0x7FF << 12 | PRESENT)  # one PTE, read-only now
+    guest.submit(RootKind.L4, (root,))
+    assert (mm.last_resync.tables, mm.last_resync.tables_changed) == (8, 1)
+    run = guest.walker.translate(mm, (1 << 21) | (5 << 12))
+    assert (run.hfn, run.writable) == (guest.hfn(0x7FF), False)
+    # Re-pointing the PD entry from PT 31 to the guest scratch PT frees PT 31's shadow.
+    before = len(guest.ppgtt.store)
+    guest.put(22, 1, 11 << 12 | RWP)
+    guest.submit(RootKind.L4, (root,))
+    assert len(guest.ppgtt.store) == before - 1
+    check_structure(guest.ppgtt, guest.mem, synced=True)
+
+
+def test_huge_pages(guest: Guest) -> None:
+    guest.put(1, 0, 2 << 12 | RWP)  # L3 root 1 is PD 1... 4-level: PML4 1 -> PDP 2 -> PD 3
+    guest.put(2, 0, 3 << 12 | RWP)
+    guest.put(3, 0, 0x200 << 12 | RWP | PS | (1 << 12))  # 2 MiB with PAT
+    guest.put(3, 1, 4 << 12 | RWP | IPS)  # 64 KiB pages in PT 4
+    guest.put(4, 0, 0x310 << 12 | RWP)
+    guest.put(4, 16, 0x320 << 12 | PRESENT)
+    guest.put(2, 1, 0x40000 << 12 | RWP | PS)  # 1 GiB: scratch
+    mm = guest.submit(RootKind.L4, (1 << 12,))
+    runs = guest.walker.runs(mm, 0, 2 << 20)
+    assert runs == [type(runs[0])(0, 2 << 20, guest.hfn(0x200), True)]
+    assert guest.walker.leaf_entry(mm, 0x5000) & 0xFFF == RWP | PS  # PAT moved to bit 7
+    assert guest.walker.translate(mm, (1 << 21) + 0x3000).hfn == guest.hfn(0x313)
+    sixty_four = guest.walker.translate(mm, (1 << 21) + (16 << 12) + 0x2000)
+    assert (sixty_four.hfn, sixty_four.writable) == (guest.hfn(0x322), False)
+    assert guest.walker.translate(mm, (1 << 30) + 0x1000).hfn is None
+    check_structure(guest.ppgtt, guest.mem, synced=True)
+
+
+def test_bdw_ignores_ips() -> None:
+    g = Guest(has_ips=False)
+    try:
+        g.put(1, 0, 2 << 12 | RWP | IPS)
+        g.put(2, 1, 0x310 << 12 | RWP)
+        mm = g.submit(RootKind.L3, (1 << 12, 0, 0, 0))
+        assert g.walker.translate(mm, 0x1000).hfn == g.hfn(0x310)  # slot 1 is a 4 KiB page
+    finally:
+        g.close()
+
+
+def test_hostile_trees_stay_bounded(guest: Guest, caplog: pytest.LogCaptureFixture) -> None:
+    guest.put(1, 0, 1 << 12 | RWP)  # the PML4 points at itself: a PDP, a PD and a PT too
+    guest.put(1, 1, 0xFFFFFFFFFFFFFFFF)  # garbage
+    guest.put(1, 2, (1 << 34) - 1 << 12 | RWP)  # outside guest RAM
+    mm = guest.submit(RootKind.L4, (1 << 12,))
+    keys = {t.key for t in guest.ppgtt.store.tables.values()}
+    assert {k[1] for k in keys if k[0] == "guest"} == {T.PPGTT_PML4_PT, T.PPGTT_PDP_PT, T.PPGTT_PDE_PT, T.PPGTT_PTE_PT}
+    assert guest.walker.translate(mm, 0).hfn == guest.hfn(1)  # the table read as a page
+    check_structure(guest.ppgtt, guest.mem, synced=True)
+    # Millions of entries: every table full of pointers to fresh tables, under a cap of 64.
+    g = Guest(cap=64)
+    try:
+        for gfn in range(1, 600):
+            g.mem.write(
+                gfn << 12, b"".join(((gfn * 7 + i) % 0x7FF << 12 | RWP).to_bytes(8, "little") for i in range(512))
+            )
+        with caplog.at_level(logging.WARNING):
+            mm = g.submit(RootKind.L4, (1 << 12,))
+            g.submit(RootKind.L4, (1 << 12,))
+        assert len(g.ppgtt.store) <= 64
+        assert mm.last_resync.tables <= 64
+        assert g.ppgtt.counters.refused > 0
+        assert sum("cap is reached" in r.message for r in caplog.records) == 1  # logged once
+        check_structure(g.ppgtt, g.mem, synced=True)
+    finally:
+        g.close()
+
+
+def test_dma_unmap_stops_using_frames_and_map_brings_them_back() -> None:
+    mem = GuestMemory(MEM)
+    dma = DmaMap()
+    tables = dma.add(0, 0x100000, PROT_READ | PROT_WRITE, mem.dup_fd())
+    data = dma.add(0x100000, 0x100000, PROT_READ, mem.dup_fd(), 0x100000)  # gfns 0x100..0x1FF
+    ppgtt = Ppgtt(dma, OPS, has_ips=False)
+    walker = ShadowWalker(ppgtt)
+    try:
+        mem.write(1 << 12, (2 << 12 | RWP).to_bytes(8, "little"))
+        mem.write(2 << 12, b"".join(((0x100 + i) << 12 | RWP).to_bytes(8, "little") for i in range(512)))
+        mm, task = ppgtt.pin(RootKind.L3, (1 << 12, 0, 0, 0))
+        task.run()
+        run = walker.translate(mm, 0x5000)
+        assert run.hfn == data.hfn_base + 5 and not run.writable  # read-only window
+        dma.remove_range(data.iova, data.size)
+        # Before the unmap returned, the shadow let go of the window's frames.
+        assert walker.translate(mm, 0x5000).hfn is None
+        check_structure(ppgtt, mem, synced=False)
+        again = dma.add(0x100000, 0x100000, PROT_READ | PROT_WRITE, mem.dup_fd(), 0x100000)
+        ppgtt.pin(RootKind.L3, (1 << 12, 0, 0, 0))[1].run()
+        run = walker.translate(mm, 0x5000)
+        assert (run.hfn, run.writable) == (again.hfn_base + 5, True)
+        # The tables' own window going away: everything below the roots becomes scratch.
+        dma.remove_range(tables.iova, tables.size)
+        ppgtt.pin(RootKind.L3, (1 << 12, 0, 0, 0))[1].run()
+        assert walker.translate(mm, 0x5000).hfn is None
+        check_structure(ppgtt, mem, synced=True)
+    finally:
+        dma.remove_all()
+        mem.close()
+
+
+def test_mm_lifecycle_g2v_lru_and_reset() -> None:
+    g = Guest(cap=6)
+    try:
+        for pd in (2, 6):  # two L3 trees of 2 tables each (PD + PT)
+            g.put(pd, 0, (pd + 1) << 12 | RWP)
+            g.put(pd + 1, 0, (0x100 + pd) << 12 | RWP)
+        a, b = (RootKind.L3, (2 << 12, 0, 0, 0)), (RootKind.L3, (6 << 12, 0, 0, 0))
+        g.ppgtt.notify_create(*a).run()
+        mm_a = g.ppgtt.find(*a)
+        assert mm_a is not None and mm_a.claims == 1 and mm_a.shadowed
+        assert g.ppgtt.get(*a) is mm_a  # found again for the same roots
+        pinned, task = g.ppgtt.pin(*b)
+        task.run()
+        # The cap (6) holds both; a third tree forces the least recently used idle mm out.
+        for gfn in (9, 10, 11):
+            g.put(gfn, 0, (gfn + 1) << 12 | RWP)
+        g.put(12, 0, 0x300 << 12 | RWP)
+        c = (RootKind.L4, (9 << 12,))
+        mm_c = g.submit(*c)
+        assert not mm_a.shadowed and pinned.shadowed and mm_c.shadowed
+        assert g.ppgtt.reclaims == 1
+        assert g.walker.translate(pinned, 0).hfn == g.hfn(0x106)
+        # A reclaimed mm is shadowed again at its next pin.
+        g.ppgtt.unpin(pinned)
+        g.submit(*a)
+        assert mm_a.shadowed and g.walker.translate(mm_a, 0).hfn == g.hfn(0x102)
+        # Destroy while pinned: the mm goes at the unpin.
+        mm, task = g.ppgtt.pin(*a)
+        task.run()
+        g.ppgtt.notify_destroy(*a)
+        assert mm.alive
+        g.ppgtt.unpin(mm)
+        assert not mm.alive and g.ppgtt.find(*a) is None
+        g.ppgtt.reset()
+        assert not g.ppgtt.mms and len(g.ppgtt.store) == 0
+        assert set(g.dma._device_pages) == set(g.ppgtt.scratch.hfns)
+    finally:
+        g.close()
+
+
+def test_stepped_resync_returns_between_tables(guest: Guest) -> None:
+    root = i915_tree(guest, 4)
+    mm, task = guest.ppgtt.pin(RootKind.L4, (root,))
+    steps = 1
+    while task.step(0.0):  # a deadline already passed: one table per step
+        steps += 1
+    assert steps == mm.last_resync.steps == 11  # the last step only finds the work done
+    assert mm.last_resync.tables == 10
+    check_structure(guest.ppgtt, guest.mem, synced=True)
+    # Cancelled halfway, the mm can still be reclaimed or destroyed.
+    task = guest.ppgtt.pin(RootKind.L4, (root,))[1]
+    assert task.step(0.0)
+    task.cancel()
+    assert mm.resyncing == 0
+
+
+def test_runs_of_a_surface_and_address_checks(guest: Guest) -> None:
+    root = i915_tree(guest, 2)
+    guest.put(30, 3, 0x7FE << 12 | PRESENT)
+    mm = guest.submit(RootKind.L4, (root,))
+    runs = guest.walker.runs(mm, 0x800, (4 << 20) - 0x800)  # what the two PTs map
+    assert [(r.gma, r.size, r.writable) for r in runs] == [
+        (0x800, 0x2800, True),
+        (0x3000, 0x1000, False),
+        (0x4000, (4 << 20) - 0x4000, True),
+    ]
+    assert runs[0].hfn == guest.hfn(0x400) and runs[2].hfn == guest.hfn(0x404)
+    for r in runs:
+        for off in range(0, r.size, 0x1000):
+            want = reference_walk(guest.mem, guest.dma, RootKind.L4, (root,), r.gma + off, True)
+            assert guest.walker.translate(mm, r.gma + off).hfn == want[0]
+    with pytest.raises(OutOfRange):
+        guest.walker.runs(mm, (1 << 48) - 0x1000, 0x2000)
+    l3 = guest.submit(RootKind.L3, (0, 0, 0, 0))
+    with pytest.raises(OutOfRange):
+        guest.walker.translate(l3, 1 << 32)
+
+
+def test_parse_roots_and_explain(guest: Guest) -> None:
+    assert parse_roots("0x1000") == (RootKind.L4, (0x1000,))
+    assert parse_roots("0x1000,0x2000,0,0") == (RootKind.L3, (0x1000, 0x2000, 0, 0))
+    for bad in ("", "1,2", "x"):
+        with pytest.raises(ValueError):
+            parse_roots(bad)
+    root = i915_tree(guest, 1)
+    mm = guest.submit(RootKind.L4, (root,))
+    info = guest.walker.explain(mm, 0x7000)
+    assert [lvl["level"] for lvl in info["guest_path"]] == ["root", "pml4", "pdp", "pd", "pt"]
+    assert info["guest_path"][-1]["page_gfn"] == hex(0x407)
+    assert info["host_frame"] == hex(guest.hfn(0x407))
+    assert info["mm"]["tables"] == 7
