@@ -18,7 +18,7 @@ from .engine.memory import GgttSpace
 from .engine.run import Runner, Watchdog
 from .graphics_memory import DEFAULT_APERTURE_SIZE, DEFAULT_HIDDEN_SIZE, GraphicsMemory
 from .gtt.ggtt import GGTT_ENTRY_COUNT, Ggtt
-from .gtt.mm import Ppgtt
+from .gtt.mm import Ppgtt, RootKind
 from .interrupts import Interrupts
 from .mmio import regs
 from .mmio.gt import GtRegisters, plain_ranges
@@ -56,8 +56,13 @@ class GenVgpu(Device):
         self.info = info
         self.graphics_memory = GraphicsMemory(aperture_size, hidden_size)  # checks both sizes
         config = PciConfigSpace(
-            VENDOR_INTEL, info.device_id, info.revision, CLASS_CODE,
-            subsystem_vendor_id=VENDOR_INTEL, subsystem_id=info.device_id, interrupt_pin=1,
+            VENDOR_INTEL,
+            info.device_id,
+            info.revision,
+            CLASS_CODE,
+            subsystem_vendor_id=VENDOR_INTEL,
+            subsystem_id=info.device_id,
+            interrupt_pin=1,
         )
         config.add_bar(Bar(0, regs.BAR0_SIZE, BarKind.MEM64, prefetchable=False))
         config.add_bar(Bar(2, aperture_size, BarKind.MEM64, prefetchable=True))
@@ -145,16 +150,22 @@ class GenVgpu(Device):
         return tuple(rf.get(base + 8 * i) | rf.get(base + 8 * i + 4) << 32 for i in range(regs.PVINFO_PDP_COUNT))
 
     def ppgtt_notify(self, kind: G2vNotify, roots: tuple[int, ...]) -> None:
-        """A PPGTT create or destroy notification. The shadow PPGTT fills this in (build or
-        find the shadow for ``roots`` ahead of the first submission; drop the guest's claim
-        on it); until then it is recorded and logged."""
+        """A PPGTT create (the shadow is built ahead of the first submission, as a task) or
+        destroy (the guest's claim on it goes) notification, with PVINFO's pdp[0..3]."""
         first = self.g2v_notifications[kind.name] == 1
+        four_level = kind in (G2vNotify.PPGTT_L4_CREATE, G2vNotify.PPGTT_L4_DESTROY)
+        root_kind = RootKind.L4 if four_level else RootKind.L3
+        chosen = roots[:1] if four_level else roots
         log.log(
             logging.INFO if first else logging.DEBUG,
-            "g2v_notify: %s for roots %s (no shadow PPGTT yet)",
+            "g2v_notify: %s for roots %s",
             kind.name,
-            ", ".join(hex(r) for r in roots),
+            ", ".join(hex(r) for r in chosen),
         )
+        if kind in (G2vNotify.PPGTT_L3_CREATE, G2vNotify.PPGTT_L4_CREATE):
+            self.runner.spawn_resync(self.ppgtt.notify_create(root_kind, chosen), "ppgtt-create")
+        else:
+            self.ppgtt.notify_destroy(root_kind, chosen)
 
     def reset(self, kind: ResetKind) -> None:
         super().reset(kind)

@@ -468,7 +468,11 @@ class Runner:
 
     def invalidate_tlb(self) -> None:
         """A TLB-invalidation register was written: resync every shadowed PPGTT, as a task."""
-        self.tasks.spawn(_ResyncJob(self.ppgtt.on_tlb_invalidate(), "tlb-invalidate"))
+        self.spawn_resync(self.ppgtt.on_tlb_invalidate(), "tlb-invalidate")
+
+    def spawn_resync(self, resync: ResyncTask, name: str) -> None:
+        """Run a shadow PPGTT resync as a loop task (a quiesce drops it)."""
+        self.tasks.spawn(_ResyncJob(resync, name))
 
     def running(self) -> dict[str, str]:
         """Per engine, what its workload is doing (inspection)."""

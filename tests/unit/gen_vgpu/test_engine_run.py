@@ -473,3 +473,17 @@ def test_narrow_and_wide_bar0_accesses_to_engine_registers(rig: Rig):
     assert done(rig, BCS, ctx.ctx_id)
     (entry,) = struct.unpack("<Q", dev.region_read(0, BCS.reg(er.CSB_BASE), 8))
     assert entry == IDLE_ACTIVE  # status, then context ID 0 in the high dword
+
+
+def test_g2v_ppgtt_create_shadows_ahead_and_destroy_drops_the_claim(rig: Rig):
+    from gen_vgpu.mmio.regs import PVINFO_G2V_NOTIFY, PVINFO_PDP, G2vNotify
+
+    tree = Tree(rig.guest, 4)
+    tree.buffer(BUF, PAGE)
+    rig.w(PVINFO_PDP, tree.roots[0])
+    rig.w(PVINFO_G2V_NOTIFY, G2vNotify.PPGTT_L4_CREATE)
+    rig.run()
+    (mm,) = rig.dev.ppgtt.mms.values()
+    assert mm.claims == 1 and mm.shadowed and mm.resyncs == 1
+    rig.w(PVINFO_G2V_NOTIFY, G2vNotify.PPGTT_L4_DESTROY)
+    assert not rig.dev.ppgtt.mms  # unpinned and unclaimed: gone
