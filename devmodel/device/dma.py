@@ -310,6 +310,22 @@ class DmaMap:
         off = (hfn - w.hfn_base) << PAGE_SHIFT
         return view[off : off + PAGE_SIZE]
 
+    def pages(self, hfn: int, count: int, write: bool = False) -> memoryview | None:
+        """Like :meth:`page`, for up to ``count`` consecutive frames from ``hfn`` at once: the
+        view stops where the window (or a device page) ends, so it may hold fewer pages. An
+        engine copying a run of contiguous frames takes one view per window, not per page."""
+        if hfn >= DEVICE_HFN_BASE or count <= 1:
+            return self.page(hfn, write)
+        w = self.hfn_window(hfn)
+        if w is None or w.mapping is None or not w.prot & (PROT_WRITE if write else PROT_READ):
+            return None
+        view = w.mapping.view if write else w.mapping.read_view
+        if view is None:
+            return None
+        first = hfn - w.hfn_base
+        last = min(first + count, w.page_count)
+        return view[first << PAGE_SHIFT : last << PAGE_SHIFT]
+
     def view(self, iova: int, size: int, prot: int = PROT_READ) -> memoryview:
         """Direct access to guest memory inside one fd-backed window; read-only unless
         ``prot`` asks for PROT_WRITE."""

@@ -9,17 +9,23 @@ from typing import Any
 from devmodel.device.device import Device, ResetKind
 from devmodel.device.pci_config import Bar, BarKind, PciConfigSpace
 from devmodel.device.region import Region
-from devmodel.device.tasks import Task
 
 from .aperture import Aperture
 from .bar0 import Bar0
+from .cmd.ranges import GraphicsMemory as ScanMemory
+from .engine.execlist import Engines
+from .engine.memory import GgttSpace
+from .engine.run import Runner, Watchdog
 from .graphics_memory import DEFAULT_APERTURE_SIZE, DEFAULT_HIDDEN_SIZE, GraphicsMemory
 from .gtt.ggtt import GGTT_ENTRY_COUNT, Ggtt
-from .gtt.mm import Ppgtt, ResyncTask, RootKind, parse_roots
+from .gtt.mm import Ppgtt, RootKind, parse_roots
 from .gtt.walker import ShadowWalker
+from .interrupts import Interrupts
 from .mmio import regs
+from .mmio.gt import GtRegisters, plain_ranges
 from .mmio.handlers import build_register_file
 from .mmio.regs import G2vNotify
+from .mmio.unlisted import UnlistedLog
 from .platform import PLATFORMS, Platform, PlatformInfo
 
 __all__ = ["CLASS_CODE", "DEFAULT_APERTURE_SIZE", "DEFAULT_HIDDEN_SIZE", "GenVgpu"]
@@ -37,21 +43,6 @@ GMCH_GGMS_8M = 3 << 6  # GGTT stolen size 8 MiB; GMS (stolen memory) 0
 _G2V_VALUES = frozenset(int(v) for v in G2vNotify)
 
 
-class ResyncJob(Task):
-    """A shadow PPGTT resync as a loop task: it reads guest page tables, so a quiesce cancels
-    it, which releases the mm it holds (the next submission resyncs again)."""
-
-    def __init__(self, resync: ResyncTask, name: str) -> None:
-        super().__init__(uses_guest_memory=True, name=name)
-        self.resync = resync
-
-    def step(self, deadline: float) -> bool:
-        return self.resync.step(deadline)
-
-    def on_cancel(self) -> None:
-        self.resync.cancel()
-
-
 class GenVgpu(Device):
     name = "gen_vgpu"
 
@@ -60,13 +51,19 @@ class GenVgpu(Device):
         platform: Platform = Platform.BDW,
         aperture_size: int = DEFAULT_APERTURE_SIZE,
         hidden_size: int = DEFAULT_HIDDEN_SIZE,
+        watchdog: Watchdog | None = None,
     ) -> None:
         info: PlatformInfo = PLATFORMS[platform]
         self.info = info
         self.graphics_memory = GraphicsMemory(aperture_size, hidden_size)  # checks both sizes
         config = PciConfigSpace(
-            VENDOR_INTEL, info.device_id, info.revision, CLASS_CODE,
-            subsystem_vendor_id=VENDOR_INTEL, subsystem_id=info.device_id, interrupt_pin=1,
+            VENDOR_INTEL,
+            info.device_id,
+            info.revision,
+            CLASS_CODE,
+            subsystem_vendor_id=VENDOR_INTEL,
+            subsystem_id=info.device_id,
+            interrupt_pin=1,
         )
         config.add_bar(Bar(0, regs.BAR0_SIZE, BarKind.MEM64, prefetchable=False))
         config.add_bar(Bar(2, aperture_size, BarKind.MEM64, prefetchable=True))
@@ -81,10 +78,44 @@ class GenVgpu(Device):
         self.ggtt = Ggtt(self.dma, info.pte_ops, self.scratch_hfn)
         self.bar0 = Bar0(self.registers, self.ggtt)
         self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
-        self.ppgtt = Ppgtt(self.dma, info.pte_ops, has_ips=info.has_ips)  # listens to the DMA map
-        self.ppgtt_walker = ShadowWalker(self.ppgtt)
         self.set_region(Region(0, regs.BAR0_SIZE, self.bar0))
         self.set_region(Region(2, aperture_size, self.aperture))
+        self._build_engines(watchdog)
+        self.ppgtt_walker = ShadowWalker(self.ppgtt)  # for inspection; the engines have their own
+
+    # --- the engines (contract §4, §5) -----------------------------------------------------
+
+    def _build_engines(self, watchdog: Watchdog | None) -> None:
+        """Execlists, GT registers, interrupts and the unlisted-register log, and the runner
+        that executes workloads through the shadow GGTT and the shadow PPGTTs."""
+        gm = self.graphics_memory
+        slices = (gm.mappable, gm.hidden)
+        self.ggtt_space = GgttSpace(self.ggtt, self.dma)
+        self.ppgtt = Ppgtt(self.dma, self.info.pte_ops, self.info.has_ips)  # listens to the DMA map
+        self.runner = Runner(
+            self.tasks,
+            self.ggtt_space,
+            self.ppgtt,
+            self.registers,
+            ScanMemory((s.start, len(s)) for s in slices),
+            watchdog,
+        )
+        self.interrupts = Interrupts(self.raise_interrupt, lambda: self.set_intx(False))
+        gm_ranges = [(s.start, s.stop) for s in slices if len(s)]
+        self.engines = Engines(self.interrupts, self.runner, self.ggtt_space.read, self.ggtt_space.write, gm_ranges)
+        self.runner.attach(self.engines)
+        self.gt = GtRegisters(self.info.platform, self.engines, self.runner.invalidate_tlb)
+        for part in (self.interrupts, self.engines, self.gt):
+            part.install(self.registers)
+        self.unlisted = UnlistedLog(plain_ranges(self.info.platform, regs.FENCE_COUNT))
+        self.unlisted.attach(self.registers)
+
+    def _reset_engines(self) -> None:
+        """After the register file's reset: running workloads cancelled (no report), every
+        shadow PPGTT gone, interrupt state at power-on."""
+        self.engines.power_on()
+        self.ppgtt.reset()
+        self.interrupts.reset()
 
     def region_write_multi(self, writes: list[tuple[int, int, bytes]]) -> None:
         ggtt_base = regs.GGTT_OFFSET
@@ -121,27 +152,28 @@ class GenVgpu(Device):
         return tuple(rf.get(base + 8 * i) | rf.get(base + 8 * i + 4) << 32 for i in range(regs.PVINFO_PDP_COUNT))
 
     def ppgtt_notify(self, kind: G2vNotify, roots: tuple[int, ...]) -> None:
-        """A PPGTT create notification builds (or finds) the shadow for ``roots`` ahead of the
-        first submission, as a task of the loop; a destroy drops the guest's claim on it."""
-        four_level = kind in (G2vNotify.PPGTT_L4_CREATE, G2vNotify.PPGTT_L4_DESTROY)
-        root_kind, used = (RootKind.L4, roots[:1]) if four_level else (RootKind.L3, roots)
+        """A PPGTT create (the shadow is built ahead of the first submission, as a task) or
+        destroy (the guest's claim on it goes) notification, with PVINFO's pdp[0..3]."""
         first = self.g2v_notifications[kind.name] == 1
-        log.log(logging.INFO if first else logging.DEBUG, "g2v_notify: %s for roots %s",
-                kind.name, ", ".join(hex(r) for r in used))
-        if kind in (G2vNotify.PPGTT_L4_CREATE, G2vNotify.PPGTT_L3_CREATE):
-            self.spawn_resync(self.ppgtt.notify_create(root_kind, used), "ppgtt-create")
+        four_level = kind in (G2vNotify.PPGTT_L4_CREATE, G2vNotify.PPGTT_L4_DESTROY)
+        root_kind = RootKind.L4 if four_level else RootKind.L3
+        chosen = roots[:1] if four_level else roots
+        log.log(
+            logging.INFO if first else logging.DEBUG,
+            "g2v_notify: %s for roots %s",
+            kind.name,
+            ", ".join(hex(r) for r in chosen),
+        )
+        if kind in (G2vNotify.PPGTT_L3_CREATE, G2vNotify.PPGTT_L4_CREATE):
+            self.runner.spawn_resync(self.ppgtt.notify_create(root_kind, chosen), "ppgtt-create")
         else:
-            self.ppgtt.notify_destroy(root_kind, used)
-
-    def spawn_resync(self, resync: ResyncTask, name: str) -> Task:
-        """Run a shadow PPGTT resync as a task of the loop, in bounded steps."""
-        return self.tasks.spawn(ResyncJob(resync, name))
+            self.ppgtt.notify_destroy(root_kind, chosen)
 
     def reset(self, kind: ResetKind) -> None:
         super().reset(kind)
         self.registers.reset()
+        self._reset_engines()
         self.ggtt.reset()
-        self.ppgtt.reset()
         self.g2v_notifications.clear()
         log.info("reset (%s)", kind.value)
 

@@ -1,5 +1,6 @@
 """The four engines, declared once: name, MMIO base, interrupt bank and shift, the master
-IRQ status bit of its half-bank, and its GDRST bit (contract §4, §4.3, §4.4)."""
+IRQ status bit of its half-bank, and its GDRST bit (contract §4, §4.3, §4.4). The command
+scanner names engines with the same enum (cmd/engines.py)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,20 @@ from dataclasses import dataclass
 
 from ..mmio.regs import BLT_RING_BASE, RENDER_RING_BASE
 
-__all__ = ["EngineId", "EngineInfo", "ENGINES", "engine_by_id"]
+__all__ = ["ENGINES", "ENGINE_MMIO_PAGE", "EngineId", "EngineInfo", "engine_by_id"]
+
+# Each engine's registers sit in one 4 KiB page from its base (RING_*, ELSP, CSB, timestamps,
+# the RCS pipeline-statistics and GPR registers).
+ENGINE_MMIO_PAGE = 0x1000
 
 
-class EngineId(enum.Enum):
-    RCS = "rcs"
-    BCS = "bcs"
-    VCS0 = "vcs0"
-    VECS0 = "vecs0"
+class EngineId(enum.IntEnum):
+    """An engine; the value indexes per-engine tables (the scanner's dispatch tables)."""
+
+    RCS = 0
+    BCS = 1
+    VCS0 = 2
+    VECS0 = 3
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,14 @@ GFX_MODE = 0x29C
 CSB_BASE = 0x370  # CSB_ENTRIES x (status dword, context-ID dword)
 CSB_PTR = 0x3A0
 
+# RING_CTL: the ring's size in pages, minus one, in bits 20:12 (i915's RING_CTL_SIZE)
+RING_NR_PAGES = 0x001FF000
+
+
+def ring_size(ring_ctl: int) -> int:
+    return (ring_ctl & RING_NR_PAGES) + 0x1000
+
+
 # MI_MODE (masked)
 STOP_RING = 1 << 8
 MODE_IDLE = 1 << 9

@@ -402,6 +402,21 @@ def test_frame_exhaustion_leaves_the_fd_with_the_caller_and_changes_nothing(dma,
     assert one in dma.windows
 
 
+def test_pages_spans_consecutive_frames_up_to_the_window_end(dma, mem):
+    w = add(dma, mem, 0x10000, 0x4000)
+    view = dma.pages(w.hfn_base + 1, 8)
+    assert view is not None and view.readonly
+    assert len(view) == 3 * PAGE_SIZE  # the window ends after three more pages
+    assert bytes(view) == mem.read(w.offset + PAGE_SIZE, 3 * PAGE_SIZE)
+    dma.pages(w.hfn_base, 2, write=True)[PAGE_SIZE : PAGE_SIZE + 4] = b"RUNS"
+    assert mem.read(w.offset + PAGE_SIZE, 4) == b"RUNS"
+    ro = add(dma, mem, 0x100000, 0x2000, prot=PROT_READ, offset=0x100000)
+    assert dma.pages(ro.hfn_base, 2, write=True) is None
+    assert len(dma.pages(ro.hfn_base, 2)) == 2 * PAGE_SIZE
+    hfn, page = dma.alloc_device_page()
+    assert dma.pages(hfn, 4, write=True) is page  # a device page stands alone
+
+
 def test_device_pages(dma):
     hfn, page = dma.alloc_device_page()
     assert hfn >= DEVICE_HFN_BASE and len(page) == PAGE_SIZE and bytes(page) == bytes(PAGE_SIZE)
