@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["Register", "RegisterFile"]
+__all__ = ["Register", "RegisterBlock", "RegisterFile"]
 
 ReadHook = Callable[[int], int]  # (offset) -> value
 WriteHook = Callable[[int, int, int], None]  # (offset, old, new)
@@ -93,3 +93,24 @@ class RegisterFile:
 
     def get(self, offset: int) -> int:
         return self.dwords[offset >> 2]
+
+
+class RegisterBlock:
+    """A part of a device that declares registers and keeps the state behind them:
+    :meth:`install` adds its registers to a register file, which it then reaches as ``rf``."""
+
+    _rf: RegisterFile | None = None
+
+    def registers(self) -> list[Register]:
+        raise NotImplementedError
+
+    def install(self, rf: RegisterFile) -> None:
+        for reg in self.registers():
+            rf.add(reg)
+        self._rf = rf
+
+    @property
+    def rf(self) -> RegisterFile:
+        if self._rf is None:
+            raise RuntimeError(f"{type(self).__name__}.install() first")
+        return self._rf

@@ -18,7 +18,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from devmodel.device.registers import Register, RegisterFile
+from devmodel.device.registers import Register, RegisterBlock
 
 from .engine.engines import ENGINES, EngineInfo
 from .mmio.regs import GEN8_MASTER_IRQ
@@ -78,11 +78,10 @@ class InterruptCounters:
     lowered: int = 0
 
 
-class Interrupts:
+class Interrupts(RegisterBlock):
     def __init__(self, raise_irq: Callable[[], None], lower_irq: Callable[[], None]) -> None:
         self._raise = raise_irq
         self._lower = lower_irq
-        self._rf: RegisterFile | None = None
         self._asserted = False
         self.counters = InterruptCounters()
         # Per engine: IIR and IER dword indexes, the engine's bits, its master status bit.
@@ -118,16 +117,6 @@ class Interrupts:
                 Register(base + BANK_IER, f"{name}_IER", write=self._reevaluate),
             ]
         return regs
-
-    def install(self, rf: RegisterFile) -> None:
-        for reg in self.registers():
-            rf.add(reg)
-        self._rf = rf
-
-    @property
-    def rf(self) -> RegisterFile:
-        assert self._rf is not None, "Interrupts.install() first"
-        return self._rf
 
     def reset(self) -> None:
         """After the register file's reset (the PCI device lowers INTx itself)."""

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from devmodel.device.registers import Register, RegisterFile
+from devmodel.device.registers import Register, RegisterBlock, RegisterFile
 
 from ..interrupts import GtEvent, Interrupts
 from . import regs as r
@@ -102,7 +102,7 @@ class _Once:
             log.warning("%s: %s (%s); further ones not logged", engine.name, reason, detail)
 
 
-class Execlist:
+class Execlist(RegisterBlock):
     def __init__(
         self,
         engine: EngineInfo,
@@ -119,7 +119,6 @@ class Execlist:
         self.write_gm = write_gm
         self.gm_ranges = gm_ranges
         self.counters = ExeclistCounters()
-        self._rf: RegisterFile | None = None
         self._once = _Once()
         self._elsp: list[int] = []
         self._current: _Execlist = []
@@ -153,16 +152,6 @@ class Execlist:
             regs.append(Register(off, f"{n}_CSB{slot}_STATUS", rw_mask=0))
             regs.append(Register(off + 4, f"{n}_CSB{slot}_CONTEXT_ID", rw_mask=0))
         return regs
-
-    def install(self, rf: RegisterFile) -> None:
-        for reg in self.registers():
-            rf.add(reg)
-        self._rf = rf
-
-    @property
-    def rf(self) -> RegisterFile:
-        assert self._rf is not None, "Execlist.install() first"
-        return self._rf
 
     # --- state -----------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from devmodel.device.registers import Register, RegisterFile
+from devmodel.device.registers import Register, RegisterBlock
 
 from ..engine import regs as er
 from ..engine.engines import ENGINES, EngineInfo
@@ -88,24 +88,13 @@ def plain_ranges(platform: Platform, fence_count: int) -> list[tuple[int, int, s
     return out
 
 
-class GtRegisters:
+class GtRegisters(RegisterBlock):
     def __init__(self, platform: Platform, engines: Engines, on_tlb_invalidate: Callable[[], None]) -> None:
         self.platform = platform
         self.engines = engines
         self.on_tlb_invalidate = on_tlb_invalidate
-        self._rf: RegisterFile | None = None
         self.tlb_invalidations = 0
         self.engine_resets = 0
-
-    @property
-    def rf(self) -> RegisterFile:
-        assert self._rf is not None, "GtRegisters.install() first"
-        return self._rf
-
-    def install(self, rf: RegisterFile) -> None:
-        for reg in self.registers():
-            rf.add(reg)
-        self._rf = rf
 
     def registers(self) -> list[Register]:
         out = [

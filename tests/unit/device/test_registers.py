@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from devmodel.device.registers import Register, RegisterFile
+from devmodel.device.registers import Register, RegisterBlock, RegisterFile
 
 
 def test_unlisted_offsets_are_plain_storage():
@@ -152,3 +152,18 @@ def test_on_unlisted_hears_only_undeclared_offsets():
     rf.write32(0x20, 3)
     assert rf.read32(0x20) == 3  # still plain storage
     assert heard == [(0x20, True), (0x20, False)]
+
+
+def test_a_register_block_installs_its_registers_and_reaches_the_file_after() -> None:
+    class Block(RegisterBlock):
+        def registers(self) -> list[Register]:
+            return [Register(0x10, "A", reset=7), Register(0x14, "B", rw_mask=0)]
+
+    block = Block()
+    with pytest.raises(RuntimeError, match="install"):
+        _ = block.rf
+    rf = RegisterFile(0x100)
+    block.install(rf)
+    assert block.rf is rf and rf.read32(0x10) == 7
+    rf.write32(0x14, 5)
+    assert rf.read32(0x14) == 0
