@@ -4,7 +4,8 @@ A hostile client can send a million malformed messages and a hostile guest can p
 same device warning a million times; each is worth knowing about, but a million lines are a
 denial of service on the host's disk and journal. :class:`LogBound` is a logging filter that
 lets the first ``burst`` records of each call site (logger, level, format string: not the
-arguments, which differ per message) through in every ``interval`` seconds, drops the rest,
+arguments, which differ per message) through in every ``interval`` seconds (a site may set its
+own burst with ``extra={"log_burst": N}``), drops the rest,
 and when the site speaks again after a quiet interval says how many it dropped. Memory is
 bounded too: at most ``max_sites`` call sites are tracked, the least recently heard of is
 forgotten first.
@@ -65,9 +66,12 @@ class LogBound(logging.Filter):
                         f"{record.msg} [{window.dropped} more like this dropped in the last {now - window.start:.0f} s]"
                     )
                 window.start, window.passed, window.dropped = now, 0, 0
-        if window.passed < self.burst:
+        # A call site that bounds itself (a message once per register, say) may say how many
+        # of its lines an interval holds: ``extra={"log_burst": N}``.
+        burst = getattr(record, "log_burst", self.burst)
+        if window.passed < burst:
             window.passed += 1
-            if window.passed == self.burst:
+            if window.passed == burst:
                 record.msg = f"{record.msg} [further ones dropped for up to {self.interval:.0f} s]"
             return True
         window.dropped += 1

@@ -91,3 +91,10 @@ def test_install_puts_the_bound_on_a_handler() -> None:
     handler = logging.StreamHandler(io.StringIO())
     bound = install(handler, burst=3, interval=10.0)
     assert bound in handler.filters and bound.burst == 3 and bound.interval == 10.0
+
+
+def test_a_site_may_set_its_own_burst(setup: tuple[logging.Logger, io.StringIO, LogBound, Clock]) -> None:
+    log, out, _, _ = setup
+    for i in range(100):
+        log.info("register %d first read", i, extra={"log_burst": 50})
+    assert len(lines(out)) == 50

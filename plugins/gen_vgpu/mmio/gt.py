@@ -48,6 +48,10 @@ SKL_DFSM = 0x51000  # SKL
 SKL_DFSM_PIPES_DISABLE = (1 << 30) | (1 << 21) | (1 << 28)  # pipes A, B, C fused off
 SKL_FUSE_STATUS = 0x42000  # SKL
 SKL_FUSE_STATUS_DONE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25)  # distribution done, PG0-2
+# GEN9 has a GuC. i915 resets it in __uc_sanitize even with GuC submission off (gen < 12), and
+# warns unless its microcontroller then reads as held in reset; this one never runs.
+GUC_STATUS = 0xC000  # SKL
+GUC_STATUS_MIA_IN_RESET = 1 << 0
 
 HSW_PWR_WELL_CTL = (0x45400, 0x45404)  # CTL1 (BIOS), CTL2 (driver)
 _PWR_WELL_REQUESTS = 0xAAAAAAAA  # bit 2i+1 requests well i; bit 2i is its state
@@ -122,6 +126,7 @@ class GtRegisters(RegisterBlock):
         else:
             out.append(Register(SKL_DFSM, "SKL_DFSM", reset=SKL_DFSM_PIPES_DISABLE, rw_mask=0))
             out.append(Register(SKL_FUSE_STATUS, "SKL_FUSE_STATUS", reset=SKL_FUSE_STATUS_DONE, rw_mask=0))
+            out.append(Register(GUC_STATUS, "GUC_STATUS", reset=GUC_STATUS_MIA_IN_RESET, rw_mask=0))
         for e in ENGINES:
             out += self._ring_registers(e)
         return out

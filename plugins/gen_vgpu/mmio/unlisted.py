@@ -16,6 +16,7 @@ from devmodel.device.registers import RegisterFile
 __all__ = ["UnlistedLog"]
 
 log = logging.getLogger(__name__)
+UNLISTED_LOG_BURST = 4096  # lines per log interval (devmodel.logbound); each register once anyway
 
 
 class UnlistedLog:
@@ -39,7 +40,13 @@ class UnlistedLog:
             if self._listed_plain(offset):
                 return
             counts = self.seen[offset] = [0, 0]
-            log.info("unlisted register %#07x first %s", offset, "written" if is_write else "read")
+            # Once per register, so bounded by the register space; the bring-up needs them all.
+            log.info(
+                "unlisted register %#07x first %s",
+                offset,
+                "written" if is_write else "read",
+                extra={"log_burst": UNLISTED_LOG_BURST},
+            )
         counts[is_write] += 1
 
     def summary(self) -> list[str]:

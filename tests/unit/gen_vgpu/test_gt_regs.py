@@ -181,6 +181,18 @@ def test_skl_fuses():
     assert gt.FUSE_STRAP not in rig.rf.regs
 
 
+def test_skl_guc_is_held_in_reset_whatever_gdrst_does():
+    """i915's __uc_sanitize resets the GuC through GDRST and then warns unless GUC_STATUS says
+    its microcontroller is in reset; BDW has no GuC and no such register."""
+    rig = Rig(Platform.SKL)
+    assert rig.r(gt.GUC_STATUS) & gt.GUC_STATUS_MIA_IN_RESET
+    rig.w(gt.GDRST, 1 << 5)  # GEN9_GRDOM_GUC
+    assert rig.r(gt.GDRST) == 0
+    rig.w(gt.GUC_STATUS, 0)
+    assert rig.r(gt.GUC_STATUS) & gt.GUC_STATUS_MIA_IN_RESET
+    assert gt.GUC_STATUS not in Rig(Platform.BDW).rf.regs
+
+
 @pytest.mark.parametrize("platform", list(Platform))
 def test_eu_disable_reads_zero(platform):
     rig = Rig(platform)
