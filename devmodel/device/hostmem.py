@@ -38,6 +38,15 @@ _MAP_NORESERVE = 0x4000
 _MAP_REPLACE = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_FIXED | _MAP_NORESERVE
 # Largest mapping: an 8 TiB window plus a huge-page granule at each end.
 MAX_SPAN = (1 << 43) + (2 << 30)
+# Guard pages: with DEVMODEL_DMA_GUARD=1 in the environment (the tests set it), every window's
+# mapping sits between two inaccessible (PROT_NONE) regions, so an access that strays past a
+# window, from Python through ctypes or from the compiled accelerator, kills the process at
+# once instead of reading or writing whatever lies next to it. Off by default: each guarded
+# window costs two more kernel mappings, and vm.max_map_count bounds them.
+GUARD_ENV = "DEVMODEL_DMA_GUARD"
+GUARD_SIZE = 64 << 10
+_PROT_NONE = 0  # not in Python's mmap module
+_MAP_GUARD = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_NORESERVE
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mmap.restype = ctypes.c_void_p
@@ -96,17 +105,27 @@ class HostMapping:
         if length > MAX_SPAN:
             raise DmaFault("DMA window too large to map", size=size)
         self.prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-        addr = _libc.mmap(None, length, self.prot, mmap.MAP_SHARED, fd, start)
+        guard = GUARD_SIZE if os.environ.get(GUARD_ENV) == "1" else 0
+        if guard:
+            base = _libc.mmap(None, length + 2 * guard, _PROT_NONE, _MAP_GUARD, -1, 0)
+            if base is None or base == _MAP_FAILED:
+                raise NoSpace("cannot reserve a guarded DMA window", size=size)
+            addr = _libc.mmap(base + guard, length, self.prot, mmap.MAP_SHARED | _MAP_FIXED, fd, start)
+        else:
+            addr = _libc.mmap(None, length, self.prot, mmap.MAP_SHARED, fd, start)
         if addr is None or addr == _MAP_FAILED:
             err = ctypes.get_errno()
+            if guard:
+                _munmap(base, length + 2 * guard)
             # ENOMEM: out of address space or of the kernel's mappings per process.
             cls: type[DeviceError] = NoSpace if err == errno.ENOMEM else DmaFault
             raise cls(f"cannot map the window's fd: {os.strerror(err)}", offset=offset, size=size)
         self.addr: int = addr
         self.length = length
+        self.guard = guard
         span = _Span.from_address(addr)
         # atexit=False: at interpreter exit a view may still be alive; the process is going.
-        weakref.finalize(span, _munmap, addr, length).atexit = False
+        weakref.finalize(span, _munmap, addr - guard, length + 2 * guard).atexit = False
         self._owner = weakref.ref(span)
         whole = memoryview(span).cast("B")
         view = whole[offset - start : offset - start + size]

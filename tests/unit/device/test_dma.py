@@ -700,3 +700,25 @@ def test_unsealed_fd_is_refused_when_asked(unsealed_fd, mem):
     os.close(fd)
     assert snapshot(dma) == before
     dma.remove_all()
+
+
+def test_windows_sit_between_guard_pages_in_the_tests(mem: GuestMemory) -> None:
+    """tests/conftest.py turns the guards on; a stray access past a window would fault. Read the
+    process's own map: the window's mapping has an inaccessible region on each side."""
+    import ctypes
+
+    dma = DmaMap()
+    w = dma.add(0x10000, 0x4000, PROT_READ | PROT_WRITE, mem.dup_fd(), 0)
+    assert w.view is not None
+    start = ctypes.addressof(ctypes.c_char.from_buffer(w.view))
+    below = above = False
+    with open("/proc/self/maps") as maps:
+        for line in maps:
+            span, perms = line.split()[:2]
+            lo, hi = (int(x, 16) for x in span.split("-"))
+            if hi == start and perms.startswith("---"):
+                below = True
+            if lo == start + 0x4000 and perms.startswith("---"):
+                above = True
+    dma.remove_all()
+    assert below and above
