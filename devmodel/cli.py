@@ -17,6 +17,7 @@ from .transport.control import ControlServer, control_path, query
 from .transport.server import Server
 from .transport.unix import listen_unix
 from .vfio_user.connection import ServerOptions
+from .vfio_user.constants import MAX_DMA_MAPS
 
 __all__ = ["main"]
 
@@ -50,8 +51,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--control", metavar="PATH", help="inspection socket (default: SOCKET.ctl; none with --fd)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    s.add_argument("--log-burst", type=int, default=20, metavar="N",
-                   help="at most N lines of one kind of message per --log-interval (default 20)")
+    limits = s.add_argument_group("bounds on what a client or guest can make the device hold")
+    limits.add_argument(
+        "--max-dma-maps",
+        type=int,
+        default=MAX_DMA_MAPS,
+        metavar="N",
+        help=f"DMA windows, advertised to the client (default {MAX_DMA_MAPS})",
+    )
+    limits.add_argument(
+        "--max-device-pages",
+        type=int,
+        metavar="N",
+        help="pages the device allocates itself: scratch, shadow tables (default 65536)",
+    )
+    limits.add_argument(
+        "--max-shadow-pages",
+        type=int,
+        metavar="N",
+        help="shadow PPGTT tables, reclaimed least recently used (gen_vgpu; default 16384)",
+    )
+    limits.add_argument(
+        "--watchdog",
+        type=float,
+        metavar="SECONDS",
+        help="engine time a workload may run before it is hung (gen_vgpu; default 2)",
+    )
+    s.add_argument(
+        "--log-burst",
+        type=int,
+        default=20,
+        metavar="N",
+        help="at most N lines of one kind of message per --log-interval (default 20)",
+    )
     s.add_argument("--log-interval", type=float, default=60.0, metavar="S", help="seconds (default 60)")
 
     i = sub.add_parser("inspect", help="ask a running server about its device")
@@ -60,8 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument(
         "what",
         choices=["ggtt", "ppgtt", "stats"],
-        help="ggtt GMA: one graphics address; ppgtt ROOTS GMA: one address through a shadow PPGTT; "
-        "stats: counters",
+        help="ggtt GMA: one graphics address; ppgtt ROOTS GMA: one address through a shadow PPGTT; stats: counters",
     )
     i.add_argument(
         "args",
@@ -90,7 +121,16 @@ def _serve(args: argparse.Namespace) -> int:
     except LookupError as exc:
         log.error("%s", exc)
         return 2
-    device = plugin.create(platform=args.platform)
+    bounds = {
+        "max_device_pages": args.max_device_pages,
+        "max_shadow_pages": args.max_shadow_pages,
+        "watchdog_seconds": args.watchdog,
+    }
+    try:
+        device = plugin.create(platform=args.platform, **{k: v for k, v in bounds.items() if v is not None})
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     device.dma.refuse_unsealed = args.refuse_unsealed_memory
     path: str | None = None
     try:
@@ -105,7 +145,7 @@ def _serve(args: argparse.Namespace) -> int:
     except (TransportError, OSError) as exc:
         log.error("cannot listen: %s", exc)
         return 1
-    options = ServerOptions(write_multiple=args.write_multiple)
+    options = ServerOptions(write_multiple=args.write_multiple, max_dma_maps=args.max_dma_maps)
     server = Server(device, listener, options)
     ctl_path = args.control or (control_path(path) if path else None)
     control = None

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import OutOfRange
 from ..vfio_user.constants import IrqIndex
 from .dma import DmaMap
+from .frames import DEFAULT_MAX_DEVICE_PAGES
 from .irq import IrqLines, SetIrqs
 from .message_dma import MessageDma
 from .pci_config import PciConfigSpace
@@ -56,9 +57,15 @@ class Device:
     name = "device"
     reset_supported = True
 
-    def __init__(self, config: PciConfigSpace, msi_count: int = 1, msix_count: int = 0) -> None:
+    def __init__(
+        self,
+        config: PciConfigSpace,
+        msi_count: int = 1,
+        msix_count: int = 0,
+        max_device_pages: int = DEFAULT_MAX_DEVICE_PAGES,
+    ) -> None:
         self.config = config
-        self.dma = DmaMap()
+        self.dma = DmaMap(max_device_pages=max_device_pages)
         self.irqs = IrqLines(msi_count=msi_count, msix_count=msix_count)
         self.irqs.intx_blocked = lambda: self.config.intx_disabled
         self.config.on_command = self._on_command

@@ -38,6 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import TransportError
 from ..transport.unix import close_fds, recv_chunk, send_message
@@ -115,6 +116,17 @@ class Out:
 class ServerProcess:
     """``devmodel serve`` in a process of its own, watched through /proc."""
 
+    @staticmethod
+    def environment() -> dict[str, str]:
+        """This process's environment, with the tree this devmodel was imported from (and its
+        plugins beside it) first on the path: the server runs the code under test, not an
+        installed copy."""
+        root = Path(__file__).resolve().parents[2]
+        paths = [str(root)] + ([str(root / "plugins")] if (root / "plugins").is_dir() else [])
+        if os.environ.get("PYTHONPATH"):
+            paths.append(os.environ["PYTHONPATH"])
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
     def __init__(self, directory: str, extra: list[str] | None = None) -> None:
         self.path = os.path.join(directory, "fuzz.sock")
         self.log_path = os.path.join(directory, "server.log")
@@ -135,6 +147,7 @@ class ServerProcess:
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            env=self.environment(),
         )
         deadline = time.monotonic() + 10
         while not os.path.exists(self.path):

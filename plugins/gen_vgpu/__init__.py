@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from devmodel.device.frames import DEFAULT_MAX_DEVICE_PAGES
 from devmodel.device.plugin import PluginInfo
 
 from .device import GenVgpu
+from .engine.run import Watchdog
 from .graphics_memory import DEFAULT_APERTURE_SIZE, DEFAULT_HIDDEN_SIZE
+from .gtt.shadow import DEFAULT_MAX_SHADOW_PAGES
 from .platform import Platform
 
 __all__ = ["GenVgpu", "Platform", "plugin"]
@@ -17,11 +20,16 @@ def _create(
     platform: str = "bdw",
     aperture_size: int = DEFAULT_APERTURE_SIZE,
     hidden_size: int = DEFAULT_HIDDEN_SIZE,
+    max_shadow_pages: int = DEFAULT_MAX_SHADOW_PAGES,
+    max_device_pages: int = DEFAULT_MAX_DEVICE_PAGES,
+    watchdog_seconds: float | None = None,
     **_: Any,
 ) -> GenVgpu:
     """``aperture_size`` (BAR2, a power of two) and ``hidden_size`` (the non-mappable slice of
-    graphics memory after it) are in bytes; together at most 4 GiB."""
-    return GenVgpu(Platform(platform), aperture_size, hidden_size)
+    graphics memory after it) are in bytes; together at most 4 GiB. The bounds: shadow PPGTT
+    tables, device-owned pages, and the engine seconds a workload may run before it is hung."""
+    watchdog = Watchdog(engine_seconds=watchdog_seconds) if watchdog_seconds is not None else None
+    return GenVgpu(Platform(platform), aperture_size, hidden_size, watchdog, max_shadow_pages, max_device_pages)
 
 
 plugin = PluginInfo(name="gen_vgpu", create=_create, description="Intel GEN8/GEN9 vGPU (GVT-g style)")

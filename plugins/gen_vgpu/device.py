@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from devmodel.device.device import Device, ResetKind
+from devmodel.device.frames import DEFAULT_MAX_DEVICE_PAGES
 from devmodel.device.pci_config import Bar, BarKind, PciConfigSpace
 from devmodel.device.region import Region
 
@@ -19,6 +20,7 @@ from .engine.run import Runner, Watchdog
 from .graphics_memory import DEFAULT_APERTURE_SIZE, DEFAULT_HIDDEN_SIZE, GraphicsMemory
 from .gtt.ggtt import GGTT_ENTRY_COUNT, Ggtt
 from .gtt.mm import Ppgtt, RootKind, parse_roots
+from .gtt.shadow import DEFAULT_MAX_SHADOW_PAGES
 from .gtt.walker import ShadowWalker
 from .interrupts import Interrupts
 from .mmio import regs
@@ -52,6 +54,8 @@ class GenVgpu(Device):
         aperture_size: int = DEFAULT_APERTURE_SIZE,
         hidden_size: int = DEFAULT_HIDDEN_SIZE,
         watchdog: Watchdog | None = None,
+        max_shadow_pages: int = DEFAULT_MAX_SHADOW_PAGES,
+        max_device_pages: int = DEFAULT_MAX_DEVICE_PAGES,
     ) -> None:
         info: PlatformInfo = PLATFORMS[platform]
         self.info = info
@@ -70,7 +74,7 @@ class GenVgpu(Device):
         config.data[GMCH_CTRL : GMCH_CTRL + 2] = GMCH_GGMS_8M.to_bytes(2, "little")
         config.add_msi_capability(info.msi_offset)
         config.freeze_power_on_state()
-        super().__init__(config, msi_count=1)
+        super().__init__(config, msi_count=1, max_device_pages=max_device_pages)
 
         self.scratch_hfn, _ = self.dma.alloc_device_page()
         self.g2v_notifications: dict[str, int] = {}  # G2vNotify name or "ignored" -> writes
@@ -80,18 +84,18 @@ class GenVgpu(Device):
         self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
         self.set_region(Region(0, regs.BAR0_SIZE, self.bar0))
         self.set_region(Region(2, aperture_size, self.aperture))
-        self._build_engines(watchdog)
+        self._build_engines(watchdog, max_shadow_pages)
         self.ppgtt_walker = ShadowWalker(self.ppgtt)  # for inspection; the engines have their own
 
     # --- the engines (contract §4, §5) -----------------------------------------------------
 
-    def _build_engines(self, watchdog: Watchdog | None) -> None:
+    def _build_engines(self, watchdog: Watchdog | None, max_shadow_pages: int) -> None:
         """Execlists, GT registers, interrupts and the unlisted-register log, and the runner
         that executes workloads through the shadow GGTT and the shadow PPGTTs."""
         gm = self.graphics_memory
         slices = (gm.mappable, gm.hidden)
         self.ggtt_space = GgttSpace(self.ggtt, self.dma)
-        self.ppgtt = Ppgtt(self.dma, self.info.pte_ops, self.info.has_ips)  # listens to the DMA map
+        self.ppgtt = Ppgtt(self.dma, self.info.pte_ops, self.info.has_ips, max_shadow_pages)  # a DMA listener
         self.runner = Runner(
             self.tasks,
             self.ggtt_space,
