@@ -7,8 +7,8 @@ and a few entries left non-present on purpose (the device's own scratch tree mus
 for those). First a 4-level tree (PML4 in pdp[0], g2v_notify 4), then a legacy 3-level one
 (four PD roots, two of them the same scratch PD; g2v_notify 2).
 
-For each tree: announce it; change one PTE and announce it again (a create of the same roots
-resyncs); destroy it twice (two creates make two claims). After each step the guest asks the
+For each tree: announce it; change one PTE and one PDE and announce it again (a create of the
+same roots resyncs); destroy it twice (two creates make two claims). After each step the guest asks the
 host test (tests/guest/test_ppgtt_guest.py), through gvtlib.HostChannel, to check the device's
 shadow through the inspection socket against what the guest built, and waits for the verdict,
 which becomes this step's TAP line. What the guest asks is also printed as a TAP comment,

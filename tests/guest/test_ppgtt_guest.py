@@ -38,15 +38,18 @@ class ShadowChecker:
         self.socket = socket
         self.ctl = control_path(socket)
         self.verdicts: dict[str, str] = {}
+        self.seconds: dict[str, float] = {}  # per stage: from the question to the answer
         self.cli_compared = False
 
     def inspect(self, what: str, *args: str) -> dict[str, Any]:
         return query(self.ctl, {"what": what, "args": list(args)})
 
     def __call__(self, tag: str, payload: dict[str, Any]) -> str:
+        start = time.monotonic()
         problems = self.check(payload)
         verdict = "ok" if not problems else "fail: " + "; ".join(problems)
         self.verdicts[tag] = verdict
+        self.seconds[tag] = time.monotonic() - start
         return verdict
 
     def check(self, payload: dict[str, Any]) -> list[str]:
@@ -178,6 +181,8 @@ def test_shadow_ppgtt_of_trees_the_guest_builds(platform, guest_image, outdir):
             pytest.fail("%s\n(logs in %s)" % (e, outdir), pytrace=False)
     section = result.sections.get(SCRIPT)
     print(section.text() if section else result.console)
+    print("QEMU start to exit %.2f s; host checks: %s" % (
+        result.seconds, ", ".join("%s %.2f s" % kv for kv in checker.seconds.items())))
     assert not channel.errors, "the host checker failed:\n" + "\n".join(channel.errors)
     assert channel.asked == STAGES, "the guest asked for %s" % channel.asked
     bad = {tag: v for tag, v in checker.verdicts.items() if v != "ok"}
