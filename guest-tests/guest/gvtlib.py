@@ -6,10 +6,12 @@
 - GGTT entries through BAR0 (whole 8-byte writes, or two 4-byte halves in either order);
 - kernel modules (busybox insmod, in dependency order), INTx through uio_pci_generic;
 - CMOS NVRAM bytes, which survive a machine reset (for tests that span a reboot);
+- a line channel to the host test on the second serial port (HostChannel);
 - a TAP printer.
 """
 import ctypes
 import fcntl
+import json
 import mmap
 import os
 import select
@@ -24,6 +26,11 @@ MODULE_DIR = "/lib/modules"
 VGPU_IDS = ((0x8086, 0x1616), (0x8086, 0x1912))
 PVINFO_MAGIC = 0x4776544776544776
 PVINFO_BASE = 0x78000
+PVINFO_G2V_NOTIFY = PVINFO_BASE + 0x818
+PVINFO_PDP = PVINFO_BASE + 0x838  # pdp[i]: low half at + 8 * i, high half at + 8 * i + 4
+PVINFO_PDP_COUNT = 4
+# g2v_notify values (i915's enum vgt_g2v_type): PPGTT create/destroy, legacy 3-level and 4-level.
+G2V_PPGTT_L3_CREATE, G2V_PPGTT_L3_DESTROY, G2V_PPGTT_L4_CREATE, G2V_PPGTT_L4_DESTROY = 2, 3, 4, 5
 GFX_FLSH_CNTL = 0x101008
 GGTT_BASE = 0x800000  # BAR0 offset of GGTT entry 0; entry i maps graphics address i << 12
 GGTT_ENTRIES = 1 << 20
@@ -321,6 +328,18 @@ def ggtt_read(bar0, index):
     return bar0.read64(off), bar0.read32(off), bar0.read32(off + 4)
 
 
+def g2v_ppgtt(bar0, notify, roots):
+    """Announce a PPGTT as i915 does: the root pointers into PVINFO pdp[] (each as two 4-byte
+    halves, low first; the unused ones 0), then the notification. Returns after a BAR0 read,
+    so the device has handled the notification (what it starts then may still be running)."""
+    roots = list(roots) + [0] * (PVINFO_PDP_COUNT - len(roots))
+    for i, root in enumerate(roots):
+        bar0.write32(PVINFO_PDP + 8 * i, root & 0xFFFFFFFF)
+        bar0.write32(PVINFO_PDP + 8 * i + 4, root >> 32)
+    bar0.write32(PVINFO_G2V_NOTIFY, notify)
+    return bar_flush(bar0)
+
+
 def bar_flush(bar0):
     """Order every posted write before it: one BAR0 read (QEMU sends queued writes first)."""
     return bar0.read32(PVINFO_BASE)
@@ -412,3 +431,54 @@ def nvram_write(off, val):
 
 
 REBOOT_EXIT = 100  # a test script exiting with this asks /init for a reboot
+
+
+# --- questions to the host test ------------------------------------------------------------
+
+HOST_CHANNEL = "/dev/ttyS1"
+
+
+class HostChannel:
+    """The guest's end of the host test's line channel (harness/channel.py: the second serial
+    port, which QEMU connects to the host test before the guest runs). ask() sends
+    "ASK TAG JSON" and returns the text of the host's "ANSWER TAG TEXT", skipping any other
+    line, or raises TestError at its deadline (no host test listening, or it hung)."""
+
+    def __init__(self, path=HOST_CHANNEL):
+        self.fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        # Raw and without echo: the host's answers must not come back to it, nor lines be
+        # cooked. busybox stty, because the image's Python has no termios module.
+        r = subprocess.run(["stty", "raw", "-echo", "clocal"], stdin=self.fd, capture_output=True, text=True,
+                           check=False)
+        if r.returncode:
+            raise TestError("stty on %s failed: %s" % (path, r.stderr.strip()))
+        self.buf = b""
+
+    def _write(self, data, deadline):
+        while data:
+            if not select.select([], [self.fd], [], max(0.0, deadline - time.monotonic()))[1]:
+                raise TestError("the host channel took no data before the deadline")
+            data = data[os.write(self.fd, data):]
+
+    def ask(self, tag, payload, timeout=120.0):
+        if " " in tag:
+            raise ValueError("a tag is one word: %r" % tag)
+        deadline = time.monotonic() + timeout
+        self._write(("ASK %s %s\n" % (tag, json.dumps(payload, separators=(",", ":")))).encode(), deadline)
+        want = ("ANSWER %s " % tag).encode()
+        while True:
+            while b"\n" in self.buf:
+                line, self.buf = self.buf.split(b"\n", 1)
+                line = line.rstrip(b"\r")
+                if line.startswith(want):
+                    return line[len(want):].decode(errors="replace")
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+                raise TestError("no answer from the host to %s within %.0f s" % (tag, timeout))
+            try:
+                self.buf += os.read(self.fd, 4096)
+            except BlockingIOError:
+                pass
+
+    def close(self):
+        os.close(self.fd)
