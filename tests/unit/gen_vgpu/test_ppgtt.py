@@ -320,3 +320,46 @@ def test_parse_roots_and_explain(guest: Guest) -> None:
     assert info["guest_path"][-1]["page_gfn"] == hex(0x407)
     assert info["host_frame"] == hex(guest.hfn(0x407))
     assert info["mm"]["tables"] == 7
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_runs_equal_a_page_by_page_walk(guest: Guest, seed: int) -> None:
+    """Runs of PTs made of consecutive stretches (taken whole by the walker), repeated frames,
+    read-only pages, gaps and frames outside RAM: the runs cover the range exactly, and every
+    page in a run is the run's first frame plus its offset, with the run's permission."""
+    import itertools
+    import random
+
+    rng = random.Random(seed)
+    root = i915_tree(guest, 2)
+    frame = 0x400
+    for p in range(2):
+        # Some PTs map consecutive frames throughout (read-only in some): taken whole.
+        clean = (seed + p) % 3
+        frame = 0x400 + 0x100 * p
+        for i in range(512):
+            kind = rng.random() if clean == 0 else 0.2 if clean == 1 else 0.08
+            if kind < 0.05:
+                frame = rng.randrange(0x400, 0x7F0)  # a jump: a new run
+            if kind < 0.03:
+                entry = 0  # not present: scratch
+            elif kind < 0.06:
+                entry = 0x9_0000 << 12 | RWP  # outside guest RAM: scratch
+            elif kind < 0.1:
+                entry = frame << 12 | PRESENT  # read-only
+            else:
+                entry = frame << 12 | RWP
+            guest.put(30 + p, i, entry)
+            frame = min(frame + 1, 0x7FF)
+    mm = guest.submit(RootKind.L4, (root,))
+    gma, size = rng.randrange(0, 0x1000), (4 << 20) - 0x1000
+    runs = guest.walker.runs(mm, gma, size)
+    assert runs[0].gma == gma and sum(r.size for r in runs) == size
+    assert all(a.gma + a.size == b.gma for a, b in itertools.pairwise(runs))
+    for r in runs:
+        for off in range(0, r.size, 0x1000):
+            page = guest.walker.translate(mm, r.gma + off)
+            base = (r.gma + off) & ~0xFFF
+            k = (base - (r.gma & ~0xFFF)) >> 12
+            assert page.hfn == (None if r.hfn is None else r.hfn + k)
+            assert page.writable == r.writable
