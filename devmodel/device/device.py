@@ -198,8 +198,14 @@ class Device:
         """Read-only answers for the inspection socket; plugins add their own topics."""
         if what == "stats":
             tasks = {"live": len(self.tasks), **vars(self.tasks.stats)}
-            return {"device": self.name, "lines": list(self.describe()), "tasks": tasks}
+            held = {"dma_windows": len(self.dma), "device_pages": self.dma.device_pages, **self.held()}
+            return {"device": self.name, "lines": list(self.describe()), "tasks": tasks, "held": held}
         raise LookupError(f"unknown topic {what!r}")
+
+    def held(self) -> dict[str, int]:
+        """Counts of what the device holds beyond windows and pages (plugins add theirs): a
+        client's going must bring them back to what an idle device holds."""
+        return {}
 
     def describe(self) -> Iterable[str]:
         yield f"{self.name}: {len(self.dma)} DMA windows"

@@ -181,6 +181,13 @@ class GenVgpu(Device):
         self.g2v_notifications.clear()
         log.info("reset (%s)", kind.value)
 
+    def held(self) -> dict[str, int]:
+        return {
+            "shadow_mms": len(self.ppgtt.mms),
+            "shadow_tables": len(self.ppgtt.store),
+            "workloads_running": len(self.runner.running()),
+        }
+
     def inspect(self, what: str, args: list[str]) -> dict[str, Any]:
         if what == "ppgtt":
             return self._inspect_ppgtt(args)

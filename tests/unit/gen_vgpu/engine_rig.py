@@ -114,9 +114,14 @@ class Rig:
         self.mem = mem or GuestMemory(RAM)
         if mem is None:
             self.dev.dma.add(0, RAM, PROT_READ | PROT_WRITE, self.mem.dup_fd(), 0)
+        self._setup()
+
+    def _setup(self) -> None:
+        """What a guest driver does first: the GGTT maps graphics memory page for page onto
+        guest RAM, and every engine gets a status page and execlists enabled."""
         self.guest = Guest(self.mem)
         for i in range(GGTT_PAGES):
-            self.dev.ggtt.write(i, (GGTT_GPA + i * PAGE) | PRESENT, 8, False)
+            self.ggtt_write(i, (GGTT_GPA + i * PAGE) | PRESENT)
         self.next_gm = 0x10000
         self.hws: dict[str, int] = {}
         self.next_ctx = 1
@@ -148,6 +153,9 @@ class Rig:
         self.gm_write(gma, struct.pack(f"<{len(dwords)}I", *dwords))
 
     # --- MMIO ------------------------------------------------------------------------------
+
+    def ggtt_write(self, index: int, entry: int) -> None:
+        self.dev.ggtt.write(index, entry, 8, False)
 
     def r(self, off: int) -> int:
         return int.from_bytes(self.dev.region_read(0, off, 4), "little")
