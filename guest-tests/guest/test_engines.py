@@ -196,7 +196,8 @@ def main():
                         (gl.CSB_ACTIVE_IDLE | gl.CSB_COMPLETE, c1.ctx_id)]
                 if events != want:
                     return "round %d, %s: %s" % (rnd, e.name, expect_events(events, want))
-            wrong = [(ctx.ctx_id, hex(target.d(s))) for ctx, s in slots.items() if target.d(s) != rnd << 16 | ctx.ctx_id]
+            wrong = [(ctx.ctx_id, hex(target.d(s))) for ctx, s in slots.items()
+                     if target.d(s) != rnd << 16 | ctx.ctx_id]
             if wrong:
                 return "round %d: slots %r" % (rnd, wrong)
         return None
