@@ -89,7 +89,7 @@ def summary(lines: dict[str, str]) -> list[str]:
         per_engine = [part.split(" ", 1) for part in lines["execlists"].split("; ")]
         total = {k: sum(fields(rest).get(k, 0) for _, rest in per_engine)
                  for k in ("submissions", "completed", "hung", "csb_events", "rejected")}
-        out.append("submissions: %d (%s); completed %d, hung %d, refused %d" % (
+        out.append("ELSP submissions: %d (%s); contexts completed %d, hung %d; submissions refused %d" % (
             total["submissions"], ", ".join(f"{name} {fields(rest)['submissions']}" for name, rest in per_engine),
             total["completed"], total["hung"], total["rejected"]))
         out.append(f"CSB events: {total['csb_events']} (each in MMIO and in the status page)")
