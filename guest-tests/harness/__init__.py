@@ -9,6 +9,7 @@ from .device import DeviceModel
 from .errors import HarnessError
 from .guest import GuestResult, dmesg_of, guest_scripts, run_guest, script_image, script_options
 from .paths import GUEST_IMAGES, find_guest_image, find_qemu, output_dir, repo_root, timeout_scale
+from .picture import Picture, picture_from_console, png_bytes, write_png
 from .qemu import Qemu, Qtest, vfio_user_device
 from .tap import Section, parse_console
 
@@ -16,4 +17,5 @@ __all__ = [
     "HarnessError", "GUEST_IMAGES", "find_guest_image", "find_qemu", "repo_root", "output_dir", "timeout_scale",
     "DeviceModel", "GuestChannel", "Qemu", "Qtest", "vfio_user_device", "Section", "parse_console",
     "GuestResult", "dmesg_of", "guest_scripts", "run_guest", "script_image", "script_options",
+    "Picture", "picture_from_console", "png_bytes", "write_png",
 ]

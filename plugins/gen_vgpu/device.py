@@ -238,3 +238,11 @@ class GenVgpu(Device):
             f"BAR0 ignored accesses={self.bar0.ignored_accesses}; DMA windows={len(self.dma)}"
         )
         yield f"shadow PPGTT: {len(self.ppgtt.mms)} mms, {len(self.ppgtt.store)} tables, {self.ppgtt.counters}"
+        yield "execlists: " + "; ".join(f"{ex.engine.name} {_counts(ex.counters)}" for ex in self.engines)
+        yield f"workloads: {_counts(self.runner.counters)}"
+        yield f"interrupts: {_counts(self.interrupts.counters)}"
+
+
+def _counts(counters: object) -> str:
+    """A counters dataclass as name=value pairs (the exit log and `inspect stats` lines)."""
+    return " ".join(f"{name}={value}" for name, value in vars(counters).items())

@@ -27,6 +27,6 @@ def test_guest_script(script, guest_image, device_model, outdir):
     run_script(script, outdir, device=device_model)
 
 
-@pytest.mark.parametrize("script", ["enum", "bar0", "ggtt"])
+@pytest.mark.parametrize("script", ["enum", "bar0", "ggtt", "engines"])
 def test_guest_script_on_skl(script, guest_image, outdir):
     run_script(script, outdir, device="auto", platform="skl")

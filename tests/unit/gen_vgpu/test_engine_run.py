@@ -487,3 +487,22 @@ def test_g2v_ppgtt_create_shadows_ahead_and_destroy_drops_the_claim(rig: Rig):
     assert mm.claims == 1 and mm.shadowed and mm.resyncs == 1
     rig.w(PVINFO_G2V_NOTIFY, G2vNotify.PPGTT_L4_DESTROY)
     assert not rig.dev.ppgtt.mms  # unpinned and unclaimed: gone
+
+
+def test_describe_reports_engine_workload_and_interrupt_counters(rig: Rig):
+    """The exit log and `inspect stats` carry what the demo summarises."""
+    tree = Tree(rig.guest, 4)
+    tree.buffer(BUF, PAGE)
+    ctx = rig.context(BCS, tree)
+    rig.unmask(BCS)
+    rig.submit(ctx, c.sdi(BUF, 1) + [c.MI_USER_INTERRUPT])
+    rig.run()
+    lines = list(rig.dev.describe())
+    execlists = next(line for line in lines if line.startswith("execlists: "))
+    workloads = next(line for line in lines if line.startswith("workloads: "))
+    assert "rcs submissions=0 " in execlists
+    bcs = "bcs submissions=1 rejected=0 lite_restores=0 queued=0 completed=1 hung=0 cancelled=0 csb_events=2"
+    assert bcs in execlists
+    assert workloads.startswith("workloads: started=1 completed=1 ")
+    # user interrupt and two context switches, each raising while the master enable is set
+    assert "interrupts: events=3 masked_events=0 raised=3 lowered=0" in lines
