@@ -49,6 +49,7 @@ CHECKS = (
     ("src-copy-blt", "XY_SRC_COPY_BLT copies its rectangle, pixel by pixel"),
     ("blit-4mib", "4 MiB XY_COLOR_BLT and XY_SRC_COPY_BLT land whole"),
     ("batches-1000", "1,000 batches in a row on rcs, every one completed"),
+    ("batches-waited", "200 batches on rcs, each waited for before the next, every one completed"),
     ("two-processes", "two processes submitting at once, every batch completed"),
     ("hang-reset", "a hung batch is detected and reset by i915, the next batch runs"),
     ("reload", "i915 unloads and loads again, a batch runs on every engine"),
@@ -64,6 +65,7 @@ PAGE = 4096
 WAIT = 30.0          # seconds one batch may take before it counts as lost
 STORES = 16          # stores per engine batch
 RUN = 1000           # batches in a row
+WAITED_RUN = 200     # batches submitted one at a time, each waited for
 CHILD_RUN = 300      # batches per process in the two-process check
 HANG_WAIT = 120.0    # i915's heartbeat declares a hang after a few 2.5 s intervals
 # Blit surfaces: linear, 32 bpp.
@@ -221,9 +223,11 @@ def check_big_blits(drm):
         drm.gem_close(dst)
 
 
-def run_in_a_row(drm, engine, count, tag):
+def run_in_a_row(drm, engine, count, tag, wait_each=False):
     """count batches submitted back to back (one batch buffer, a 24-byte batch each at its own
     offset), batch i storing tag | i at TARGET + 4 i; then one wait and every dword checked.
+    wait_each: wait for each batch before submitting the next (the round trip from user space
+    to completion, where back to back i915 may merge requests into one ELSP submission).
     Returns (reason or "", seconds from the first submission to the last completion)."""
     per = len(gencmd.batch(gencmd.store_dword(0, 0)))
     image = b"".join(gencmd.batch(gencmd.store_dword(TARGET + 4 * i, tag | i)) for i in range(count))
@@ -233,6 +237,8 @@ def run_in_a_row(drm, engine, count, tag):
         t0 = time.monotonic()
         for i in range(count):
             drm.execbuf(objs, engine, per, batch_start=i * per)
+            if wait_each and not drm.wait(target, WAIT):
+                return "batch %d did not complete" % i, time.monotonic() - t0
         if not drm.wait(target, WAIT + count * 0.1):
             return "the last batch did not complete", time.monotonic() - t0
         elapsed = time.monotonic() - t0
@@ -252,6 +258,14 @@ def check_in_a_row(drm):
     if not why:
         print("# rate %d batches in a row: %.2f s, %.0f batches/s, %.2f ms per batch" % (
             RUN, secs, RUN / secs, secs / RUN * 1e3), flush=True)
+    return why
+
+
+def check_waited(drm):
+    why, secs = run_in_a_row(drm, EXEC_RENDER, WAITED_RUN, 0x3A000000, wait_each=True)
+    if not why:
+        print("# rate %d batches one at a time: %.2f s, %.0f batches/s, %.2f ms per round trip" % (
+            WAITED_RUN, secs, WAITED_RUN / secs, secs / WAITED_RUN * 1e3), flush=True)
     return why
 
 
@@ -409,6 +423,7 @@ def main():
             blits.close()
         report("blit-4mib", check_big_blits, drm)
         report("batches-1000", check_in_a_row, drm)
+        report("batches-waited", check_waited, drm)
     report("two-processes", check_two_processes)
     with Drm() as drm:
         report("hang-reset", check_hang, drm)
