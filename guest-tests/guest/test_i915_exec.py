@@ -36,7 +36,7 @@ from i915uapi import (
 )
 from test_i915 import DRM_LINE, INSMOD_TIMEOUT, wedged
 
-# (key, description) of each check, in TAP order; tests/guest/test_i915_exec.py keys its
+# (key, description) of each check, in TAP order; tests/guest/test_i915_batches.py keys its
 # expectations on the keys.
 CHECKS = (
     ("loaded", "i915 binds, renderD128 exists, the GT is not wedged"),

@@ -35,7 +35,7 @@ def boots():
 
 def boot(boots, script, platform):
     if (script, platform) not in boots:
-        outdir = harness.output_dir(f"guest/test_i915_exec.py/{script}-{platform}")
+        outdir = harness.output_dir(f"guest/test_i915_batches.py/{script}-{platform}")
         try:
             boots[script, platform] = harness.run_guest([script], outdir, platform=platform,
                                                         timeout=harness.script_options(script)["timeout"])
