@@ -48,7 +48,7 @@ def boot(boots, script, platform):
 
 
 @pytest.mark.parametrize("script,platform,key", list(cases()))
-def test_i915_exec(script, platform, key, boots):
+def test_i915_batches(script, platform, key, boots):
     result = boot(boots, script, platform)
     section = result.sections.get(script)
     assert section is not None and not section.open, f"test_{script}.py did not finish:\n" + result.console[-4000:]
