@@ -51,7 +51,7 @@ CHECKS = (
     ("batches-1000", "1,000 batches in a row on rcs, every one completed"),
     ("batches-waited", "200 batches on rcs, each waited for before the next, every one completed"),
     ("two-processes", "two processes submitting at once, every batch completed"),
-    ("hang-reset", "a hung batch is detected and reset by i915, the next batch runs"),
+    ("hang-reset", "a hung rcs batch is reset by i915, bcs runs meanwhile, the next rcs batch runs"),
     ("reload", "i915 unloads and loads again, a batch runs on every engine"),
     ("no-drm-warnings", "dmesg: no i915/DRM line at warning level or above"),
 )
@@ -308,14 +308,19 @@ def check_two_processes():
 
 
 def check_hang(drm):
-    """A batch that starts itself forever, in its own context: i915's heartbeat must find the
-    engine stuck, reset it, mark the context guilty and complete the request; then a batch in
-    the default context must run."""
+    """A batch that starts itself forever, in its own context on rcs: while it hangs a batch on
+    bcs must run; i915's heartbeat must find rcs stuck, reset it, mark the context guilty and
+    complete the request; then a batch in the default context must run on rcs."""
     ctx = drm.context_create()
     hang = bo(drm, gencmd.batch(gencmd.batch_start(BATCH)))
     try:
         t0 = time.monotonic()
         drm.execbuf([ExecObject(hang, BATCH)], EXEC_RENDER, 16, context=ctx)
+        why = check_store(drm, EXEC_BLT, 0x4C)
+        if why:
+            return "bcs while rcs hangs: " + why
+        if drm.wait(hang, 0):
+            return "the hung batch completed before the bcs batch: it did not hang"
         if not drm.wait(hang, HANG_WAIT):
             return "the hung batch was not reset within %.0f s" % HANG_WAIT
         print("# time hung batch submit to reset: %.1f s" % (time.monotonic() - t0), flush=True)
