@@ -57,6 +57,7 @@ BANK_ISR, BANK_IMR, BANK_IIR, BANK_IER = 0x0, 0x4, 0x8, 0xC
 GT_USER_INTERRUPT, GT_NOTIFY, GT_CONTEXT_SWITCH = 1 << 0, 1 << 4, 1 << 8
 
 GDRST = 0x941C
+GDRST_BIT = {"RCS": 1 << 1, "VCS0": 1 << 2, "BCS": 1 << 3, "VECS0": 1 << 4}
 
 # PVINFO (contract §2.1)
 PVINFO_MAPPABLE_BASE, PVINFO_MAPPABLE_SIZE = 0x78040, 0x78044
@@ -282,14 +283,31 @@ class Engine:
         self.gpu, self.name = gpu, name
         self.base, self.bank, self.shift, self.master_bit = ENGINES[name]
         self.hws = gpu.alloc_gm()
-        self.csb_head = CSB_ENTRIES - 1
         self.events = []  # every (status, context ID) read so far
+        self._start()
+
+    def _start(self):
         # i915's reset_csb_pointers: both pointers at the last entry, the same in the HWSP.
+        self.csb_head = CSB_ENTRIES - 1
         self.hws.set_d(HWSP_CSB_WRITE_INDEX_DWORD * 4, CSB_ENTRIES - 1)
-        gpu.w(self.reg(HWS_PGA), self.hws.gma)
-        gpu.w(self.reg(GFX_MODE), masked(GFX_RUN_LIST_ENABLE))
-        gpu.w(self.reg(CSB_PTR), 0xFFFF0000 | (CSB_ENTRIES - 1) << 8 | (CSB_ENTRIES - 1))
-        gpu.flush()
+        self.gpu.w(self.reg(HWS_PGA), self.hws.gma)
+        self.gpu.w(self.reg(GFX_MODE), masked(GFX_RUN_LIST_ENABLE))
+        self.gpu.w(self.reg(CSB_PTR), 0xFFFF0000 | (CSB_ENTRIES - 1) << 8 | (CSB_ENTRIES - 1))
+        self.gpu.flush()
+
+    def current_context(self):
+        """EXECLIST_STATUS_HI: the ID of the context the engine holds (a hung one included)."""
+        return self.gpu.r(self.reg(EXECLIST_STATUS_HI))
+
+    def reset(self, timeout=2.0):
+        """What i915 does to a hung engine: GDRST of this engine (it clears itself), then the
+        execlist set up again."""
+        self.gpu.w(GDRST, GDRST_BIT[self.name])
+        deadline = time.monotonic() + timeout
+        while self.gpu.r(GDRST) & GDRST_BIT[self.name]:
+            if time.monotonic() > deadline:
+                raise g.TestError("%s: GDRST did not clear in %.1f s" % (self.name, timeout))
+        self._start()
 
     def reg(self, off):
         return self.base + off

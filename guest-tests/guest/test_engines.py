@@ -157,22 +157,26 @@ def main():
     gpu.w(gl.GEN8_MASTER_IRQ, 0)
     gpu.mask_all()
 
-    # --- a forbidden command hangs its context only -------------------------------------------
+    # --- a forbidden command hangs its context, until the guest resets the engine ------------
     bad = gl.Context(rcs, ppgtt)
 
     def hang():
         bad.emit(gl.store_dword(GVA_TARGET + 0x100, 0xBAD) + gl.load_register(FORBIDDEN_REG, 1))
         rcs.submit(bad)
-        rcs.wait_execlist_idle()
-        time.sleep(0.2)  # no event may follow the hang
+        time.sleep(0.2)  # the scanner refuses it at once; no event may follow the hang
         events = rcs.poll_csb()
         if events != [(gl.CSB_IDLE_ACTIVE, 0)]:
             return "CSB %s, want only {idle-to-active}" % gl.fmt_events(events)
         if target.d(0x100) or bad.ring_head():
             return "store before the LRI ran (0x%x) or RING_HEAD moved (0x%x)" % (target.d(0x100), bad.ring_head())
-        return None
+        if rcs.idle() or rcs.current_context() != bad.ctx_id:
+            return "the hung context is not the engine's current one (EXECLIST_STATUS_HI %d, want %d)" % (
+                rcs.current_context(), bad.ctx_id)
+        rcs.reset()
+        return None if rcs.idle() else "EXECLIST_STATUS still busy after the engine reset"
     tap.check("RCS: LRI to 0x%x (not on the allow-list) hangs the context: nothing of its ring runs, "
-              "no completion, RING_HEAD stays, the engine is idle" % FORBIDDEN_REG, hang)
+              "no completion, RING_HEAD stays, it stays the engine's context until the guest resets "
+              "the engine (GDRST), as i915 finds the guilty one" % FORBIDDEN_REG, hang)
 
     def next_runs():
         good = gl.Context(rcs, ppgtt)

@@ -21,10 +21,10 @@ SCRIPT = "i915"
 DEVICE_GAP = "device side: issue 9/10"
 
 
-def guest_checks():
-    """The (key, description) table CHECKS of the guest script, read without importing it (it
+def guest_checks(script=SCRIPT):
+    """The (key, description) table CHECKS of a guest script, read without importing it (it
     imports guest-only modules)."""
-    path = harness.guest.GUEST_DIR / (f"test_{SCRIPT}.py")
+    path = harness.guest.GUEST_DIR / (f"test_{script}.py")
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["CHECKS"]:
             return ast.literal_eval(node.value)

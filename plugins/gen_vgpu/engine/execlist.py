@@ -18,8 +18,10 @@ Event sequences (each CSB write raises the engine's context-switch interrupt):
   {IDLE_ACTIVE}.
 
 Completion writes the image's RING_HEAD := tail before the CSB entry. A hung workload gets no
-event: its execlist and the queue are dropped and the engine is idle again, so the guest sees
-the hang and the next submission runs (GVT-g flushes the engine's queue the same way).
+event and stays current, as a hung context does on hardware: EXECLIST_STATUS shows it active
+with its context ID, nothing behind it on this engine runs (a lite restore or element 1 waits,
+other contexts queue), and only the guest's GDRST of the engine (or a device reset) drops it.
+i915 needs that: its engine reset reads EXECLIST_STATUS_HI to find the guilty context.
 """
 
 from __future__ import annotations
@@ -124,6 +126,7 @@ class Execlist(RegisterBlock):
         self._current: _Execlist = []
         self._queue: deque[_Execlist] = deque()
         self._running: Workload | None = None
+        self.hung = False  # the current element hung: it stays current until GDRST
         self._seq = 0
         self.last_hang: tuple[Workload, str] | None = None
 
@@ -303,7 +306,13 @@ class Execlist(RegisterBlock):
         self.counters.hung += 1
         self.last_hang = (w, reason)
         self._once.warn(self.engine, f"context hung: {reason}", w)
-        self._drop_all(cancel=False)
+        # Stuck, not idle: i915's engine reset takes the guilty context from
+        # EXECLIST_STATUS_HI (execlists_reset_prepare, active_ccid); an idle engine there
+        # makes the hang nobody's, the request is replayed unmarked and the context never
+        # learns it hung. Dropping it and running the next submission would also replay the
+        # hung context's ring when i915 resubmits it, side effects and all.
+        self._running = None
+        self.hung = True
 
     def notify(self, w: Workload, events: GtEvent) -> None:
         """User / notify interrupts from a running workload's commands."""
@@ -330,6 +339,7 @@ class Execlist(RegisterBlock):
     def _drop_all(self, cancel: bool) -> None:
         running = self._running
         self._running = None
+        self.hung = False
         self._current = []
         self._queue.clear()
         if running is not None and cancel:

@@ -10,6 +10,7 @@ from gen_vgpu.engine import regs as er
 from gen_vgpu.engine.engines import ENGINES, EngineId, engine_by_id
 from gen_vgpu.engine.regs import CsbStatus as S
 from gen_vgpu.interrupts import GtEvent
+from gen_vgpu.mmio import gt
 
 from .gt_rig import ENABLE, GM_SIZE, MASTER, PAGE, Rig, desc
 
@@ -318,21 +319,44 @@ def test_status_page_outside_graphics_memory_is_not_written(rig: Rig):
 # --- hangs ---------------------------------------------------------------------------------
 
 
-def test_a_hang_gives_no_event_and_the_next_submission_runs(rig: Rig, caplog):
+def test_a_hung_context_gives_no_event_and_stays_current_until_gdrst(rig: Rig, caplog):
     rig.elsp(RCS, desc(A, 0xA), desc(B, 0xB))
-    rig.elsp(RCS, desc(C, 0xC))  # queued
     hung = rig.executor.started[0]
     rig.engines.hang(hung, "scanner: MI_LOAD_REGISTER_MEM not allowed")
     assert "context hung: scanner" in caplog.text
     assert events(rig) == [(S.IDLE_ACTIVE, 0)]
     assert rig.ctx_head(A) == 0  # the guest sees its ring not consumed
     ex = rig.engines[EngineId.RCS]
-    assert ex.idle and ex.queued == 0 and ex.last_hang == (hung, "scanner: MI_LOAD_REGISTER_MEM not allowed")
+    assert ex.last_hang == (hung, "scanner: MI_LOAD_REGISTER_MEM not allowed")
+    # As on hardware the hung context is still the active one, with its ID: i915's engine
+    # reset reads EXECLIST_STATUS_HI to find the guilty context.
+    assert not ex.idle and ex.hung and ex.running is None
+    assert rig.r(RCS.reg(er.EXECLIST_STATUS_HI)) == 0xA
+    assert rig.r(RCS.reg(er.EXECLIST_STATUS_LO)) & er.EXECLIST0_ACTIVE
     rig.engines.complete(hung)  # a late report changes nothing
     assert len(events(rig)) == 1
+    # i915's heartbeat behind the hung context (a lite restore of it with its kernel context
+    # as element 1) and another context: nothing runs.
+    rig.elsp(RCS, desc(A, 0xA), desc(C, 0xC))
+    rig.elsp(RCS, desc(B, 0xB))
+    assert events(rig)[-1] == (S.PREEMPTED | S.LITE_RESTORE, 0xA)
+    assert rig.executor.started == [hung] and ex.queued == 1
+    # The engine reset drops it all; nothing was running to cancel; the next submission runs.
+    rig.w(gt.GDRST, 1 << RCS.gdrst_bit)
+    assert ex.idle and not ex.hung and ex.queued == 0 and rig.executor.cancelled == []
+    assert rig.r(RCS.reg(er.EXECLIST_STATUS_HI)) == 0
     rig.elsp(RCS, desc(C, 0xC))
     rig.engines.complete(rig.executor.started[-1])
-    assert events(rig)[1:] == [(S.IDLE_ACTIVE, 0), (S.ACTIVE_IDLE | S.COMPLETE, 0xC)]
+    assert [rig.mmio_csb(RCS, slot) for slot in (0, 1)] == [(S.IDLE_ACTIVE, 0), (S.ACTIVE_IDLE | S.COMPLETE, 0xC)]
+
+
+def test_a_device_reset_drops_a_hung_context(rig: Rig):
+    rig.elsp(RCS, desc(A, 0xA))
+    rig.engines.hang(rig.executor.started[0], "watchdog")
+    rig.rf.reset()
+    rig.engines.power_on()
+    ex = rig.engines[EngineId.RCS]
+    assert ex.idle and not ex.hung and rig.executor.cancelled == []
 
 
 def test_queue_is_bounded(rig: Rig, caplog):

@@ -1,0 +1,186 @@
+"""i915's user-space interface on a DRM node, as Python standard library calls (fcntl.ioctl on
+packed structs; ctypes only for the addresses of the buffers a struct points at).
+
+Numbers and layouts are those of Linux 6.1's include/uapi/drm/i915_drm.h and drm.h (x86-64):
+an ioctl number is (dir << 30) | (size << 16) | ('d' << 8) | nr, with i915's own nr counted from
+DRM_COMMAND_BASE 0x40.
+"""
+import ctypes
+import errno
+import fcntl
+import os
+import struct
+
+_IOC_WRITE, _IOC_READ = 1, 2
+DRM_BASE = ord("d")
+DRM_COMMAND_BASE = 0x40
+
+
+def _ioc(direction, nr, size):
+    return (direction << 30) | (size << 16) | (DRM_BASE << 8) | nr
+
+
+def _iow(nr, size):
+    return _ioc(_IOC_WRITE, nr, size)
+
+
+def _iowr(nr, size):
+    return _ioc(_IOC_READ | _IOC_WRITE, nr, size)
+
+
+# Struct layouts (struct module formats, native x86-64 alignment spelled out with x padding).
+GEM_CLOSE = "II"                      # drm_gem_close: handle, pad
+GETPARAM = "i4xQ"                     # drm_i915_getparam: param, (pad), int *value
+GEM_CREATE = "QII"                    # size, handle, pad
+GEM_PREAD = GEM_PWRITE = "IIQQQ"      # handle, pad, offset, size, data_ptr
+GEM_WAIT = "IIq"                      # bo_handle, flags, timeout_ns
+CONTEXT_CREATE = "II"                 # ctx_id, pad
+CONTEXT_DESTROY = "II"                # ctx_id, pad
+RESET_STATS = "IIIIII"                # ctx_id, flags, reset_count, batch_active, batch_pending, pad
+EXEC_OBJECT2 = "IIQQQQQQ"             # handle, relocation_count, relocs_ptr, alignment, offset, flags, rsvd1, rsvd2
+EXECBUFFER2 = "QIIIIIIQQQQ"           # buffers_ptr, buffer_count, batch_start_offset, batch_len, DR1, DR4,
+                                      # num_cliprects, cliprects_ptr, flags, rsvd1 (context id), rsvd2
+
+DRM_IOCTL_GEM_CLOSE = _iow(0x09, struct.calcsize(GEM_CLOSE))
+DRM_IOCTL_I915_GETPARAM = _iowr(DRM_COMMAND_BASE + 0x06, struct.calcsize(GETPARAM))
+DRM_IOCTL_I915_GEM_CREATE = _iowr(DRM_COMMAND_BASE + 0x1B, struct.calcsize(GEM_CREATE))
+DRM_IOCTL_I915_GEM_PREAD = _iow(DRM_COMMAND_BASE + 0x1C, struct.calcsize(GEM_PREAD))
+DRM_IOCTL_I915_GEM_PWRITE = _iow(DRM_COMMAND_BASE + 0x1D, struct.calcsize(GEM_PWRITE))
+DRM_IOCTL_I915_GEM_EXECBUFFER2 = _iow(DRM_COMMAND_BASE + 0x29, struct.calcsize(EXECBUFFER2))
+DRM_IOCTL_I915_GEM_WAIT = _iowr(DRM_COMMAND_BASE + 0x2C, struct.calcsize(GEM_WAIT))
+DRM_IOCTL_I915_GEM_CONTEXT_CREATE = _iowr(DRM_COMMAND_BASE + 0x2D, struct.calcsize(CONTEXT_CREATE))
+DRM_IOCTL_I915_GEM_CONTEXT_DESTROY = _iow(DRM_COMMAND_BASE + 0x2E, struct.calcsize(CONTEXT_DESTROY))
+DRM_IOCTL_I915_GET_RESET_STATS = _iowr(DRM_COMMAND_BASE + 0x32, struct.calcsize(RESET_STATS))
+
+# getparam parameters.
+PARAM_CHIPSET_ID = 4
+PARAM_HAS_BSD = 10
+PARAM_HAS_BLT = 11
+PARAM_HAS_ALIASING_PPGTT = 18         # the PPGTT type: 2 = full (per-file address spaces)
+PARAM_HAS_VEBOX = 22
+PARAM_CMD_PARSER_VERSION = 28
+PARAM_HAS_GPU_RESET = 35
+PARAM_HAS_EXEC_SOFTPIN = 37
+PPGTT_FULL = 2
+
+# execbuffer2 flags: the engine selector (bits 5:0) and the behaviour bits used here.
+EXEC_RENDER, EXEC_BSD, EXEC_BLT, EXEC_VEBOX = 1, 2, 3, 4
+EXEC_NO_RELOC = 1 << 11
+# exec_object2 flags.
+OBJECT_WRITE = 1 << 2
+OBJECT_SUPPORTS_48B_ADDRESS = 1 << 3
+OBJECT_PINNED = 1 << 4
+
+# (name, execbuffer2 engine selector, getparam saying the engine exists or None: always there).
+ENGINES = (
+    ("rcs", EXEC_RENDER, None),
+    ("bcs", EXEC_BLT, PARAM_HAS_BLT),
+    ("vcs", EXEC_BSD, PARAM_HAS_BSD),
+    ("vecs", EXEC_VEBOX, PARAM_HAS_VEBOX),
+)
+
+RENDER_NODE = "/dev/dri/renderD128"
+
+
+class ExecObject:
+    """One exec_object2: a buffer object softpinned at a PPGTT address (EXEC_OBJECT_PINNED; the
+    address may lie above 4 GiB, which needs the 48-bit flag)."""
+
+    def __init__(self, handle, address, write=False):
+        self.handle, self.address, self.write = handle, address, write
+
+    def pack(self):
+        flags = OBJECT_PINNED | OBJECT_SUPPORTS_48B_ADDRESS | (OBJECT_WRITE if self.write else 0)
+        return struct.pack(EXEC_OBJECT2, self.handle, 0, 0, 0, self.address, flags, 0, 0)
+
+
+class Drm:
+    """An open DRM node and the i915 ioctls the tests use. Errors are OSError with the errno."""
+
+    def __init__(self, path=RENDER_NODE):
+        self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def ioctl(self, request, fmt, *fields):
+        """Run one ioctl on a struct packed from fields; returns the struct as the kernel left it.
+        EINTR and EAGAIN are retried, as libdrm's drmIoctl does."""
+        buf = bytearray(struct.pack(fmt, *fields))
+        while True:
+            try:
+                fcntl.ioctl(self.fd, request, buf, True)
+                return struct.unpack(fmt, buf)
+            except OSError as e:
+                if e.errno not in (errno.EINTR, errno.EAGAIN):
+                    raise
+
+    def getparam(self, param):
+        value = ctypes.c_int(0)
+        self.ioctl(DRM_IOCTL_I915_GETPARAM, GETPARAM, param, ctypes.addressof(value))
+        return value.value
+
+    def has_param(self, param):
+        """getparam as a truth value; a parameter the kernel does not know reads as absent."""
+        try:
+            return self.getparam(param) > 0
+        except OSError as e:
+            if e.errno == errno.EINVAL:
+                return False
+            raise
+
+    def create(self, size):
+        return self.ioctl(DRM_IOCTL_I915_GEM_CREATE, GEM_CREATE, size, 0, 0)[1]
+
+    def gem_close(self, handle):
+        self.ioctl(DRM_IOCTL_GEM_CLOSE, GEM_CLOSE, handle, 0)
+
+    def pwrite(self, handle, offset, data):
+        data = bytes(data)
+        buf = ctypes.create_string_buffer(data, len(data))
+        self.ioctl(DRM_IOCTL_I915_GEM_PWRITE, GEM_PWRITE, handle, 0, offset, len(data), ctypes.addressof(buf))
+
+    def pread(self, handle, offset, size):
+        buf = ctypes.create_string_buffer(size)
+        self.ioctl(DRM_IOCTL_I915_GEM_PREAD, GEM_PREAD, handle, 0, offset, size, ctypes.addressof(buf))
+        return buf.raw
+
+    def execbuf(self, objects, engine, batch_len, batch_start=0, context=0):
+        """Submit the batch in the LAST of objects (i915's default order) on engine (an EXEC_*
+        selector) in context (0: the file's default context)."""
+        table = b"".join(o.pack() for o in objects)
+        buf = ctypes.create_string_buffer(table, len(table))
+        self.ioctl(DRM_IOCTL_I915_GEM_EXECBUFFER2, EXECBUFFER2, ctypes.addressof(buf), len(objects),
+                   batch_start, batch_len, 0, 0, 0, 0, engine | EXEC_NO_RELOC, context, 0)
+
+    def wait(self, handle, timeout_s):
+        """Wait until the GPU is done with handle. False when timeout_s passed first (ETIME)."""
+        try:
+            self.ioctl(DRM_IOCTL_I915_GEM_WAIT, GEM_WAIT, handle, 0, int(timeout_s * 1e9))
+        except OSError as e:
+            if e.errno == errno.ETIME:
+                return False
+            raise
+        return True
+
+    def context_create(self):
+        return self.ioctl(DRM_IOCTL_I915_GEM_CONTEXT_CREATE, CONTEXT_CREATE, 0, 0)[0]
+
+    def context_destroy(self, ctx):
+        self.ioctl(DRM_IOCTL_I915_GEM_CONTEXT_DESTROY, CONTEXT_DESTROY, ctx, 0)
+
+    def reset_stats(self, ctx):
+        """(reset_count, batch_active, batch_pending) of a context: batch_active counts the
+        hangs i915 found this context guilty of. reset_count is only reported to
+        CAP_SYS_ADMIN, which the tests have."""
+        _ctx, _flags, count, active, pending, _pad = self.ioctl(
+            DRM_IOCTL_I915_GET_RESET_STATS, RESET_STATS, ctx, 0, 0, 0, 0, 0)
+        return count, active, pending
