@@ -81,8 +81,8 @@ def wait_for_socket(proc: subprocess.Popen[bytes], path: str, timeout: float = 1
 
 
 @contextlib.contextmanager
-def devmodel_server(placement: str, *extra: str) -> Iterator[str]:
-    """``devmodel serve`` in its own process; yields its socket path."""
+def devmodel_process(placement: str, *extra: str) -> Iterator[tuple[str, int]]:
+    """``devmodel serve`` in its own process; yields its socket path and pid."""
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "bench.sock")
         cmd = [
@@ -102,10 +102,17 @@ def devmodel_server(placement: str, *extra: str) -> Iterator[str]:
         proc = subprocess.Popen(cmd, env=ENV)
         try:
             wait_for_socket(proc, path)
-            yield path
+            yield path, proc.pid
         finally:
             proc.terminate()
             proc.wait()
+
+
+@contextlib.contextmanager
+def devmodel_server(placement: str, *extra: str) -> Iterator[str]:
+    """``devmodel serve`` in its own process; yields its socket path."""
+    with devmodel_process(placement, *extra) as (path, _pid):
+        yield path
 
 
 # The floor peer: answers every ``batch`` bytes it reads with ``rep`` bytes (batch = one
