@@ -10,13 +10,16 @@
   from its hardware status page, as i915's `process_csb`;
 - `Context`: a logical ring context (PPHWSP + register state with the ring registers and
   PDP0, then the ring), commands emitted at its tail and submitted through ELSP;
-- command encoders and the test picture drawn with XY_COLOR_BLT and XY_SRC_COPY_BLT.
+- command encoders and the test picture drawn with XY_COLOR_BLT and XY_SRC_COPY_BLT (also
+  drawn through i915 by test_i915_demo.py), printed for the host with devmodel.picture=1.
 
 The register offsets, bits and encodings repeat contract §4-§5 (the guest cannot import the
 device's code; it is the other side of the contract).
 """
+import base64
 import struct
 import time
+import zlib
 
 import gvtlib as g
 
@@ -476,6 +479,22 @@ def picture_expected(copied=True):
             dst = (y1 + dy) * PICTURE_PITCH + x1 * BPP
             img[dst:dst + (x2 - x1) * BPP] = img[src:src + (x2 - x1) * BPP]
     return bytes(img)
+
+
+def want_picture():
+    """Did the host ask for the picture (devmodel.picture=1 on the kernel command line)?"""
+    with open("/proc/cmdline") as f:
+        return "devmodel.picture=1" in f.read().split()
+
+
+def print_picture(data):
+    """Print the picture's pixels for the host (guest-tests/harness/picture.py reads them):
+    zlib-compressed base64 in TAP comments, so 128 KiB take under 1 KiB of console."""
+    text = base64.b64encode(zlib.compress(data, 9)).decode()
+    print("# devmodel-picture begin %dx%d bgrx" % (PICTURE_W, PICTURE_H), flush=True)
+    for i in range(0, len(text), 76):
+        print("# " + text[i:i + 76])
+    print("# devmodel-picture end", flush=True)
 
 
 def first_bad_pixel(got, want, pitch=PICTURE_PITCH):

@@ -40,6 +40,11 @@ RESET_STATS = "IIIIII"                # ctx_id, flags, reset_count, batch_active
 EXEC_OBJECT2 = "IIQQQQQQ"             # handle, relocation_count, relocs_ptr, alignment, offset, flags, rsvd1, rsvd2
 EXECBUFFER2 = "QIIIIIIQQQQ"           # buffers_ptr, buffer_count, batch_start_offset, batch_len, DR1, DR4,
                                       # num_cliprects, cliprects_ptr, flags, rsvd1 (context id), rsvd2
+QUERY = "IIQ"                         # drm_i915_query: num_items, flags, items_ptr
+QUERY_ITEM = "QiIQ"                   # query_id, length (in: 0 asks for it; out: < 0 is an errno), flags, data_ptr
+QUERY_ENGINE_INFO_HEAD = "I12x"       # drm_i915_query_engine_info: num_engines, rsvd[3]
+ENGINE_INFO = "HH4xQQ8x24x"           # drm_i915_engine_info: class, instance, rsvd0, flags, capabilities,
+                                      # logical_instance + rsvd1[3], rsvd2[3]
 
 DRM_IOCTL_GEM_CLOSE = _iow(0x09, struct.calcsize(GEM_CLOSE))
 DRM_IOCTL_I915_GETPARAM = _iowr(DRM_COMMAND_BASE + 0x06, struct.calcsize(GETPARAM))
@@ -51,6 +56,7 @@ DRM_IOCTL_I915_GEM_WAIT = _iowr(DRM_COMMAND_BASE + 0x2C, struct.calcsize(GEM_WAI
 DRM_IOCTL_I915_GEM_CONTEXT_CREATE = _iowr(DRM_COMMAND_BASE + 0x2D, struct.calcsize(CONTEXT_CREATE))
 DRM_IOCTL_I915_GEM_CONTEXT_DESTROY = _iow(DRM_COMMAND_BASE + 0x2E, struct.calcsize(CONTEXT_DESTROY))
 DRM_IOCTL_I915_GET_RESET_STATS = _iowr(DRM_COMMAND_BASE + 0x32, struct.calcsize(RESET_STATS))
+DRM_IOCTL_I915_QUERY = _iowr(DRM_COMMAND_BASE + 0x39, struct.calcsize(QUERY))
 
 # getparam parameters.
 PARAM_CHIPSET_ID = 4
@@ -62,6 +68,11 @@ PARAM_CMD_PARSER_VERSION = 28
 PARAM_HAS_GPU_RESET = 35
 PARAM_HAS_EXEC_SOFTPIN = 37
 PPGTT_FULL = 2
+
+# DRM_IOCTL_I915_QUERY items, and the engine classes of the engine info query
+# (I915_ENGINE_CLASS_*), by the names the tests use.
+QUERY_ENGINE_INFO = 2
+ENGINE_CLASS_NAMES = {0: "rcs", 1: "bcs", 2: "vcs", 3: "vecs"}
 
 # execbuffer2 flags: the engine selector (bits 5:0) and the behaviour bits used here.
 EXEC_RENDER, EXEC_BSD, EXEC_BLT, EXEC_VEBOX = 1, 2, 3, 4
@@ -184,3 +195,31 @@ class Drm:
         _ctx, _flags, count, active, pending, _pad = self.ioctl(
             DRM_IOCTL_I915_GET_RESET_STATS, RESET_STATS, ctx, 0, 0, 0, 0, 0)
         return count, active, pending
+
+    def query(self, query_id):
+        """The bytes of one DRM_IOCTL_I915_QUERY item: asked once for its length, then read."""
+        def run(length, address):
+            item = ctypes.create_string_buffer(struct.pack(QUERY_ITEM, query_id, length, 0, address))
+            self.ioctl(DRM_IOCTL_I915_QUERY, QUERY, 1, 0, ctypes.addressof(item))
+            got = struct.unpack(QUERY_ITEM, item.raw[:struct.calcsize(QUERY_ITEM)])[1]
+            if got < 0:
+                raise OSError(-got, "i915 query %d: %s" % (query_id, os.strerror(-got)))
+            return got
+        length = run(0, 0)
+        data = ctypes.create_string_buffer(length)
+        run(length, ctypes.addressof(data))
+        return data.raw
+
+    def engines(self):
+        """[(class name, instance)] of the engines i915 reports to user space (the engine info
+        query: what i915 registered as user-visible engines after its probe)."""
+        raw = self.query(QUERY_ENGINE_INFO)
+        (count,) = struct.unpack_from(QUERY_ENGINE_INFO_HEAD, raw)
+        head, size = struct.calcsize(QUERY_ENGINE_INFO_HEAD), struct.calcsize(ENGINE_INFO)
+        if len(raw) != head + count * size:
+            raise OSError(0, "engine info: %d bytes for %d engines" % (len(raw), count))
+        out = []
+        for i in range(count):
+            cls, instance, _flags, _caps = struct.unpack_from(ENGINE_INFO, raw, head + i * size)
+            out.append((ENGINE_CLASS_NAMES.get(cls, "class%d" % cls), instance))
+        return out

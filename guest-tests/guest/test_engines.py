@@ -7,10 +7,8 @@ its context only, two contexts alternating on RCS and BCS at once; figures as di
 With devmodel.picture=1 on the kernel command line the test picture is printed as
 zlib-compressed base64 between '# devmodel-picture' lines (the demo saves it as a PNG)."""
 # devmodel-guest: timeout=240
-import base64
 import sys
 import time
-import zlib
 
 import gpulib as gl
 import gvtlib as g
@@ -33,19 +31,6 @@ def expect_events(events, want):
 def single(ctx):
     """The CSB of one context run alone from idle."""
     return [(gl.CSB_IDLE_ACTIVE, 0), (gl.CSB_ACTIVE_IDLE | gl.CSB_COMPLETE, ctx.ctx_id)]
-
-
-def want_picture():
-    with open("/proc/cmdline") as f:
-        return "devmodel.picture=1" in f.read().split()
-
-
-def print_picture(data):
-    text = base64.b64encode(zlib.compress(data, 9)).decode()
-    print("# devmodel-picture begin %dx%d bgrx" % (gl.PICTURE_W, gl.PICTURE_H), flush=True)
-    for i in range(0, len(text), 76):
-        print("# " + text[i:i + 76])
-    print("# devmodel-picture end", flush=True)
 
 
 def main():
@@ -106,8 +91,8 @@ def main():
               blit(gl.picture_color_commands(GVA_PICTURE), False))
     tap.check("BCS: XY_SRC_COPY_BLT copies part of it; every pixel right",
               blit(gl.picture_copy_commands(GVA_PICTURE), True))
-    if want_picture():
-        print_picture(bytes(pic))
+    if gl.want_picture():
+        gl.print_picture(bytes(pic))
 
     # --- a PTE changed between two submissions ------------------------------------------------
     page_a, page_b = gpu.alloc(), gpu.alloc()
