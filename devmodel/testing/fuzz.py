@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TransportError
+from ..transport.control import control_path
 from ..transport.unix import close_fds, recv_chunk, send_message
 from ..vfio_user.constants import (
     HEADER_SIZE,
@@ -150,7 +151,8 @@ class ServerProcess:
             env=self.environment(),
         )
         deadline = time.monotonic() + 10
-        while not os.path.exists(self.path):
+        # The inspection socket is opened after the vfio-user one: wait for both.
+        while not (os.path.exists(self.path) and os.path.exists(control_path(self.path))):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start:\n" + self.log_tail())
             time.sleep(0.01)
