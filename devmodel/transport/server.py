@@ -21,7 +21,7 @@ from .dispatch import Dispatcher
 from .loop import EventLoop, FileObject
 from .message_dma import MessageDmaChannel
 from .outbox import Outbox
-from .unix import close_fds, recv_chunk
+from .unix import RECV_SIZE, close_fds, recv_into
 
 __all__ = ["Client", "Server"]
 
@@ -40,19 +40,21 @@ class Client:
         device = server.device
         self.dma = MessageDmaChannel(self.conn, self.outbox.send, device.dma, device.tasks, server.loop.timers)
         self.log = log.getChild(f"client{server.clients_served}")
+        # One receive buffer for the connection's life: a read allocates nothing.
+        self._rview = memoryview(bytearray(RECV_SIZE))
 
     def pump(self) -> bool:
         """Read what is there and handle every complete message. False once the client is
         gone (EOF or a framing error)."""
         try:
-            chunk = recv_chunk(self.sock)
-            if chunk is None:
+            got = recv_into(self.sock, self._rview)
+            if got is None:
                 return True
-            data, fds = chunk
-            if not data:
+            n, fds = got
+            if not n:
                 close_fds(fds)
                 return False
-            self.conn.receive_data(data, fds)
+            self.conn.framer.receive(self._rview[:n], fds)
             self.handle_events()
         except FramingError as exc:
             self.log.warning("dropping the connection: %s", exc)
@@ -70,19 +72,21 @@ class Client:
         return True
 
     def handle_events(self) -> None:
+        conn = self.conn
+        dispatch = self.dispatcher.dispatch
         while True:
-            event = self.conn.next_event()
-            if self.conn.stray_fds:
-                close_fds(self.conn.stray_fds)
-                self.conn.stray_fds.clear()
+            event = conn.next_event()
+            if conn.stray_fds:
+                close_fds(conn.stray_fds)
+                conn.stray_fds.clear()
             if event is None:
                 return
-            if isinstance(event, Request):
-                out = self.dispatcher.dispatch(event.msg)
+            if type(event) is Request:
+                out = dispatch(event.msg)
                 if out is not None:
                     self.outbox.send(out[0], out[1])
             else:
-                self.dma.on_reply(event)
+                self.dma.on_reply(event)  # type: ignore[arg-type]  # not a Request: a Reply
 
 
 class Server:

@@ -59,7 +59,7 @@ class Framer:
         self._base = 0  # stream offset of _buf[0]
         self._fds: list[tuple[int, list[int]]] = []  # (stream offset of a chunk's last byte, fds)
 
-    def receive(self, data: bytes, fds: Sequence[int] = ()) -> None:
+    def receive(self, data: bytes | memoryview, fds: Sequence[int] = ()) -> None:
         if self._pos and self._pos == len(self._buf):
             self._base += self._pos
             self._buf.clear()
