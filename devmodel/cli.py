@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse (EPERM) DMA_MAP fds not sealed against shrinking, e.g. a file backend on "
         "/dev/shm or hugetlbfs (default: accept, warn once)",
     )
+    s.add_argument(
+        "--accel",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve region messages with the compiled accelerator when it is installed "
+        "(default: on unless DEVMODEL_ACCEL=0)",
+    )
     s.add_argument("--control", metavar="PATH", help="inspection socket (default: SOCKET.ctl; none with --fd)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.add_argument("--log-burst", type=int, default=20, metavar="N",
@@ -96,7 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
         log.error("cannot listen: %s", exc)
         return 1
     options = ServerOptions(write_multiple=args.write_multiple)
-    server = Server(device, listener, options)
+    server = Server(device, listener, options, accel=args.accel)
     ctl_path = args.control or (control_path(path) if path else None)
     control = None
     if ctl_path:

@@ -6,6 +6,13 @@ semantics (the upper 16 bits of a write select which lower bits change, as GEN's
 registers do), write-1-to-clear bits, and read/write hooks. Registers are 32 bits wide; an
 8-byte access is two 32-bit accesses, low dword first. ``on_unlisted``, when set, hears of
 every guest access to an offset no declaration covers (offset, is_write), before it acts.
+
+``plain`` holds one byte per dword, 1 where the dword is plain storage: an unlisted offset
+while no ``on_unlisted`` hook listens, or a declaration with a full writable mask and no
+masked, write-1-to-clear or hook behaviour. A load or store there is the bytes and nothing
+else, so the compiled accelerator may apply it to ``storage`` directly; every other dword
+goes through :meth:`read32` / :meth:`write32`. It is kept current by :meth:`add` and by
+setting ``on_unlisted``, in place (the accelerator holds a pointer to it).
 """
 
 from __future__ import annotations
@@ -31,6 +38,13 @@ class Register:
     read: ReadHook | None = None
     write: WriteHook | None = None
 
+    @property
+    def plain(self) -> bool:
+        """Whether the register is storage and nothing else."""
+        return (
+            self.rw_mask == 0xFFFFFFFF and not self.masked and not self.w1c and self.read is None and self.write is None
+        )
+
 
 class RegisterFile:
     def __init__(self, size: int, registers: Iterable[Register] = ()) -> None:
@@ -38,11 +52,25 @@ class RegisterFile:
             raise ValueError("register file size must be a multiple of 4")
         self.size = size
         self._store = bytearray(size)
-        self.dwords = memoryview(self._store).cast("I")
+        self.storage = memoryview(self._store)
+        self.dwords = self.storage.cast("I")
         self.regs: dict[int, Register] = {}
-        self.on_unlisted: UnlistedHook | None = None
+        self._on_unlisted: UnlistedHook | None = None
+        self.plain = bytearray(b"\1" * (size >> 2))
         for reg in registers:
             self.add(reg)
+
+    @property
+    def on_unlisted(self) -> UnlistedHook | None:
+        return self._on_unlisted
+
+    @on_unlisted.setter
+    def on_unlisted(self, hook: UnlistedHook | None) -> None:
+        self._on_unlisted = hook
+        # same length: the buffer is rewritten in place
+        self.plain[:] = (b"\0" if hook is not None else b"\1") * len(self.plain)
+        for offset, reg in self.regs.items():
+            self.plain[offset >> 2] = reg.plain
 
     def add(self, reg: Register) -> None:
         if reg.offset & 3 or not 0 <= reg.offset < self.size:
@@ -51,6 +79,7 @@ class RegisterFile:
             raise ValueError(f"register {reg.offset:#x} declared twice")
         self.regs[reg.offset] = reg
         self.dwords[reg.offset >> 2] = reg.reset
+        self.plain[reg.offset >> 2] = reg.plain
 
     def reset(self) -> None:
         self._store[:] = bytes(self.size)
@@ -60,8 +89,8 @@ class RegisterFile:
     def read32(self, offset: int) -> int:
         reg = self.regs.get(offset)
         if reg is None:
-            if self.on_unlisted is not None:
-                self.on_unlisted(offset, False)
+            if self._on_unlisted is not None:
+                self._on_unlisted(offset, False)
         elif reg.read is not None:
             return reg.read(offset) & 0xFFFFFFFF
         return self.dwords[offset >> 2]
@@ -70,8 +99,8 @@ class RegisterFile:
         idx = offset >> 2
         reg = self.regs.get(offset)
         if reg is None:
-            if self.on_unlisted is not None:
-                self.on_unlisted(offset, True)
+            if self._on_unlisted is not None:
+                self._on_unlisted(offset, True)
             self.dwords[idx] = value
             return
         old = self.dwords[idx]

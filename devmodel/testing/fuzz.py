@@ -40,6 +40,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import TransportError
+from ..transport.control import control_path, query
 from ..transport.unix import close_fds, recv_chunk, send_message
 from ..vfio_user.constants import (
     HEADER_SIZE,
@@ -141,6 +142,17 @@ class ServerProcess:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start:\n" + self.log_tail())
             time.sleep(0.01)
+        # The socket appears before the server has opened everything it holds while idle
+        # (its loop, the inspection socket, the signal pipe); an answer on the inspection
+        # socket comes from the running loop, so the idle fd count is taken after it.
+        while True:
+            try:
+                query(control_path(self.path), {"what": "stats", "args": []})
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the server did not start:\n" + self.log_tail()) from None
+                time.sleep(0.01)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

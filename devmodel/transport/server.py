@@ -14,10 +14,13 @@ import selectors
 import socket
 from collections.abc import Callable
 
+from ..accel import Accel, load
 from ..device.device import Device
+from ..device.region import RegionFlags
 from ..errors import FramingError, TransportError
 from ..vfio_user.connection import ConnState, Request, ServerConnection, ServerOptions
 from .dispatch import Dispatcher
+from .drain import CompiledDrain
 from .loop import EventLoop, FileObject
 from .message_dma import MessageDmaChannel
 from .outbox import Outbox
@@ -40,21 +43,24 @@ class Client:
         device = server.device
         self.dma = MessageDmaChannel(self.conn, self.outbox.send, device.dma, device.tasks, server.loop.timers)
         self.log = log.getChild(f"client{server.clients_served}")
-        # One receive buffer for the connection's life: a read allocates nothing.
-        self._rview = memoryview(bytearray(RECV_SIZE))
+        # The compiled drain, once the connection runs (None: the Python path serves all).
+        self.drain: CompiledDrain | None = None
+        self._drain_decided = False
 
     def pump(self) -> bool:
         """Read what is there and handle every complete message. False once the client is
         gone (EOF or a framing error)."""
         try:
-            got = recv_into(self.sock, self._rview)
+            # straight into the framer's buffer: a read allocates and copies nothing
+            framer = self.conn.framer
+            got = recv_into(self.sock, framer.read_space(RECV_SIZE))
             if got is None:
                 return True
             n, fds = got
             if not n:
                 close_fds(fds)
                 return False
-            self.conn.framer.receive(self._rview[:n], fds)
+            framer.commit(n, fds)
             self.handle_events()
         except FramingError as exc:
             self.log.warning("dropping the connection: %s", exc)
@@ -75,6 +81,9 @@ class Client:
         conn = self.conn
         dispatch = self.dispatcher.dispatch
         while True:
+            drain = self.drain
+            if drain is not None:
+                drain.run()
             event = conn.next_event()
             if conn.stray_fds:
                 close_fds(conn.stray_fds)
@@ -85,8 +94,24 @@ class Client:
                 out = dispatch(event.msg)
                 if out is not None:
                     self.outbox.send(out[0], out[1])
+                if not self._drain_decided and conn.state is ConnState.RUNNING:
+                    self._drain_decided = True
+                    if self.server.accel is not None:
+                        self.drain = self._compiled_drain(self.server.accel)
             else:
                 self.dma.on_reply(event)  # type: ignore[arg-type]  # not a Request: a Reply
+
+
+    def _compiled_drain(self, accel: Accel) -> CompiledDrain | None:
+        device = self.server.device
+        bound = device.region_accel(accel)
+        if bound is None:
+            return None
+        # C answers reads and writes there without looking at the region's flags.
+        both = RegionFlags.READ | RegionFlags.WRITE
+        if device.regions[bound.index].flags & both != both:
+            return None
+        return CompiledDrain(accel, bound, self.conn, self.outbox, self.dispatcher.stats)
 
 
 class Server:
@@ -96,8 +121,12 @@ class Server:
         listener: socket.socket,
         options: ServerOptions | None = None,
         strict: bool = False,
+        accel: bool | None = None,
     ) -> None:
+        """``accel``: serve what the compiled accelerator takes with it (None: unless
+        DEVMODEL_ACCEL=0; it is used only when it loads)."""
         self.device = device
+        self.accel = load(accel)
         self.listener = listener
         self.options = options or ServerOptions()
         self.strict = strict

@@ -6,12 +6,14 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from devmodel.accel import Accel, RegionAccel
 from devmodel.device.device import Device, ResetKind
 from devmodel.device.pci_config import Bar, BarKind, PciConfigSpace
 from devmodel.device.region import Region
 
 from .aperture import Aperture
 from .bar0 import Bar0
+from .bar0_accel import Bar0Accel
 from .graphics_memory import DEFAULT_APERTURE_SIZE, DEFAULT_HIDDEN_SIZE, GraphicsMemory
 from .gtt.ggtt import GGTT_ENTRY_COUNT, Ggtt
 from .mmio import regs
@@ -65,6 +67,12 @@ class GenVgpu(Device):
         self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
         self.set_region(Region(0, regs.BAR0_SIZE, self.bar0))
         self.set_region(Region(2, aperture_size, self.aperture))
+        self._bar0_accel: Bar0Accel | None = None
+
+    def region_accel(self, accel: Accel) -> RegionAccel | None:
+        if self._bar0_accel is None:
+            self._bar0_accel = Bar0Accel(accel, self.bar0, 0, regs.BAR0_SIZE)
+        return self._bar0_accel
 
     def region_write_multi(self, writes: list[tuple[int, int, bytes]]) -> None:
         ggtt_base = regs.GGTT_OFFSET

@@ -1,0 +1,136 @@
+/* The compiled accelerator's interface: the declarations C and cffi share.
+ *
+ * accel/build_cffi.py hands this file to cffi's cdef (without its preprocessor lines other
+ * than the #define constants), so it is the one declaration of these structs for both sides.
+ * Every protocol constant (command numbers, flag bits, limits) and every device constant
+ * (register and GGTT layout, owner codes, entry bits) comes from Python at run time, from the
+ * one declaration each has there; the C holds none of its own.
+ */
+#ifndef DM_ACCEL_H
+#define DM_ACCEL_H
+#include <stdint.h>
+
+/* Raised whenever a struct below or a status changes meaning: devmodel/accel.py refuses a
+ * module built from other sources and falls back to Python. */
+#define DM_ABI_VERSION 1
+
+/* What dm_drain returns. Every status leaves dm_conn.pos at the first message not handled;
+ * the NEED and OUT statuses change nothing of that message (a WRITE_MULTI resumes at entry
+ * multi_done), so calling again after resolving them carries on where it stopped. */
+#define DM_DONE 0        /* every complete message in [pos, end) handled */
+#define DM_PYTHON 1      /* the message at pos is Python's: a command, a check or a register C does not take */
+#define DM_NEED_SYNC 2   /* a GGTT write needs the GGTT's counts loaded (dm_ggtt.synced == 0) */
+#define DM_NEED_CODE 3   /* a GGTT write needs the owner code of windows[need_window] */
+#define DM_NEED_ROOM 4   /* the owner-count deltas are full: fold them and load again */
+#define DM_OUT_FULL 5    /* the reply buffer is full and the socket takes no more: send it and call again */
+
+/* Wire layouts (vfio-user, little-endian, naturally aligned: no padding); a test checks them
+ * against devmodel.vfio_user.layouts. */
+struct dm_header {
+    uint16_t msg_id;
+    uint16_t command;
+    uint32_t size;
+    uint32_t flags;
+    uint32_t error;
+};
+
+struct dm_region_access {
+    uint64_t offset;
+    uint32_t region;
+    uint32_t count;
+};
+
+struct dm_write_multi_entry {
+    uint64_t offset;
+    uint32_t region;
+    uint32_t count;
+    uint8_t data[8];
+};
+
+/* One DMA window as the GGTT sees it; the table is ordered by iova (DmaMap's order). */
+struct dm_window {
+    uint64_t iova;
+    uint64_t end;
+    uint64_t hfn_base;
+    uint32_t code;       /* its owner code; 0: none allocated yet (DM_NEED_CODE) */
+    uint32_t reserved;
+};
+
+struct dm_delta {
+    uint32_t code;
+    uint32_t reserved;
+    int64_t delta;
+};
+
+/* The GEN GGTT (plugins/gen_vgpu/gtt/ggtt.py): its three arrays and, while synced, the
+ * bookkeeping C changes and Python folds back (counts by owner code, counters, the
+ * unbacked bounds). */
+struct dm_ggtt {
+    uint64_t *guest;
+    uint64_t *shadow;
+    uint32_t *owner;
+    uint64_t entries;
+    uint64_t scratch_entry;
+    uint64_t absent_entry;
+    uint64_t present_bit;
+    uint64_t addr_mask;
+    uint32_t code_none;
+    uint32_t code_pending_low;
+    uint32_t code_pending_high;
+    uint32_t code_unbacked;
+    const struct dm_window *windows;
+    uint32_t nwindows;
+    uint32_t need_window;
+    uint32_t synced;
+    uint32_t ndeltas;
+    int64_t unbacked;    /* entries whose owner is code_unbacked */
+    uint64_t unbacked_lo;
+    uint64_t unbacked_hi;
+    uint64_t writes;
+    uint64_t partial_writes;
+    uint64_t scratch_mappings;
+    struct dm_delta deltas[32];
+};
+
+/* The GEN vGPU's BAR0 (plugins/gen_vgpu/bar0.py): registers below mmio_size, of which C
+ * takes only those marked plain (one byte per dword: storage without hooks), and the GGTT
+ * from ggtt_offset. */
+struct dm_gen_bar0 {
+    uint8_t *regs;
+    const uint8_t *plain;
+    uint64_t mmio_size;
+    uint64_t ggtt_offset;
+    uint64_t size;       /* the region's size */
+    struct dm_ggtt *ggtt;
+};
+
+/* One client connection in the RUNNING state. */
+struct dm_conn {
+    uint32_t max_msg_size;
+    uint32_t max_xfer;
+    uint32_t multi_max_count;
+    uint32_t multi_data_size;
+    uint32_t cmd_read;
+    uint32_t cmd_write;
+    uint32_t cmd_write_multi;
+    uint32_t type_mask;
+    uint32_t type_command;
+    uint32_t no_reply;
+    uint32_t reply_flags;
+    uint32_t write_multiple;  /* REGION_WRITE_MULTI negotiated */
+    uint32_t region_index;    /* the region bar serves */
+    uint32_t multi_done;      /* WRITE_MULTI entries of the message at pos already applied */
+    int32_t sock_fd;          /* replies are sent here (non-blocking); -1: left in out for the caller */
+    struct dm_gen_bar0 *bar;
+    uint8_t *out;             /* replies not sent yet, for the caller to send in order */
+    uint64_t out_cap;
+    uint64_t out_len;
+    uint64_t pos;             /* in: where to start; out: the end of what was handled */
+    uint64_t requests;        /* handled, counted up; the caller folds and clears */
+    uint64_t posted;
+};
+
+uint32_t dm_abi_version(void);
+int dm_drain(struct dm_conn *c, const uint8_t *buf, uint64_t end);
+
+#endif
