@@ -15,9 +15,12 @@
  * Little-endian hosts only (the wire and the register file's storage are read with memcpy);
  * devmodel/accel.py does not load the module elsewhere.
  */
-#define _GNU_SOURCE /* MSG_DONTWAIT */
+#define _GNU_SOURCE /* MSG_DONTWAIT, MSG_CMSG_CLOEXEC */
+#include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include "dm_accel.h"
 
@@ -362,4 +365,108 @@ int dm_drain(struct dm_conn *c, const uint8_t *buf, uint64_t end)
     c->pos = pos;
     flush(c);
     return st;
+}
+
+/* --- the loop's wait ---------------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int hand_back(struct dm_serve *s, const struct epoll_event *ev, int n)
+{
+    s->nevents = n;
+    for (int i = 0; i < n; i++)
+        s->events[i] = (uint64_t)(uint32_t)ev[i].data.fd << 32 | ev[i].events;
+    return DM_SERVE_EVENTS;
+}
+
+/* Reads in a row without asking epoll: while the client streams posted writes, the next
+ * one is usually there already; the limit keeps the other fds and the timers heard. */
+#define DIRECT_READS 64
+
+int dm_serve(struct dm_conn *c, struct dm_serve *s)
+{
+    const int max_events = (int)(sizeof s->events / sizeof s->events[0]);
+    int64_t deadline = s->timeout_ms < 0 ? -1 : now_ms() + s->timeout_ms;
+    union {
+        struct cmsghdr align;
+        uint8_t bytes[CMSG_SPACE(sizeof s->fds)];
+    } control;
+    struct epoll_event ev[16];
+    int direct = 0;
+    s->shifted = 0;
+    s->nevents = 0;
+    for (;;) {
+        if (direct && deadline >= 0 && now_ms() >= deadline)
+            return DM_SERVE_TIMEOUT;
+        if (!direct) {
+            int timeout = -1;
+            if (deadline >= 0) {
+                int64_t left = deadline - now_ms();
+                timeout = left > 0 ? (int)left : 0;
+            }
+            int n = epoll_wait(s->epfd, ev, max_events, timeout);
+            if (n < 0)
+                return hand_back(s, ev, 0); /* EINTR: a signal for Python's handlers */
+            if (n == 0)
+                return DM_SERVE_TIMEOUT;
+            if (n != 1 || ev[0].data.fd != s->sock_fd || ev[0].events != EPOLLIN)
+                return hand_back(s, ev, n);
+        }
+        if (s->cap - s->end < s->min_room) {
+            if (direct)
+                return DM_SERVE_TIMEOUT; /* nothing else known ready: the loop goes round */
+            return hand_back(s, ev, 1);
+        }
+        struct iovec iov = {s->buf + s->end, s->cap - s->end};
+        struct msghdr msg = {0};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.bytes;
+        msg.msg_controllen = sizeof control.bytes;
+        ssize_t got = recvmsg(s->sock_fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (got < 0) {
+            if (errno == EAGAIN || errno == EINTR || direct) {
+                direct = 0; /* (a direct read's error comes back through epoll) */
+                continue;
+            }
+            return hand_back(s, ev, 1); /* Python's read meets the error and reports it */
+        }
+        s->end += (uint64_t)got;
+        if (got == 0 || msg.msg_controllen || (msg.msg_flags & MSG_CTRUNC)) {
+            s->got = (uint64_t)got;
+            s->msg_flags = msg.msg_flags;
+            s->nfds = 0;
+            for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+                if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+                    continue;
+                size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int32_t);
+                for (size_t i = 0; i < k && s->nfds < (int32_t)(sizeof s->fds / sizeof s->fds[0]); i++)
+                    memcpy(&s->fds[s->nfds++], CMSG_DATA(cm) + i * sizeof(int32_t), sizeof(int32_t));
+            }
+            return DM_SERVE_READ;
+        }
+        uint64_t requests = c->requests, posted = c->posted;
+        c->pos = s->pos;
+        int st = dm_drain(c, s->buf, s->end);
+        s->pos = c->pos;
+        if (st != DM_DONE || c->out_len) {
+            s->got = (uint64_t)got;
+            s->msg_flags = 0;
+            s->nfds = 0;
+            return DM_SERVE_READ;
+        }
+        if (s->pos == s->end) {
+            s->shifted += s->end;
+            s->pos = s->end = 0;
+        }
+        /* Only posted messages: the client is streaming, read again at once. A reply sent:
+         * the client waits for it, so its next message is not there yet. */
+        int only_posted = c->requests - requests == c->posted - posted;
+        direct = only_posted && direct < DIRECT_READS ? direct + 1 : 0;
+    }
 }

@@ -24,6 +24,11 @@
 #define DM_NEED_ROOM 4   /* the owner-count deltas are full: fold them and load again */
 #define DM_OUT_FULL 5    /* the reply buffer is full and the socket takes no more: send it and call again */
 
+/* What dm_serve returns. */
+#define DM_SERVE_EVENTS 16   /* fds other than a plain read of the client are ready: events[] */
+#define DM_SERVE_TIMEOUT 17  /* nothing within timeout_ms */
+#define DM_SERVE_READ 18     /* a read for Python to finish: fds came with it, EOF, or messages C left */
+
 /* Wire layouts (vfio-user, little-endian, naturally aligned: no padding); a test checks them
  * against devmodel.vfio_user.layouts. */
 struct dm_header {
@@ -130,7 +135,29 @@ struct dm_conn {
     uint64_t posted;
 };
 
+/* The event loop's wait while the client's messages are all C's: epoll_wait on the loop's own
+ * epoll set, and as long as the only thing ready is the client's socket for reading, read
+ * into the framer's buffer and drain, without coming back to Python. */
+struct dm_serve {
+    int32_t epfd;
+    int32_t sock_fd;
+    int32_t timeout_ms;       /* -1: no limit */
+    int32_t nevents;          /* out, DM_SERVE_EVENTS */
+    uint64_t events[16];      /* out: fd << 32 | epoll events */
+    uint8_t *buf;             /* the framer's buffer */
+    uint64_t cap;
+    uint64_t pos;             /* in/out: its read position */
+    uint64_t end;             /* in/out: the end of the bytes received */
+    uint64_t shifted;         /* out: bytes dropped from its front (the framer's stream base moves on) */
+    uint64_t min_room;        /* read only with at least this much room; else Python compacts */
+    uint64_t got;             /* out, DM_SERVE_READ: bytes of the last read (0: EOF) */
+    int32_t msg_flags;        /* out, DM_SERVE_READ: recvmsg's flags (MSG_CTRUNC) */
+    int32_t nfds;             /* out, DM_SERVE_READ: fds that came with the last read */
+    int32_t fds[253];
+};
+
 uint32_t dm_abi_version(void);
+int dm_serve(struct dm_conn *c, struct dm_serve *s);
 int dm_drain(struct dm_conn *c, const uint8_t *buf, uint64_t end);
 
 #endif

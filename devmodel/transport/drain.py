@@ -12,6 +12,9 @@ dispatcher's stats.
 
 from __future__ import annotations
 
+import math
+import socket
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..accel import Accel, RegionAccel
@@ -27,10 +30,22 @@ from ..vfio_user.constants import (
 )
 from .outbox import Outbox
 
-__all__ = ["OUT_SIZE", "CompiledDrain"]
+__all__ = ["OUT_SIZE", "CompiledDrain", "ServeOutcome"]
 
 # Replies of one call; a fuller drain stops (DM_OUT_FULL), sends and goes on.
 OUT_SIZE = 64 << 10
+
+
+@dataclass(frozen=True)
+class ServeOutcome:
+    """What :meth:`CompiledDrain.serve` came back with: the ready events for the loop
+    (DM_SERVE_EVENTS, or none at a timeout), or a read for Python to finish."""
+
+    events: list[tuple[int, int]]
+    read: bool = False
+    got: int = 0  # bytes of that read; 0: EOF
+    fds: list[int] = field(default_factory=list)
+    truncated: bool = False  # MSG_CTRUNC: more fds than the control buffer held
 
 
 class CompiledDrain:
@@ -74,16 +89,26 @@ class CompiledDrain:
         self._bound: bytearray | None = None  # the framer buffer _buf_ptr points into
         self._buf_export: Any = None
         self._buf_ptr: Any = None
+        self._serve = lib.dm_serve
+        self._serve_events = lib.DM_SERVE_EVENTS
+        self._serve_timeout = lib.DM_SERVE_TIMEOUT
+        self._s = ffi.new("struct dm_serve *")
+        self._s.sock_fd = self._fd
+        self._ctrunc = int(socket.MSG_CTRUNC)
+
+    def _bind(self) -> None:
+        """Point at the framer's buffer (a new one when it grew)."""
+        self._bound = self._framer.buffer
+        self._buf_export = self._ffi.from_buffer(self._bound)
+        self._buf_ptr = self._ffi.cast("uint8_t *", self._buf_export)
 
     def run(self) -> None:
         framer = self._framer
         start, end = framer.plain_span()
         if end - start < HEADER_SIZE:
             return
-        if framer.buffer is not self._bound:  # a new framer buffer (it grew)
-            self._bound = framer.buffer
-            self._buf_export = self._ffi.from_buffer(self._bound)
-            self._buf_ptr = self._ffi.cast("uint8_t *", self._buf_export)
+        if framer.buffer is not self._bound:
+            self._bind()
         c = self._c
         c.pos = start
         outbox = self._outbox
@@ -93,9 +118,49 @@ class CompiledDrain:
             self._finish(status, end)
         framer.skip_to(c.pos)
         if c.requests:
-            self._stats["requests"] += c.requests
-            self._stats["posted"] += c.posted
-            c.requests = c.posted = 0
+            self._fold_stats()
+
+    def _fold_stats(self) -> None:
+        c = self._c
+        self._stats["requests"] += c.requests
+        self._stats["posted"] += c.posted
+        c.requests = c.posted = 0
+
+    def serve(self, epoll_fd: int, timeout: float | None, room: int) -> ServeOutcome:
+        """Wait on the loop's epoll set in C (dm_serve), serving the client's messages there
+        for as long as they are all C's; the framer's buffer must have ``room`` free bytes
+        (read_space) and no fds pending. The caller finishes a read C hands back."""
+        framer = self._framer
+        buffer = framer.buffer
+        if buffer is not self._bound:
+            self._bind()
+        s, c = self._s, self._c
+        s.epfd = epoll_fd
+        s.timeout_ms = -1 if timeout is None else math.ceil(timeout * 1000)
+        s.buf = self._buf_ptr
+        s.cap = len(buffer)
+        s.pos, s.end = framer.plain_span()
+        s.min_room = room
+        c.sock_fd = self._fd  # the caller waits in C only with nothing queued
+        status = self._serve(c, s)
+        framer.adopt(s.pos, s.end, s.shifted)
+        if c.requests:
+            self._fold_stats()
+        if c.out_len:
+            self._send_left()
+        if status == self._serve_events:
+            return ServeOutcome([(e >> 32, e & 0xFFFFFFFF) for e in s.events[0 : s.nevents]])
+        if status == self._serve_timeout:
+            return ServeOutcome([])
+        return ServeOutcome(
+            [], True, s.got, list(s.fds[0 : s.nfds]), bool(s.msg_flags & self._ctrunc)
+        )
+
+    def _send_left(self) -> None:
+        c = self._c
+        n = c.out_len
+        c.out_len = 0
+        self._outbox.send(bytes(self._out[:n]))
 
     def _finish(self, status: int, end: int) -> None:
         """The rarer outcomes: replies the socket did not take, and the statuses that ask
@@ -104,10 +169,8 @@ class CompiledDrain:
         resolved = False
         try:
             while True:
-                n = c.out_len
-                if n:
-                    c.out_len = 0
-                    self._outbox.send(bytes(self._out[:n]))
+                if c.out_len:
+                    self._send_left()
                     c.sock_fd = -1 if self._outbox.queued else self._fd
                 if status <= self._python:  # DM_DONE, DM_PYTHON
                     return

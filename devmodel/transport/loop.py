@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 
 # Called with the selector's event mask (EVENT_READ / EVENT_WRITE) that is ready.
 FdCallback = Callable[[int], None]
+# A wait in place of epoll.poll (the compiled accelerator's): given the timeout, the ready
+# (fd, epoll events) pairs, or None to let epoll.poll wait instead.
+Waiter = Callable[[float | None], "list[tuple[int, int]] | None"]
 
 
 class HasFileno(Protocol):
@@ -70,6 +73,11 @@ class EventLoop:
         # that was closed (fileno -1) before it was unwatched.
         self._watched: dict[int, tuple[FileObject, FdCallback]] = {}
         self._running = False
+        self.waiter: Waiter | None = None
+
+    @property
+    def epoll_fd(self) -> int:
+        return self._epoll.fileno()
 
     # --- fds ---------------------------------------------------------------------------------
 
@@ -117,7 +125,11 @@ class EventLoop:
                     timeout = wait if timeout is None else min(timeout, wait)
             # epoll.poll rounds a timeout up to its millisecond, so a timer is never polled
             # for before it is due; a negative one would mean "forever".
-            ready = self._epoll.poll(-1 if timeout is None else max(timeout, 0.0))
+            ready = None
+            if self.waiter is not None and timeout != 0.0:
+                ready = self.waiter(timeout)
+            if ready is None:
+                ready = self._epoll.poll(-1 if timeout is None else max(timeout, 0.0))
             watched = self._watched
             for fd, ev in ready:
                 entry = watched.get(fd)  # a callback earlier in this turn may have unwatched it

@@ -20,7 +20,7 @@ from ..device.region import RegionFlags
 from ..errors import FramingError, TransportError
 from ..vfio_user.connection import ConnState, Request, ServerConnection, ServerOptions
 from .dispatch import Dispatcher
-from .drain import CompiledDrain
+from .drain import CompiledDrain, ServeOutcome
 from .loop import EventLoop, FileObject
 from .message_dma import MessageDmaChannel
 from .outbox import Outbox
@@ -50,18 +50,25 @@ class Client:
     def pump(self) -> bool:
         """Read what is there and handle every complete message. False once the client is
         gone (EOF or a framing error)."""
+        return self._guarded(self._read_and_handle)
+
+    def _read_and_handle(self) -> bool:
+        # straight into the framer's buffer: a read allocates and copies nothing
+        framer = self.conn.framer
+        got = recv_into(self.sock, framer.read_space(RECV_SIZE))
+        if got is None:
+            return True
+        n, fds = got
+        if not n:
+            close_fds(fds)
+            return False
+        framer.commit(n, fds)
+        self.handle_events()
+        return True
+
+    def _guarded(self, work: Callable[[], bool]) -> bool:
         try:
-            # straight into the framer's buffer: a read allocates and copies nothing
-            framer = self.conn.framer
-            got = recv_into(self.sock, framer.read_space(RECV_SIZE))
-            if got is None:
-                return True
-            n, fds = got
-            if not n:
-                close_fds(fds)
-                return False
-            framer.commit(n, fds)
-            self.handle_events()
+            return work()
         except FramingError as exc:
             self.log.warning("dropping the connection: %s", exc)
             return False
@@ -75,6 +82,32 @@ class Client:
                 raise
             self.log.exception("bug: dropping the connection")
             return False
+
+    def serve(self, timeout: float | None) -> list[tuple[int, int]] | None:
+        """The loop's wait, in C while the client's messages are all C's (docs/performance.md):
+        the events that ended it, or None when C cannot wait now (something queued for the
+        client, fds pending in the framer)."""
+        drain = self.drain
+        framer = self.conn.framer
+        if drain is None or self.outbox.queued or framer.fds_pending:
+            return None
+        framer.read_space(RECV_SIZE)
+        out = drain.serve(self.server.loop.epoll_fd, timeout, RECV_SIZE)
+        if out.read and not self._guarded(lambda: self._finish_read(out)):
+            self.server._drop_client()
+        return out.events
+
+    def _finish_read(self, out: ServeOutcome) -> bool:
+        """What pump does after its read, for a read C made."""
+        if out.truncated:
+            close_fds(out.fds)
+            raise FramingError("control message truncated: too many fds")
+        if not out.got:
+            close_fds(out.fds)
+            return False
+        if out.fds:
+            self.conn.framer.commit(0, out.fds)  # they came with the bytes just read
+        self.handle_events()
         return True
 
     def handle_events(self) -> None:
@@ -134,6 +167,8 @@ class Server:
         self.clients_served = 0
         self._stop = False
         self.loop = EventLoop(device.tasks, strict=strict)
+        if self.accel is not None:
+            self.loop.waiter = self._wait_in_c
         self.listener.setblocking(False)
         self.loop.watch(self.listener, selectors.EVENT_READ, self._on_listener)
 
@@ -170,6 +205,10 @@ class Server:
         self.loop.unwatch(self.listener)
         self.loop.watch(sock, selectors.EVENT_READ, self._on_client)  # the outbox adds writes when it must
         client.log.info("client attached")
+
+    def _wait_in_c(self, timeout: float | None) -> list[tuple[int, int]] | None:
+        client = self.client
+        return None if client is None else client.serve(timeout)
 
     def _on_client(self, _mask: int) -> None:
         if self.client is not None and not self.client.pump():

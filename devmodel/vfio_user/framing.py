@@ -111,6 +111,21 @@ class Framer:
     def buffered(self) -> int:
         return self._end - self._pos
 
+    @property
+    def fds_pending(self) -> bool:
+        return bool(self._fds)
+
+    def adopt(self, pos: int, end: int, shifted: int) -> None:
+        """A compiled fast path dropped ``shifted`` bytes from the buffer's front, read into
+        it and took messages from it: its read position and end are now ``pos`` and ``end``.
+        (Only while no fds are pending: their stream offsets would need the same care.)"""
+        if self._fds:
+            raise ValueError("fds pending")
+        if not 0 <= pos <= end <= len(self.buffer):
+            raise ValueError(f"span [{pos}, {end}) outside the buffer")
+        self._base += shifted
+        self._pos, self._end = pos, end
+
     # --- output ----------------------------------------------------------------------------
 
     def next_message(self) -> Message | None:
