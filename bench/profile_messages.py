@@ -62,7 +62,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--workload", choices=["read", "posted", "ggtt-multi", "all"], default="all")
     ap.add_argument("--accel", choices=["0", "1"], help="DEVMODEL_ACCEL for the server (default: its own)")
+    ap.add_argument("--quick", action="store_true", help="1,000 messages: checks the script works")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.top = 1000, 5
     extra = {"DEVMODEL_ACCEL": args.accel} if args.accel else {}
     for workload in ("read", "posted", "ggtt-multi") if args.workload == "all" else (args.workload,):
         profile(workload, args.n, args.top, extra)
