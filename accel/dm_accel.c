@@ -173,6 +173,8 @@ static int accepted(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count
     return offset < b->mmio_size || offset >= b->ggtt_offset;
 }
 
+#define PLAIN_TOLD_LATER 2
+
 /* Whether C may serve this register access: every dword it touches is plain storage. */
 static int plain_registers(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count)
 {
@@ -190,6 +192,25 @@ static int servable(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count
     return plain_registers(b, offset, count);
 }
 
+/* Room in the unlisted log for what a register access adds to it. */
+static int unlisted_room(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count)
+{
+    if (offset >= b->ggtt_offset)
+        return 1;
+    uint64_t dword = offset >> 2;
+    uint32_t need = (b->plain[dword] == PLAIN_TOLD_LATER) + (count == 8 && b->plain[dword + 1] == PLAIN_TOLD_LATER);
+    return b->nunlisted + need <= sizeof b->unlisted / sizeof b->unlisted[0];
+}
+
+/* RegisterFile.read32/write32 tell the unlisted hook of each dword, low first. */
+static void note_unlisted(struct dm_gen_bar0 *b, uint64_t offset, uint32_t count, uint32_t is_write)
+{
+    uint64_t dword = offset >> 2;
+    for (uint64_t d = dword; d < dword + (count == 8 ? 2 : 1); d++)
+        if (b->plain[d] == PLAIN_TOLD_LATER)
+            b->unlisted[b->nunlisted++] = (uint32_t)(d << 2) | is_write;
+}
+
 /* Bar0.write of a servable access */
 static int bar_write(struct dm_gen_bar0 *b, uint64_t offset, const uint8_t *data, uint32_t count)
 {
@@ -198,17 +219,22 @@ static int bar_write(struct dm_gen_bar0 *b, uint64_t offset, const uint8_t *data
         memcpy(&value, data, count);
         return ggtt_write(b->ggtt, rel >> 3, value, count, (rel & 4) != 0);
     }
+    if (!unlisted_room(b, offset, count))
+        return DM_NEED_ROOM;
     memcpy(b->regs + offset, data, count);
+    note_unlisted(b, offset, count, 1);
     return DM_DONE;
 }
 
-/* Bar0.read of a servable access */
-static void bar_read(const struct dm_gen_bar0 *b, uint64_t offset, uint8_t *out, uint32_t count)
+/* Bar0.read of a servable access with room in the unlisted log */
+static void bar_read(struct dm_gen_bar0 *b, uint64_t offset, uint8_t *out, uint32_t count)
 {
-    if (offset >= b->ggtt_offset)
+    if (offset >= b->ggtt_offset) {
         memcpy(out, (const uint8_t *)b->ggtt->guest + (offset - b->ggtt_offset), count);
-    else
+    } else {
         memcpy(out, b->regs + offset, count);
+        note_unlisted(b, offset, count, 0);
+    }
 }
 
 /* --- messages ------------------------------------------------------------------------- */
@@ -252,8 +278,12 @@ static int region_read(struct dm_conn *c, const struct dm_header *h, const uint8
         return DM_PYTHON;
     if (!in_region(c->bar, a.offset, a.count) || !servable(c->bar, a.offset, a.count))
         return DM_PYTHON;
-    if (!reply)
-        return DM_DONE;  /* a read nobody waits for changes nothing */
+    if (!unlisted_room(c->bar, a.offset, a.count))
+        return DM_NEED_ROOM;
+    if (!reply) {
+        note_unlisted(c->bar, a.offset, a.count, 0);  /* a read nobody waits for is still heard */
+        return DM_DONE;
+    }
     uint32_t size = HEADER_SIZE + ACCESS_SIZE + a.count;
     uint8_t *at = reply_room(c, size);
     if (!at)

@@ -12,7 +12,7 @@
 
 /* Raised whenever a struct below or a status changes meaning: devmodel/accel.py refuses a
  * module built from other sources and falls back to Python. */
-#define DM_ABI_VERSION 1
+#define DM_ABI_VERSION 2
 
 /* What dm_drain returns. Every status leaves dm_conn.pos at the first message not handled;
  * the NEED and OUT statuses change nothing of that message (a WRITE_MULTI resumes at entry
@@ -21,7 +21,7 @@
 #define DM_PYTHON 1      /* the message at pos is Python's: a command, a check or a register C does not take */
 #define DM_NEED_SYNC 2   /* a GGTT write needs the GGTT's counts loaded (dm_ggtt.synced == 0) */
 #define DM_NEED_CODE 3   /* a GGTT write needs the owner code of windows[need_window] */
-#define DM_NEED_ROOM 4   /* the owner-count deltas are full: fold them and load again */
+#define DM_NEED_ROOM 4   /* the owner-count deltas or the unlisted log are full: fold them and call again */
 #define DM_OUT_FULL 5    /* the reply buffer is full and the socket takes no more: send it and call again */
 
 /* What dm_serve returns. */
@@ -98,8 +98,9 @@ struct dm_ggtt {
 };
 
 /* The GEN vGPU's BAR0 (plugins/gen_vgpu/bar0.py): registers below mmio_size, of which C
- * takes only those marked plain (one byte per dword: storage without hooks), and the GGTT
- * from ggtt_offset. */
+ * takes only those the register file marks (one byte per dword, RegisterFile.plain: 1
+ * storage and nothing else; 2 storage whose unlisted hook may hear of the access later, from
+ * the log below), and the GGTT from ggtt_offset. */
 struct dm_gen_bar0 {
     uint8_t *regs;
     const uint8_t *plain;
@@ -107,6 +108,9 @@ struct dm_gen_bar0 {
     uint64_t ggtt_offset;
     uint64_t size;       /* the region's size */
     struct dm_ggtt *ggtt;
+    uint32_t nunlisted;
+    uint32_t reserved;
+    uint32_t unlisted[256];  /* accesses for the unlisted hook, in order: dword offset | 1 if a write */
 };
 
 /* One client connection in the RUNNING state. */

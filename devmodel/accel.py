@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 MODULE = "_devmodel_accel"
 ENV = "DEVMODEL_ACCEL"
 # accel/dm_accel.h's DM_ABI_VERSION this Python side is written for.
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ class RegionAccel(Protocol):
         """Do what a DM_NEED_* status asks, so that the drain can go on."""
 
     def settle(self) -> None:
-        """Fold what C changed into the Python side's bookkeeping (cheap when nothing)."""
+        """Fold what C changed into the Python side's bookkeeping (cheap when nothing);
+        called whenever C comes back, before Python handles anything."""
 
 
 def enabled_by_env() -> bool:

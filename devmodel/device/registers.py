@@ -7,12 +7,15 @@ registers do), write-1-to-clear bits, and read/write hooks. Registers are 32 bit
 8-byte access is two 32-bit accesses, low dword first. ``on_unlisted``, when set, hears of
 every guest access to an offset no declaration covers (offset, is_write), before it acts.
 
-``plain`` holds one byte per dword, 1 where the dword is plain storage: an unlisted offset
-while no ``on_unlisted`` hook listens, or a declaration with a full writable mask and no
-masked, write-1-to-clear or hook behaviour. A load or store there is the bytes and nothing
-else, so the compiled accelerator may apply it to ``storage`` directly; every other dword
-goes through :meth:`read32` / :meth:`write32`. It is kept current by :meth:`add` and by
-setting ``on_unlisted``, in place (the accelerator holds a pointer to it).
+``plain`` holds one byte per dword: ``PLAIN`` where the dword is plain storage (an unlisted
+offset while no ``on_unlisted`` hook listens, or a declaration with a full writable mask and
+no masked, write-1-to-clear or hook behaviour), ``PLAIN_TOLD_LATER`` for an unlisted offset
+whose hook was set with :meth:`listen_unlisted` (``told_later=True``: it only records, so it
+may hear of an access after the access acted), 0 elsewhere. A load or store at a marked dword
+is the bytes and nothing else, so the compiled accelerator may apply it to ``storage``
+directly (and tell a told-later hook afterwards, in order); every other dword goes through
+:meth:`read32` / :meth:`write32`. The map is kept current by :meth:`add` and by setting the
+hook, in place (the accelerator holds a pointer to it).
 """
 
 from __future__ import annotations
@@ -20,11 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["Register", "RegisterFile"]
+__all__ = ["PLAIN", "PLAIN_TOLD_LATER", "Register", "RegisterFile"]
 
 ReadHook = Callable[[int], int]  # (offset) -> value
 WriteHook = Callable[[int, int, int], None]  # (offset, old, new)
 UnlistedHook = Callable[[int, bool], None]  # (offset, is_write)
+
+PLAIN = 1
+PLAIN_TOLD_LATER = 2
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,8 @@ class RegisterFile:
         self.dwords = self.storage.cast("I")
         self.regs: dict[int, Register] = {}
         self._on_unlisted: UnlistedHook | None = None
-        self.plain = bytearray(b"\1" * (size >> 2))
+        self.unlisted_told_later = False
+        self.plain = bytearray(bytes([PLAIN]) * (size >> 2))
         for reg in registers:
             self.add(reg)
 
@@ -66,11 +73,19 @@ class RegisterFile:
 
     @on_unlisted.setter
     def on_unlisted(self, hook: UnlistedHook | None) -> None:
+        self.listen_unlisted(hook)
+
+    def listen_unlisted(self, hook: UnlistedHook | None, *, told_later: bool = False) -> None:
+        """Set the hook that hears of accesses to unlisted offsets. ``told_later``: it only
+        records what it hears, so it may hear of an access after the access acted (the
+        accelerator then serves those offsets and replays what it did to the hook)."""
         self._on_unlisted = hook
+        self.unlisted_told_later = told_later and hook is not None
+        unlisted = PLAIN if hook is None else PLAIN_TOLD_LATER if told_later else 0
         # same length: the buffer is rewritten in place
-        self.plain[:] = (b"\0" if hook is not None else b"\1") * len(self.plain)
+        self.plain[:] = bytes([unlisted]) * len(self.plain)
         for offset, reg in self.regs.items():
-            self.plain[offset >> 2] = reg.plain
+            self.plain[offset >> 2] = PLAIN if reg.plain else 0
 
     def add(self, reg: Register) -> None:
         if reg.offset & 3 or not 0 <= reg.offset < self.size:
@@ -79,7 +94,7 @@ class RegisterFile:
             raise ValueError(f"register {reg.offset:#x} declared twice")
         self.regs[reg.offset] = reg
         self.dwords[reg.offset >> 2] = reg.reset
-        self.plain[reg.offset >> 2] = reg.plain
+        self.plain[reg.offset >> 2] = PLAIN if reg.plain else 0
 
     def reset(self) -> None:
         self._store[:] = bytes(self.size)

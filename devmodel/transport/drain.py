@@ -116,6 +116,8 @@ class CompiledDrain:
         status = self._drain(c, self._buf_ptr, end)
         if status > self._python or c.out_len:
             self._finish(status, end)
+        else:
+            self._region.settle()
         framer.skip_to(c.pos)
         if c.requests:
             self._fold_stats()
@@ -143,6 +145,7 @@ class CompiledDrain:
         s.min_room = room
         c.sock_fd = self._fd  # the caller waits in C only with nothing queued
         status = self._serve(c, s)
+        self._region.settle()
         framer.adopt(s.pos, s.end, s.shifted)
         if c.requests:
             self._fold_stats()
@@ -166,7 +169,6 @@ class CompiledDrain:
         """The rarer outcomes: replies the socket did not take, and the statuses that ask
         for Python's help before the drain goes on."""
         c = self._c
-        resolved = False
         try:
             while True:
                 if c.out_len:
@@ -176,8 +178,6 @@ class CompiledDrain:
                     return
                 if status != self._out_full:
                     self._region.resolve(status)
-                    resolved = True
                 status = self._drain(c, self._buf_ptr, end)
         finally:
-            if resolved:
-                self._region.settle()
+            self._region.settle()

@@ -29,6 +29,7 @@ class Bar0Accel:
         if rf.size != regs.MMIO_SIZE:
             raise ValueError(f"register file of {rf.size:#x} bytes, BAR0 has {regs.MMIO_SIZE:#x} of registers")
         self.ggtt = GgttAccel(accel, bar0.ggtt)
+        self._registers = rf
         b = self.ptr = ffi.new("struct dm_gen_bar0 *")
         self._buffers = [ffi.from_buffer(rf.storage), ffi.from_buffer(rf.plain)]
         b.regs = ffi.cast("uint8_t *", self._buffers[0])
@@ -44,10 +45,24 @@ class Bar0Accel:
         elif status == self._need_code:
             self.ggtt.give_code()
         elif status == self._need_room:
-            self.ggtt.settle()
-            self.ggtt.sync()
+            self._tell_unlisted()
+            if self.ggtt.struct.synced:
+                self.ggtt.settle()
+                self.ggtt.sync()
         else:
             raise ValueError(f"not a status BAR0 resolves: {status}")
 
     def settle(self) -> None:
+        if self.ptr.nunlisted:
+            self._tell_unlisted()
         self.ggtt.settle()
+
+    def _tell_unlisted(self) -> None:
+        """Replay to the unlisted hook, in order, the accesses C made to unlisted registers."""
+        b = self.ptr
+        hook = self._registers.on_unlisted
+        logged = b.unlisted[0 : b.nunlisted]
+        b.nunlisted = 0
+        if hook is not None:
+            for entry in logged:
+                hook(entry & ~3, bool(entry & 1))

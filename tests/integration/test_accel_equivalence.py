@@ -28,6 +28,7 @@ from devmodel.vfio_user.framing import encode_message
 from devmodel.vfio_user.layouts import DMA_MAP, DMA_UNMAP, REGION_ACCESS, WRITE_MULTI, WRITE_MULTI_ENTRY
 from gen_vgpu import GenVgpu
 from gen_vgpu.mmio import regs
+from gen_vgpu.mmio.unlisted import UnlistedLog
 
 from .conftest import ServerThread, accel_available
 
@@ -55,11 +56,13 @@ def _special_registers() -> list[int]:
 
 
 REGISTERS = [0x4000, 0x4004, 0x4008, 0x1FFFFC, *_special_registers()]
+# and anywhere else in the register space, in case a behaviour sits where no list above looks
+register_dwords = st.one_of(st.sampled_from(REGISTERS), st.integers(0, regs.MMIO_SIZE // 4 - 1).map(lambda d: 4 * d))
 GGTT_INDEXES = [0, 1, 2, 100, (1 << 20) - 1]
 GFNS = [0x0, 0x1, 0x10, 0xFF, 0x100, 0x400, 0x40F, 0x12345]
 
 register_accesses = st.tuples(
-    st.sampled_from(REGISTERS).flatmap(lambda r: st.sampled_from([r, r + 1, r + 2, r + 3])),
+    register_dwords.flatmap(lambda r: st.sampled_from([r, r + 1, r + 2, r + 3])),
     st.sampled_from([4, 4, 8, 1, 2, 0, 3, 16]),
 )
 ggtt_accesses = st.sampled_from(GGTT_INDEXES).flatmap(
@@ -137,8 +140,21 @@ def memory() -> Iterator[GuestMemory]:
         yield mem
 
 
+def _unlisted_log(dev: GenVgpu) -> UnlistedLog:
+    """The device's log of unlisted registers (one of our own when it has none)."""
+    found = getattr(dev, "unlisted", None)
+    if isinstance(found, UnlistedLog):
+        return found
+    log = UnlistedLog()
+    log.attach(dev.registers)
+    dev.unlisted = log  # type: ignore[attr-defined]
+    return log
+
+
 def _start(accel: bool, memory: GuestMemory, sock_dir: str, name: str) -> tuple[ServerThread, VfioUserClient]:
-    st_ = ServerThread(GenVgpu(), os.path.join(sock_dir, name), ServerOptions(write_multiple=True), accel=accel)
+    dev = GenVgpu()
+    _unlisted_log(dev)  # the accelerator replays unlisted accesses to it: they must match
+    st_ = ServerThread(dev, os.path.join(sock_dir, name), ServerOptions(write_multiple=True), accel=accel)
     client = VfioUserClient.connect(st_.path, memory)
     client.negotiate()
     client.map_memory(memory)
@@ -184,6 +200,7 @@ def _state(server: ServerThread) -> dict[str, Any]:
             "ignored": dev.bar0.ignored_accesses,
             "g2v": dict(dev.g2v_notifications),
             "stats": dict(client.dispatcher.stats),
+            "unlisted": list(_unlisted_log(dev).seen.items()),
         }
 
     result: dict[str, Any] = server.call(take)

@@ -65,5 +65,8 @@ def test_plain_map_follows_declarations_and_the_unlisted_hook() -> None:
     rf.on_unlisted = None
     assert list(rf.plain[:8]) == [1, 0, 0, 0, 0, 0, 1, 1]
     assert rf.plain is buffer_before  # rewritten in place: the accelerator holds a pointer
+    rf.listen_unlisted(lambda off, is_write: None, told_later=True)
+    assert list(rf.plain[:8]) == [1, 0, 0, 0, 0, 0, 2, 2]  # C may serve them and tell the hook after
+    rf.on_unlisted = None
     rf.add(Register(0x18, "late hook", write=lambda off, old, new: None))
     assert rf.plain[6] == 0
