@@ -16,7 +16,10 @@ the rest of that step and no more. A bug in a timer or a step is logged and the 
 The loop drives ``select.epoll`` itself rather than through ``selectors``: the selector's key
 objects, its mask translation and its timeout rounding cost about a microsecond a turn, a
 tenth of a whole REGION_READ round trip (docs/performance.md). Callbacks still receive the
-``selectors`` masks (EVENT_READ / EVENT_WRITE).
+``selectors`` masks (EVENT_READ / EVENT_WRITE). ``waiter``, when the server sets one, may do
+the wait instead of ``epoll.poll`` (the compiled accelerator's, which serves the client's
+messages itself while it waits); it is asked only when no task is ready, with the same
+timeout, and returns the ready events as ``epoll.poll`` would.
 """
 
 from __future__ import annotations
