@@ -131,7 +131,13 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     server.add_reader(rfd, lambda: _drain(rfd))
-    log.info("serving %s (%s) on %s", plugin.name, args.platform, path or f"fd {args.fd}")
+    log.info(
+        "serving %s (%s) on %s, %s",
+        plugin.name,
+        args.platform,
+        path or f"fd {args.fd}",
+        "with the compiled accelerator" if server.accel is not None else "on the Python path",
+    )
     try:
         server.serve_forever()
     finally:
