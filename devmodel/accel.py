@@ -46,6 +46,9 @@ class RegionAccel(Protocol):
     index: int  # the region's index
     ptr: Any  # its struct, for dm_conn.bar
 
+    def prepare(self) -> None:
+        """Before the loop's wait in C: load ahead what C will likely ask for."""
+
     def resolve(self, status: int) -> None:
         """Do what a DM_NEED_* status asks, so that the drain can go on."""
 

@@ -144,6 +144,7 @@ class CompiledDrain:
         s.pos, s.end = framer.plain_span()
         s.min_room = room
         c.sock_fd = self._fd  # the caller waits in C only with nothing queued
+        self._region.prepare()
         status = self._serve(c, s)
         self._region.settle()
         framer.adopt(s.pos, s.end, s.shifted)

@@ -92,10 +92,17 @@ class Client:
         if drain is None or self.outbox.queued or framer.fds_pending:
             return None
         framer.read_space(RECV_SIZE)
-        out = drain.serve(self.server.loop.epoll_fd, timeout, RECV_SIZE)
-        if out.read and not self._guarded(lambda: self._finish_read(out)):
+        outcome: list[ServeOutcome] = []
+
+        def wait() -> bool:
+            out = drain.serve(self.server.loop.epoll_fd, timeout, RECV_SIZE)
+            outcome.append(out)
+            return self._finish_read(out) if out.read else True
+
+        # as guarded as pump: a bug loses this client, not the server
+        if not self._guarded(wait):
             self.server._drop_client()
-        return out.events
+        return outcome[0].events if outcome else []
 
     def _finish_read(self, out: ServeOutcome) -> bool:
         """What pump does after its read, for a read C made."""

@@ -30,6 +30,9 @@ class Bar0Accel:
             raise ValueError(f"register file of {rf.size:#x} bytes, BAR0 has {regs.MMIO_SIZE:#x} of registers")
         self.ggtt = GgttAccel(accel, bar0.ggtt)
         self._registers = rf
+        # The last stay in C wrote GGTT entries: load its counts before the next one, so that
+        # a stream of GGTT writes does not come back to Python once per read to load them.
+        self._ggtt_busy = False
         b = self.ptr = ffi.new("struct dm_gen_bar0 *")
         self._buffers = [ffi.from_buffer(rf.storage), ffi.from_buffer(rf.plain)]
         b.regs = ffi.cast("uint8_t *", self._buffers[0])
@@ -39,8 +42,13 @@ class Bar0Accel:
         b.size = size
         b.ggtt = self.ggtt.struct
 
+    def prepare(self) -> None:
+        if self._ggtt_busy and not self.ggtt.struct.synced:
+            self.ggtt.sync()
+
     def resolve(self, status: int) -> None:
         if status == self._need_sync:
+            self._ggtt_busy = True
             self.ggtt.sync()
         elif status == self._need_code:
             self.ggtt.give_code()
@@ -55,7 +63,10 @@ class Bar0Accel:
     def settle(self) -> None:
         if self.ptr.nunlisted:
             self._tell_unlisted()
-        self.ggtt.settle()
+        g = self.ggtt.struct
+        if g.synced:
+            self._ggtt_busy = g.writes > 0
+            self.ggtt.settle()
 
     def _tell_unlisted(self) -> None:
         """Replay to the unlisted hook, in order, the accesses C made to unlisted registers."""

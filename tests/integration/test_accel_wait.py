@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devmodel.errors import ErrorReply
+from devmodel.errors import ErrorReply, TransportError
 from devmodel.testing import GuestMemory, VfioUserClient
 from devmodel.transport.server import Server
 from devmodel.transport.unix import listen_unix
@@ -103,3 +103,39 @@ def test_timers_other_fds_and_python_messages_while_waiting_in_c(running: Runnin
             assert running.waits_in_c > 0
         finally:
             c.close()
+
+
+def test_a_bug_in_the_wait_loses_the_client_not_the_server(sock_dir: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = os.path.join(sock_dir, "bug.sock")
+    server = Server(GenVgpu(), listen_unix(path), ServerOptions(write_multiple=True), accel=True)  # not strict
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            server.run_once(0.02)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        with GuestMemory(1 << 20) as mem:
+            c = VfioUserClient.connect(path, mem)
+            c.negotiate()
+            assert _read(c) == bytes(4)  # the drain is attached: the next wait is C's
+
+            def broken(_self: object) -> None:
+                raise RuntimeError("a bug")
+
+            monkeypatch.setattr(type(server.device._bar0_accel), "prepare", broken)  # type: ignore[attr-defined]
+            time.sleep(0.2)  # the wait under way ends (its 20 ms) and the next one meets the bug
+            with pytest.raises(TransportError):
+                _read(c)  # the wait raised: this client is dropped
+            c.close()
+            monkeypatch.undo()
+            c = VfioUserClient.connect(path, mem)  # and the server takes the next one
+            c.negotiate()
+            assert _read(c) == bytes(4)
+            c.close()
+    finally:
+        stop.set()
+        thread.join(5)
+        server.close()
