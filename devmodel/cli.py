@@ -49,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
         help="refuse (EPERM) DMA_MAP fds not sealed against shrinking, e.g. a file backend on "
         "/dev/shm or hugetlbfs (default: accept, warn once)",
     )
+    s.add_argument(
+        "--accel",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve region messages with the compiled accelerator when it is installed "
+        "(default: on unless DEVMODEL_ACCEL=0)",
+    )
     s.add_argument("--control", metavar="PATH", help="inspection socket (default: SOCKET.ctl; none with --fd)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     limits = s.add_argument_group("bounds on what a client or guest can make the device hold")
@@ -146,7 +153,7 @@ def _serve(args: argparse.Namespace) -> int:
         log.error("cannot listen: %s", exc)
         return 1
     options = ServerOptions(write_multiple=args.write_multiple, max_dma_maps=args.max_dma_maps)
-    server = Server(device, listener, options)
+    server = Server(device, listener, options, accel=args.accel)
     ctl_path = args.control or (control_path(path) if path else None)
     control = None
     if ctl_path:
@@ -174,7 +181,13 @@ def _serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     server.add_reader(rfd, lambda: _drain(rfd))
-    log.info("serving %s (%s) on %s", plugin.name, args.platform, path or f"fd {args.fd}")
+    log.info(
+        "serving %s (%s) on %s, %s",
+        plugin.name,
+        args.platform,
+        path or f"fd {args.fd}",
+        "with the compiled accelerator" if server.accel is not None else "on the Python path",
+    )
     try:
         server.serve_forever()
     finally:

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-BENCHES = sorted((ROOT / "bench").glob("bench_*.py"))
+# bench_*.py print figures (bench/run runs them); profile_messages.py prints a profile.
+BENCHES = sorted([*(ROOT / "bench").glob("bench_*.py"), ROOT / "bench" / "profile_messages.py"])
 # Benchmarks that boot a guest belong to the guest lane (they need QEMU and the guest image).
 GUEST_BENCHES = {"bench_guest_mmio.py"}
 

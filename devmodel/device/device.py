@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..accel import Accel, RegionAccel
 from ..errors import OutOfRange
 from ..vfio_user.constants import IrqIndex
 from .dma import DmaMap
@@ -109,6 +110,12 @@ class Device:
         """A REGION_WRITE_MULTI batch, already checked whole; plugins may take a fast path."""
         for offset, index, data in writes:
             self.region_write(index, offset, data)
+
+    def region_accel(self, accel: Accel) -> RegionAccel | None:
+        """The region the compiled accelerator may serve, bound to it, or None (the Python
+        path serves every region). A plugin binds only what C does exactly as its Python
+        handler does."""
+        return None
 
     def check_write(self, index: int, offset: int, count: int) -> Region:
         """Validation alone, so a batch can be checked whole before any of it acts. A write of

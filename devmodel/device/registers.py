@@ -6,6 +6,16 @@ semantics (the upper 16 bits of a write select which lower bits change, as GEN's
 registers do), write-1-to-clear bits, and read/write hooks. Registers are 32 bits wide; an
 8-byte access is two 32-bit accesses, low dword first. ``on_unlisted``, when set, hears of
 every guest access to an offset no declaration covers (offset, is_write), before it acts.
+
+``plain`` holds one byte per dword: ``PLAIN`` where the dword is plain storage (an unlisted
+offset while no ``on_unlisted`` hook listens, or a declaration with a full writable mask and
+no masked, write-1-to-clear or hook behaviour), ``PLAIN_TOLD_LATER`` for an unlisted offset
+whose hook was set with :meth:`listen_unlisted` (``told_later=True``: it only records, so it
+may hear of an access after the access acted), 0 elsewhere. A load or store at a marked dword
+is the bytes and nothing else, so the compiled accelerator may apply it to ``storage``
+directly (and tell a told-later hook afterwards, in order); every other dword goes through
+:meth:`read32` / :meth:`write32`. The map is kept current by :meth:`add` and by setting the
+hook, in place (the accelerator holds a pointer to it).
 """
 
 from __future__ import annotations
@@ -13,11 +23,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["Register", "RegisterBlock", "RegisterFile"]
+__all__ = ["PLAIN", "PLAIN_TOLD_LATER", "Register", "RegisterBlock", "RegisterFile"]
 
 ReadHook = Callable[[int], int]  # (offset) -> value
 WriteHook = Callable[[int, int, int], None]  # (offset, old, new)
 UnlistedHook = Callable[[int, bool], None]  # (offset, is_write)
+
+PLAIN = 1
+PLAIN_TOLD_LATER = 2
 
 
 @dataclass(frozen=True)
@@ -31,6 +44,13 @@ class Register:
     read: ReadHook | None = None
     write: WriteHook | None = None
 
+    @property
+    def plain(self) -> bool:
+        """Whether the register is storage and nothing else."""
+        return (
+            self.rw_mask == 0xFFFFFFFF and not self.masked and not self.w1c and self.read is None and self.write is None
+        )
+
 
 class RegisterFile:
     def __init__(self, size: int, registers: Iterable[Register] = ()) -> None:
@@ -38,11 +58,34 @@ class RegisterFile:
             raise ValueError("register file size must be a multiple of 4")
         self.size = size
         self._store = bytearray(size)
-        self.dwords = memoryview(self._store).cast("I")
+        self.storage = memoryview(self._store)
+        self.dwords = self.storage.cast("I")
         self.regs: dict[int, Register] = {}
-        self.on_unlisted: UnlistedHook | None = None
+        self._on_unlisted: UnlistedHook | None = None
+        self.unlisted_told_later = False
+        self.plain = bytearray(bytes([PLAIN]) * (size >> 2))
         for reg in registers:
             self.add(reg)
+
+    @property
+    def on_unlisted(self) -> UnlistedHook | None:
+        return self._on_unlisted
+
+    @on_unlisted.setter
+    def on_unlisted(self, hook: UnlistedHook | None) -> None:
+        self.listen_unlisted(hook)
+
+    def listen_unlisted(self, hook: UnlistedHook | None, *, told_later: bool = False) -> None:
+        """Set the hook that hears of accesses to unlisted offsets. ``told_later``: it only
+        records what it hears, so it may hear of an access after the access acted (the
+        accelerator then serves those offsets and replays what it did to the hook)."""
+        self._on_unlisted = hook
+        self.unlisted_told_later = told_later and hook is not None
+        unlisted = PLAIN if hook is None else PLAIN_TOLD_LATER if told_later else 0
+        # same length: the buffer is rewritten in place
+        self.plain[:] = bytes([unlisted]) * len(self.plain)
+        for offset, reg in self.regs.items():
+            self.plain[offset >> 2] = PLAIN if reg.plain else 0
 
     def add(self, reg: Register) -> None:
         if reg.offset & 3 or not 0 <= reg.offset < self.size:
@@ -51,6 +94,7 @@ class RegisterFile:
             raise ValueError(f"register {reg.offset:#x} declared twice")
         self.regs[reg.offset] = reg
         self.dwords[reg.offset >> 2] = reg.reset
+        self.plain[reg.offset >> 2] = PLAIN if reg.plain else 0
 
     def reset(self) -> None:
         self._store[:] = bytes(self.size)
@@ -60,8 +104,8 @@ class RegisterFile:
     def read32(self, offset: int) -> int:
         reg = self.regs.get(offset)
         if reg is None:
-            if self.on_unlisted is not None:
-                self.on_unlisted(offset, False)
+            if self._on_unlisted is not None:
+                self._on_unlisted(offset, False)
         elif reg.read is not None:
             return reg.read(offset) & 0xFFFFFFFF
         return self.dwords[offset >> 2]
@@ -70,8 +114,8 @@ class RegisterFile:
         idx = offset >> 2
         reg = self.regs.get(offset)
         if reg is None:
-            if self.on_unlisted is not None:
-                self.on_unlisted(offset, True)
+            if self._on_unlisted is not None:
+                self._on_unlisted(offset, True)
             self.dwords[idx] = value
             return
         old = self.dwords[idx]

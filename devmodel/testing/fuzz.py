@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import TransportError
-from ..transport.control import control_path
+from ..transport.control import control_path, query
 from ..transport.unix import close_fds, recv_chunk, send_message
 from ..vfio_user.constants import (
     HEADER_SIZE,
@@ -151,11 +151,21 @@ class ServerProcess:
             env=self.environment(),
         )
         deadline = time.monotonic() + 10
-        # The inspection socket is opened after the vfio-user one: wait for both.
-        while not (os.path.exists(self.path) and os.path.exists(control_path(self.path))):
+        while not os.path.exists(self.path):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start:\n" + self.log_tail())
             time.sleep(0.01)
+        # The socket appears before the server has opened everything it holds while idle
+        # (its loop, the inspection socket, the signal pipe); an answer on the inspection
+        # socket comes from the running loop, so the idle fd count is taken after it.
+        while True:
+            try:
+                query(control_path(self.path), {"what": "stats", "args": []})
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the server did not start:\n" + self.log_tail()) from None
+                time.sleep(0.01)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -213,7 +223,7 @@ class Fuzzer:
         self.memfd = os.memfd_create("fuzz-ram", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         os.ftruncate(self.memfd, GUEST_RAM)
         fcntl_seal(self.memfd)
-        self.idle_fds = server.fd_count()
+        self.idle_fds = idle_fd_count(server)
         self.conn = self._connect()
 
     # --- connections -----------------------------------------------------------------------
@@ -233,7 +243,7 @@ class Fuzzer:
         self.conn.close()
         # The server counts a client as gone once its teardown is complete; its fds must be
         # back to what it held before any client came.
-        deadline = time.monotonic() + 2.0
+        deadline = time.monotonic() + 10.0  # a loaded machine is slow; a leak stays forever
         while self.server.fd_count() > self.idle_fds and time.monotonic() < deadline:
             time.sleep(0.01)
         if self.server.fd_count() > self.idle_fds:
@@ -584,6 +594,17 @@ class Fuzzer:
     def close(self) -> None:
         self.conn.close()
         os.close(self.memfd)
+
+
+def idle_fd_count(server: ServerProcess, seconds: float = 0.2) -> int:
+    """The fds an idle server holds: the fewest seen over a moment, as an inspection
+    connection it has just answered may still be open."""
+    counts = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        counts.append(server.fd_count())
+        time.sleep(0.01)
+    return min(counts)
 
 
 class ServerDied(Exception):

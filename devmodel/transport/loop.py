@@ -12,11 +12,20 @@ is::
 so a request that arrives while a step runs is read by the next turn's select: it waits for
 the rest of that step and no more. A bug in a timer or a step is logged and the loop goes on
 (``strict`` re-raises it, for the tests); a bug in a callback is the callback's to contain.
+
+The loop drives ``select.epoll`` itself rather than through ``selectors``: the selector's key
+objects, its mask translation and its timeout rounding cost about a microsecond a turn, a
+tenth of a whole REGION_READ round trip (docs/performance.md). Callbacks still receive the
+``selectors`` masks (EVENT_READ / EVENT_WRITE). ``waiter``, when the server sets one, may do
+the wait instead of ``epoll.poll`` (the compiled accelerator's, which serves the client's
+messages itself while it waits); it is asked only when no task is ready, with the same
+timeout, and returns the ready events as ``epoll.poll`` would.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 import selectors
 from collections.abc import Callable
 from typing import Protocol
@@ -30,6 +39,9 @@ log = logging.getLogger(__name__)
 
 # Called with the selector's event mask (EVENT_READ / EVENT_WRITE) that is ready.
 FdCallback = Callable[[int], None]
+# A wait in place of epoll.poll (the compiled accelerator's): given the timeout, the ready
+# (fd, epoll events) pairs, or None to let epoll.poll wait instead.
+Waiter = Callable[[float | None], "list[tuple[int, int]] | None"]
 
 
 class HasFileno(Protocol):
@@ -37,6 +49,19 @@ class HasFileno(Protocol):
 
 
 FileObject = int | HasFileno
+
+_EPOLLIN = select.EPOLLIN
+_EPOLLOUT = select.EPOLLOUT
+_READ = selectors.EVENT_READ
+_WRITE = selectors.EVENT_WRITE
+
+
+def _epoll_events(events: int) -> int:
+    return (_EPOLLIN if events & _READ else 0) | (_EPOLLOUT if events & _WRITE else 0)
+
+
+def _fileno(fileobj: FileObject) -> int:
+    return fileobj if isinstance(fileobj, int) else fileobj.fileno()
 
 
 class EventLoop:
@@ -46,19 +71,43 @@ class EventLoop:
         self.timers = TimerHeap(tasks.clock)
         self.strict = strict
         self.step_time = step_time
-        self.sel = selectors.DefaultSelector()
+        self._epoll = select.epoll()
+        # fd -> (the watched object, its callback); the object lets unwatch find a socket
+        # that was closed (fileno -1) before it was unwatched.
+        self._watched: dict[int, tuple[FileObject, FdCallback]] = {}
         self._running = False
+        self.waiter: Waiter | None = None
+
+    @property
+    def epoll_fd(self) -> int:
+        return self._epoll.fileno()
 
     # --- fds ---------------------------------------------------------------------------------
 
     def watch(self, fileobj: FileObject, events: int, callback: FdCallback) -> None:
-        self.sel.register(fileobj, events, callback)
+        fd = _fileno(fileobj)
+        if fd in self._watched:
+            raise KeyError(f"fd {fd} is already watched")
+        self._epoll.register(fd, _epoll_events(events))
+        self._watched[fd] = (fileobj, callback)
 
     def modify(self, fileobj: FileObject, events: int, callback: FdCallback) -> None:
-        self.sel.modify(fileobj, events, callback)
+        fd = _fileno(fileobj)
+        if fd not in self._watched:
+            raise KeyError(f"fd {fd} is not watched")
+        self._epoll.modify(fd, _epoll_events(events))
+        self._watched[fd] = (fileobj, callback)
 
     def unwatch(self, fileobj: FileObject) -> None:
-        self.sel.unregister(fileobj)
+        fd = _fileno(fileobj)
+        if fd < 0:
+            fd = next((k for k, (obj, _) in self._watched.items() if obj is fileobj), -1)
+        if self._watched.pop(fd, None) is None:
+            raise KeyError(f"{fileobj!r} is not watched")
+        try:
+            self._epoll.unregister(fd)
+        except OSError:
+            pass  # closed already: the kernel dropped it from the set with its last reference
 
     # --- running -----------------------------------------------------------------------------
 
@@ -77,8 +126,21 @@ class EventLoop:
                 if due is not None:
                     wait = max(0.0, due - tasks.clock())
                     timeout = wait if timeout is None else min(timeout, wait)
-            for key, mask in self.sel.select(timeout):
-                key.data(mask)
+            # epoll.poll rounds a timeout up to its millisecond, so a timer is never polled
+            # for before it is due; a negative one would mean "forever".
+            ready = None
+            if self.waiter is not None and timeout != 0.0:
+                ready = self.waiter(timeout)
+            if ready is None:
+                ready = self._epoll.poll(-1 if timeout is None else max(timeout, 0.0))
+            watched = self._watched
+            for fd, ev in ready:
+                entry = watched.get(fd)  # a callback earlier in this turn may have unwatched it
+                if entry is not None:
+                    if ev == _EPOLLIN:
+                        entry[1](_READ)
+                    else:  # as selectors reports them: errors and hang-ups wake both sides
+                        entry[1]((_WRITE if ev & ~_EPOLLIN else 0) | (_READ if ev & ~_EPOLLOUT else 0))
             if self.timers.heap:
                 self._contain("a transport timer", self.timers.run_due)
             if tasks.timers.heap:
@@ -102,7 +164,7 @@ class EventLoop:
             log.exception("bug: %s raised", what)
 
     def close(self) -> None:
-        self.sel.close()
+        self._epoll.close()
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

@@ -14,14 +14,17 @@ import selectors
 import socket
 from collections.abc import Callable
 
+from ..accel import Accel, load
 from ..device.device import Device
+from ..device.region import RegionFlags
 from ..errors import FramingError, TransportError
 from ..vfio_user.connection import ConnState, Request, ServerConnection, ServerOptions
 from .dispatch import Dispatcher
+from .drain import CompiledDrain, ServeOutcome
 from .loop import EventLoop, FileObject
 from .message_dma import MessageDmaChannel
 from .outbox import Outbox
-from .unix import close_fds, recv_chunk
+from .unix import RECV_SIZE, close_fds, recv_into
 
 __all__ = ["Client", "Server"]
 
@@ -40,20 +43,32 @@ class Client:
         device = server.device
         self.dma = MessageDmaChannel(self.conn, self.outbox.send, device.dma, device.tasks, server.loop.timers)
         self.log = log.getChild(f"client{server.clients_served}")
+        # The compiled drain, once the connection runs (None: the Python path serves all).
+        self.drain: CompiledDrain | None = None
+        self._drain_decided = False
 
     def pump(self) -> bool:
         """Read what is there and handle every complete message. False once the client is
         gone (EOF or a framing error)."""
+        return self._guarded(self._read_and_handle)
+
+    def _read_and_handle(self) -> bool:
+        # straight into the framer's buffer: a read allocates and copies nothing
+        framer = self.conn.framer
+        got = recv_into(self.sock, framer.read_space(RECV_SIZE))
+        if got is None:
+            return True
+        n, fds = got
+        if not n:
+            close_fds(fds)
+            return False
+        framer.commit(n, fds)
+        self.handle_events()
+        return True
+
+    def _guarded(self, work: Callable[[], bool]) -> bool:
         try:
-            chunk = recv_chunk(self.sock)
-            if chunk is None:
-                return True
-            data, fds = chunk
-            if not data:
-                close_fds(fds)
-                return False
-            self.conn.receive_data(data, fds)
-            self.handle_events()
+            return work()
         except FramingError as exc:
             self.log.warning("dropping the connection: %s", exc)
             return False
@@ -67,22 +82,76 @@ class Client:
                 raise
             self.log.exception("bug: dropping the connection")
             return False
+
+    def serve(self, timeout: float | None) -> list[tuple[int, int]] | None:
+        """The loop's wait, in C while the client's messages are all C's (docs/performance.md):
+        the events that ended it, or None when C cannot wait now (something queued for the
+        client, fds pending in the framer)."""
+        drain = self.drain
+        framer = self.conn.framer
+        if drain is None or self.outbox.queued or framer.fds_pending:
+            return None
+        framer.read_space(RECV_SIZE)
+        outcome: list[ServeOutcome] = []
+
+        def wait() -> bool:
+            out = drain.serve(self.server.loop.epoll_fd, timeout, RECV_SIZE)
+            outcome.append(out)
+            return self._finish_read(out) if out.read else True
+
+        # as guarded as pump: a bug loses this client, not the server
+        if not self._guarded(wait):
+            self.server._drop_client()
+        return outcome[0].events if outcome else []
+
+    def _finish_read(self, out: ServeOutcome) -> bool:
+        """What pump does after its read, for a read C made."""
+        if out.truncated:
+            close_fds(out.fds)
+            raise FramingError("control message truncated: too many fds")
+        if not out.got:
+            close_fds(out.fds)
+            return False
+        if out.fds:
+            self.conn.framer.commit(0, out.fds)  # they came with the bytes just read
+        self.handle_events()
         return True
 
     def handle_events(self) -> None:
+        conn = self.conn
+        dispatch = self.dispatcher.dispatch
         while True:
-            event = self.conn.next_event()
-            if self.conn.stray_fds:
-                close_fds(self.conn.stray_fds)
-                self.conn.stray_fds.clear()
+            drain = self.drain
+            if drain is not None:
+                drain.run()
+            event = conn.next_event()
+            if conn.stray_fds:
+                close_fds(conn.stray_fds)
+                conn.stray_fds.clear()
             if event is None:
                 return
-            if isinstance(event, Request):
-                out = self.dispatcher.dispatch(event.msg)
+            if type(event) is Request:
+                out = dispatch(event.msg)
                 if out is not None:
                     self.outbox.send(out[0], out[1])
+                if not self._drain_decided and conn.state is ConnState.RUNNING:
+                    self._drain_decided = True
+                    if self.server.accel is not None:
+                        self.drain = self._compiled_drain(self.server.accel)
             else:
-                self.dma.on_reply(event)
+                self.dma.on_reply(event)  # type: ignore[arg-type]  # not a Request: a Reply
+
+
+    def _compiled_drain(self, accel: Accel) -> CompiledDrain | None:
+        device = self.server.device
+        bound = device.region_accel(accel)
+        if bound is None:
+            return None
+        # C answers reads and writes there without looking at the region's flags.
+        both = RegionFlags.READ | RegionFlags.WRITE
+        if device.regions[bound.index].flags & both != both:
+            return None
+        return CompiledDrain(accel, bound, self.conn, self.outbox, self.dispatcher.stats)
 
 
 class Server:
@@ -92,8 +161,12 @@ class Server:
         listener: socket.socket,
         options: ServerOptions | None = None,
         strict: bool = False,
+        accel: bool | None = None,
     ) -> None:
+        """``accel``: serve what the compiled accelerator takes with it (None: unless
+        DEVMODEL_ACCEL=0; it is used only when it loads)."""
         self.device = device
+        self.accel = load(accel)
         self.listener = listener
         self.options = options or ServerOptions()
         self.strict = strict
@@ -101,6 +174,8 @@ class Server:
         self.clients_served = 0
         self._stop = False
         self.loop = EventLoop(device.tasks, strict=strict)
+        if self.accel is not None:
+            self.loop.waiter = self._wait_in_c
         self.listener.setblocking(False)
         self.loop.watch(self.listener, selectors.EVENT_READ, self._on_listener)
 
@@ -137,6 +212,10 @@ class Server:
         self.loop.unwatch(self.listener)
         self.loop.watch(sock, selectors.EVENT_READ, self._on_client)  # the outbox adds writes when it must
         client.log.info("client attached")
+
+    def _wait_in_c(self, timeout: float | None) -> list[tuple[int, int]] | None:
+        client = self.client
+        return None if client is None else client.serve(timeout)
 
     def _on_client(self, _mask: int) -> None:
         if self.client is not None and not self.client.pump():

@@ -11,7 +11,7 @@ import stat
 
 from ..errors import FramingError, TransportError
 
-__all__ = ["recv_chunk", "send_message", "listen_unix", "close_fds", "RECV_SIZE", "MAX_RECV_FDS"]
+__all__ = ["recv_chunk", "recv_into", "send_message", "listen_unix", "close_fds", "RECV_SIZE", "MAX_RECV_FDS"]
 
 RECV_SIZE = 1 << 17
 # Room for every fd one sendmsg can carry (the kernel's SCM_MAX_FD), so the control message
@@ -19,6 +19,12 @@ RECV_SIZE = 1 << 17
 # goes on, instead of a truncation that can only drop it.
 MAX_RECV_FDS = 253
 _ANC_SIZE = socket.CMSG_SPACE(MAX_RECV_FDS * 4)
+# Plain ints: the socket module's flags are IntFlags, whose | and & cost a microsecond a read.
+_NONBLOCKING = int(socket.MSG_CMSG_CLOEXEC | socket.MSG_DONTWAIT)
+_BLOCKING = int(socket.MSG_CMSG_CLOEXEC)
+_CTRUNC = int(socket.MSG_CTRUNC)
+_SOL_SOCKET = int(socket.SOL_SOCKET)
+_SCM_RIGHTS = int(socket.SCM_RIGHTS)
 
 
 def close_fds(fds: list[int] | tuple[int, ...]) -> None:
@@ -32,9 +38,8 @@ def close_fds(fds: list[int] | tuple[int, ...]) -> None:
 def recv_chunk(sock: socket.socket, size: int = RECV_SIZE, block: bool = False) -> tuple[bytes, list[int]] | None:
     """One read: (data, fds); b"" data means EOF; None means nothing to read (non-blocking).
     A blocking read waits up to the socket's timeout."""
-    flags = socket.MSG_CMSG_CLOEXEC | (0 if block else socket.MSG_DONTWAIT)
     try:
-        data, ancdata, msg_flags, _ = sock.recvmsg(size, _ANC_SIZE, flags)
+        data, ancdata, msg_flags, _ = sock.recvmsg(size, _ANC_SIZE, _BLOCKING if block else _NONBLOCKING)
     except TimeoutError as exc:
         raise TransportError("timed out waiting for the peer") from exc
     except (BlockingIOError, InterruptedError):
@@ -43,16 +48,34 @@ def recv_chunk(sock: socket.socket, size: int = RECV_SIZE, block: bool = False) 
         if exc.errno in (errno.ECONNRESET, errno.EPIPE):
             return b"", []
         raise TransportError(f"recvmsg failed: {exc}") from exc
+    return data, _fds_of(ancdata, msg_flags) if ancdata or msg_flags else []
+
+
+def recv_into(sock: socket.socket, buf: memoryview) -> tuple[int, list[int]] | None:
+    """One non-blocking read into ``buf`` (the server's receive buffer, allocated once):
+    (bytes read, fds); 0 bytes means EOF; None means nothing to read."""
+    try:
+        n, ancdata, msg_flags, _ = sock.recvmsg_into((buf,), _ANC_SIZE, _NONBLOCKING)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ECONNRESET, errno.EPIPE):
+            return 0, []
+        raise TransportError(f"recvmsg failed: {exc}") from exc
+    return n, _fds_of(ancdata, msg_flags) if ancdata or msg_flags else []
+
+
+def _fds_of(ancdata: list[tuple[int, int, bytes]], msg_flags: int) -> list[int]:
     fds: list[int] = []
     for level, kind, payload in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+        if level == _SOL_SOCKET and kind == _SCM_RIGHTS:
             arr = array.array("i")
             arr.frombytes(payload[: len(payload) - len(payload) % arr.itemsize])
             fds.extend(arr)
-    if msg_flags & socket.MSG_CTRUNC:
+    if msg_flags & _CTRUNC:
         close_fds(fds)
         raise FramingError("control message truncated: too many fds")
-    return data, fds
+    return fds
 
 
 def send_message(sock: socket.socket, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:

@@ -55,12 +55,12 @@ class ServerOptions:
     write_multiple: bool = False
 
 
-@dataclass
+@dataclass(slots=True)
 class Request:
     msg: Message
 
 
-@dataclass
+@dataclass(slots=True)
 class Reply:
     msg: Message
     command: int  # the command we sent
@@ -82,7 +82,8 @@ class ServerConnection:
 
     def __post_init__(self) -> None:
         self.framer = Framer()
-        self._allowed = ALLOWED_COMMANDS[self.state]
+        # The commands the current state accepts (the dispatcher tests membership per message).
+        self.allowed = ALLOWED_COMMANDS[self.state]
         self._next_id = 0
         self._pending: dict[int, _Pending] = {}
         self.unexpected_replies = 0
@@ -91,7 +92,7 @@ class ServerConnection:
 
     # --- input -----------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes, fds: list[int] | tuple[int, ...] = ()) -> None:
+    def receive_data(self, data: bytes | memoryview, fds: list[int] | tuple[int, ...] = ()) -> None:
         self.framer.receive(data, fds)
 
     def next_event(self) -> Request | Reply | None:
@@ -122,7 +123,7 @@ class ServerConnection:
             )
 
     def check_allowed(self, command: int) -> None:
-        if command not in self._allowed:
+        if command not in self.allowed:
             raise CommandNotAllowed(
                 "command not allowed in this state", command=command, state=self.state.value
             )
@@ -142,7 +143,7 @@ class ServerConnection:
         self.peer_caps = req.caps
         self.write_multiple = caps.write_multiple
         self.state = ConnState.RUNNING
-        self._allowed = ALLOWED_COMMANDS[self.state]
+        self.allowed = ALLOWED_COMMANDS[self.state]
         return encode_version(0, 0, encode_capabilities(caps))
 
     # --- output ----------------------------------------------------------------------------

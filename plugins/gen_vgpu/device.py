@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable
 from typing import Any
 
+from devmodel.accel import Accel, RegionAccel
 from devmodel.device.device import Device, ResetKind
 from devmodel.device.frames import DEFAULT_MAX_DEVICE_PAGES
 from devmodel.device.pci_config import Bar, BarKind, PciConfigSpace
@@ -13,6 +14,7 @@ from devmodel.device.region import Region
 
 from .aperture import Aperture
 from .bar0 import Bar0
+from .bar0_accel import Bar0Accel
 from .cmd.ranges import GraphicsMemory as ScanMemory
 from .engine.execlist import Engines
 from .engine.memory import GgttSpace
@@ -86,6 +88,7 @@ class GenVgpu(Device):
         self.set_region(Region(2, aperture_size, self.aperture))
         self._build_engines(watchdog, max_shadow_pages)
         self.ppgtt_walker = ShadowWalker(self.ppgtt)  # for inspection; the engines have their own
+        self._bar0_accel: Bar0Accel | None = None
 
     # --- the engines (contract §4, §5) -----------------------------------------------------
 
@@ -120,6 +123,11 @@ class GenVgpu(Device):
         self.engines.power_on()
         self.ppgtt.reset()
         self.interrupts.reset()
+
+    def region_accel(self, accel: Accel) -> RegionAccel | None:
+        if self._bar0_accel is None:
+            self._bar0_accel = Bar0Accel(accel, self.bar0, 0, regs.BAR0_SIZE)
+        return self._bar0_accel
 
     def region_write_multi(self, writes: list[tuple[int, int, bytes]]) -> None:
         ggtt_base = regs.GGTT_OFFSET

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from devmodel import accel as accel_module
 from devmodel.device.device import Device
 from devmodel.testing import GuestMemory, VfioUserClient
 from devmodel.transport.control import ControlServer, control_path
@@ -22,10 +23,12 @@ from gen_vgpu import GenVgpu, Platform
 
 
 class ServerThread:
-    def __init__(self, device: Device, path: str, options: ServerOptions, control: bool = False) -> None:
+    def __init__(
+        self, device: Device, path: str, options: ServerOptions, control: bool = False, accel: bool | None = None
+    ) -> None:
         self.device = device
         self.path = path
-        self.server = Server(device, listen_unix(path), options, strict=True)
+        self.server = Server(device, listen_unix(path), options, strict=True, accel=accel)
         self.control = ControlServer(self.server, control_path(path)) if control else None
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -87,8 +90,25 @@ def sock_dir() -> Iterator[str]:
         yield d
 
 
+def accel_available() -> bool:
+    return accel_module.load(True) is not None
+
+
+@pytest.fixture(params=["accel", "python"])
+def serve_path(request: pytest.FixtureRequest) -> bool:
+    """Every server test runs on both paths: with the compiled accelerator and on Python
+    alone (DEVMODEL_ACCEL=0 leaves only the second). Without the module the first is
+    skipped here, and tests/unit/test_accel.py fails once, saying so."""
+    if request.param == "accel":
+        if not accel_module.enabled_by_env():
+            pytest.skip("DEVMODEL_ACCEL=0")
+        if not accel_available():
+            pytest.skip("the compiled accelerator is not installed (ci/setup-python builds it)")
+    return request.param == "accel"
+
+
 @pytest.fixture
-def make_server(sock_dir: str) -> Iterator[Callable[..., ServerThread]]:
+def make_server(sock_dir: str, serve_path: bool) -> Iterator[Callable[..., ServerThread]]:
     started: list[ServerThread] = []
 
     def make(
@@ -96,9 +116,16 @@ def make_server(sock_dir: str) -> Iterator[Callable[..., ServerThread]]:
         write_multiple: bool = True,
         device: Device | None = None,
         control: bool = False,
+        accel: bool | None = None,
     ) -> ServerThread:
         path = os.path.join(sock_dir, f"s{len(started)}.sock")
-        st = ServerThread(device or GenVgpu(platform), path, ServerOptions(write_multiple=write_multiple), control)
+        st = ServerThread(
+            device or GenVgpu(platform),
+            path,
+            ServerOptions(write_multiple=write_multiple),
+            control,
+            serve_path if accel is None else accel,
+        )
         started.append(st)
         return st
 

@@ -100,6 +100,9 @@ class Ggtt:
         # Conservative bounds of the unbacked entries' GFNs, so a DMA_MAP elsewhere skips the
         # scan; they only widen, and start afresh when no entry is unbacked.
         self._unbacked_lo = self._unbacked_hi = 0
+        # Bumped whenever the windows or their owner codes change, so that the accelerator's
+        # copy of the window table (gtt/ggtt_accel.py) knows to reload.
+        self.epoch = 0
         self.dma.listeners.append(self)
 
     # --- guest access ----------------------------------------------------------------------
@@ -150,6 +153,7 @@ class Ggtt:
                 code = _owner_code(self._next_tag)
                 self._next_tag += 1
             self._window_code[window] = code
+            self.epoch += 1
         return code
 
     def _widen_unbacked(self, lo: int, hi: int) -> None:
@@ -195,6 +199,7 @@ class Ggtt:
     # DmaListener
 
     def on_dma_map(self, window: DmaWindow) -> None:
+        self.epoch += 1
         unbacked = self._count.get(_UNBACKED, 0)
         first, end = window.first_gfn, window.first_gfn + window.page_count
         if not unbacked or end <= self._unbacked_lo or first > self._unbacked_hi:
@@ -226,6 +231,7 @@ class Ggtt:
             self.counters.revivals += revived
 
     def on_dma_unmap(self, window: DmaWindow) -> None:
+        self.epoch += 1
         code = self._window_code.pop(window, None)
         if code is None:
             return
@@ -281,10 +287,12 @@ class Ggtt:
         )
 
     def reset(self) -> None:
-        self.guest = array("Q", bytes(8 * GGTT_ENTRY_COUNT))
-        self.shadow = array("Q", [self._scratch_entry]) * GGTT_ENTRY_COUNT
-        self.owner = array(_OWNER_TYPE, [_NONE]) * GGTT_ENTRY_COUNT
+        # In place: the accelerator holds pointers to the arrays.
+        self.guest[:] = array("Q", bytes(8 * GGTT_ENTRY_COUNT))
+        self.shadow[:] = array("Q", [self._scratch_entry]) * GGTT_ENTRY_COUNT
+        self.owner[:] = array(_OWNER_TYPE, [_NONE]) * GGTT_ENTRY_COUNT
         self._count = {_NONE: GGTT_ENTRY_COUNT}
+        self.epoch += 1
         self._window_code.clear()
         self._free_codes.clear()
         self._next_tag = _FIRST_WINDOW_TAG

@@ -28,7 +28,9 @@ class UnlistedLog:
         self.seen: dict[int, list[int]] = {}
 
     def attach(self, rf: RegisterFile) -> None:
-        rf.on_unlisted = self.note
+        # The log only records: it may hear of an access after the access (the accelerator
+        # serves unlisted registers and replays their accesses to it in order).
+        rf.listen_unlisted(self.note, told_later=True)
 
     def _listed_plain(self, offset: int) -> bool:
         i = bisect.bisect_right(self._starts, offset) - 1

@@ -13,6 +13,10 @@ step:
 * through the aperture (BAR2): a live entry shows guest memory at its GFN, anything else
   (and a write-only window) reads as zeros, and writes through scratch (or a read-only
   window) are dropped.
+
+The machine runs three ways: writes straight to the device, and as posted messages through
+the server's client path with the compiled accelerator and on Python alone (message_rig.py),
+so the accelerator's GGTT bookkeeping answers to the same model and whole-table checks.
 """
 
 from __future__ import annotations
@@ -21,16 +25,20 @@ import os
 from array import array
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from devmodel import accel
 from devmodel.device.device import ResetKind
 from devmodel.device.dma import PAGE_SIZE, PROT_READ, PROT_WRITE, DmaWindow
 from devmodel.errors import DmaOverlap, MalformedRequest
 from devmodel.testing import GuestMemory
 from gen_vgpu import GenVgpu
 from gen_vgpu.gtt.ggtt import GGTT_ENTRY_COUNT
+
+from .message_rig import MessageRig
 
 GGTT = 8 << 20
 RW = PROT_READ | PROT_WRITE
@@ -102,9 +110,16 @@ RAM_PATTERN = b"".join(
 
 
 class GgttMachine(RuleBasedStateMachine):
+    # GGTT writes go straight to the device (None), or as messages through the server's
+    # client path with the compiled accelerator (True) or on Python alone (False).
+    through_messages: bool | None = None
+
     def __init__(self) -> None:
         super().__init__()
         self.dev = GenVgpu()
+        self.rig = None if self.through_messages is None else MessageRig(self.dev, self.through_messages)
+        self.region_write = self.dev.region_write if self.rig is None else self.rig.region_write
+        self.region_write_multi = self.dev.region_write_multi if self.rig is None else self.rig.region_write_multi
         self.ggtt = self.dev.ggtt
         self.dma = self.dev.dma
         self.scratch_hfn = self.dev.scratch_hfn
@@ -123,8 +138,12 @@ class GgttMachine(RuleBasedStateMachine):
             # With no window left, no shadow entry reaches anything but the scratch page.
             self.shadow_matches_the_model()
             self.check_whole_table()
+            if self.rig is not None:
+                assert self.rig.errors == 0  # every write was one the device takes
         finally:
             self.mem.close()
+            if self.rig is not None:
+                self.rig.close()
 
     # --- the model -------------------------------------------------------------------------
 
@@ -177,13 +196,13 @@ class GgttMachine(RuleBasedStateMachine):
 
     @rule(idx=indexes, value=entries())
     def write_entry(self, idx: int, value: int) -> None:
-        self.dev.region_write(0, GGTT + idx * 8, value.to_bytes(8, "little"))
+        self.region_write(0, GGTT + idx * 8, value.to_bytes(8, "little"))
         self.model_write(idx, value)
 
     @rule(idx=indexes, value=entries(), high=st.booleans())
     def write_half(self, idx: int, value: int, high: bool) -> None:
         half = (value >> 32) if high else (value & 0xFFFFFFFF)
-        self.dev.region_write(0, GGTT + idx * 8 + 4 * high, half.to_bytes(4, "little"))
+        self.region_write(0, GGTT + idx * 8 + 4 * high, half.to_bytes(4, "little"))
         self.model_write(idx, half, "hi" if high else "lo")
 
     @rule(first=st.sampled_from([0, 1]), values=st.lists(entries(), min_size=2, max_size=3))
@@ -191,7 +210,7 @@ class GgttMachine(RuleBasedStateMachine):
         """Consecutive whole entries in one REGION_WRITE: not a 4- or 8-byte access, so the
         contract has it ignored; the model does not change."""
         data = b"".join(v.to_bytes(8, "little") for v in values)
-        self.dev.region_write(0, GGTT + first * 8, data)
+        self.region_write(0, GGTT + first * 8, data)
 
     @rule(first=st.sampled_from(RUN_STARTS), n=st.integers(1, 10), value=entries(), step=st.sampled_from([0, 1]))
     def write_run(self, first: int, n: int, value: int, step: int) -> None:
@@ -200,14 +219,14 @@ class GgttMachine(RuleBasedStateMachine):
         values = [(value + (k * step << 12)) & ((1 << 64) - 1) for k in range(n)]
         idxs = [(first + k) % GGTT_ENTRY_COUNT for k in range(n)]
         writes = [(GGTT + i * 8, 0, v.to_bytes(8, "little")) for i, v in zip(idxs, values, strict=True)]
-        self.dev.region_write_multi(writes)
+        self.region_write_multi(writes)
         for i, v in zip(idxs, values, strict=True):
             self.model_write(i, v)
 
     @rule(writes=st.lists(st.tuples(indexes, entries()), min_size=1, max_size=4))
     def write_multi(self, writes: list[tuple[int, int]]) -> None:
         """A REGION_WRITE_MULTI batch of whole entries (the device's fast path)."""
-        self.dev.region_write_multi([(GGTT + i * 8, 0, v.to_bytes(8, "little")) for i, v in writes])
+        self.region_write_multi([(GGTT + i * 8, 0, v.to_bytes(8, "little")) for i, v in writes])
         for i, v in writes:
             self.model_write(i, v)
 
@@ -387,6 +406,23 @@ GgttMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestGgtt = GgttMachine.TestCase
+
+
+class GgttThroughAccelMachine(GgttMachine):
+    through_messages = True
+
+
+class GgttThroughPythonMessagesMachine(GgttMachine):
+    through_messages = False
+
+
+# The machine's rules and model are the ones above; these two change only how writes arrive.
+GgttThroughAccelMachine.TestCase.settings = settings(GgttMachine.TestCase.settings, max_examples=100)
+GgttThroughPythonMessagesMachine.TestCase.settings = settings(GgttMachine.TestCase.settings, max_examples=40)
+TestGgttThroughAccel = pytest.mark.skipif(
+    accel.load(True) is None, reason="the compiled accelerator is not installed"
+)(GgttThroughAccelMachine.TestCase)
+TestGgttThroughPythonMessages = GgttThroughPythonMessagesMachine.TestCase
 
 
 # --- directed cases the machine reaches only rarely -------------------------------------------

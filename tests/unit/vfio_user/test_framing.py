@@ -50,8 +50,26 @@ def sent_messages(draw: st.DrawFn) -> Sent:
     )
 
 
+def take_plain(framer: Framer) -> list[Message]:
+    """What a compiled fast path does: whole messages from the fd-free span, then skip_to."""
+    start, end = framer.plain_span()
+    out = []
+    while end - start >= HEADER_SIZE:
+        msg_id, command, size, flags, error = HEADER.struct.unpack_from(framer.buffer, start)
+        if start + size > end:
+            break
+        out.append(Message(msg_id, command, flags, error, bytes(framer.buffer[start + HEADER_SIZE : start + size]), []))
+        start += size
+    framer.skip_to(start)
+    return out
+
+
 def feed_like_the_kernel(
-    msgs: list[Sent], draw: Callable[[st.SearchStrategy[Any]], Any], drain_each: bool
+    msgs: list[Sent],
+    draw: Callable[[st.SearchStrategy[Any]], Any],
+    drain_each: bool,
+    framer: Framer | None = None,
+    fast: bool = False,
 ) -> tuple[list[Message], Framer]:
     """Cut the stream the way a UNIX stream socket may: anywhere, except that the chunk that
     holds the first byte of an fd-carrying message brings its fds and ends inside that
@@ -69,15 +87,25 @@ def feed_like_the_kernel(
     cuts = sorted(c for c in drawn if 0 < c < len(stream)) + [len(stream)]
     fds_at = {start: m.fds for m, start in zip(msgs, starts, strict=True) if m.fds}
 
-    framer = Framer()
+    framer = framer or Framer()
     out: list[Message] = []
     prev = 0
     for cut in cuts:
         chunk_fds = [fd for start, fds in fds_at.items() if prev <= start < cut for fd in fds]
-        framer.receive(stream[prev:cut], chunk_fds)
+        if fast:  # as the server reads: into the buffer's free end
+            space = framer.read_space(cut - prev)
+            space[: cut - prev] = stream[prev:cut]
+            framer.commit(cut - prev, chunk_fds)
+        else:
+            framer.receive(stream[prev:cut], chunk_fds)
         prev = cut
         if drain_each:
-            while (msg := framer.next_message()) is not None:
+            while True:
+                if fast:
+                    out.extend(take_plain(framer))
+                msg = framer.next_message()
+                if msg is None:
+                    break
                 out.append(msg)
     while (msg := framer.next_message()) is not None:
         out.append(msg)
@@ -94,6 +122,30 @@ def test_random_splits_give_back_the_same_messages(msgs: list[Sent], drain_each:
     for got, sent in zip(out, msgs, strict=True):
         assert got.is_reply == (sent.flags & 0xF == 1)
         assert got.no_reply == bool(sent.flags & HeaderFlags.NO_REPLY)
+
+
+@settings(max_examples=300, deadline=None)
+@given(msgs=st.lists(sent_messages(), max_size=25), capacity=st.sampled_from([16, 64, 1024]), data=st.data())
+def test_a_fast_path_takes_only_messages_without_fds(msgs: list[Sent], capacity: int, data: st.DataObject) -> None:
+    """Reads into a small buffer (compacted and grown as they go), a fast path taking what
+    plain_span offers before each message the framer hands out: every message comes out
+    once, in order, and those the fast path took are exactly ones sent without fds."""
+    out, framer = feed_like_the_kernel(msgs, data.draw, True, Framer(capacity=capacity), fast=True)
+    assert [m._replace(fds=[]) for m in out] == [m.as_message()._replace(fds=[]) for m in msgs]
+    assert [m.fds for m in out] == [m.fds for m in msgs]
+    assert framer.buffered == 0 and framer.take_fds() == []
+
+
+def test_adopt_refuses_pending_fds_and_spans_outside_the_buffer() -> None:
+    framer = Framer(capacity=64)
+    framer.receive(encode_message(1, 2, 0, b"x"), [7])
+    with pytest.raises(ValueError, match="fds pending"):
+        framer.adopt(0, 0, 0)
+    framer = Framer(capacity=64)
+    with pytest.raises(ValueError, match="outside"):
+        framer.adopt(0, 65, 0)
+    with pytest.raises(ValueError, match="outside"):
+        framer.skip_to(1)
 
 
 @settings(max_examples=100, deadline=None)

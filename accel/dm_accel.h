@@ -1,0 +1,167 @@
+/* The compiled accelerator's interface: the declarations C and cffi share.
+ *
+ * accel/build_cffi.py hands this file to cffi's cdef (without its preprocessor lines other
+ * than the #define constants), so it is the one declaration of these structs for both sides.
+ * Every protocol constant (command numbers, flag bits, limits) and every device constant
+ * (register and GGTT layout, owner codes, entry bits) comes from Python at run time, from the
+ * one declaration each has there; the C holds none of its own.
+ */
+#ifndef DM_ACCEL_H
+#define DM_ACCEL_H
+#include <stdint.h>
+
+/* Raised whenever a struct below or a status changes meaning: devmodel/accel.py refuses a
+ * module built from other sources and falls back to Python. */
+#define DM_ABI_VERSION 2
+
+/* What dm_drain returns. Every status leaves dm_conn.pos at the first message not handled;
+ * the NEED and OUT statuses change nothing of that message (a WRITE_MULTI resumes at entry
+ * multi_done), so calling again after resolving them carries on where it stopped. */
+#define DM_DONE 0        /* every complete message in [pos, end) handled */
+#define DM_PYTHON 1      /* the message at pos is Python's: a command, a check or a register C does not take */
+#define DM_NEED_SYNC 2   /* a GGTT write needs the GGTT's counts loaded (dm_ggtt.synced == 0) */
+#define DM_NEED_CODE 3   /* a GGTT write needs the owner code of windows[need_window] */
+#define DM_NEED_ROOM 4   /* the owner-count deltas or the unlisted log are full: fold them and call again */
+#define DM_OUT_FULL 5    /* the reply buffer is full and the socket takes no more: send it and call again */
+
+/* What dm_serve returns. */
+#define DM_SERVE_EVENTS 16   /* fds other than a plain read of the client are ready: events[] */
+#define DM_SERVE_TIMEOUT 17  /* nothing within timeout_ms */
+#define DM_SERVE_READ 18     /* a read for Python to finish: fds came with it, EOF, or messages C left */
+
+/* Wire layouts (vfio-user, little-endian, naturally aligned: no padding); a test checks them
+ * against devmodel.vfio_user.layouts. */
+struct dm_header {
+    uint16_t msg_id;
+    uint16_t command;
+    uint32_t size;
+    uint32_t flags;
+    uint32_t error;
+};
+
+struct dm_region_access {
+    uint64_t offset;
+    uint32_t region;
+    uint32_t count;
+};
+
+struct dm_write_multi_entry {
+    uint64_t offset;
+    uint32_t region;
+    uint32_t count;
+    uint8_t data[8];
+};
+
+/* One DMA window as the GGTT sees it; the table is ordered by iova (DmaMap's order). */
+struct dm_window {
+    uint64_t iova;
+    uint64_t end;
+    uint64_t hfn_base;
+    uint32_t code;       /* its owner code; 0: none allocated yet (DM_NEED_CODE) */
+    uint32_t reserved;
+};
+
+struct dm_delta {
+    uint32_t code;
+    uint32_t reserved;
+    int64_t delta;
+};
+
+/* The GEN GGTT (plugins/gen_vgpu/gtt/ggtt.py): its three arrays and, while synced, the
+ * bookkeeping C changes and Python folds back (counts by owner code, counters, the
+ * unbacked bounds). */
+struct dm_ggtt {
+    uint64_t *guest;
+    uint64_t *shadow;
+    uint32_t *owner;
+    uint64_t entries;
+    uint64_t scratch_entry;
+    uint64_t absent_entry;
+    uint64_t present_bit;
+    uint64_t addr_mask;
+    uint32_t code_none;
+    uint32_t code_pending_low;
+    uint32_t code_pending_high;
+    uint32_t code_unbacked;
+    const struct dm_window *windows;
+    uint32_t nwindows;
+    uint32_t need_window;
+    uint32_t synced;
+    uint32_t ndeltas;
+    int64_t unbacked;    /* entries whose owner is code_unbacked */
+    uint64_t unbacked_lo;
+    uint64_t unbacked_hi;
+    uint64_t writes;
+    uint64_t partial_writes;
+    uint64_t scratch_mappings;
+    struct dm_delta deltas[32];
+};
+
+/* The GEN vGPU's BAR0 (plugins/gen_vgpu/bar0.py): registers below mmio_size, of which C
+ * takes only those the register file marks (one byte per dword, RegisterFile.plain: 1
+ * storage and nothing else; 2 storage whose unlisted hook may hear of the access later, from
+ * the log below), and the GGTT from ggtt_offset. */
+struct dm_gen_bar0 {
+    uint8_t *regs;
+    const uint8_t *plain;
+    uint64_t mmio_size;
+    uint64_t ggtt_offset;
+    uint64_t size;       /* the region's size */
+    struct dm_ggtt *ggtt;
+    uint32_t nunlisted;
+    uint32_t reserved;
+    uint32_t unlisted[256];  /* accesses for the unlisted hook, in order: dword offset | 1 if a write */
+};
+
+/* One client connection in the RUNNING state. */
+struct dm_conn {
+    uint32_t max_msg_size;
+    uint32_t max_xfer;
+    uint32_t multi_max_count;
+    uint32_t multi_data_size;
+    uint32_t cmd_read;
+    uint32_t cmd_write;
+    uint32_t cmd_write_multi;
+    uint32_t type_mask;
+    uint32_t type_command;
+    uint32_t no_reply;
+    uint32_t reply_flags;
+    uint32_t write_multiple;  /* REGION_WRITE_MULTI negotiated */
+    uint32_t region_index;    /* the region bar serves */
+    uint32_t multi_done;      /* WRITE_MULTI entries of the message at pos already applied */
+    int32_t sock_fd;          /* replies are sent here (non-blocking); -1: left in out for the caller */
+    struct dm_gen_bar0 *bar;
+    uint8_t *out;             /* replies not sent yet, for the caller to send in order */
+    uint64_t out_cap;
+    uint64_t out_len;
+    uint64_t pos;             /* in: where to start; out: the end of what was handled */
+    uint64_t requests;        /* handled, counted up; the caller folds and clears */
+    uint64_t posted;
+};
+
+/* The event loop's wait while the client's messages are all C's: epoll_wait on the loop's own
+ * epoll set, and as long as the only thing ready is the client's socket for reading, read
+ * into the framer's buffer and drain, without coming back to Python. */
+struct dm_serve {
+    int32_t epfd;
+    int32_t sock_fd;
+    int32_t timeout_ms;       /* -1: no limit */
+    int32_t nevents;          /* out, DM_SERVE_EVENTS */
+    uint64_t events[16];      /* out: fd << 32 | epoll events */
+    uint8_t *buf;             /* the framer's buffer */
+    uint64_t cap;
+    uint64_t pos;             /* in/out: its read position */
+    uint64_t end;             /* in/out: the end of the bytes received */
+    uint64_t shifted;         /* out: bytes dropped from its front (the framer's stream base moves on) */
+    uint64_t min_room;        /* read only with at least this much room; else Python compacts */
+    uint64_t got;             /* out, DM_SERVE_READ: bytes of the last read (0: EOF) */
+    int32_t msg_flags;        /* out, DM_SERVE_READ: recvmsg's flags (MSG_CTRUNC) */
+    int32_t nfds;             /* out, DM_SERVE_READ: fds that came with the last read */
+    int32_t fds[253];
+};
+
+uint32_t dm_abi_version(void);
+int dm_serve(struct dm_conn *c, struct dm_serve *s);
+int dm_drain(struct dm_conn *c, const uint8_t *buf, uint64_t end);
+
+#endif

@@ -1,0 +1,184 @@
+"""Region messages handled by the compiled accelerator, straight from the framer's buffer.
+
+Before the connection's next message goes to the Python path, :meth:`CompiledDrain.run`
+hands the received bytes that carry no fds to ``dm_drain`` (accel/dm_accel.c), which takes
+the REGION_READ, REGION_WRITE and REGION_WRITE_MULTI messages for the region the device bound
+(``Device.region_accel``) from the front, applies them, writes their replies, and stops at
+the first message it does not take. Those replies are sent before anything after them, so the
+client sees the order it sent: C sends them itself while the outbox is empty, and what the
+socket does not take goes to the outbox. What C counts (requests, posted) joins the
+dispatcher's stats.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..accel import Accel, RegionAccel
+from ..vfio_user.connection import ServerConnection
+from ..vfio_user.constants import (
+    HEADER_SIZE,
+    MAX_DATA_XFER_SIZE,
+    WRITE_MULTI_DATA_SIZE,
+    WRITE_MULTI_MAX_COUNT,
+    Command,
+    HeaderFlags,
+    MsgType,
+)
+from .outbox import Outbox
+
+__all__ = ["OUT_SIZE", "CompiledDrain", "ServeOutcome"]
+
+# Replies of one call; a fuller drain stops (DM_OUT_FULL), sends and goes on.
+OUT_SIZE = 64 << 10
+
+
+@dataclass(frozen=True)
+class ServeOutcome:
+    """What :meth:`CompiledDrain.serve` came back with: the ready events for the loop
+    (DM_SERVE_EVENTS, or none at a timeout), or a read for Python to finish."""
+
+    events: list[tuple[int, int]]
+    read: bool = False
+    got: int = 0  # bytes of that read; 0: EOF
+    fds: list[int] = field(default_factory=list)
+    truncated: bool = False  # MSG_CTRUNC: more fds than the control buffer held
+
+
+class CompiledDrain:
+    def __init__(
+        self,
+        accel: Accel,
+        region: RegionAccel,
+        conn: ServerConnection,
+        outbox: Outbox,
+        stats: dict[str, int],
+    ) -> None:
+        ffi, lib = accel.ffi, accel.lib
+        self._ffi = ffi
+        self._drain = lib.dm_drain
+        self._python = lib.DM_PYTHON
+        self._out_full = lib.DM_OUT_FULL
+        self._region = region
+        self._framer = conn.framer
+        self._outbox = outbox
+        self._fd = outbox.sock.fileno()
+        self._stats = stats
+        c = self._c = ffi.new("struct dm_conn *")
+        c.max_msg_size = conn.framer.max_size
+        c.max_xfer = MAX_DATA_XFER_SIZE
+        c.multi_max_count = WRITE_MULTI_MAX_COUNT
+        c.multi_data_size = WRITE_MULTI_DATA_SIZE
+        c.cmd_read = Command.REGION_READ
+        c.cmd_write = Command.REGION_WRITE
+        c.cmd_write_multi = Command.REGION_WRITE_MULTI
+        c.type_mask = HeaderFlags.TYPE_MASK
+        c.type_command = MsgType.COMMAND
+        c.no_reply = HeaderFlags.NO_REPLY
+        c.reply_flags = MsgType.REPLY
+        c.write_multiple = conn.write_multiple
+        c.region_index = region.index
+        c.bar = region.ptr
+        self._out = memoryview(bytearray(OUT_SIZE))
+        self._out_buffer = ffi.from_buffer(self._out)
+        c.out = ffi.cast("uint8_t *", self._out_buffer)
+        c.out_cap = OUT_SIZE
+        self._bound: bytearray | None = None  # the framer buffer _buf_ptr points into
+        self._buf_export: Any = None
+        self._buf_ptr: Any = None
+        self._serve = lib.dm_serve
+        self._serve_events = lib.DM_SERVE_EVENTS
+        self._serve_timeout = lib.DM_SERVE_TIMEOUT
+        self._s = ffi.new("struct dm_serve *")
+        self._s.sock_fd = self._fd
+        self._ctrunc = int(socket.MSG_CTRUNC)
+
+    def _bind(self) -> None:
+        """Point at the framer's buffer (a new one when it grew)."""
+        self._bound = self._framer.buffer
+        self._buf_export = self._ffi.from_buffer(self._bound)
+        self._buf_ptr = self._ffi.cast("uint8_t *", self._buf_export)
+
+    def run(self) -> None:
+        framer = self._framer
+        start, end = framer.plain_span()
+        if end - start < HEADER_SIZE:
+            return
+        if framer.buffer is not self._bound:
+            self._bind()
+        c = self._c
+        c.pos = start
+        outbox = self._outbox
+        c.sock_fd = -1 if outbox.queued else self._fd  # behind queued bytes, replies queue too
+        status = self._drain(c, self._buf_ptr, end)
+        if status > self._python or c.out_len:
+            self._finish(status, end)
+        else:
+            self._region.settle()
+        framer.skip_to(c.pos)
+        if c.requests:
+            self._fold_stats()
+
+    def _fold_stats(self) -> None:
+        c = self._c
+        self._stats["requests"] += c.requests
+        self._stats["posted"] += c.posted
+        c.requests = c.posted = 0
+
+    def serve(self, epoll_fd: int, timeout: float | None, room: int) -> ServeOutcome:
+        """Wait on the loop's epoll set in C (dm_serve), serving the client's messages there
+        for as long as they are all C's; the framer's buffer must have ``room`` free bytes
+        (read_space) and no fds pending. The caller finishes a read C hands back."""
+        framer = self._framer
+        buffer = framer.buffer
+        if buffer is not self._bound:
+            self._bind()
+        s, c = self._s, self._c
+        s.epfd = epoll_fd
+        s.timeout_ms = -1 if timeout is None else math.ceil(timeout * 1000)
+        s.buf = self._buf_ptr
+        s.cap = len(buffer)
+        s.pos, s.end = framer.plain_span()
+        s.min_room = room
+        c.sock_fd = self._fd  # the caller waits in C only with nothing queued
+        self._region.prepare()
+        status = self._serve(c, s)
+        self._region.settle()
+        framer.adopt(s.pos, s.end, s.shifted)
+        if c.requests:
+            self._fold_stats()
+        if c.out_len:
+            self._send_left()
+        if status == self._serve_events:
+            return ServeOutcome([(e >> 32, e & 0xFFFFFFFF) for e in s.events[0 : s.nevents]])
+        if status == self._serve_timeout:
+            return ServeOutcome([])
+        return ServeOutcome(
+            [], True, s.got, list(s.fds[0 : s.nfds]), bool(s.msg_flags & self._ctrunc)
+        )
+
+    def _send_left(self) -> None:
+        c = self._c
+        n = c.out_len
+        c.out_len = 0
+        self._outbox.send(bytes(self._out[:n]))
+
+    def _finish(self, status: int, end: int) -> None:
+        """The rarer outcomes: replies the socket did not take, and the statuses that ask
+        for Python's help before the drain goes on."""
+        c = self._c
+        try:
+            while True:
+                if c.out_len:
+                    self._send_left()
+                    c.sock_fd = -1 if self._outbox.queued else self._fd
+                if status <= self._python:  # DM_DONE, DM_PYTHON
+                    return
+                if status != self._out_full:
+                    self._region.resolve(status)
+                status = self._drain(c, self._buf_ptr, end)
+        finally:
+            self._region.settle()

@@ -1,0 +1,79 @@
+"""BAR0 as the compiled accelerator serves it (``struct dm_gen_bar0``, accel/dm_accel.h): the
+register file's storage and its plain-dword map (devmodel/device/registers.py), the MMIO and
+GGTT layout of mmio/regs.py, and the GGTT (gtt/ggtt_accel.py). C takes the accesses
+:class:`~.bar0.Bar0` serves without logging, hooks or masks: plain registers and GGTT entries;
+everything else comes back to Python.
+"""
+
+from __future__ import annotations
+
+from devmodel.accel import Accel
+
+from .bar0 import Bar0
+from .gtt.ggtt_accel import GgttAccel
+from .mmio import regs
+
+__all__ = ["Bar0Accel"]
+
+
+class Bar0Accel:
+    """A :class:`devmodel.accel.RegionAccel` for BAR0."""
+
+    def __init__(self, accel: Accel, bar0: Bar0, index: int, size: int) -> None:
+        ffi, lib = accel.ffi, accel.lib
+        self.index = index
+        self._need_sync = lib.DM_NEED_SYNC
+        self._need_code = lib.DM_NEED_CODE
+        self._need_room = lib.DM_NEED_ROOM
+        rf = bar0.registers
+        if rf.size != regs.MMIO_SIZE:
+            raise ValueError(f"register file of {rf.size:#x} bytes, BAR0 has {regs.MMIO_SIZE:#x} of registers")
+        self.ggtt = GgttAccel(accel, bar0.ggtt)
+        self._registers = rf
+        # The last stay in C wrote GGTT entries: load its counts before the next one, so that
+        # a stream of GGTT writes does not come back to Python once per read to load them.
+        self._ggtt_busy = False
+        b = self.ptr = ffi.new("struct dm_gen_bar0 *")
+        self._buffers = [ffi.from_buffer(rf.storage), ffi.from_buffer(rf.plain)]
+        b.regs = ffi.cast("uint8_t *", self._buffers[0])
+        b.plain = ffi.cast("uint8_t *", self._buffers[1])
+        b.mmio_size = regs.MMIO_SIZE
+        b.ggtt_offset = regs.GGTT_OFFSET
+        b.size = size
+        b.ggtt = self.ggtt.struct
+
+    def prepare(self) -> None:
+        if self._ggtt_busy and not self.ggtt.struct.synced:
+            self.ggtt.sync()
+
+    def resolve(self, status: int) -> None:
+        if status == self._need_sync:
+            self._ggtt_busy = True
+            self.ggtt.sync()
+        elif status == self._need_code:
+            self.ggtt.give_code()
+        elif status == self._need_room:
+            self._tell_unlisted()
+            if self.ggtt.struct.synced:
+                self.ggtt.settle()
+                self.ggtt.sync()
+        else:
+            raise ValueError(f"not a status BAR0 resolves: {status}")
+
+    def settle(self) -> None:
+        if self.ptr.nunlisted:
+            self._tell_unlisted()
+        g = self.ggtt.struct
+        if g.synced:
+            self._ggtt_busy = g.writes > 0
+            self.ggtt.settle()
+
+    def _tell_unlisted(self) -> None:
+        """Replay to the unlisted hook, in order, the accesses C made to unlisted registers."""
+        b = self.ptr
+        hook = self._registers.on_unlisted
+        logged = b.unlisted[0 : b.nunlisted]
+        b.nunlisted = 0
+        if hook is not None:
+            for entry in logged:
+                hook(entry & ~3, bool(entry & 1))
