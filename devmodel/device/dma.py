@@ -301,14 +301,20 @@ class DmaMap:
         if hfn >= DEVICE_HFN_BASE:
             page = self._device_pages.get(hfn)
             return page if write or page is None else page.toreadonly()
+        found = self._window_view(hfn, write)
+        if found is None:
+            return None
+        w, view = found
+        off = (hfn - w.hfn_base) << PAGE_SHIFT
+        return view[off : off + PAGE_SIZE]
+
+    def _window_view(self, hfn: int, write: bool) -> tuple[DmaWindow, memoryview] | None:
+        """The window holding a window frame and its view for the access, if it permits it."""
         w = self.hfn_window(hfn)
         if w is None or w.mapping is None or not w.prot & (PROT_WRITE if write else PROT_READ):
             return None
         view = w.mapping.view if write else w.mapping.read_view
-        if view is None:
-            return None
-        off = (hfn - w.hfn_base) << PAGE_SHIFT
-        return view[off : off + PAGE_SIZE]
+        return None if view is None else (w, view)
 
     def pages(self, hfn: int, count: int, write: bool = False) -> memoryview | None:
         """Like :meth:`page`, for up to ``count`` consecutive frames from ``hfn`` at once: the
@@ -316,12 +322,10 @@ class DmaMap:
         engine copying a run of contiguous frames takes one view per window, not per page."""
         if hfn >= DEVICE_HFN_BASE or count <= 1:
             return self.page(hfn, write)
-        w = self.hfn_window(hfn)
-        if w is None or w.mapping is None or not w.prot & (PROT_WRITE if write else PROT_READ):
+        found = self._window_view(hfn, write)
+        if found is None:
             return None
-        view = w.mapping.view if write else w.mapping.read_view
-        if view is None:
-            return None
+        w, view = found
         first = hfn - w.hfn_base
         last = min(first + count, w.page_count)
         return view[first << PAGE_SHIFT : last << PAGE_SHIFT]
