@@ -51,6 +51,7 @@ CHECKS = (
     ("batches-1000", "1,000 batches in a row on rcs, every one completed"),
     ("batches-waited", "200 batches on rcs, each waited for before the next, every one completed"),
     ("two-processes", "two processes submitting at once, every batch completed"),
+    ("msi", "i915's interrupts arrive as MSI (/proc/interrupts), and there were many"),
     ("hang-reset", "a hung rcs batch is reset by i915, bcs runs meanwhile, the next rcs batch runs"),
     ("reload", "i915 unloads and loads again, a batch runs on every engine"),
     ("no-drm-warnings", "dmesg: no i915/DRM line at warning level or above"),
@@ -372,6 +373,21 @@ def check_reload(tap_diag):
         return check_engines_once(drm)
 
 
+def check_msi():
+    """i915 enables MSI (gen5+): its line in /proc/interrupts is a PCI-MSI one, and the batches
+    above completed through it (the device's CSB and user interrupts)."""
+    with open("/proc/interrupts") as f:
+        lines = [line for line in f if line.rstrip().endswith("i915")]
+    if not lines:
+        return "no i915 line in /proc/interrupts"
+    fields = lines[0].split()
+    counts = [int(x) for x in fields[1:] if x.isdigit()]
+    print("#   %s" % " ".join(fields), flush=True)
+    if "MSI" not in lines[0]:
+        return "i915's interrupt is not an MSI: %s" % " ".join(fields)
+    return "" if sum(counts) >= 100 else "only %d interrupts" % sum(counts)
+
+
 def drm_warnings():
     recs = i915lib.kmsg()
     loud = [r for r in recs if DRM_LINE.search(r[2]) and not r[2].startswith(" ") and r[0] <= i915lib.KERN_WARNING]
@@ -430,6 +446,7 @@ def main():
         report("batches-1000", check_in_a_row, drm)
         report("batches-waited", check_waited, drm)
     report("two-processes", check_two_processes)
+    report("msi", check_msi)
     with Drm() as drm:
         report("hang-reset", check_hang, drm)
     report("reload", check_reload, tap.diag)
