@@ -52,9 +52,9 @@ class Soak:
                 self.point(p, t, rng.randrange(DATA_PAGES))
         self.contexts = {(e.name, p): gl.Context(e, ppgtt) for e in self.engines
                          for p, ppgtt in enumerate(self.ppgtts)}
-        self.counts = {k: 0 for k in ("workloads", "mismatches", "csb_bad", "repoint", "unmap", "switch")}
+        self.counts = dict.fromkeys(("workloads", "mismatches", "csb_bad", "repoint", "unmap", "switch"), 0)
         self.per_engine = {e.name: 0 for e in self.engines}
-        self.per_kind = {k: 0 for k in KINDS}
+        self.per_kind = dict.fromkeys(KINDS, 0)
         self.problems = []  # the first few mismatches, in words
         self.last_ppgtt = None
 
