@@ -88,8 +88,11 @@ MI_NOOP = 0
 MI_USER_INTERRUPT = 0x01000000
 MI_BATCH_BUFFER_END = 0x05000000
 MI_STORE_DATA_IMM = 0x10000002  # dword form: header, address low, address high, value
+SDI_QWORD = 1 << 21  # the qword form: one dword longer, the value's high dword last
 MI_LOAD_REGISTER_IMM = 0x11000000  # | (2n - 1)
 MI_LRI_FORCE_POSTED = 1 << 12
+MI_BATCH_BUFFER_START = 0x18800001
+BB_PPGTT = 1 << 8  # the batch's address is a PPGTT address (a non-privileged batch)
 XY_COLOR_BLT = 0x54000005 | 3 << 20  # 32 bpp, all channels
 XY_SRC_COPY_BLT = 0x54C00008 | 3 << 20
 BR13_32BPP = 3 << 24
@@ -104,6 +107,16 @@ def masked(bits, on=True):
 
 def store_dword(gva, value):
     return [MI_STORE_DATA_IMM, gva & 0xFFFFFFFF, gva >> 32, value & 0xFFFFFFFF]
+
+
+def store_qword(gva, value):
+    return [(MI_STORE_DATA_IMM + 1) | SDI_QWORD, gva & 0xFFFFFFFF, gva >> 32, value & 0xFFFFFFFF,
+            value >> 32 & 0xFFFFFFFF]
+
+
+def batch_start(gva):
+    """Start the batch at PPGTT address gva (first level; it must end in MI_BATCH_BUFFER_END)."""
+    return [MI_BATCH_BUFFER_START | BB_PPGTT, gva & 0xFFFFFFFF, gva >> 32]
 
 
 def load_register(reg, value):
@@ -270,6 +283,10 @@ class Ppgtt:
     def map(self, gva, phys, writable=True):
         pt, off = self.pte_slot(gva)
         pt.set_q(off, phys | PTE_PRESENT | (PTE_RW if writable else 0))
+
+    def unmap(self, gva):
+        """gva's PTE back at the scratch page, as i915 clears a range."""
+        self.map(gva, self.scratch_page.phys())
 
     def map_object(self, gva, obj, order=None):
         """Map obj's pages at gva, in order or in the page order given (a permutation)."""

@@ -112,6 +112,21 @@ class Tap:
         return 1 if self.failed else 0
 
 
+# --- the kernel command line ---------------------------------------------------------------
+
+def cmdline_int(key, default):
+    """The integer a script's option KEY=N on the kernel command line gives (the harness's
+    run_guest(append=...)), or default."""
+    try:
+        with open("/proc/cmdline") as f:
+            for word in f.read().split():
+                if word.startswith(key + "="):
+                    return int(word.split("=", 1)[1], 0)
+    except OSError:
+        pass
+    return default
+
+
 # --- PCI device ----------------------------------------------------------------------------
 
 def _read_hex(path):

@@ -60,17 +60,6 @@ def address(mm):
     return ctypes.addressof(anchor), anchor
 
 
-def cmdline_int(key, default):
-    try:
-        with open("/proc/cmdline") as f:
-            for word in f.read().split():
-                if word.startswith(key + "="):
-                    return int(word.split("=", 1)[1], 0)
-    except OSError:
-        pass
-    return default
-
-
 def clocksource():
     try:
         with open("/sys/devices/system/clocksource/clocksource0/current_clocksource") as f:
@@ -180,9 +169,9 @@ def bench_baseline(n):
 
 
 def main():
-    n = cmdline_int("devmodel.bench_n", 20000)
-    n_native = cmdline_int("devmodel.bench_native_n", 5 * n)
-    rounds = cmdline_int("devmodel.bench_rounds", 3)
+    n = g.cmdline_int("devmodel.bench_n", 20000)
+    n_native = g.cmdline_int("devmodel.bench_native_n", 5 * n)
+    rounds = g.cmdline_int("devmodel.bench_rounds", 3)
     tap = g.Tap(7)
     try:
         dev = g.find_device()
