@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +35,7 @@ TARGET = 0.002
 
 
 def serve(path: str, step_ms: float) -> None:
+    from devmodel.device.registers import Register
     from devmodel.transport.server import Server
     from devmodel.transport.unix import listen_unix
     from gen_vgpu import GenVgpu
@@ -45,6 +47,7 @@ def serve(path: str, step_ms: float) -> None:
             super().__init__()
             self.busy: Task | None = None
             self.units = 0
+            self.install()
 
         def burn(self, deadline: float) -> bool:
             clock = time.monotonic
@@ -53,22 +56,30 @@ def serve(path: str, step_ms: float) -> None:
                 self.units += 1
             return True
 
-        def region_write(self, index: int, offset: int, data: bytes) -> None:
-            if index == 0 and offset == TRIGGER:
-                if int.from_bytes(data, "little") and self.busy is None:
+        def install(self) -> None:
+            # Registers with hooks, not overrides of region_read/write: the compiled drain
+            # serves plain BAR0 registers itself and would never call an override.
+            def trigger(offset: int, old: int, new: int) -> None:
+                if new and self.busy is None:
                     self.busy = self.tasks.spawn(Task(self.burn, uses_guest_memory=False, name="burn"))
-                elif not int.from_bytes(data, "little") and self.busy is not None:
+                elif not new and self.busy is not None:
                     self.busy.cancel()
                     self.busy = None
-                return
-            super().region_write(index, offset, data)
 
-        def region_read(self, index: int, offset: int, count: int) -> bytes:
-            if index == 0 and offset == WORK_DONE:
-                return self.units.to_bytes(8, "little")[:count]
-            if index == 0 and offset == LATE_STEPS:
-                return self.tasks.stats.late_steps.to_bytes(8, "little")[:count]
-            return super().region_read(index, offset, count)
+            def counter(value: Callable[[], int], high: bool) -> Callable[[int], int]:
+                return lambda offset: value() >> 32 if high else value() & 0xFFFFFFFF
+
+            def units() -> int:
+                return self.units
+
+            def late() -> int:
+                return self.tasks.stats.late_steps
+
+            rf = self.registers
+            rf.add(Register(TRIGGER, "BENCH_TRIGGER", write=trigger))
+            for base, value in ((WORK_DONE, units), (LATE_STEPS, late)):
+                rf.add(Register(base, "BENCH_COUNTER_LO", read=counter(value, False), rw_mask=0))
+                rf.add(Register(base + 4, "BENCH_COUNTER_HI", read=counter(value, True), rw_mask=0))
 
     server = Server(BusyDevice(), listen_unix(path))
     server.loop.step_time = step_ms / 1e3
