@@ -74,3 +74,32 @@ def test_server_outlives_quit_and_serves_a_second_qemu(device_model, outdir):
         q.writel(BAR0 + 0x4000, 0x22222222)
         assert q.readl(BAR0 + 0x4000) == 0x22222222
     assert device_model.alive(), device_model.log_tail()
+
+
+def test_qemu_killed_mid_use_leaves_nothing_behind(device_model, outdir):
+    """SIGKILL of QEMU while its device is in use (guest RAM mapped, registers written): the
+    kernel closes the socket, the device model tears down and serves the next QEMU, holding no
+    more fds than it did between the two."""
+    import os
+    import signal
+
+    def fds():
+        return len(os.listdir("/proc/%d/fd" % device_model.proc.pid))
+
+    with harness.Qtest(outdir / "first", socket=device_model.socket) as q:
+        program_bars(q)
+        q.writel(BAR0 + 0x4000, 0x33333333)
+        assert q.readl(BAR0 + 0x4000) == 0x33333333
+        q.proc.send_signal(signal.SIGKILL)
+        q.proc.wait(10)
+    wait_for(lambda: "client gone" in device_model.log_text(), 10, "the device model to see QEMU gone")
+    idle = fds()
+    assert device_model.alive(), "the device model died with its QEMU:\n" + device_model.log_tail()
+    with harness.Qtest(outdir / "second", socket=device_model.socket) as q:
+        program_bars(q)
+        assert q.readl(BAR0 + 0x4000) == 0, "the killed QEMU's register value survived"
+        q.writel(BAR0 + 0x4000, 0x44444444)
+        assert q.readl(BAR0 + 0x4000) == 0x44444444
+    wait_for(lambda: device_model.log_text().count("client gone") >= 2, 10, "the second QEMU gone")
+    wait_for(lambda: fds() <= idle, 10, "the fds of the second QEMU released")
+    assert device_model.alive(), device_model.log_tail()
