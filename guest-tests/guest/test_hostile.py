@@ -89,7 +89,7 @@ def main():
     act("a store to an unmapped graphics address completes into scratch", unmapped_store)
 
     def elsp_storm():
-        for name, engine in engines.items():
+        for engine in engines.values():
             for _ in range(64):
                 gpu.w(engine.reg(gl.ELSP), rng.getrandbits(32))
         return None
