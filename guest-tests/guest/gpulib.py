@@ -224,6 +224,9 @@ class Gpu:
         self.w(bank + BANK_IER, self.r(bank + BANK_IER) | bits << engine.shift)
 
     def mask_all(self):
+        """Every GT interrupt off: the master enable clear, each bank masked, disabled and
+        its IIR cleared (as i915's irq reset does)."""
+        self.w(GEN8_MASTER_IRQ, 0)
         for n in range(4):
             bank = GT_BANK_BASE + 0x10 * n
             self.w(bank + BANK_IER, 0)

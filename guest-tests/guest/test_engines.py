@@ -39,7 +39,6 @@ def main():
         dev = g.find_device()
         uio = g.Uio(dev)  # first: INTx has a handler before anything can raise it
         gpu = gl.Gpu(dev, pool_pages=2048)
-        gpu.w(gl.GEN8_MASTER_IRQ, 0)
         gpu.mask_all()
         engines = {name: gl.Engine(gpu, name) for name in gl.ENGINES}
         ppgtt = gl.Ppgtt(gpu)
@@ -139,7 +138,6 @@ def main():
            "a second user interrupt arrives after the first was handled",
            "count %s then %s, IIR 0x%x" % (count, again, gpu.iir(rcs)))
     gpu.clear_iir(rcs, 0xFFFF)
-    gpu.w(gl.GEN8_MASTER_IRQ, 0)
     gpu.mask_all()
 
     # --- a forbidden command hangs its context, until the guest resets the engine ------------

@@ -25,7 +25,6 @@ def main():
     try:
         dev = g.find_device()
         gpu = gl.Gpu(dev, pool_pages=512)
-        gpu.w(gl.GEN8_MASTER_IRQ, 0)
         gpu.mask_all()
         engines = {name: gl.Engine(gpu, name) for name in gl.ENGINES}
         ppgtt = gl.Ppgtt(gpu)

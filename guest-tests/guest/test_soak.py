@@ -170,7 +170,6 @@ def main():
     try:
         dev = g.find_device()
         gpu = gl.Gpu(dev, pool_pages=256)
-        gpu.w(gl.GEN8_MASTER_IRQ, 0)
         gpu.mask_all()
         soak = Soak(gpu, random.Random(seed))
         host = g.HostChannel() if g.cmdline_int("devmodel.soak_host", 0) else None
