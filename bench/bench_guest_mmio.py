@@ -46,26 +46,40 @@ ROWS = [  # (name, label, higher is better; None: not compared)
     ("burst16_mean", "16 writes + 1 read, mean", False),
     ("burst16_p50", "16 writes + 1 read, p50", False),
     ("burst16_p99", "16 writes + 1 read, p99", False),
+    ("aperture_write", "aperture (BAR2) copy in, 64 KiB", True),
+    ("aperture_read", "aperture (BAR2) copy out, 64 KiB", True),
     ("baseline_store", "guest Python store to RAM (reference)", None),
     ("baseline_timed_load", "guest timed RAM load (clock cost)", None),
 ]
 
 
-def one_boot(mode: str, flag: str, run: int, args: argparse.Namespace) -> dict:
+# QEMU's own cost: the same loops on a device QEMU emulates itself (edu), same boot otherwise.
+BASELINE_SCRIPT = "mmio_qemu"
+BASELINE_ROWS = ["posted_write", "posted_write_native", "read_mean", "read_p50", "read_p99", "pair_mean", "pair_p50"]
+
+
+def one_boot(
+    mode: str, flag: str, run: int, args: argparse.Namespace, script: str = SCRIPT, qemu_args: tuple[str, ...] = ()
+) -> dict:
     out = harness.output_dir("bench-guest-mmio/%s/%d" % (mode, run))
     append = "devmodel.bench_n=%d devmodel.bench_native_n=%d devmodel.bench_rounds=%d" % (
-        args.n, args.native_n, args.rounds)
-    timeout = harness.script_options(SCRIPT).get("timeout", 600.0)
+        args.n,
+        args.native_n,
+        args.rounds,
+    )
+    timeout = harness.script_options(script).get("timeout", 600.0)
     dev = harness.DeviceModel(out, platform=args.platform, log_level="info", extra_args=[flag]).start()
     try:
-        result = harness.run_guest([SCRIPT], out, device=dev, timeout=timeout, append=append)
+        result = harness.run_guest([script], out, device=dev, timeout=timeout, append=append, qemu_args=qemu_args)
     finally:
         dev.stop()
-    problems = result.problems(SCRIPT)
-    section = result.sections.get(SCRIPT)
+    problems = result.problems(script)
+    section = result.sections.get(script)
     if problems:
-        raise SystemExit("%s run %d: the guest script failed: %s\n%s\n(logs in %s)"
-                         % (mode, run, "; ".join(problems), section.text() if section else "", out))
+        raise SystemExit(
+            "%s run %d: the guest script failed: %s\n%s\n(logs in %s)"
+            % (mode, run, "; ".join(problems), section.text() if section else "", out)
+        )
     figures, units = {}, {}
     for line in section.lines:
         m = BENCH_LINE.match(line)
@@ -111,16 +125,29 @@ def main() -> int:
         return 2
 
     runs: dict[str, list[dict]] = {mode: [] for mode, _ in MODES}
+    runs["qemu-alone"] = []
     for run in range(args.runs):
+        runs["qemu-alone"].append(
+            one_boot("qemu-alone", "--write-multiple", run, args, BASELINE_SCRIPT, ("-device", "edu"))
+        )
         order = MODES if run % 2 == 0 else MODES[::-1]  # alternate which mode boots first
         for mode, flag in order:
             r = one_boot(mode, flag, run, args)
             runs[mode].append(r)
             f = r["figures"]
-            print("run %d %-18s posted %s/s native %s/s  read p50 %.1f us  GGTT native %s/s  msgs %d"
-                  % (run, mode, fmt(f.get("posted_write", 0)), fmt(f.get("posted_write_native", 0)),
-                     f.get("read_p50", 0), fmt(f.get("ggtt_write_native", 0)), f.get("msgs", 0)),
-                  flush=True)
+            print(
+                "run %d %-18s posted %s/s native %s/s  read p50 %.1f us  GGTT native %s/s  msgs %d"
+                % (
+                    run,
+                    mode,
+                    fmt(f.get("posted_write", 0)),
+                    fmt(f.get("posted_write_native", 0)),
+                    f.get("read_p50", 0),
+                    fmt(f.get("ggtt_write_native", 0)),
+                    f.get("msgs", 0),
+                ),
+                flush=True,
+            )
 
     def med(mode: str, name: str) -> float | None:
         vals = [r["figures"][name] for r in runs[mode] if name in r["figures"]]
@@ -131,12 +158,16 @@ def main() -> int:
         return "%s-%s" % (fmt(min(vals)), fmt(max(vals))) if len(vals) > 1 else ""
 
     units = runs[MODES[0][0]][0]["units"]
-    rows = ROWS + [("msgs", "device: messages received per boot", None),
-                   ("msgs_posted", "device: of which posted (no reply)", None),
-                   ("boot_seconds", "QEMU start to exit", None)]
+    rows = ROWS + [
+        ("msgs", "device: messages received per boot", None),
+        ("msgs_posted", "device: of which posted (no reply)", None),
+        ("boot_seconds", "QEMU start to exit", None),
+    ]
     on, off = MODES[0][0], MODES[1][0]
-    print("Guest MMIO through QEMU vfio-user (TCG, %s): median of %d boots per mode; each boot the median "
-          "of %d rounds (n=%d, native n=%d)" % (args.platform, args.runs, args.rounds, args.n, args.native_n))
+    print(
+        "Guest MMIO through QEMU vfio-user (TCG, %s): median of %d boots per mode; each boot the median "
+        "of %d rounds (n=%d, native n=%d)" % (args.platform, args.runs, args.rounds, args.n, args.native_n)
+    )
     head = "%-46s %-10s %14s %-19s %14s %-19s %7s" % ("figure", "unit", on, "(range)", off, "(range)", "on/off")
     print(head)
     print("-" * len(head))
@@ -145,11 +176,32 @@ def main() -> int:
         if a is None or b is None:
             continue
         ratio = a / b if b else float("nan")
-        mark = "" if higher is None else (" +" if (ratio > 1.05) == higher and abs(ratio - 1) > 0.05 else
-                                          " -" if abs(ratio - 1) > 0.05 else "")
-        print("%-46s %-10s %14s %-19s %14s %-19s %6.2f%s" % (
-            label, units.get(name, ""), fmt(a), spread(on, name), fmt(b), spread(off, name), ratio, mark))
+        mark = (
+            ""
+            if higher is None
+            else (" +" if (ratio > 1.05) == higher and abs(ratio - 1) > 0.05 else " -" if abs(ratio - 1) > 0.05 else "")
+        )
+        print(
+            "%-46s %-10s %14s %-19s %14s %-19s %6.2f%s"
+            % (label, units.get(name, ""), fmt(a), spread(on, name), fmt(b), spread(off, name), ratio, mark)
+        )
     print("(+ / -: write-multiple better / worse by more than 5%)")
+    print()
+    print(
+        "What the device adds: the same loops on QEMU's own edu device (QEMU's MMIO path alone) "
+        "next to the vGPU (write-multiple)"
+    )
+    head = "%-46s %-10s %14s %14s %14s" % ("figure", "unit", "QEMU alone", "vGPU", "device adds")
+    print(head)
+    print("-" * len(head))
+    labels = {name: label for name, label, _ in ROWS}
+    for name in BASELINE_ROWS:
+        a, b = med("qemu-alone", name), med(on, name)
+        if a is None or b is None:
+            continue
+        unit = units.get(name, "")
+        added = "%.1f us" % (b - a) if unit == "us" else "%.1f us/op" % (1e6 / b - 1e6 / a) if a and b else ""
+        print("%-46s %-10s %14s %14s %14s" % (labels[name], unit, fmt(a), fmt(b), added))
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "runs": runs}, indent=1))
     return 0
