@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["LogBound", "install"]
+__all__ = ["LogBound", "OncePerReason", "install"]
 
 Site = tuple[str, int, str]
 
@@ -84,3 +84,21 @@ def install(handler: logging.Handler, burst: int = 20, interval: float = 60.0) -
     bound = LogBound(burst, interval)
     handler.addFilter(bound)
     return bound
+
+
+class OncePerReason:
+    """Warn once per reason, for what a guest or a client can repeat at MMIO speed (a refused
+    submission, an ignored access): the first time says what happened and that the rest goes
+    unsaid; :class:`LogBound` bounds what passes anyway."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self.seen: set[str] = set()
+
+    def warn(self, reason: str, message: str, *args: object) -> bool:
+        """Log ``message % args`` if ``reason`` is new; whether it was logged."""
+        if reason in self.seen:
+            return False
+        self.seen.add(reason)
+        self.logger.warning(message + "; further ones not logged", *args)
+        return True

@@ -35,7 +35,6 @@ class Dispatcher:
         self.device = device
         self.conn = conn
         self.strict = strict
-        self.depth = 0  # >0 while a request handler runs
         self.stats: dict[str, int] = {"requests": 0, "errors": 0, "posted": 0}
         # The limit VERSION advertises is the one the DMA map enforces.
         device.dma.max_windows = conn.options.max_dma_maps
@@ -61,7 +60,6 @@ class Dispatcher:
         """Handle one request; returns the bytes and fds to send, or None (no reply)."""
         stats = self.stats
         stats["requests"] += 1
-        self.depth += 1
         conn = self.conn
         try:
             handler = self._handlers.get(msg.command)
@@ -86,8 +84,6 @@ class Dispatcher:
             log.exception("bug: command %s (id %d) raised", _name(msg.command), msg.msg_id)
             out = conn.error_reply(msg, errno.EIO)
             return None if out is None else (out, [])
-        finally:
-            self.depth -= 1
         out = conn.reply(msg, payload)
         if out is None:
             stats["posted"] += 1

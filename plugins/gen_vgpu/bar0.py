@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from devmodel.device.registers import RegisterFile
+from devmodel.logbound import OncePerReason
 
 from .gtt.ggtt import Ggtt
 from .mmio import regs
@@ -30,13 +31,11 @@ class Bar0:
         self.registers = registers
         self.ggtt = ggtt
         self.ignored_accesses = 0
-        self._warned: set[str] = set()
+        self._once = OncePerReason(log)
 
     def _ignore(self, kind: str, offset: int, count: int) -> None:
         self.ignored_accesses += 1
-        if kind not in self._warned:
-            self._warned.add(kind)
-            log.warning("BAR0: ignoring %s access at %#x (%d bytes); further ones not logged", kind, offset, count)
+        self._once.warn(kind, "BAR0: ignoring %s access at %#x (%d bytes)", kind, offset, count)
 
     def _accepted(self, offset: int, count: int) -> bool:
         """Whether the width and alignment are ones the contract serves (logs the rest)."""

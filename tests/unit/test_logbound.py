@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from devmodel.logbound import LogBound, install
+from devmodel.logbound import LogBound, OncePerReason, install
 
 
 class Clock:
@@ -98,3 +98,14 @@ def test_a_site_may_set_its_own_burst(setup: tuple[logging.Logger, io.StringIO, 
     for i in range(100):
         log.info("register %d first read", i, extra={"log_burst": 50})
     assert len(lines(out)) == 50
+
+
+def test_once_per_reason(caplog: pytest.LogCaptureFixture) -> None:
+    once = OncePerReason(logging.getLogger("test.logbound.once"))
+    with caplog.at_level(logging.WARNING, logger="test.logbound.once"):
+        said = [once.warn(reason, "refused %s (%d)", reason, i) for i, reason in enumerate("abab")]
+    assert said == [True, True, False, False]
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused a (0); further ones not logged",
+        "refused b (1); further ones not logged",
+    ]

@@ -30,9 +30,10 @@ import logging
 import struct
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from devmodel.device.registers import Register, RegisterBlock, RegisterFile
+from devmodel.logbound import OncePerReason
 
 from ..interrupts import GtEvent, Interrupts
 from . import regs as r
@@ -92,18 +93,6 @@ class ExeclistCounters:
     csb_events: int = 0
 
 
-@dataclass
-class _Once:
-    """Log a guest mistake once per reason (the guest may repeat it at MMIO speed)."""
-
-    seen: set[str] = field(default_factory=set)
-
-    def warn(self, engine: EngineInfo, reason: str, detail: object) -> None:
-        if reason not in self.seen:
-            self.seen.add(reason)
-            log.warning("%s: %s (%s); further ones not logged", engine.name, reason, detail)
-
-
 class Execlist(RegisterBlock):
     def __init__(
         self,
@@ -121,7 +110,7 @@ class Execlist(RegisterBlock):
         self.write_gm = write_gm
         self.gm_ranges = gm_ranges
         self.counters = ExeclistCounters()
-        self._once = _Once()
+        self._once = OncePerReason(log)
         self._elsp: list[int] = []
         self._current: _Execlist = []
         self._queue: deque[_Execlist] = deque()
@@ -131,6 +120,10 @@ class Execlist(RegisterBlock):
         self.last_hang: tuple[Workload, str] | None = None
 
     # --- declarations ----------------------------------------------------------------------
+
+    def _warn(self, engine: EngineInfo, reason: str, detail: object) -> None:
+        """A guest mistake, once per reason (the guest may repeat it at MMIO speed)."""
+        self._once.warn(reason, "%s: %s (%s)", engine.name, reason, detail)
 
     def registers(self) -> list[Register]:
         e = self.engine
@@ -199,7 +192,7 @@ class Execlist(RegisterBlock):
             execlist = self._check(el0, el1)
         except BadDescriptor as exc:
             self.counters.rejected += 1
-            self._once.warn(self.engine, f"ELSP submission refused: {exc.args[0]}", exc)
+            self._warn(self.engine, f"ELSP submission refused: {exc.args[0]}", exc)
             return
         self.counters.submissions += 1
         cur = self._current
@@ -208,7 +201,7 @@ class Execlist(RegisterBlock):
         elif cur:
             if len(self._queue) >= QUEUE_LIMIT:
                 self.counters.rejected += 1
-                self._once.warn(self.engine, "execlist queue full, submission dropped", QUEUE_LIMIT)
+                self._warn(self.engine, "execlist queue full, submission dropped", QUEUE_LIMIT)
                 return
             self.counters.queued += 1
             self._queue.append(execlist)
@@ -305,7 +298,7 @@ class Execlist(RegisterBlock):
             return
         self.counters.hung += 1
         self.last_hang = (w, reason)
-        self._once.warn(self.engine, f"context hung: {reason}", w)
+        self._warn(self.engine, f"context hung: {reason}", w)
         # Stuck, not idle: i915's engine reset takes the guilty context from
         # EXECLIST_STATUS_HI (execlists_reset_prepare, active_ccid); an idle engine there
         # makes the hang nobody's, the request is replayed unmarked and the context never
@@ -364,7 +357,7 @@ class Execlist(RegisterBlock):
                 self.write_gm(hws + (r.HWSP_CSB_DWORD + 2 * slot) * 4, struct.pack("<II", status, context_id))
                 self.write_gm(hws + r.HWSP_CSB_WRITE_INDEX_DWORD * 4, struct.pack("<I", slot))
             else:
-                self._once.warn(e, "HWS_PGA outside the vGPU's graphics memory, status page not written", hex(hws))
+                self._warn(e, "HWS_PGA outside the vGPU's graphics memory, status page not written", hex(hws))
         rf.set(ptr_off, (ptr & ~r.CSB_PTR_WRITE_MASK) | slot)
         self.counters.csb_events += 1
         self.interrupts.fire(e, _CONTEXT_SWITCH)

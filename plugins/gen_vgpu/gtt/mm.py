@@ -187,7 +187,6 @@ class Ppgtt:
         self.mms: OrderedDict[tuple[RootKind, tuple[int, ...]], ShadowMm] = OrderedDict()  # oldest use first
         self.map_changes = 0
         self.reclaims = 0
-        self._logged: set[str] = set()
         dma.listeners.append(self)
 
     @property
@@ -231,7 +230,7 @@ class Ppgtt:
     def notify_destroy(self, kind: RootKind, roots: tuple[int, ...]) -> None:
         mm = self.find(kind, tuple(roots))
         if mm is None or mm.claims == 0:
-            self._log_once("destroy", f"g2v PPGTT destroy for roots not created: {kind.name} {_hexes(roots)}")
+            self.store.log_once("g2v PPGTT destroy for roots not created", f"{kind.name} {_hexes(roots)}")
             return
         mm.claims -= 1
         if mm.claims == 0:
@@ -344,11 +343,6 @@ class Ppgtt:
             "resyncs": mm.resyncs,
             "last_resync": vars(mm.last_resync),
         }
-
-    def _log_once(self, reason: str, message: str) -> None:
-        if reason not in self._logged:
-            self._logged.add(reason)
-            log.warning("PPGTT: %s; further cases are not logged", message)
 
 
 def parse_roots(text: str) -> tuple[RootKind, tuple[int, ...]]:

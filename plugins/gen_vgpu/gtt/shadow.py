@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from devmodel.device.dma import PAGE_SHIFT, PAGE_SIZE, PROT_READ, PROT_WRITE, DmaMap, DmaWindow
 from devmodel.errors import NoSpace
+from devmodel.logbound import OncePerReason
 
 from .lanes import FRAME_STEPS, LANES, ONES, TABLE_BYTES, WindowShift, lanes_of, repeat
 from .ops import PteOps
@@ -99,7 +100,7 @@ class TableStore:
         self.unbacked: set[ShadowTable] = set()  # hold entries no window covered: redo on a map
         self.counters = StoreCounters()
         self._shifts: dict[DmaWindow, WindowShift] = {}
-        self._logged: set[str] = set()
+        self._once = OncePerReason(log)
         self._leaf_scratch = scratch.leaf_entry
         self._scratch_fill = repeat(scratch.leaf_entry)
         self._keep_ro = repeat(_LANE_ALL & ~ops.rw_bit)
@@ -108,9 +109,8 @@ class TableStore:
         return len(self.tables)
 
     def log_once(self, reason: str, detail: str) -> None:
-        if reason not in self._logged:
-            self._logged.add(reason)
-            log.warning("PPGTT: %s (%s); further cases are not logged", reason, detail)
+        """What the shadow PPGTT refuses or cannot honour, once per reason."""
+        self._once.warn(reason, "PPGTT: %s (%s)", reason, detail)
 
     # --- tables and references --------------------------------------------------------------
 
