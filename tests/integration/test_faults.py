@@ -87,6 +87,14 @@ def start_runaway(rig: RemoteRig) -> None:
     rig.submit(rig.context(RCS, tree), c.bb_start(BUF))
 
 
+def attach_running(path: str, mem: GuestMemory) -> tuple[VfioUserClient, RemoteRig]:
+    """A client with a runaway workload running on RCS: the moment to inject a fault."""
+    client, rig = attach(path, mem)
+    start_runaway(rig)
+    wait_for(lambda: held(path)["workloads_running"] == 1, "the workload to run")
+    return client, rig
+
+
 def store_lands(rig: RemoteRig) -> None:
     """A good workload after the fault: MI_STORE_DATA_IMM through a fresh 4-level tree."""
     tree = Tree(rig.guest, 4)
@@ -126,9 +134,7 @@ def back_to_idle(server: fuzz.ServerProcess, idle: dict[str, Any]) -> None:
 
 def test_the_client_goes_away_mid_workload(served: fuzz.ServerProcess, idle: dict[str, Any]) -> None:
     with GuestMemory(RAM) as mem:
-        client, rig = attach(served.path, mem)
-        start_runaway(rig)
-        wait_for(lambda: held(served.path)["workloads_running"] == 1, "the workload to run")
+        client, rig = attach_running(served.path, mem)
         assert held(served.path)["shadow_tables"] > 0
         client.close()
         back_to_idle(served, idle)
@@ -180,9 +186,7 @@ def test_the_client_is_killed_mid_workload(served: fuzz.ServerProcess, idle: dic
 
 def test_guest_memory_is_unmapped_mid_workload(served: fuzz.ServerProcess, idle: dict[str, Any]) -> None:
     with GuestMemory(RAM) as mem:
-        client, rig = attach(served.path, mem)
-        start_runaway(rig)
-        wait_for(lambda: held(served.path)["workloads_running"] == 1, "the workload to run")
+        client, rig = attach_running(served.path, mem)
         client.dma_unmap(0, RAM)  # answered: every use of the window stopped first
         assert held(served.path)["dma_windows"] == 0
         client.map_memory(mem)
@@ -195,9 +199,7 @@ def test_guest_memory_is_unmapped_mid_workload(served: fuzz.ServerProcess, idle:
 
 def test_the_guest_reboots_mid_workload(served: fuzz.ServerProcess, idle: dict[str, Any]) -> None:
     with GuestMemory(RAM) as mem:
-        client, rig = attach(served.path, mem)
-        start_runaway(rig)
-        wait_for(lambda: held(served.path)["workloads_running"] == 1, "the workload to run")
+        client, rig = attach_running(served.path, mem)
         client.reset()  # DEVICE_RESET, as QEMU sends it on a guest reboot
         after = held(served.path)
         assert after["workloads_running"] == 0 and after["shadow_tables"] == 0
@@ -209,9 +211,7 @@ def test_the_guest_reboots_mid_workload(served: fuzz.ServerProcess, idle: dict[s
 
 def test_sigterm_mid_workload_stops_cleanly() -> None:
     with fuzz.serving() as server, GuestMemory(RAM) as mem:
-        client, rig = attach(server.path, mem)
-        start_runaway(rig)
-        wait_for(lambda: held(server.path)["workloads_running"] == 1, "the workload to run")
+        client, _rig = attach_running(server.path, mem)
         server.proc.send_signal(signal.SIGTERM)
         assert server.proc.wait(10) == 0, server.log_tail()
         assert not os.path.exists(server.path)
