@@ -138,7 +138,7 @@ class ControlServer:
     def answer_line(self, line: bytes) -> dict[str, Any]:
         try:
             request = json.loads(line)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             return {"error": f"bad request: {exc}"}
         if not isinstance(request, dict) or not isinstance(request.get("what"), str):
             return {"error": 'expected {"what": ..., "args": [...]}'}

@@ -44,6 +44,10 @@ def parse_capabilities(text: bytes) -> Capabilities:
         doc = json.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise MalformedRequest("VERSION JSON does not parse") from exc
+    except RecursionError:
+        # Nested deeper than the decoder recurses (a peer can send 200,000 brackets): a
+        # malformed request like any other, not a bug of ours.
+        raise MalformedRequest("VERSION JSON nested too deeply") from None
     if not isinstance(doc, dict):
         raise MalformedRequest("VERSION JSON is not an object")
     caps = doc.get("capabilities", {})

@@ -96,6 +96,17 @@ def test_bad_version_major_then_good(raw_client: VfioUserClient) -> None:
     raw_client.negotiate()
 
 
+def test_a_deeply_nested_version_json_gets_a_clean_error_then_a_good_version(raw_client: VfioUserClient) -> None:
+    """200,000 brackets deep: past the decoder's recursion, a malformed request (EINVAL), not
+    the dispatcher's bug path (EIO; raised in this strict server)."""
+    deep = b'{"capabilities": ' + b"[" * 200_000 + b"]" * 200_000 + b"}"
+    with pytest.raises(ErrorReply) as e:
+        raw_client.request(Command.VERSION, struct.pack("<HH", 0, 1) + deep + b"\0")
+    assert e.value.errno == errno.EINVAL
+    raw_client.negotiate()
+    assert raw_client.read64(0, 0x78000) == 0x4776544776544776
+
+
 def test_fds_on_a_message_that_takes_none_are_closed(client: VfioUserClient) -> None:
     before = len(os.listdir("/proc/self/fd"))
     r, w = os.pipe()
