@@ -1,7 +1,9 @@
 """The device model (python -m devmodel serve) as a subprocess of the test."""
+import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -78,6 +80,36 @@ class DeviceModel:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def state(self, what="stats"):
+        """The running server's answer about its device from the inspection socket (a dict),
+        or a dict with "error" when it cannot be had (the loop is stuck, the server is gone)."""
+        if self.socket is None:
+            return {"error": "not started"}
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(5 * timeout_scale())
+                s.connect(self.socket + ".ctl")
+                s.sendall(json.dumps({"what": what, "args": []}).encode() + b"\n")
+                buf = b""
+                while not buf.endswith(b"\n"):
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+            return json.loads(buf)
+        except (OSError, ValueError) as e:
+            return {"error": "no answer from the inspection socket: %s" % e}
+
+    def save_state(self):
+        """Keep the device's state in OUTDIR/device-state.json (for a run that timed out);
+        returns a short summary for the error message."""
+        state = self.state()
+        path = self.outdir / "device-state.json"
+        path.write_text(json.dumps(state, indent=2) + "\n")
+        if "error" in state:
+            return "device state: %s" % state["error"]
+        return "device state (%s):\n  %s" % (path, "\n  ".join(state.get("lines", [])))
 
     def died_message(self):
         status = self.proc.returncode if self.proc is not None else "never started"

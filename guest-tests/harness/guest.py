@@ -1,4 +1,5 @@
 """Boot the guest with the device attached, run guest scripts, collect their TAP."""
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -98,8 +99,11 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
     # log_buf_len: the default 128 KiB ring loses the start of a boot in which i915 WARNs a lot.
     # no_timer_check: on a loaded host the TCG guest's early check of the IO-APIC timer can miss
     # its ticks and panic ("IO-APIC + timer doesn't work", seen in the lane); the timer works.
-    cmdline = "console=ttyS0 panic=-1 quiet no_timer_check devmodel.tests=%s%s %s" % (
-        ",".join(tests), " devmodel.dmesg=1 log_buf_len=1M" if dmesg else "", append)
+    # DEVMODEL_GUEST_APPEND adds to every guest's command line: "loglevel=7" keeps the whole
+    # kernel log on the console, for a run that hangs before /init can print it.
+    cmdline = "console=ttyS0 panic=-1 quiet no_timer_check devmodel.tests=%s%s %s %s" % (
+        ",".join(tests), " devmodel.dmesg=1 log_buf_len=1M" if dmesg else "", append,
+        os.environ.get("DEVMODEL_GUEST_APPEND", ""))
     qemu = Qemu(outdir, socket=socket, kernel=kernel, initrd=initrd,
                 append=cmdline.strip(), reboot=reboot, device_props=device_props, extra_args=qemu_args)
     try:
@@ -118,11 +122,12 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
             if done_at is None and DONE in qemu.console_text():
                 done_at = now
             if now > deadline or (done_at is not None and now > done_at + done_grace * timeout_scale()):
+                state = dev.save_state() if dev is not None else "device state: not ours to ask"
                 qemu.kill()
                 why = ("the guest finished its scripts but did not power off within %.0f s" % done_grace
                        if done_at is not None else "the guest did not power off within %.0f s" % timeout)
-                raise HarnessError("%s; QEMU killed.\n--- guest console (%s) ---\n%s"
-                                   % (why, qemu.console_path, qemu.console_tail()))
+                raise HarnessError("%s; QEMU killed.\n%s\n--- guest console (%s) ---\n%s"
+                                   % (why, state, qemu.console_path, qemu.console_tail()))
         seconds = time.monotonic() - qemu.started
         console = qemu.console_text()
         if rc != 0:
