@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -141,9 +142,19 @@ class DmaMap:
     def free_window_frames(self) -> int:
         return self._frames.free_frames
 
-    def add(self, iova: int, size: int, prot: int, fd: int | None = None, offset: int = 0) -> DmaWindow:
+    def add(
+        self,
+        iova: int,
+        size: int,
+        prot: int,
+        fd: int | None = None,
+        offset: int = 0,
+        before_change: Callable[[], None] | None = None,
+    ) -> DmaWindow:
         """Map a window. Takes ownership of ``fd`` only on success (it is closed once mapped);
-        on failure the caller closes it, and nothing has changed."""
+        on failure the caller closes it, and nothing has changed. ``before_change`` runs once
+        the request is known good, right before the table changes (the device's quiesce): a
+        refused request cancels nothing."""
         if iova & (PAGE_SIZE - 1) or size & (PAGE_SIZE - 1) or offset & (PAGE_SIZE - 1):
             raise MalformedRequest("DMA window not page aligned", iova=iova, size=size, offset=offset)
         if size == 0:
@@ -179,6 +190,14 @@ class DmaMap:
             except DmaFault:
                 self._frames.free(hfn_base, size >> PAGE_SHIFT)
                 raise
+        if before_change is not None:
+            try:
+                before_change()
+            except BaseException:
+                if mapping is not None:
+                    mapping.revoke()
+                self._frames.free(hfn_base, size >> PAGE_SHIFT)
+                raise
         if fd is not None:
             os.close(fd)
         window = DmaWindow(iova, size, prot, offset, hfn_base, mapping, info.inode if info is not None else None)
@@ -207,9 +226,12 @@ class DmaMap:
                 size,
             )
 
-    def remove_range(self, iova: int, size: int) -> list[DmaWindow]:
+    def remove_range(
+        self, iova: int, size: int, before_change: Callable[[], None] | None = None
+    ) -> list[DmaWindow]:
         """Unmap every window inside [iova, iova + size). A window that straddles an edge
-        makes the whole request fail before anything changes."""
+        makes the whole request fail before anything changes (``before_change`` included: it
+        runs only when a window goes)."""
         end = iova + size
         lo = bisect.bisect_right(self._starts, iova)
         if lo and self._windows[lo - 1].end > iova:
@@ -219,11 +241,15 @@ class DmaMap:
         for w in victims:
             if w.iova < iova or w.end > end:
                 raise MalformedRequest("unmap range cuts a DMA window", iova=iova, size=size, window=w.iova)
+        if victims and before_change is not None:
+            before_change()
         self._drop(victims, lo, hi)
         return victims
 
-    def remove_all(self) -> list[DmaWindow]:
+    def remove_all(self, before_change: Callable[[], None] | None = None) -> list[DmaWindow]:
         victims = list(self._windows)
+        if victims and before_change is not None:
+            before_change()
         self._drop(victims, 0, len(victims))
         return victims
 

@@ -108,19 +108,19 @@ class Dispatcher:
     def handle_dma_map(self, msg: Message) -> Outcome:
         req = m.decode_dma_map(msg.payload, msg.fds)
         fd = msg.fds[0] if msg.fds else None
-        self.device.quiesce()
-        self.device.dma.add(req.addr, req.size, req.flags, fd, req.offset)
+        # Validated first, quiesced only for a change: a refused map cancels no work.
+        self.device.dma.add(req.addr, req.size, req.flags, fd, req.offset, before_change=self.device.quiesce)
         return _EMPTY
 
     def handle_dma_unmap(self, msg: Message) -> Outcome:
         req = m.decode_dma_unmap(msg.payload, msg.fds)
-        self.device.quiesce()
+        quiesce = self.device.quiesce  # once the request is known good and a window goes
         if req.flags & DmaUnmapFlags.ALL:
-            self.device.dma.remove_all()
+            self.device.dma.remove_all(before_change=quiesce)
         else:
             # A range that covers no window succeeds: QEMU's vIOMMU path unmaps ranges it
             # never mapped and would log every error.
-            self.device.dma.remove_range(req.addr, req.size)
+            self.device.dma.remove_range(req.addr, req.size, before_change=quiesce)
         return msg.payload[:24], []
 
     def handle_device_get_info(self, msg: Message) -> Outcome:

@@ -15,7 +15,7 @@ import pytest
 
 from devmodel.device.message_dma import Transfer, TransferState
 from devmodel.device.tasks import Task, TaskState
-from devmodel.errors import DmaFault
+from devmodel.errors import DmaFault, ErrorReply
 from devmodel.testing import GuestMemory, VfioUserClient
 from devmodel.vfio_user.connection import ServerConnection
 from devmodel.vfio_user.constants import Command, DmaUnmapFlags, MsgType
@@ -294,3 +294,29 @@ def test_no_dma_by_message_from_the_aperture(
 def client_conn(server: ServerThread) -> ServerConnection:
     assert server.server.client is not None
     return server.server.client.conn
+
+
+def test_a_refused_dma_map_or_unmap_cancels_no_work(
+    server: ServerThread, client: VfioUserClient, no_fd_memory: GuestMemory
+) -> None:
+    """The request is validated before the device quiesces: an overlapping map, an unmap that
+    cuts a window and an unmap of nothing change nothing, so work that uses guest memory goes
+    on; a good unmap then does quiesce it."""
+
+    def forever(deadline: float) -> bool:
+        return True
+
+    dev = server.device
+    task = server.call(lambda: dev.tasks.spawn(Task(forever, uses_guest_memory=True, name="uses-memory")))
+    cancelled = server.call(lambda: dev.tasks.stats.cancelled)
+    with pytest.raises(ErrorReply) as overlap:
+        client.dma_map(BASE + 0x1000, 0x1000, 3)
+    assert overlap.value.errno == errno.EEXIST
+    with pytest.raises(ErrorReply) as cut:
+        client.dma_unmap(BASE, 0x1000)
+    assert cut.value.errno == errno.EINVAL
+    client.dma_unmap(BASE + SIZE, 0x1000)  # covers no window: succeeds, changes nothing
+    assert state(task) is TaskState.READY
+    assert server.call(lambda: dev.tasks.stats.cancelled) == cancelled
+    client.dma_unmap(BASE, SIZE)
+    assert state(task) is TaskState.CANCELLED
