@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..errors import MalformedRequest
 from ..vfio_user.constants import IrqIndex, IrqInfoFlags, IrqSetFlags
 
-__all__ = ["IrqLine", "IrqLines", "SetIrqs"]
+__all__ = ["IrqLine", "IrqLines", "SetIrqs", "is_eventfd"]
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,25 @@ class SetIrqs:
     fds: tuple[int, ...] = ()
 
 
+def is_eventfd(fd: int) -> bool:
+    """Whether ``fd`` is an eventfd (what Linux names the anonymous inode behind it)."""
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    except OSError:
+        return False
+
+
+_POLLOUT = select.POLLOUT
+
+
 def _signal(fd: int) -> None:
+    # The client owns the fd's flags and may leave it blocking; an eventfd whose counter the
+    # client set near its maximum would block our write, and with it the whole server. A
+    # zero-timeout poll first: not writable means an interrupt is already pending.
+    poller = select.poll()
+    poller.register(fd, _POLLOUT)
+    if not poller.poll(0):
+        return
     try:
         os.write(fd, _ONE)
     except BlockingIOError:
@@ -134,6 +153,10 @@ class IrqLines:
                 IrqSetFlags.ACTION_UNMASK: line.unmask_fds,
             }
             table = tables[req.action]
+            for i, fd in enumerate(req.fds):
+                # Anything else (a pipe, a socket) could block the single-threaded server.
+                if fd >= 0 and not is_eventfd(fd):
+                    raise MalformedRequest("SET_IRQS fd is not an eventfd", index=req.index, vector=req.start + i)
             for i, vec in enumerate(vectors):
                 _close(table[vec])
                 table[vec] = req.fds[i] if req.fds else None

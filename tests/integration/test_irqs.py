@@ -152,3 +152,30 @@ def test_chunked_msi_set_as_qemu_sends_it(make_server, memory) -> None:
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_set_irqs_refuses_what_is_not_an_eventfd_and_never_blocks_on_one(
+    server: ServerThread, client: VfioUserClient, efds: list[int]
+) -> None:
+    """A blocking pipe would stop the single-threaded server once full: refused (EINVAL) and
+    closed. A blocking eventfd whose counter the client set to its maximum cannot take our
+    1 without blocking: the interrupt is pending already, and the server goes on."""
+    r, w = os.pipe()
+    try:
+        with pytest.raises(ErrorReply) as e:
+            client.set_irq_eventfds(IrqIndex.MSI, [w])
+        assert e.value.errno == errno.EINVAL
+        assert server.call(lambda: server.device.irqs.lines[IrqIndex.MSI].triggers[0]) is None
+    finally:
+        os.close(r)
+        os.close(w)
+    full = os.eventfd(0, os.EFD_CLOEXEC)  # blocking, as a careless or hostile client leaves it
+    try:
+        os.eventfd_write(full, (1 << 64) - 2)  # the counter's maximum
+        client.set_irq_eventfds(IrqIndex.MSI, [full])
+        for _ in range(3):
+            assert server.call(lambda: server.device.irqs.trigger(IrqIndex.MSI)) is True
+        assert client.read32(0, 0x78000) == 0x76544776  # the server still answers
+        assert os.eventfd_read(full) == (1 << 64) - 2
+    finally:
+        os.close(full)
