@@ -89,16 +89,34 @@ def install(handler: logging.Handler, burst: int = 20, interval: float = 60.0) -
 class OncePerReason:
     """Warn once per reason, for what a guest or a client can repeat at MMIO speed (a refused
     submission, an ignored access): the first time says what happened and that the rest goes
-    unsaid; :class:`LogBound` bounds what passes anyway."""
+    unsaid; :class:`LogBound` bounds what passes anyway.
 
-    def __init__(self, logger: logging.Logger) -> None:
+    A reason is a fixed category chosen by the caller ("context hung"), never text that holds
+    guest data (an offset, a header): what differs per event goes in the message's arguments.
+    Repeats are counted per reason. At most ``max_reasons`` reasons are kept, so a caller that
+    got this wrong still holds a bounded set: past it, new reasons are counted as ``other``.
+    """
+
+    def __init__(self, logger: logging.Logger, max_reasons: int = 64) -> None:
         self.logger = logger
-        self.seen: set[str] = set()
+        self.max_reasons = max_reasons
+        self.counts: dict[str, int] = {}  # reason -> times warned of (the first one logged)
+        self.other = 0  # events of reasons past max_reasons, neither kept nor logged
+
+    @property
+    def seen(self) -> set[str]:
+        return set(self.counts)
 
     def warn(self, reason: str, message: str, *args: object) -> bool:
         """Log ``message % args`` if ``reason`` is new; whether it was logged."""
-        if reason in self.seen:
+        counts = self.counts
+        n = counts.get(reason)
+        if n is not None:
+            counts[reason] = n + 1
             return False
-        self.seen.add(reason)
+        if len(counts) >= self.max_reasons:
+            self.other += 1
+            return False
+        counts[reason] = 1
         self.logger.warning(message + "; further ones not logged", *args)
         return True

@@ -109,3 +109,12 @@ def test_once_per_reason(caplog: pytest.LogCaptureFixture) -> None:
         "refused a (0); further ones not logged",
         "refused b (1); further ones not logged",
     ]
+
+
+def test_once_per_reason_counts_repeats_and_holds_a_bounded_set(caplog: pytest.LogCaptureFixture) -> None:
+    once = OncePerReason(logging.getLogger("test.logbound.bounded"), max_reasons=3)
+    with caplog.at_level(logging.WARNING, logger="test.logbound.bounded"):
+        for i in range(1000):
+            once.warn(f"reason {i % 10}", "refused %d", i)
+    assert once.counts == {"reason 0": 100, "reason 1": 100, "reason 2": 100}
+    assert once.other == 700 and len(caplog.records) == 3

@@ -121,9 +121,10 @@ class Execlist(RegisterBlock):
 
     # --- declarations ----------------------------------------------------------------------
 
-    def _warn(self, engine: EngineInfo, reason: str, detail: object) -> None:
-        """A guest mistake, once per reason (the guest may repeat it at MMIO speed)."""
-        self._once.warn(reason, "%s: %s (%s)", engine.name, reason, detail)
+    def _warn(self, engine: EngineInfo, category: str, detail: object) -> None:
+        """A guest mistake, once per category (the guest may repeat it at MMIO speed); the
+        category is fixed text, what the guest chose is only in ``detail``."""
+        self._once.warn(category, "%s: %s (%s)", engine.name, category, detail)
 
     def registers(self) -> list[Register]:
         e = self.engine
@@ -192,7 +193,7 @@ class Execlist(RegisterBlock):
             execlist = self._check(el0, el1)
         except BadDescriptor as exc:
             self.counters.rejected += 1
-            self._warn(self.engine, f"ELSP submission refused: {exc.args[0]}", exc)
+            self._warn(self.engine, "ELSP submission refused", exc)
             return
         self.counters.submissions += 1
         cur = self._current
@@ -298,7 +299,7 @@ class Execlist(RegisterBlock):
             return
         self.counters.hung += 1
         self.last_hang = (w, reason)
-        self._warn(self.engine, f"context hung: {reason}", w)
+        self._warn(self.engine, "context hung", f"{reason}: {w!r}")
         # Stuck, not idle: i915's engine reset takes the guilty context from
         # EXECLIST_STATUS_HI (execlists_reset_prepare, active_ccid); an idle engine there
         # makes the hang nobody's, the request is replayed unmarked and the context never

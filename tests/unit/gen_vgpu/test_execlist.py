@@ -323,7 +323,7 @@ def test_a_hung_context_gives_no_event_and_stays_current_until_gdrst(rig: Rig, c
     rig.elsp(RCS, desc(A, 0xA), desc(B, 0xB))
     hung = rig.executor.started[0]
     rig.engines.hang(hung, "scanner: MI_LOAD_REGISTER_MEM not allowed")
-    assert "context hung: scanner" in caplog.text
+    assert "context hung (scanner" in caplog.text
     assert events(rig) == [(S.IDLE_ACTIVE, 0)]
     assert rig.ctx_head(A) == 0  # the guest sees its ring not consumed
     ex = rig.engines[EngineId.RCS]
@@ -348,6 +348,20 @@ def test_a_hung_context_gives_no_event_and_stays_current_until_gdrst(rig: Rig, c
     rig.elsp(RCS, desc(C, 0xC))
     rig.engines.complete(rig.executor.started[-1])
     assert [rig.mmio_csb(RCS, slot) for slot in (0, 1)] == [(S.IDLE_ACTIVE, 0), (S.ACTIVE_IDLE | S.COMPLETE, 0xC)]
+
+
+def test_hangs_with_reasons_the_guest_chose_keep_one_warn_once_key(rig: Rig, caplog):
+    """The reason of a hang holds guest data (an offset, a header): 400 hangs, each with its
+    own reason, keep the category "context hung" once and count the rest."""
+    ex = rig.engines[EngineId.RCS]
+    for i in range(400):
+        rig.elsp(RCS, desc(A, 0xA))
+        rig.engines.hang(rig.executor.started[-1], f"command rejected at offset {i * 4:#x}: header {i:#x}")
+        rig.w(gt.GDRST, 1 << RCS.gdrst_bit)
+        rig.w(RCS.reg(er.CSB_PTR), 0xFFFF0707)
+    assert ex.counters.hung == 400
+    assert ex._once.counts == {"context hung": 400} and ex._once.other == 0
+    assert caplog.text.count("context hung") == 1
 
 
 def test_a_device_reset_drops_a_hung_context(rig: Rig):
