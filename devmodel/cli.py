@@ -79,6 +79,13 @@ def _parser() -> argparse.ArgumentParser:
         help="shadow PPGTT tables, reclaimed least recently used (gen_vgpu; default 16384)",
     )
     limits.add_argument(
+        "--max-shadow-mms",
+        type=int,
+        metavar="N",
+        help="shadow PPGTTs (one per set of guest roots): the least recently used idle one goes, "
+        "then new roots are refused (gen_vgpu; default 1024)",
+    )
+    limits.add_argument(
         "--watchdog",
         type=float,
         metavar="SECONDS",
@@ -131,6 +138,7 @@ def _serve(args: argparse.Namespace) -> int:
     bounds = {
         "max_device_pages": args.max_device_pages,
         "max_shadow_pages": args.max_shadow_pages,
+        "max_shadow_mms": args.max_shadow_mms,
         "watchdog_seconds": args.watchdog,
     }
     try:

@@ -10,6 +10,7 @@ from devmodel.device.plugin import PluginInfo
 from .device import GenVgpu
 from .engine.run import Watchdog
 from .graphics_memory import DEFAULT_APERTURE_SIZE, DEFAULT_HIDDEN_SIZE
+from .gtt.mm import DEFAULT_MAX_SHADOW_MMS
 from .gtt.shadow import DEFAULT_MAX_SHADOW_PAGES
 from .platform import Platform
 
@@ -23,13 +24,19 @@ def _create(
     max_shadow_pages: int = DEFAULT_MAX_SHADOW_PAGES,
     max_device_pages: int = DEFAULT_MAX_DEVICE_PAGES,
     watchdog_seconds: float | None = None,
+    max_shadow_mms: int = DEFAULT_MAX_SHADOW_MMS,
     **_: Any,
 ) -> GenVgpu:
     """``aperture_size`` (BAR2, a power of two) and ``hidden_size`` (the non-mappable slice of
     graphics memory after it) are in bytes; together at most 4 GiB. The bounds: shadow PPGTT
-    tables, device-owned pages, and the engine seconds a workload may run before it is hung."""
+    tables, device-owned pages, the engine seconds a workload may run before it is hung, and
+    shadow PPGTTs."""
+    if max_shadow_mms < 1:
+        raise ValueError(f"--max-shadow-mms must be at least 1, not {max_shadow_mms}")
     watchdog = Watchdog(engine_seconds=watchdog_seconds) if watchdog_seconds is not None else None
-    return GenVgpu(Platform(platform), aperture_size, hidden_size, watchdog, max_shadow_pages, max_device_pages)
+    return GenVgpu(
+        Platform(platform), aperture_size, hidden_size, watchdog, max_shadow_pages, max_device_pages, max_shadow_mms
+    )
 
 
 plugin = PluginInfo(name="gen_vgpu", create=_create, description="Intel GEN8/GEN9 vGPU (GVT-g style)")

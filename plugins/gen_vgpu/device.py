@@ -21,7 +21,7 @@ from .engine.memory import GgttSpace
 from .engine.run import Runner, Watchdog
 from .graphics_memory import DEFAULT_APERTURE_SIZE, DEFAULT_HIDDEN_SIZE, GraphicsMemory
 from .gtt.ggtt import GGTT_ENTRY_COUNT, Ggtt
-from .gtt.mm import Ppgtt, RootKind, parse_roots
+from .gtt.mm import DEFAULT_MAX_SHADOW_MMS, Ppgtt, RootKind, parse_roots
 from .gtt.shadow import DEFAULT_MAX_SHADOW_PAGES
 from .gtt.walker import ShadowWalker
 from .interrupts import Interrupts
@@ -58,6 +58,7 @@ class GenVgpu(Device):
         watchdog: Watchdog | None = None,
         max_shadow_pages: int = DEFAULT_MAX_SHADOW_PAGES,
         max_device_pages: int = DEFAULT_MAX_DEVICE_PAGES,
+        max_shadow_mms: int = DEFAULT_MAX_SHADOW_MMS,
     ) -> None:
         info: PlatformInfo = PLATFORMS[platform]
         self.info = info
@@ -86,19 +87,21 @@ class GenVgpu(Device):
         self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
         self.set_region(Region(0, regs.BAR0_SIZE, self.bar0))
         self.set_region(Region(2, aperture_size, self.aperture))
-        self._build_engines(watchdog, max_shadow_pages)
+        self._build_engines(watchdog, max_shadow_pages, max_shadow_mms)
         self.ppgtt_walker = ShadowWalker(self.ppgtt)  # for inspection; the engines have their own
         self._bar0_accel: Bar0Accel | None = None
 
     # --- the engines (contract §4, §5) -----------------------------------------------------
 
-    def _build_engines(self, watchdog: Watchdog | None, max_shadow_pages: int) -> None:
+    def _build_engines(self, watchdog: Watchdog | None, max_shadow_pages: int, max_shadow_mms: int) -> None:
         """Execlists, GT registers, interrupts and the unlisted-register log, and the runner
         that executes workloads through the shadow GGTT and the shadow PPGTTs."""
         gm = self.graphics_memory
         slices = (gm.mappable, gm.hidden)
         self.ggtt_space = GgttSpace(self.ggtt, self.dma)
-        self.ppgtt = Ppgtt(self.dma, self.info.pte_ops, self.info.has_ips, max_shadow_pages)  # a DMA listener
+        self.ppgtt = Ppgtt(  # a DMA listener
+            self.dma, self.info.pte_ops, self.info.has_ips, max_shadow_pages, max_shadow_mms
+        )
         self.runner = Runner(
             self.tasks,
             self.ggtt_space,

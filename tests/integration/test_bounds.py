@@ -31,9 +31,11 @@ def test_max_dma_maps_is_advertised_and_enforced() -> None:
 def test_bounds_reach_the_device() -> None:
     from gen_vgpu import GenVgpu, plugin
 
-    dev = plugin.create(platform="skl", max_shadow_pages=123, max_device_pages=4567, watchdog_seconds=0.5)
+    dev = plugin.create(
+        platform="skl", max_shadow_pages=123, max_device_pages=4567, watchdog_seconds=0.5, max_shadow_mms=89
+    )
     assert isinstance(dev, GenVgpu)
-    assert dev.ppgtt.store.max_pages == 123
+    assert dev.ppgtt.store.max_pages == 123 and dev.ppgtt.max_mms == 89
     assert dev.dma.max_device_pages == 4567
     assert dev.runner.watchdog.engine_seconds == 0.5
 

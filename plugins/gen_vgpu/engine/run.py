@@ -467,12 +467,15 @@ class Runner:
             self.engines.hang(w, reason)
 
     def invalidate_tlb(self) -> None:
-        """A TLB-invalidation register was written: resync every shadowed PPGTT, as a task."""
+        """A TLB-invalidation register was written: every shadowed PPGTT is resynced by the
+        one background resync task (a new task only when none is queued)."""
         self.spawn_resync(self.ppgtt.on_tlb_invalidate(), "tlb-invalidate")
 
-    def spawn_resync(self, resync: ResyncTask, name: str) -> None:
-        """Run a shadow PPGTT resync as a loop task (a quiesce drops it)."""
-        self.tasks.spawn(_ResyncJob(resync, name))
+    def spawn_resync(self, resync: ResyncTask | None, name: str) -> None:
+        """Run a shadow PPGTT resync as a loop task (a quiesce drops it); None: the resync
+        already queued took the work."""
+        if resync is not None:
+            self.tasks.spawn(_ResyncJob(resync, name))
 
     def running(self) -> dict[str, str]:
         """Per engine, what its workload is doing (inspection)."""

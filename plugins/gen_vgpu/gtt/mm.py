@@ -21,13 +21,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from devmodel.device.dma import PAGE_SHIFT, DmaMap, DmaWindow
+from devmodel.errors import NoSpace
 
 from .ops import PteOps
 from .scratch import ScratchTree
 from .shadow import DEFAULT_MAX_SHADOW_PAGES, ShadowTable, StoreCounters, TableStore
 from .types import GttType, next_pt_type
 
-__all__ = ["Ppgtt", "ResyncStats", "ResyncTask", "RootKind", "ShadowMm", "parse_roots"]
+# Shadow mms kept at once: each i915 context with its own PPGTT is one (and each g2v create
+# with new roots). A few hundred covers a busy desktop; past it the least recently used idle
+# one goes, and a guest that holds them all (pinned or claimed) is refused.
+DEFAULT_MAX_SHADOW_MMS = 1024
+
+__all__ = ["DEFAULT_MAX_SHADOW_MMS", "Ppgtt", "ResyncStats", "ResyncTask", "RootKind", "ShadowMm", "parse_roots"]
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +95,14 @@ class ResyncTask:
     """Brings mms up to date with the guest's tables; ``step(deadline)`` returns whether there
     is more to do. A loop task, or run to completion with :meth:`run`."""
 
-    def __init__(self, ppgtt: Ppgtt, mms: Iterable[ShadowMm]) -> None:
+    def __init__(self, ppgtt: Ppgtt, mms: Iterable[ShadowMm], sweeps: bool = False) -> None:
         self.ppgtt = ppgtt
-        self._pending = list(mms)
-        self._pending.reverse()
+        self._pending: OrderedDict[ShadowMm, None] = OrderedDict()  # an ordered set
+        for mm in mms:
+            self.add(mm)
+        # The device's one background resync also answers TLB invalidations: each takes every
+        # shadowed mm once the flag it finds set (Ppgtt.tlb_stale) is cleared.
+        self._sweeps = sweeps
         self._mm: ShadowMm | None = None
         self._work: list[ShadowTable] = []
         self._seen: set[ShadowTable] = set()
@@ -100,16 +110,35 @@ class ResyncTask:
         self._stats = ResyncStats()
         self.done = False
 
+    def add(self, mm: ShadowMm) -> None:
+        """Resync ``mm`` too, unless it already waits here: an mm has at most one pending
+        resync (and one under way, which began before the reason for this one)."""
+        if mm not in self._pending:
+            self._pending[mm] = None
+
+    def discard(self, mm: ShadowMm) -> None:
+        """``mm`` is gone: it no longer waits here (nothing dead is held)."""
+        self._pending.pop(mm, None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
     def step(self, deadline: float) -> bool:
         start = time.perf_counter()
         try:
             while True:
                 mm = self._mm
                 if mm is None:
+                    if not self._pending and self._sweeps and self.ppgtt.tlb_stale:
+                        self.ppgtt.tlb_stale = False
+                        for m in self.ppgtt.mms.values():
+                            if m.shadowed:
+                                self.add(m)
                     if not self._pending:
-                        self.done = True
+                        self._finish()
                         return False
-                    self._begin(self._pending.pop())
+                    self._begin(self._pending.popitem(last=False)[0])
                     continue
                 if not mm.alive:
                     self._end()
@@ -149,8 +178,14 @@ class ResyncTask:
         if self._mm is not None:
             self._mm.resyncing -= 1
             self._mm = None
+            self.ppgtt.releases += 1
         self._pending.clear()
+        self._finish()
+
+    def _finish(self) -> None:
         self.done = True
+        if self.ppgtt.background is self:
+            self.ppgtt.background = None
 
     def _begin(self, mm: ShadowMm) -> None:
         self._mm = mm
@@ -171,6 +206,7 @@ class ResyncTask:
         self._mm = None
         if mm is not None and mm.resyncing:
             mm.resyncing -= 1
+            self.ppgtt.releases += 1
             self.ppgtt.drop_if_unused(mm)
 
 
@@ -178,15 +214,31 @@ class Ppgtt:
     """Every shadow PPGTT of one vGPU: the scratch tree, the shared tables and the mms."""
 
     def __init__(
-        self, dma: DmaMap, ops: PteOps, has_ips: bool, max_shadow_pages: int = DEFAULT_MAX_SHADOW_PAGES
+        self,
+        dma: DmaMap,
+        ops: PteOps,
+        has_ips: bool,
+        max_shadow_pages: int = DEFAULT_MAX_SHADOW_PAGES,
+        max_mms: int = DEFAULT_MAX_SHADOW_MMS,
     ) -> None:
         self.dma = dma
         self.ops = ops
         self.scratch = ScratchTree(dma, ops)
         self.store = TableStore(dma, ops, self.scratch, has_ips, max_shadow_pages, reclaim=self._reclaim_one)
         self.mms: OrderedDict[tuple[RootKind, tuple[int, ...]], ShadowMm] = OrderedDict()  # oldest use first
+        self.max_mms = max_mms
         self.map_changes = 0
         self.reclaims = 0
+        # The one resync not tied to a workload (g2v creates, TLB invalidations), and whether
+        # a TLB invalidation came since its last sweep began: a storm of either queues nothing
+        # more than one pending resync per mm.
+        self.background: ResyncTask | None = None
+        self.tlb_stale = False
+        # Bumped whenever an mm may have become free to reclaim (an unpin, a destroy, a resync
+        # ending): while it stands still, a cap found full stays full, and a storm of new
+        # roots is refused without a walk over every mm.
+        self.releases = 0
+        self._full_at = -1
         dma.listeners.append(self)
 
     @property
@@ -206,10 +258,19 @@ class Ppgtt:
         return self.mms.get((kind, tuple(roots)))
 
     def get(self, kind: RootKind, roots: tuple[int, ...]) -> ShadowMm:
-        """The mm for these roots, created (not yet shadowed) if need be; now most recently used."""
+        """The mm for these roots, created (not yet shadowed) if need be; now most recently
+        used. With ``max_mms`` mms already, the least recently used one nothing holds goes;
+        when every one is held (pinned, claimed by a g2v create, being resynced) the new
+        roots are refused with NoSpace (logged once, counted): a workload that needs them
+        hangs as a fault."""
         roots = self._check_roots(kind, tuple(roots))
         mm = self.mms.get((kind, roots))
         if mm is None:
+            if len(self.mms) >= self.max_mms and (self._full_at == self.releases or not self._reclaim_mm()):
+                self._full_at = self.releases
+                self.counters.mms_refused += 1
+                self.store.log_once("the shadow-mm cap is reached", f"cap {self.max_mms} mms")
+                raise NoSpace("no shadow PPGTT for new roots: every one of the cap is held", cap=self.max_mms)
             n = kind.root_count
             root_entry = self.scratch.table_hfn[kind.root_table_type] << PAGE_SHIFT
             mm = ShadowMm(kind, roots, [None] * n, [root_entry] * n)
@@ -221,11 +282,25 @@ class Ppgtt:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    def notify_create(self, kind: RootKind, roots: tuple[int, ...]) -> ResyncTask:
-        """g2v PPGTT create: the guest claims an mm; the task shadows it ahead of submissions."""
-        mm = self.get(kind, roots)
+    def notify_create(self, kind: RootKind, roots: tuple[int, ...]) -> ResyncTask | None:
+        """g2v PPGTT create: the guest claims an mm, shadowed ahead of submissions by the
+        background resync. Returns that resync when it is new (to run as a task), None when
+        the one already queued takes it, or when no mm could be had."""
+        try:
+            mm = self.get(kind, roots)
+        except NoSpace:
+            return None  # logged and counted by get
         mm.claims += 1
-        return ResyncTask(self, [mm])
+        return self._resync_later(mm)
+
+    def _resync_later(self, mm: ShadowMm | None) -> ResyncTask | None:
+        job = self.background
+        if job is not None and not job.done:
+            if mm is not None:
+                job.add(mm)
+            return None
+        self.background = job = ResyncTask(self, [] if mm is None else [mm], sweeps=True)
+        return job
 
     def notify_destroy(self, kind: RootKind, roots: tuple[int, ...]) -> None:
         mm = self.find(kind, tuple(roots))
@@ -233,12 +308,14 @@ class Ppgtt:
             self.store.log_once("g2v PPGTT destroy for roots not created", f"{kind.name} {_hexes(roots)}")
             return
         mm.claims -= 1
+        self.releases += 1
         if mm.claims == 0:
             mm.doomed = True
             self.drop_if_unused(mm)
 
     def pin(self, kind: RootKind, roots: tuple[int, ...]) -> tuple[ShadowMm, ResyncTask]:
-        """A workload will use these roots: the mm, pinned, and the resync to run before it."""
+        """A workload will use these roots: the mm, pinned, and the resync to run before it
+        (NoSpace when no mm can be had, see :meth:`get`)."""
         mm = self.get(kind, roots)
         mm.pincount += 1
         return mm, ResyncTask(self, [mm])
@@ -247,11 +324,15 @@ class Ppgtt:
         if mm.pincount <= 0:
             raise ValueError("unpin of an mm that is not pinned")
         mm.pincount -= 1
+        self.releases += 1
         self.drop_if_unused(mm)
 
-    def on_tlb_invalidate(self) -> ResyncTask:
-        """A TLB-invalidation register was written: resync every shadowed mm."""
-        return ResyncTask(self, [mm for mm in self.mms.values() if mm.shadowed])
+    def on_tlb_invalidate(self) -> ResyncTask | None:
+        """A TLB-invalidation register was written: every shadowed mm is stale. O(1) per
+        write: the background resync sweeps them once it gets to it; returned when it is new
+        (to run as a task), None when one is already queued."""
+        self.tlb_stale = True
+        return self._resync_later(None)
 
     def destroy(self, mm: ShadowMm) -> None:
         if not mm.alive:
@@ -259,6 +340,8 @@ class Ppgtt:
         self.unshadow(mm)
         mm.alive = False
         del self.mms[mm.key]
+        if self.background is not None:
+            self.background.discard(mm)
 
     def reset(self) -> None:
         """Device reset: every mm and every shadow table goes (the scratch tree stays)."""
@@ -268,6 +351,9 @@ class Ppgtt:
         self.mms.clear()
         self.store.clear()
         self.map_changes += 1
+        if self.background is not None:
+            self.background.cancel()
+        self.tlb_stale = False
 
     def drop_if_unused(self, mm: ShadowMm) -> None:
         if mm.doomed and mm.pincount == 0 and mm.claims == 0 and not mm.resyncing:
@@ -295,6 +381,17 @@ class Ppgtt:
                 mm.shadow_roots[i] = scratch_root
                 if t.alive:
                     self.store.unref(t)
+
+    def _reclaim_mm(self) -> bool:
+        """Make room for one mm: the least recently used that nothing holds (not pinned, not
+        claimed by a g2v create, not being resynced) goes. False when every one is held."""
+        for mm in self.mms.values():
+            if mm.pincount or mm.claims or mm.resyncing:
+                continue
+            self.destroy(mm)
+            self.counters.mms_reclaimed += 1
+            return True
+        return False
 
     def _reclaim_one(self) -> bool:
         """Unshadow idle mms, oldest use first, until the store is under its cap."""

@@ -49,6 +49,8 @@ class StoreCounters:
     tables_freed: int = 0
     refused: int = 0  # entries left at scratch because the shadow-page cap was reached
     unmap_fallbacks: int = 0  # leaf tables re-pointed at scratch by a DMA unmap
+    mms_reclaimed: int = 0  # idle shadow mms dropped to make room under the mm cap
+    mms_refused: int = 0  # new roots refused: the mm cap reached and every mm held
 
 
 @dataclass(eq=False, repr=False)  # a generated repr would follow the children: 512^depth

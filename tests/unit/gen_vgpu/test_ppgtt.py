@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from devmodel.device.dma import PROT_READ, PROT_WRITE, DmaMap
-from devmodel.errors import OutOfRange
+from devmodel.errors import NoSpace, OutOfRange
 from devmodel.testing import GuestMemory
 from gen_vgpu.gtt.mm import Ppgtt, RootKind, ShadowMm, parse_roots
 from gen_vgpu.gtt.ops import GEN8_PTE_OPS as OPS
@@ -24,11 +24,11 @@ MEM = 8 << 20  # gfns 0..0x7FF
 
 
 class Guest:
-    def __init__(self, has_ips: bool = True, cap: int = 4096) -> None:
+    def __init__(self, has_ips: bool = True, cap: int = 4096, max_mms: int = 1024) -> None:
         self.mem = GuestMemory(MEM)
         self.dma = DmaMap()
         self.window = self.dma.add(0, MEM, PROT_READ | PROT_WRITE, self.mem.dup_fd())
-        self.ppgtt = Ppgtt(self.dma, OPS, has_ips=has_ips, max_shadow_pages=cap)
+        self.ppgtt = Ppgtt(self.dma, OPS, has_ips=has_ips, max_shadow_pages=cap, max_mms=max_mms)
         self.walker = ShadowWalker(self.ppgtt)
 
     def put(self, gfn: int, index: int, entry: int) -> None:
@@ -236,7 +236,9 @@ def test_mm_lifecycle_g2v_lru_and_reset() -> None:
             g.put(pd, 0, (pd + 1) << 12 | RWP)
             g.put(pd + 1, 0, (0x100 + pd) << 12 | RWP)
         a, b = (RootKind.L3, (2 << 12, 0, 0, 0)), (RootKind.L3, (6 << 12, 0, 0, 0))
-        g.ppgtt.notify_create(*a).run()
+        job = g.ppgtt.notify_create(*a) or g.ppgtt.background
+        assert job is not None
+        job.run()
         mm_a = g.ppgtt.find(*a)
         assert mm_a is not None and mm_a.claims == 1 and mm_a.shadowed
         assert g.ppgtt.get(*a) is mm_a  # found again for the same roots
@@ -363,3 +365,81 @@ def test_runs_equal_a_page_by_page_walk(guest: Guest, seed: int) -> None:
             k = (base - (r.gma & ~0xFFF)) >> 12
             assert page.hfn == (None if r.hfn is None else r.hfn + k)
             assert page.writable == r.writable
+
+
+# --- what a guest can make the shadow PPGTT hold -------------------------------------------
+
+
+def three_trees(g: Guest) -> list[ShadowMm]:
+    """Three shadowed L4 mms (PML4s at gfns 40, 41, 42 over one i915 tree)."""
+    i915_tree(g, 1)
+    mms = []
+    for gfn in (40, 41, 42):
+        g.fill(gfn, 13 << 12 | RWP)
+        g.put(gfn, 0, 21 << 12 | RWP)
+        mms.append(g.submit(RootKind.L4, (gfn << 12,)))
+    return mms
+
+
+def test_a_storm_of_tlb_invalidations_queues_one_resync(guest: Guest) -> None:
+    """100,000 invalidations make one resync task, which resyncs each mm once; one that comes
+    while a resync is under way queues each mm once more, never more than once."""
+    mms = three_trees(guest)
+    ppgtt = guest.ppgtt
+    before = [mm.resyncs for mm in mms]
+    tasks = [ppgtt.on_tlb_invalidate() for _ in range(100_000)]
+    job = tasks[0]
+    assert job is not None and tasks.count(None) == 99_999
+    job.run()
+    assert [mm.resyncs for mm in mms] == [n + 1 for n in before]
+    assert ppgtt.background is None
+    # Under way (one table done), then a storm: each mm once more after this pass.
+    job = ppgtt.on_tlb_invalidate()
+    assert job is not None and job.step(0.0)
+    for _ in range(100_000):
+        assert ppgtt.on_tlb_invalidate() is None
+    assert job.pending <= len(mms)
+    job.run()
+    assert [mm.resyncs for mm in mms] == [n + 3 for n in before]
+
+
+def test_g2v_creates_of_new_roots_are_bounded_by_the_mm_cap() -> None:
+    """Every g2v create claims an mm: past the cap, idle unclaimed mms go (least recently
+    used first), then new roots are refused, logged once and counted; a workload's pin of
+    new roots is refused with NoSpace; a destroy makes room again."""
+    g = Guest(max_mms=8)
+    try:
+        i915_tree(g, 1)
+        for i in range(4):  # used once by a workload, then idle: reclaimable
+            g.submit(RootKind.L4, ((100 + i) << 12,))
+        assert len(g.ppgtt.mms) == 4
+        jobs = [g.ppgtt.notify_create(RootKind.L4, ((200 + i) << 12,)) for i in range(50_000)]
+        assert len(g.ppgtt.mms) == 8
+        assert g.ppgtt.counters.mms_reclaimed == 4
+        assert g.ppgtt.counters.mms_refused == 50_000 - 8
+        assert sum(1 for j in jobs if j is not None) == 1  # one background resync took them all
+        background = g.ppgtt.background
+        assert background is not None and background.pending == 8
+        with pytest.raises(NoSpace):
+            g.ppgtt.pin(RootKind.L4, (20 << 12,))
+        assert g.ppgtt.store._once.counts["the shadow-mm cap is reached"] == 50_000 - 8 + 1
+        g.ppgtt.notify_destroy(RootKind.L4, (200 << 12,))
+        assert len(g.ppgtt.mms) == 7 and background.pending == 7  # a destroyed mm no longer waits
+        mm, task = g.ppgtt.pin(RootKind.L4, (20 << 12,))
+        task.run()
+        assert mm.shadowed
+    finally:
+        g.close()
+
+
+def test_create_destroy_pairs_hold_nothing(guest: Guest) -> None:
+    i915_tree(guest, 1)
+    ppgtt = guest.ppgtt
+    for i in range(50_000):
+        roots = ((300 + i % 1000) << 12,)
+        ppgtt.notify_create(RootKind.L4, roots)
+        ppgtt.notify_destroy(RootKind.L4, roots)
+    background = ppgtt.background
+    assert not ppgtt.mms and background is not None and background.pending == 0
+    background.run()
+    assert ppgtt.background is None and len(ppgtt.store) == 0

@@ -142,7 +142,9 @@ class PpgttMachine(RuleBasedStateMachine):
     # --- submissions and the mm lifecycle -----------------------------------------------------
 
     def _resync_all(self) -> None:
-        self.ppgtt.on_tlb_invalidate().run()
+        job = self.ppgtt.on_tlb_invalidate() or self.ppgtt.background
+        assert job is not None
+        job.run()
         self.synced = True
 
     @rule(roots=root_sets)
@@ -179,7 +181,9 @@ class PpgttMachine(RuleBasedStateMachine):
 
     @rule(roots=root_sets)
     def g2v_create(self, roots: tuple[RootKind, tuple[int, ...]]) -> None:
-        self.ppgtt.notify_create(*roots).run()
+        job = self.ppgtt.notify_create(*roots) or self.ppgtt.background
+        assert job is not None
+        job.run()
         self.synced = False  # only that mm was synced
 
     @rule(roots=root_sets)
