@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["PLAIN", "PLAIN_TOLD_LATER", "Register", "RegisterBlock", "RegisterFile"]
+__all__ = ["PLAIN", "PLAIN_TOLD_LATER", "ReadHook", "Register", "RegisterBlock", "RegisterFile", "WriteHook"]
 
 ReadHook = Callable[[int], int]  # (offset) -> value
 WriteHook = Callable[[int, int, int], None]  # (offset, old, new)
@@ -140,8 +140,9 @@ class RegisterFile:
 
 
 class RegisterBlock:
-    """A part of a device that declares registers and keeps the state behind them:
-    :meth:`install` adds its registers to a register file, which it then reaches as ``rf``."""
+    """A part of a device that keeps the state behind registers and reaches the register file
+    as ``rf``: either it declares its registers itself (:meth:`registers`, added by
+    :meth:`install`), or a table declares them and it is only :meth:`attach`-ed."""
 
     _rf: RegisterFile | None = None
 
@@ -151,10 +152,13 @@ class RegisterBlock:
     def install(self, rf: RegisterFile) -> None:
         for reg in self.registers():
             rf.add(reg)
+        self.attach(rf)
+
+    def attach(self, rf: RegisterFile) -> None:
         self._rf = rf
 
     @property
     def rf(self) -> RegisterFile:
         if self._rf is None:
-            raise RuntimeError(f"{type(self).__name__}.install() first")
+            raise RuntimeError(f"{type(self).__name__}: attach() or install() first")
         return self._rf
