@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devmodel.device.registers import RegisterFile
+from devmodel.device.registers import CLASS_BASE, MAX_CLASSES, PLAIN, RegisterFile
 from gen_vgpu import GenVgpu
 from gen_vgpu.engines import ENGINES, EngineId
 from gen_vgpu.mmio import regs
@@ -122,3 +122,22 @@ def test_a_row_checks_itself() -> None:
         Row("X{i}", 0x100)
     with pytest.raises(ValueError):
         Row("engine and engines", 0x30, engine=True, cmd=Cmd.RW, cmd_engines=frozenset({EngineId.RCS}))
+
+
+def test_the_compiled_path_serves_every_row_without_a_handler() -> None:
+    """What the accelerator may serve, and how, is the table's: a row without a handler is
+    served from storage with its write class; a row with one goes to Python."""
+    rf = GenVgpu().registers
+    for offset, reg in rf.regs.items():
+        code = rf.plain[offset >> 2]
+        if reg.read is not None or reg.write is not None:
+            assert code == 0, reg.name
+        elif reg.plain:
+            assert code == PLAIN, reg.name
+        else:
+            k = 4 * (code - CLASS_BASE)
+            assert code >= CLASS_BASE, reg.name
+            assert tuple(rf.classes[k : k + 3]) == (reg.rw_mask, reg.w1c, int(reg.masked)), reg.name
+    assert rf.plain[regs.PVINFO_MAGIC >> 2] >= CLASS_BASE  # read-only: C's now
+    assert rf.plain[0x22230 >> 2] == 0  # ELSP(bcs): its handler is Python's
+    assert rf.nclasses < MAX_CLASSES
