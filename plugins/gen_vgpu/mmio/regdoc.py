@@ -79,6 +79,17 @@ def markdown() -> str:
         "behaviour a device part supplies under that name. A reset in italics is chosen per vGPU",
         "(its graphics-memory split).",
         "",
+        "The compiled accelerator serves every row without a handler itself (plain, read-only,",
+        "masked, W1C, partly writable: the register file's per-dword map and write classes,",
+        "built from these rows); a row with a handler goes to Python.",
+        "",
+        "*Adding an area* (the display, say): a module of rows beside these in",
+        "`plugins/gen_vgpu/mmio/` (its offsets and `ROWS`, no behaviour), one entry in",
+        "`AREAS` in `table.py`, and a device part whose `hooks()` (or per-engine hooks) supply",
+        "the handlers its rows name, passed to `populate` in `device.py`. The build refuses a",
+        "register declared twice, a handler nobody supplies and one no row names; then",
+        "regenerate this file.",
+        "",
     ]
     for title, rows in AREAS:
         out += [f"## {title}", ""]
