@@ -98,7 +98,7 @@ ROWS: tuple[Row, ...] = (
     # debugfs i915_sseu_status.
     Row("GEN8_GT_SLICE_INFO", 0x138064, platforms=BDW, reset=0x1, rw_mask=RO, note="slice 0 enabled"),
     Row("GEN9_SLICE_PGCTL_ACK0", 0x804C, platforms=SKL, reset=_SLICE0_ACK, rw_mask=RO, note="slice 0, SS 0-2"),
-    Row("GEN9_SLICE_PGCTL_ACK{i}", 0x8050, count=2, platforms=SKL, rw_mask=RO, note="slices 1-2: none"),
+    Row("GEN9_SLICE_PGCTL_ACK{i}", 0x8050, count=2, first=1, platforms=SKL, rw_mask=RO, note="slices 1-2: none"),
     Row(
         "GEN9_SS01_EU_PGCTL_ACK0",
         0x805C,
@@ -108,6 +108,24 @@ ROWS: tuple[Row, ...] = (
         note="8 EUs in SS 0 and 1",
     ),
     Row("GEN9_SS23_EU_PGCTL_ACK0", 0x8060, platforms=SKL, reset=_EU_PAIRS_ACK_SSA, rw_mask=RO, note="8 EUs in SS 2"),
-    Row("GEN9_SS01_EU_PGCTL_ACK{i}", 0x8064, count=2, stride=8, platforms=SKL, rw_mask=RO, note="slices 1-2: none"),
-    Row("GEN9_SS23_EU_PGCTL_ACK{i}", 0x8068, count=2, stride=8, platforms=SKL, rw_mask=RO, note="slices 1-2: none"),
+    Row(
+        "GEN9_SS01_EU_PGCTL_ACK{i}",
+        0x8064,
+        count=2,
+        stride=8,
+        first=1,
+        platforms=SKL,
+        rw_mask=RO,
+        note="slices 1-2: none",
+    ),
+    Row(
+        "GEN9_SS23_EU_PGCTL_ACK{i}",
+        0x8068,
+        count=2,
+        stride=8,
+        first=1,
+        platforms=SKL,
+        rw_mask=RO,
+        note="slices 1-2: none",
+    ),
 )

@@ -15,6 +15,8 @@ def _offset_text(row: Row) -> str:
     if row.kind is not Kind.REGISTER:
         return f"{where} to +0x{row.size:X}"
     if row.count > 1:
+        if row.first:
+            return f"{where} + 0x{row.stride:X}·(i-{row.first}), {row.first} <= i < {row.first + row.count}"
         return f"{where} + 0x{row.stride:X}·i, i < {row.count}"
     return where
 

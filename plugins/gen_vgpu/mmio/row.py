@@ -66,6 +66,7 @@ class Row:
     engine: bool = False  # one register per engine
     count: int = 1  # an array of ``count`` registers ``stride`` bytes apart
     stride: int = 4
+    first: int = 0  # the index "{i}" names the array's first register with
     size: int = 0  # FILL and PLAIN rows: the span in bytes
     platforms: frozenset[Platform] = ALL_PLATFORMS
     reset: Reset = 0
@@ -99,7 +100,7 @@ class Row:
         return range(self.offset, self.offset + self.size, 4)
 
     def register_name(self, index: int, engine: str | None) -> str:
-        name = self.name.replace("{i}", str(index)) if self.count > 1 else self.name
+        name = self.name.replace("{i}", str(self.first + index)) if self.count > 1 else self.name
         return f"{name}({engine})" if engine else name
 
     @property
