@@ -192,6 +192,57 @@ static int servable(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count
     return plain_registers(b, offset, count);
 }
 
+static uint32_t reg_get(const struct dm_gen_bar0 *b, uint64_t dword)
+{
+    uint32_t v;
+    memcpy(&v, b->regs + (dword << 2), 4);
+    return v;
+}
+
+static void reg_set(struct dm_gen_bar0 *b, uint64_t dword, uint32_t v)
+{
+    memcpy(b->regs + (dword << 2), &v, 4);
+}
+
+static const struct dm_reg_class *reg_class(const struct dm_gen_bar0 *b, uint64_t dword)
+{
+    uint32_t code = b->plain[dword];
+    return code >= b->class_base && code - b->class_base < b->nclasses ? &b->classes[code - b->class_base] : 0;
+}
+
+/* RegisterFile.write32 of a register C serves */
+static void reg_write32(struct dm_gen_bar0 *b, uint64_t dword, uint32_t value)
+{
+    const struct dm_reg_class *k = reg_class(b, dword);
+    if (!k) {
+        reg_set(b, dword, value);
+        return;
+    }
+    uint32_t old = reg_get(b, dword), new;
+    if (k->masked) {
+        uint32_t sel = (value >> 16) & k->rw_mask & 0xFFFFu;
+        new = (old & ~sel) | (value & sel);
+    } else {
+        new = (old & ~k->rw_mask) | (value & k->rw_mask);
+    }
+    if (k->w1c)
+        new = (new & ~k->w1c) | (old & k->w1c & ~value);
+    reg_set(b, dword, new);
+}
+
+/* Bar0._untouched: what the bytes a narrow write leaves alone contribute */
+static uint32_t reg_untouched(const struct dm_gen_bar0 *b, uint64_t dword)
+{
+    uint32_t v = reg_get(b, dword);
+    const struct dm_reg_class *k = reg_class(b, dword);
+    if (k) {
+        v &= ~k->w1c;
+        if (k->masked)
+            v &= 0xFFFFu;
+    }
+    return v;
+}
+
 /* Room in the unlisted log for what a register access adds to it. */
 static int unlisted_room(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count)
 {
@@ -221,7 +272,25 @@ static int bar_write(struct dm_gen_bar0 *b, uint64_t offset, const uint8_t *data
     }
     if (!unlisted_room(b, offset, count))
         return DM_NEED_ROOM;
-    memcpy(b->regs + offset, data, count);
+    uint64_t dword = offset >> 2;
+    if (!reg_class(b, dword) && (count != 8 || !reg_class(b, dword + 1))) {
+        memcpy(b->regs + offset, data, count);  /* plain storage: the bytes and nothing else */
+    } else if (count == 8) {
+        uint32_t lo, hi;
+        memcpy(&lo, data, 4);
+        memcpy(&hi, data + 4, 4);
+        reg_write32(b, dword, lo);
+        reg_write32(b, dword + 1, hi);
+    } else if (count == 4) {
+        uint32_t v;
+        memcpy(&v, data, 4);
+        reg_write32(b, dword, v);
+    } else {
+        uint32_t v = 0, shift = 8 * (uint32_t)(offset & 3);
+        uint32_t field = (count == 1 ? 0xFFu : 0xFFFFu) << shift;
+        memcpy(&v, data, count);
+        reg_write32(b, dword, (reg_untouched(b, dword) & ~field) | (v << shift));
+    }
     note_unlisted(b, offset, count, 1);
     return DM_DONE;
 }

@@ -12,7 +12,7 @@
 
 /* Raised whenever a struct below or a status changes meaning: devmodel/accel.py refuses a
  * module built from other sources and falls back to Python. */
-#define DM_ABI_VERSION 2
+#define DM_ABI_VERSION 3
 
 /* What dm_drain returns. Every status leaves dm_conn.pos at the first message not handled;
  * the NEED and OUT statuses change nothing of that message (a WRITE_MULTI resumes at entry
@@ -97,13 +97,27 @@ struct dm_ggtt {
     struct dm_delta deltas[32];
 };
 
+/* How a declared register without hooks takes a write (RegisterFile.write32): the bits it
+ * changes, whether the upper half of a write selects them (masked), its write-1-to-clear bits. */
+struct dm_reg_class {
+    uint32_t rw_mask;
+    uint32_t w1c;
+    uint32_t masked;
+    uint32_t reserved;
+};
+
 /* The GEN vGPU's BAR0 (plugins/gen_vgpu/bar0.py): registers below mmio_size, of which C
  * takes only those the register file marks (one byte per dword, RegisterFile.plain: 1
  * storage and nothing else; 2 storage whose unlisted hook may hear of the access later, from
- * the log below), and the GGTT from ggtt_offset. */
+ * the log below; from class_base on, a declared register without hooks, which reads its
+ * storage and takes writes as classes[code - class_base] says), and the GGTT from
+ * ggtt_offset. */
 struct dm_gen_bar0 {
     uint8_t *regs;
     const uint8_t *plain;
+    const struct dm_reg_class *classes;
+    uint32_t class_base;
+    uint32_t nclasses;
     uint64_t mmio_size;
     uint64_t ggtt_offset;
     uint64_t size;       /* the region's size */

@@ -35,11 +35,11 @@ from devmodel.testing import GuestMemory, VfioUserClient  # noqa: E402
 from devmodel.vfio_user.connection import ServerOptions  # noqa: E402
 from gen_vgpu import GenVgpu  # noqa: E402
 from gen_vgpu.cmd.records import ColorBlt, SrcCopyBlt  # noqa: E402
-from gen_vgpu.engine import regs as er  # noqa: E402
 from gen_vgpu.engine.blit import BlitJob  # noqa: E402
-from gen_vgpu.engine.engines import EngineId, engine_by_id  # noqa: E402
 from gen_vgpu.engine.memory import PpgttSpace  # noqa: E402
+from gen_vgpu.engines import EngineId, engine_by_id  # noqa: E402
 from gen_vgpu.gtt.mm import RootKind  # noqa: E402
+from gen_vgpu.mmio import engine_regs as er  # noqa: E402
 from tests.integration.conftest import ServerThread  # noqa: E402
 from tests.unit.gen_vgpu import cmd_streams as c  # noqa: E402
 from tests.unit.gen_vgpu.engine_rig import GGTT_GPA, PAGE, RAM, Rig, Tree  # noqa: E402

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
-from gen_vgpu.engine.engines import ENGINES  # noqa: E402
+from gen_vgpu.engines import ENGINES  # noqa: E402
 from tests.unit.gen_vgpu.gt_rig import ENABLE, MASTER, Rig, desc  # noqa: E402
 
 A, B = 0x10000, 0x20000

@@ -17,6 +17,7 @@ pre-built burst of posted writes sent in one piece.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import time
@@ -90,10 +91,15 @@ def attach(path: str, mem: GuestMemory) -> VfioUserClient:
 
 
 def measure_devmodel(
-    placement: str, n: int, runs: int, results: dict[str, list[float]], lats: dict[str, list[float]]
+    placement: str,
+    n: int,
+    runs: int,
+    results: dict[str, list[float]],
+    lats: dict[str, list[float]],
+    server_args: tuple[str, ...] = (),
 ) -> None:
     loads = workloads(n)
-    with devmodel_server(placement) as path, GuestMemory(64 << 20) as mem:
+    with devmodel_server(placement, *server_args) as path, GuestMemory(64 << 20) as mem:
         # A negotiated client with guest memory mapped, as QEMU leaves it; the measurements
         # then run on that connection's socket with pre-encoded messages.
         c = attach(path, mem)
@@ -189,10 +195,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--quick", action="store_true", help="one short run: checks the benchmark works, figures mean little"
     )
+    ap.add_argument(
+        "--trace",
+        metavar="PATTERNS",
+        help="serve with these trace events on (devmodel serve --trace), their lines to /dev/null: "
+        "what tracing costs the message path",
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.runs = 2000, 1
     placements = PLACEMENTS if args.placement == "both" else (args.placement,)
+    server_args = ("--trace", args.trace, "--trace-file", os.devnull) if args.trace else ()
     labels = {"read": "REGION_READ 4 B round trips/s", "write": "REGION_WRITE 4 B round trips/s"}
     labels.update({k: v[0] for k, v in workloads(MULTI_BATCH).items()})
     labels["drain"] = "posted 4 B writes/s, server drain of a burst"
@@ -201,9 +214,11 @@ def main(argv: list[str] | None = None) -> None:
         floor: dict[str, list[float]] = {}
         lats: dict[str, list[float]] = {}
         with placed(placement):
-            measure_devmodel(placement, args.n, args.runs, dev, lats)
+            measure_devmodel(placement, args.n, args.runs, dev, lats, server_args)
             measure_floor(placement, args.n, args.runs, floor)
-        print(f"\ndevmodel vs AF_UNIX floor, {placement} (median of {args.runs} runs of {args.n:,}; ± half the spread)")
+        traced = f", tracing {args.trace}" if args.trace else ""
+        print(f"\ndevmodel{traced} vs AF_UNIX floor, {placement}", end=" ")
+        print(f"(median of {args.runs} runs of {args.n:,}; ± half the spread)")
         print(f"  {'figure':<44} {'devmodel':>18} {'floor':>18}  ratio")
         for key, label in labels.items():
             d, f = Figure(tuple(dev[key])), Figure(tuple(floor[key]))

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 MODULE = "_devmodel_accel"
 ENV = "DEVMODEL_ACCEL"
 # accel/dm_accel.h's DM_ABI_VERSION this Python side is written for.
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from . import __version__, logbound
+from . import __version__, logbound, trace
 from .device.plugin import load_plugin
 from .errors import TransportError
 from .transport.control import ControlServer, control_path, query
@@ -99,6 +99,23 @@ def _parser() -> argparse.ArgumentParser:
         help="at most N lines of one kind of message per --log-interval (default 20)",
     )
     s.add_argument("--log-interval", type=float, default=60.0, metavar="S", help="seconds (default 60)")
+    s.add_argument(
+        "--trace",
+        metavar="PATTERN[,PATTERN]",
+        help="turn on the trace events whose names match these globs, e.g. 'execlist_*,csb' (devmodel trace --list)",
+    )
+    s.add_argument("--trace-file", metavar="F", help="write trace lines to F (default: standard error)")
+    s.add_argument(
+        "--trace-burst",
+        type=int,
+        default=trace.DEFAULT_TRACE_BURST,
+        metavar="N",
+        help=f"at most N lines of one trace event per --log-interval (default {trace.DEFAULT_TRACE_BURST})",
+    )
+
+    t = sub.add_parser("trace", help="the trace events a device can emit")
+    t.add_argument("--list", action="store_true", required=True, help="print every event with its help line")
+    t.add_argument("--device", default="gen_vgpu", help="the device plugin whose events to include (default gen_vgpu)")
 
     i = sub.add_parser("inspect", help="ask a running server about its device")
     i.add_argument("--socket", required=True, metavar="PATH", help="the server's vfio-user socket (or --control)")
@@ -135,6 +152,14 @@ def _serve(args: argparse.Namespace) -> int:
     except LookupError as exc:
         log.error("%s", exc)
         return 2
+    if args.trace:
+        # Before the device is built: it chooses its traced paths once.
+        try:
+            names = trace.configure(args.trace.split(","), args.trace_file, args.trace_burst, args.log_interval)
+        except (ValueError, OSError) as exc:
+            log.error("--trace: %s", exc)
+            return 2
+        log.info("tracing %s", ", ".join(names))
     bounds = {
         "max_device_pages": args.max_device_pages,
         "max_shadow_pages": args.max_shadow_pages,
@@ -229,8 +254,22 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _trace_list(args: argparse.Namespace) -> int:
+    try:
+        load_plugin(args.device)  # its modules declare its events
+    except LookupError as exc:
+        print(f"devmodel trace: {exc}", file=sys.stderr)
+        return 2
+    width = max(len(name) for name in trace.EVENTS)
+    for name, ev in sorted(trace.EVENTS.items()):
+        print(f"{name:<{width}}  {ev.doc}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return _serve(args)
+    if args.command == "trace":
+        return _trace_list(args)
     return _inspect(args)

@@ -161,14 +161,17 @@ def summary(lines: dict[str, str]) -> list[str]:
     return out
 
 
-def boot(part: Part, out: Path, platform: str) -> bool:
+def boot(part: Part, out: Path, platform: str, trace: str | None = None) -> bool:
     """One part: a device model of its own, one boot, the picture and the counters. True when
-    every script passed and the picture is right."""
+    every script passed and the picture is right. ``trace``: devmodel serve --trace patterns,
+    their lines to the part's trace.log, an excerpt shown after the boot."""
     logs = out / part.name
     logs.mkdir()
-    say(f"[{part.name} 1/3] devmodel serve --device gen_vgpu --platform {platform}; QEMU (TCG) boots a Linux "
-        f"guest on it: {part.title}")
-    device = DeviceModel(logs, platform=platform, log_level="info")
+    traced = f" --trace '{trace}'" if trace else ""
+    say(f"[{part.name} 1/3] devmodel serve --device gen_vgpu --platform {platform}{traced}; QEMU (TCG) boots a "
+        f"Linux guest on it: {part.title}")
+    extra = ("--trace", trace, "--trace-file", str(logs / "trace.log")) if trace else ()
+    device = DeviceModel(logs, platform=platform, log_level="info", extra_args=extra)
     follower = ConsoleFollower(logs / "console.log", part.name, part.every_line)
     try:
         device.start()
@@ -192,10 +195,29 @@ def boot(part: Part, out: Path, platform: str) -> bool:
     say(f"[{part.name} 3/3] what the device did (its counters at exit)")
     for line in summary(counters(device.log_text())):
         say(f"  {line}")
+    if trace:
+        show_trace(logs / "trace.log")
     say(f"  QEMU start to power-off: {result.seconds:.1f} s; logs: {logs}")
     if failed:
         say(f"  guest script(s) {', '.join(failed)} did not pass")
     return picture_ok and not failed
+
+
+def show_trace(path: Path, head: int = 12) -> None:
+    """The first lines of the trace and how many of each event it holds."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        say(f"  no trace: {exc}")
+        return
+    counts: dict[str, int] = {}
+    for line in lines:
+        parts = line.split(" ", 2)
+        if len(parts) > 1:
+            counts[parts[1]] = counts.get(parts[1], 0) + 1
+    say(f"  trace: {len(lines)} lines ({', '.join(f'{k} {v}' for k, v in counts.items())}); the first {head}:")
+    for line in lines[:head]:
+        say(f"    {line}")
 
 
 def save_picture(console: str, path: Path, drawn_by: str) -> bool:
@@ -223,12 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--platform", choices=("bdw", "skl"), default="bdw", help="the vGPU's platform (default bdw)")
+    ap.add_argument("--trace", metavar="PATTERNS",
+                    help="trace events to turn on, e.g. 'execlist_*,csb' (docs/trace.md)")
     args = ap.parse_args(argv)
     out = Path(tempfile.mkdtemp(prefix="devmodel-demo-"))
     t0 = time.monotonic()
     passed = {}
     for part in PARTS:
-        passed[part.name] = boot(part, out, args.platform)
+        passed[part.name] = boot(part, out, args.platform, args.trace)
         say("")
     say(f"whole demo {time.monotonic() - t0:.1f} s; logs: {out}")
     if not all(passed.values()):

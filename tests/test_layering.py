@@ -9,6 +9,7 @@ with a literal name count too. Imports inside functions and ``if TYPE_CHECKING``
 from __future__ import annotations
 
 import ast
+import itertools
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -348,3 +349,94 @@ def test_relative_import_beyond_top_is_an_error(tmp_path: Path) -> None:
     root = _tree(tmp_path, {"devmodel/vfio_user/x.py": "from .... import y\n"})
     with pytest.raises(ImportError):
         _bad(root, "devmodel.vfio_user")
+
+
+# --- no cycles between the GPU's folders ---------------------------------------------------
+
+GPU = "gen_vgpu"
+
+
+def _folder_node(name: str) -> str | None:
+    """The node of the GPU's folder graph a module belongs to: its first-level subpackage
+    (``gen_vgpu.cmd``), or the module itself for a module beside them (``gen_vgpu.engines``);
+    None outside the GPU and for the package's own ``__init__``."""
+    parts = name.split(".")
+    if parts[0] != GPU or len(parts) < 2:
+        return None
+    return ".".join(parts[:2])
+
+
+def folder_graph(root: Path) -> dict[str, dict[str, str]]:
+    """node -> {node it imports: one import that says so}, between different nodes."""
+    src_roots = tuple(root / r for r in SRC_ROOTS)
+    graph: dict[str, dict[str, str]] = {}
+    for mod in iter_modules(root / "plugins", GPU):
+        src = _folder_node(mod.name)
+        if src is None:
+            continue
+        edges = graph.setdefault(src, {})
+        for imp in imports_of(mod, src_roots):
+            dst = _folder_node(imp.target)
+            if dst is not None and dst != src:
+                edges.setdefault(dst, f"{mod.path.relative_to(root)}:{imp.lineno} imports {imp.target}")
+    return graph
+
+
+def find_cycle(graph: dict[str, dict[str, str]]) -> list[str]:
+    """One cycle of the graph as the imports that close it, or [] when there is none."""
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, {})):
+            if state.get(nxt) == 1:
+                loop = path[path.index(nxt) :] + [nxt]
+                return [graph[a][b] for a, b in itertools.pairwise(loop)]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        path.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return []
+
+
+def test_gpu_folders_have_no_cycles() -> None:
+    graph = folder_graph(ROOT)
+    assert {"gen_vgpu.cmd", "gen_vgpu.engine", "gen_vgpu.mmio", "gen_vgpu.engines"} <= set(graph)
+    cycle = find_cycle(graph)
+    assert not cycle, "a cycle between gen_vgpu's folders:\n" + "\n".join(cycle)
+
+
+def test_engine_table_is_below_the_folders() -> None:
+    graph = folder_graph(ROOT)
+    for user in ("gen_vgpu.cmd", "gen_vgpu.mmio", "gen_vgpu.interrupts"):
+        assert "gen_vgpu.engine" not in graph[user], graph[user]["gen_vgpu.engine"]
+        assert "gen_vgpu.engines" in graph[user]
+
+
+def test_cycle_checker_finds_a_cycle(tmp_path: Path) -> None:
+    root = _tree(
+        tmp_path,
+        {
+            "plugins/gen_vgpu/a/__init__.py": "",
+            "plugins/gen_vgpu/a/x.py": "from ..b import y\n",
+            "plugins/gen_vgpu/b/__init__.py": "",
+            "plugins/gen_vgpu/b/y.py": "from .. import top\n",
+            "plugins/gen_vgpu/top.py": "def f():\n    from .a import x\n",
+            "plugins/gen_vgpu/c.py": "from .top import f\n",
+        },
+    )
+    cycle = find_cycle(folder_graph(root))
+    assert len(cycle) == 3 and any("a/x.py" in line for line in cycle), cycle
+    (root / "plugins/gen_vgpu/top.py").write_text("")
+    assert find_cycle(folder_graph(root)) == []

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import DmaFault, DmaOverlap, MalformedRequest, NoSpace, UnsafeMemory
+from ..trace import event
 from ..vfio_user.constants import MAX_DMA_MAPS
 from .frames import (
     DEFAULT_MAX_DEVICE_PAGES,
@@ -37,6 +38,9 @@ from .frames import (
     FramePool,
 )
 from .hostmem import HostMapping, file_info
+
+DMA_MAP = event("dma_map", "iova %#x size %#x prot %d%s", "a DMA window mapped (DMA_MAP)")
+DMA_UNMAP = event("dma_unmap", "iova %#x size %#x", "a DMA window unmapped (DMA_UNMAP, or the client gone)")
 
 __all__ = [
     "DEVICE_HFN_BASE",
@@ -208,6 +212,8 @@ class DmaMap:
         self._by_hfn.insert(j, window)
         for listener in self.listeners:
             listener.on_dma_map(window)
+        if DMA_MAP.on:
+            DMA_MAP(iova, size, prot, "" if mapping is not None else " (not mapped)")
         return window
 
     def _unsealed(self, iova: int, size: int) -> None:
@@ -258,6 +264,9 @@ class DmaMap:
         if not victims:
             return
         self.generation += 1
+        if DMA_UNMAP.on:
+            for w in victims:
+                DMA_UNMAP(w.iova, w.size)
         # Listeners first: they re-point shadow entries while the windows are still in the
         # table; after them nothing refers to the frames, which can go back.
         for w in victims:

@@ -11,19 +11,34 @@ every guest access to an offset no declaration covers (offset, is_write), before
 offset while no ``on_unlisted`` hook listens, or a declaration with a full writable mask and
 no masked, write-1-to-clear or hook behaviour), ``PLAIN_TOLD_LATER`` for an unlisted offset
 whose hook was set with :meth:`listen_unlisted` (``told_later=True``: it only records, so it
-may hear of an access after the access acted), 0 elsewhere. A load or store at a marked dword
-is the bytes and nothing else, so the compiled accelerator may apply it to ``storage``
-directly (and tell a told-later hook afterwards, in order); every other dword goes through
-:meth:`read32` / :meth:`write32`. The map is kept current by :meth:`add` and by setting the
-hook, in place (the accelerator holds a pointer to it).
+may hear of an access after the access acted), ``CLASS_BASE + k`` for a declared register
+without hooks whose write behaviour (writable mask, write-1-to-clear bits, masked) is
+``classes[k]`` (four dwords: rw_mask, w1c, masked, 0), 0 elsewhere (hooks, or more kinds of
+write behaviour than the map has codes for). A load at any marked dword is its storage; a
+store at a plain one is the bytes, at a classed one what :meth:`write32` would do; so the
+compiled accelerator may serve them all from ``storage`` (and tell a told-later hook
+afterwards, in order); every other dword goes through :meth:`read32` / :meth:`write32`. The
+map and the classes are kept current by :meth:`add` and by setting the hook, in place (the
+accelerator holds pointers to them).
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-__all__ = ["PLAIN", "PLAIN_TOLD_LATER", "Register", "RegisterBlock", "RegisterFile"]
+__all__ = [
+    "CLASS_BASE",
+    "MAX_CLASSES",
+    "PLAIN",
+    "PLAIN_TOLD_LATER",
+    "ReadHook",
+    "Register",
+    "RegisterBlock",
+    "RegisterFile",
+    "WriteHook",
+]
 
 ReadHook = Callable[[int], int]  # (offset) -> value
 WriteHook = Callable[[int, int, int], None]  # (offset, old, new)
@@ -31,6 +46,8 @@ UnlistedHook = Callable[[int, bool], None]  # (offset, is_write)
 
 PLAIN = 1
 PLAIN_TOLD_LATER = 2
+CLASS_BASE = 3
+MAX_CLASSES = 256 - CLASS_BASE
 
 
 @dataclass(frozen=True)
@@ -64,6 +81,8 @@ class RegisterFile:
         self._on_unlisted: UnlistedHook | None = None
         self.unlisted_told_later = False
         self.plain = bytearray(bytes([PLAIN]) * (size >> 2))
+        self.classes = array("I", bytes(16 * MAX_CLASSES))
+        self._class_codes: dict[tuple[int, int, bool], int] = {}
         for reg in registers:
             self.add(reg)
 
@@ -85,7 +104,27 @@ class RegisterFile:
         # same length: the buffer is rewritten in place
         self.plain[:] = bytes([unlisted]) * len(self.plain)
         for offset, reg in self.regs.items():
-            self.plain[offset >> 2] = PLAIN if reg.plain else 0
+            self.plain[offset >> 2] = self._code(reg)
+
+    def _code(self, reg: Register) -> int:
+        """The register's byte in ``plain``."""
+        if reg.read is not None or reg.write is not None:
+            return 0
+        if reg.plain:
+            return PLAIN
+        key = (reg.rw_mask, reg.w1c, reg.masked)
+        code = self._class_codes.get(key)
+        if code is None:
+            k = len(self._class_codes)
+            if k == MAX_CLASSES:
+                return 0
+            self.classes[4 * k : 4 * k + 3] = array("I", [reg.rw_mask, reg.w1c, int(reg.masked)])
+            code = self._class_codes[key] = CLASS_BASE + k
+        return code
+
+    @property
+    def nclasses(self) -> int:
+        return len(self._class_codes)
 
     def add(self, reg: Register) -> None:
         if reg.offset & 3 or not 0 <= reg.offset < self.size:
@@ -94,7 +133,7 @@ class RegisterFile:
             raise ValueError(f"register {reg.offset:#x} declared twice")
         self.regs[reg.offset] = reg
         self.dwords[reg.offset >> 2] = reg.reset
-        self.plain[reg.offset >> 2] = PLAIN if reg.plain else 0
+        self.plain[reg.offset >> 2] = self._code(reg)
 
     def reset(self) -> None:
         self._store[:] = bytes(self.size)
@@ -140,8 +179,9 @@ class RegisterFile:
 
 
 class RegisterBlock:
-    """A part of a device that declares registers and keeps the state behind them:
-    :meth:`install` adds its registers to a register file, which it then reaches as ``rf``."""
+    """A part of a device that keeps the state behind registers and reaches the register file
+    as ``rf``: either it declares its registers itself (:meth:`registers`, added by
+    :meth:`install`), or a table declares them and it is only :meth:`attach`-ed."""
 
     _rf: RegisterFile | None = None
 
@@ -151,10 +191,13 @@ class RegisterBlock:
     def install(self, rf: RegisterFile) -> None:
         for reg in self.registers():
             rf.add(reg)
+        self.attach(rf)
+
+    def attach(self, rf: RegisterFile) -> None:
         self._rf = rf
 
     @property
     def rf(self) -> RegisterFile:
         if self._rf is None:
-            raise RuntimeError(f"{type(self).__name__}.install() first")
+            raise RuntimeError(f"{type(self).__name__}: attach() or install() first")
         return self._rf

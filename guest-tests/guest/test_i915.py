@@ -40,7 +40,11 @@ CHECKS = (
     ("no-drm-warnings", "dmesg: no i915/DRM line at warning level or above"),
     ("card0", "/dev/dri/card0 exists"),
     ("renderD128", "/dev/dri/renderD128 exists"),
+    ("rps-freqs", "sysfs: RPS frequencies not 0 (RP0 > RPn > 0, min <= cur <= max)"),
 )
+# i915's RPS frequencies (intel_gt_sysfs_pm.c: the legacy files under the card).
+RPS_FILES = ("gt_RP0_freq_mhz", "gt_RP1_freq_mhz", "gt_RPn_freq_mhz", "gt_min_freq_mhz", "gt_max_freq_mhz",
+             "gt_act_freq_mhz", "gt_cur_freq_mhz")
 
 
 def grep(lines: list[str], pattern: str) -> list[str]:
@@ -67,6 +71,22 @@ def wedged() -> str:
     except (OSError, subprocess.CalledProcessError) as e:
         return f"cannot read {WEDGED_FILE}: {e}"
     return "" if value == "0" else f"i915_wedged reads {value}"
+
+
+def rps_frequencies() -> tuple[str, dict[str, int]]:
+    """A failure reason unless i915's RPS reports a frequency range and runs inside it."""
+    freqs: dict[str, int] = {}
+    try:
+        for name in RPS_FILES:
+            with open(f"/sys/class/drm/card0/{name}") as f:
+                freqs[name] = int(f.read())
+    except (OSError, ValueError) as e:
+        return f"cannot read {name}: {e}", freqs
+    rp0, rpn, cur = freqs["gt_RP0_freq_mhz"], freqs["gt_RPn_freq_mhz"], freqs["gt_cur_freq_mhz"]
+    # act reads 0 while the device is runtime-suspended (i915 reads CAGF only if awake)
+    if not rp0 > rpn > 0 or not 0 < freqs["gt_min_freq_mhz"] <= cur <= freqs["gt_max_freq_mhz"]:
+        return f"read {freqs}", freqs
+    return "", freqs
 
 
 def distinct(recs: list[i915lib.Record]) -> list[tuple[int, i915lib.Record]]:
@@ -105,6 +125,7 @@ def main() -> int:
     lines = [text for _level, _secs, text in drm]
     loud = [i915lib.format_record(r) for r in drm if r[0] <= i915lib.KERN_WARNING]
     nodes = i915lib.dri_nodes()
+    rps_fail, freqs = rps_frequencies()
 
     results = {
         "modules": failed_module,
@@ -119,11 +140,13 @@ def main() -> int:
         "no-drm-warnings": f"{len(loud)} line(s), first: {loud[0]}" if loud else "",
         "card0": "" if "card0" in nodes else f"/dev/dri holds {nodes or 'nothing'}",
         "renderD128": "" if "renderD128" in nodes else f"/dev/dri holds {nodes or 'nothing'}",
+        "rps-freqs": rps_fail,
     }
     for key, desc in CHECKS:
         tap.ok(not results[key], desc, results[key])
 
     tap.diag(f"/dev/dri: {' '.join(nodes) or '(empty)'}")
+    tap.diag("RPS (MHz): " + ", ".join(f"{k[3:-9]} {v}" for k, v in freqs.items()))
     groups = distinct(drm)
     tap.diag(f"i915/DRM kernel messages: {len(drm)}, {len(groups)} distinct (first of each, with its count; "
              "the whole log is in dmesg.log):")

@@ -17,8 +17,9 @@ from devmodel.logbound import OncePerReason
 
 from .gtt.ggtt import Ggtt
 from .mmio import regs
+from .trace_events import GGTT_WRITE, MMIO_READ, MMIO_WRITE
 
-__all__ = ["Bar0"]
+__all__ = ["Bar0", "TracedBar0", "traced"]
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +94,40 @@ class Bar0:
             if reg.masked:
                 value &= 0xFFFF
         return value
+
+
+class TracedBar0:
+    """BAR0 with the mmio_* and ggtt_write trace events: each access as the guest made it,
+    the register named from the table. The device serves BAR0 through this, and not through
+    the compiled accelerator, when one of those events is on as it is built; otherwise no
+    BAR0 access looks at a trace event at all."""
+
+    def __init__(self, bar0: Bar0) -> None:
+        self.bar0 = bar0
+        self.registers = bar0.registers
+
+    def _name(self, offset: int) -> str:
+        reg = self.registers.regs.get(offset & ~3)
+        name = reg.name if reg is not None else "unlisted"
+        return f"{name}+{offset & 3}" if offset & 3 else name
+
+    def read(self, offset: int, count: int) -> bytes:
+        data = self.bar0.read(offset, count)
+        if offset < regs.MMIO_SIZE and MMIO_READ.on:
+            MMIO_READ(self._name(offset), offset, int.from_bytes(data, "little"))
+        return data
+
+    def write(self, offset: int, data: bytes) -> None:
+        value = int.from_bytes(data, "little")
+        if offset >= regs.GGTT_OFFSET:
+            if GGTT_WRITE.on:
+                rel = offset - regs.GGTT_OFFSET
+                GGTT_WRITE(rel >> 3, "" if len(data) == 8 else ".hi" if rel & 4 else ".lo", value)
+        elif offset < regs.MMIO_SIZE and MMIO_WRITE.on:
+            MMIO_WRITE(self._name(offset), offset, value)
+        self.bar0.write(offset, data)
+
+
+def traced() -> bool:
+    """Whether an event TracedBar0 emits is on."""
+    return MMIO_READ.on or MMIO_WRITE.on or GGTT_WRITE.on

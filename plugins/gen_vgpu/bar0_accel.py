@@ -1,13 +1,16 @@
 """BAR0 as the compiled accelerator serves it (``struct dm_gen_bar0``, accel/dm_accel.h): the
-register file's storage and its plain-dword map (devmodel/device/registers.py), the MMIO and
-GGTT layout of mmio/regs.py, and the GGTT (gtt/ggtt_accel.py). C takes the accesses
-:class:`~.bar0.Bar0` serves without logging, hooks or masks: plain registers and GGTT entries;
-everything else comes back to Python.
+register file's storage, its per-dword map and write classes (devmodel/device/registers.py,
+built from the register table, mmio/table.py), the MMIO and GGTT layout of mmio/regs.py, and
+the GGTT (gtt/ggtt_accel.py). C takes the accesses :class:`~.bar0.Bar0` serves without hooks:
+plain registers, declared registers without handlers (read-only, masked, write-1-to-clear,
+partly writable: as the table's rows say) and GGTT entries; everything else (a row with a
+handler) comes back to Python.
 """
 
 from __future__ import annotations
 
 from devmodel.accel import Accel
+from devmodel.device.registers import CLASS_BASE, MAX_CLASSES
 
 from .bar0 import Bar0
 from .gtt.ggtt_accel import GgttAccel
@@ -34,9 +37,12 @@ class Bar0Accel:
         # a stream of GGTT writes does not come back to Python once per read to load them.
         self._ggtt_busy = False
         b = self.ptr = ffi.new("struct dm_gen_bar0 *")
-        self._buffers = [ffi.from_buffer(rf.storage), ffi.from_buffer(rf.plain)]
+        self._buffers = [ffi.from_buffer(rf.storage), ffi.from_buffer(rf.plain), ffi.from_buffer(rf.classes)]
         b.regs = ffi.cast("uint8_t *", self._buffers[0])
         b.plain = ffi.cast("uint8_t *", self._buffers[1])
+        b.classes = ffi.cast("struct dm_reg_class *", self._buffers[2])
+        b.class_base = CLASS_BASE
+        b.nclasses = MAX_CLASSES  # codes C meets are only those RegisterFile handed out
         b.mmio_size = regs.MMIO_SIZE
         b.ggtt_offset = regs.GGTT_OFFSET
         b.size = size

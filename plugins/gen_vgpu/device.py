@@ -11,9 +11,10 @@ from devmodel.device.device import Device, ResetKind
 from devmodel.device.frames import DEFAULT_MAX_DEVICE_PAGES
 from devmodel.device.pci_config import Bar, BarKind, PciConfigSpace
 from devmodel.device.region import Region
+from devmodel.device.registers import RegisterFile
 
 from .aperture import Aperture
-from .bar0 import Bar0
+from .bar0 import Bar0, TracedBar0, traced
 from .bar0_accel import Bar0Accel
 from .cmd.ranges import GraphicsMemory as ScanMemory
 from .engine.execlist import Engines
@@ -26,11 +27,14 @@ from .gtt.shadow import DEFAULT_MAX_SHADOW_PAGES
 from .gtt.walker import ShadowWalker
 from .interrupts import Interrupts
 from .mmio import regs
-from .mmio.gt import GtRegisters, plain_ranges
-from .mmio.handlers import build_register_file
+from .mmio.gt import GtRegisters
+from .mmio.pvinfo import pvinfo_values
 from .mmio.regs import G2vNotify
+from .mmio.row import Hooks
+from .mmio.table import populate, table_for
 from .mmio.unlisted import UnlistedLog
 from .platform import PLATFORMS, Platform, PlatformInfo
+from .trace_events import PPGTT_CREATE, PPGTT_DESTROY
 
 __all__ = ["CLASS_CODE", "DEFAULT_APERTURE_SIZE", "DEFAULT_HIDDEN_SIZE", "GenVgpu"]
 
@@ -81,11 +85,14 @@ class GenVgpu(Device):
 
         self.scratch_hfn, _ = self.dma.alloc_device_page()
         self.g2v_notifications: dict[str, int] = {}  # G2vNotify name or "ignored" -> writes
-        self.registers = build_register_file(self.graphics_memory, self.on_g2v_notify)
+        self.register_table = table_for(platform)
+        self.registers = RegisterFile(regs.MMIO_SIZE)  # filled from the table by _build_engines
         self.ggtt = Ggtt(self.dma, info.pte_ops, self.scratch_hfn)
         self.bar0 = Bar0(self.registers, self.ggtt)
         self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
-        self.set_region(Region(0, regs.BAR0_SIZE, self.bar0))
+        # Tracing BAR0 is chosen once, here: the untraced path never tests an event.
+        self.bar0_traced = traced()
+        self.set_region(Region(0, regs.BAR0_SIZE, TracedBar0(self.bar0) if self.bar0_traced else self.bar0))
         self.set_region(Region(2, aperture_size, self.aperture))
         self._build_engines(watchdog, max_shadow_pages, max_shadow_mms)
         self.ppgtt_walker = ShadowWalker(self.ppgtt)  # for inspection; the engines have their own
@@ -114,10 +121,21 @@ class GenVgpu(Device):
         gm_ranges = [(s.start, s.stop) for s in slices if len(s)]
         self.engines = Engines(self.interrupts, self.runner, self.ggtt_space.read, self.ggtt_space.write, gm_ranges)
         self.runner.attach(self.engines)
-        self.gt = GtRegisters(self.info.platform, self.engines, self.runner.invalidate_tlb)
-        for part in (self.interrupts, self.engines, self.gt):
-            part.install(self.registers)
-        self.unlisted = UnlistedLog(plain_ranges(self.info.platform, regs.FENCE_COUNT))
+        engines = self.engines
+        self.gt = GtRegisters(
+            self.info.platform, engines.reset_engines, lambda e: engines[e].idle, self.runner.invalidate_tlb
+        )
+        notify = {"g2v_notify": Hooks(write=lambda _off, _old, new: self.on_g2v_notify(new))}
+        populate(
+            self.registers,
+            self.register_table,
+            (self.interrupts.hooks(), self.gt.hooks(), notify),
+            (engines.engine_hooks(), self.gt.engine_hooks()),
+            pvinfo_values(gm),
+        )
+        for part in (self.interrupts, engines, self.gt):
+            part.attach(self.registers)
+        self.unlisted = UnlistedLog(self.register_table.plain_ranges())
         self.unlisted.attach(self.registers)
 
     def _reset_engines(self) -> None:
@@ -128,6 +146,8 @@ class GenVgpu(Device):
         self.interrupts.reset()
 
     def region_accel(self, accel: Accel) -> RegionAccel | None:
+        if self.bar0_traced:
+            return None  # every BAR0 access through Python, where the trace sees it
         if self._bar0_accel is None:
             self._bar0_accel = Bar0Accel(accel, self.bar0, 0, regs.BAR0_SIZE)
         return self._bar0_accel
@@ -136,7 +156,7 @@ class GenVgpu(Device):
         ggtt_base = regs.GGTT_OFFSET
         ggtt = self.ggtt
         for offset, index, data in writes:
-            if index == 0 and offset >= ggtt_base and len(data) == 8 and not offset & 7:
+            if index == 0 and offset >= ggtt_base and len(data) == 8 and not offset & 7 and not self.bar0_traced:
                 ggtt.write((offset - ggtt_base) >> 3, int.from_bytes(data, "little"), 8, False)
             else:
                 self.region_write(index, offset, data)
@@ -179,7 +199,11 @@ class GenVgpu(Device):
             kind.name,
             ", ".join(hex(r) for r in chosen),
         )
-        if kind in (G2vNotify.PPGTT_L3_CREATE, G2vNotify.PPGTT_L4_CREATE):
+        create = kind in (G2vNotify.PPGTT_L3_CREATE, G2vNotify.PPGTT_L4_CREATE)
+        event = PPGTT_CREATE if create else PPGTT_DESTROY
+        if event.on:
+            event(root_kind.name, ", ".join(hex(r) for r in chosen))
+        if create:
             self.runner.spawn_resync(self.ppgtt.notify_create(root_kind, chosen), "ppgtt-create")
         else:
             self.ppgtt.notify_destroy(root_kind, chosen)

@@ -1,9 +1,10 @@
 """GEN8 interrupts as a vGPU presents them (contract §4.4, GVT-g's interrupt.c).
 
-Every bank has ISR/IMR/IIR/IER at +0/+4/+8/+0xC. An event sets its IIR bit only while the IMR
-bit is clear; IIR is write-1-to-clear. GEN8_MASTER_IRQ's status bits report (IIR & IER) of
-each engine's half-bank whether or not the enable (bit 31, the only bit the guest writes) is
-set, because i915's handler clears bit 31 first and reads the status afterwards.
+The registers are rows of the register table (mmio/irq.py); this is their behaviour. An event
+sets its IIR bit only while the IMR bit is clear; IIR is write-1-to-clear. GEN8_MASTER_IRQ's
+status bits report (IIR & IER) of each engine's half-bank whether or not the enable (bit 31,
+the only bit the guest writes) is set, because i915's handler clears bit 31 first and reads
+the status afterwards.
 
 The device's line is "pending" while bit 31 and a status bit are set. Each event while pending
 raises the interrupt (an MSI per event, as GVT-g injects one per event), and so does a master
@@ -18,10 +19,23 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from devmodel.device.registers import Register, RegisterBlock
+from devmodel.device.registers import RegisterBlock
 
-from .engine.engines import ENGINES, EngineInfo
+from .engines import ENGINES, EngineInfo
+from .mmio.irq import (
+    BANK_IER,
+    BANK_IIR,
+    BANK_IMR,
+    BANK_ISR,
+    GT_BANK_BASE,
+    GT_BANKS,
+    MASTER_IRQ_ENABLE,
+    QUIET_BANKS,
+    gt_bank,
+)
 from .mmio.regs import GEN8_MASTER_IRQ
+from .mmio.row import Hooks
+from .trace_events import IRQ_EVENT, IRQ_RAISE
 
 __all__ = [
     "GtEvent",
@@ -38,24 +52,7 @@ __all__ = [
     "QUIET_BANKS",
 ]
 
-MASTER_IRQ_ENABLE = 1 << 31
-
-BANK_ISR, BANK_IMR, BANK_IIR, BANK_IER = 0x0, 0x4, 0x8, 0xC
-GT_BANK_BASE = 0x44300
-GT_BANKS = 4
-_BANK_STRIDE = 0x10
 _ENGINE_BITS = 0xFFFF  # an engine's 16 bits within its bank
-
-# Banks that exist for i915's reset/postinstall paths and never fire on a headless vGPU.
-QUIET_BANKS: dict[str, int] = {
-    "DE_PIPE_A": 0x44400,
-    "DE_PIPE_B": 0x44410,
-    "DE_PIPE_C": 0x44420,
-    "DE_PORT": 0x44440,
-    "DE_MISC": 0x44460,
-    "PCU": 0x444E0,
-    "SDE": 0xC4000,
-}
 
 
 class GtEvent(enum.IntFlag):
@@ -64,10 +61,6 @@ class GtEvent(enum.IntFlag):
     USER = 1 << 0  # MI_USER_INTERRUPT
     NOTIFY = 1 << 4  # PIPE_CONTROL notify (RCS) / MI_FLUSH_DW notify (the others)
     CONTEXT_SWITCH = 1 << 8  # a CSB entry was written
-
-
-def gt_bank(n: int) -> int:
-    return GT_BANK_BASE + _BANK_STRIDE * n
 
 
 @dataclass
@@ -95,28 +88,13 @@ class Interrupts(RegisterBlock):
             for e in ENGINES
         ]
 
-    # --- declarations ----------------------------------------------------------------------
+    # --- the table's handlers (mmio/irq.py) -------------------------------------------------
 
-    def registers(self) -> list[Register]:
-        regs = [
-            Register(
-                GEN8_MASTER_IRQ,
-                "GEN8_MASTER_IRQ",
-                rw_mask=MASTER_IRQ_ENABLE,
-                read=self._read_master,
-                write=self._write_master,
-            )
-        ]
-        banks = [(f"GT{n}", gt_bank(n)) for n in range(GT_BANKS)] + list(QUIET_BANKS.items())
-        for name, base in banks:
-            regs += [
-                Register(base + BANK_ISR, f"{name}_ISR", rw_mask=0),
-                # Power-on: everything masked, nothing enabled; i915 programs both.
-                Register(base + BANK_IMR, f"{name}_IMR", reset=0xFFFFFFFF, write=self._reevaluate),
-                Register(base + BANK_IIR, f"{name}_IIR", w1c=0xFFFFFFFF, write=self._reevaluate),
-                Register(base + BANK_IER, f"{name}_IER", write=self._reevaluate),
-            ]
-        return regs
+    def hooks(self) -> dict[str, Hooks]:
+        return {
+            "master_irq": Hooks(read=self._read_master, write=self._write_master),
+            "irq_reevaluate": Hooks(write=self._reevaluate),
+        }
 
     def reset(self) -> None:
         """After the register file's reset (the PCI device lowers INTx itself)."""
@@ -155,12 +133,16 @@ class Interrupts(RegisterBlock):
             return
         self.counters.events += 1
         rf.set(bank + BANK_IIR, rf.get(bank + BANK_IIR) | allowed)
+        if IRQ_EVENT.on:
+            IRQ_EVENT(engine.name, allowed, rf.get(bank + BANK_IIR))
         self._evaluate(edge=True)
 
     def _evaluate(self, edge: bool) -> None:
         pending = self.pending
         if pending and (edge or not self._asserted):
             self.counters.raised += 1
+            if IRQ_RAISE.on:
+                IRQ_RAISE(self._read_master(GEN8_MASTER_IRQ))
             self._raise()
         elif not pending and self._asserted:
             self.counters.lowered += 1

@@ -43,7 +43,8 @@ BARRIER_ID = 0xFFFF
 
 
 def _special_registers() -> list[int]:
-    """One register of each behaviour C must leave to Python, and the declared plain ones."""
+    """One register of each behaviour C must leave to Python, one of each write class C
+    serves itself, and the declared plain ones."""
     rf = GenVgpu().registers
     picks: dict[str, int] = {}
     for off, reg in sorted(rf.regs.items()):
@@ -52,6 +53,9 @@ def _special_registers() -> list[int]:
             else "mask" if reg.rw_mask != 0xFFFFFFFF else "plain"
         )
         picks.setdefault(kind, off)
+        if reg.read is None and reg.write is None:
+            # one of each write class C serves itself (read-only, masked, W1C, partly writable)
+            picks.setdefault(f"class {reg.rw_mask:#x} {reg.w1c:#x} {reg.masked}", off)
     return sorted(picks.values())
 
 

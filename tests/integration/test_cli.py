@@ -205,3 +205,34 @@ def test_inspect_ggtt(tmp_path: Path) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert "GGTT writes=2" in err  # counters in the log at exit
+
+
+def test_trace_list_and_serve_with_a_trace(tmp_path: Path) -> None:
+    listed = subprocess.run(
+        [sys.executable, "-m", "devmodel", "trace", "--list"],
+        env=ENV, capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert listed.returncode == 0, listed.stderr
+    names = [line.split()[0] for line in listed.stdout.splitlines()]
+    assert {"mmio_write", "execlist_submit", "csb", "irq_raise", "ggtt_write", "scan_reject", "dma_map"} <= set(names)
+    bad = _serve("--socket", str(tmp_path / "x.sock"), "--device", "gen_vgpu", "--trace", "no_such_*")
+    _, err = bad.communicate(timeout=30)
+    assert bad.returncode == 2 and "no trace event matches 'no_such_*'" in err
+    path = str(tmp_path / "vgpu.sock")
+    trace_file = tmp_path / "trace.log"
+    proc = _serve("--socket", path, "--device", "gen_vgpu", "--trace", "mmio_*,dma_*", "--trace-file", str(trace_file))
+    try:
+        _wait_for(path, proc)
+        with GuestMemory(1 << 20) as mem, _connect(path, mem) as c:
+            c.negotiate()
+            c.map_memory(mem)
+            c.write32(0, 0x22030, 0x1A8)
+            assert c.read32(0, 0x22030) == 0x1A8  # served by Python while traced, accelerator or not
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "tracing " in err and "mmio_write" in err
+    lines = [line.split(" ", 1)[1] for line in trace_file.read_text().splitlines()]
+    assert "mmio_write RING_TAIL(bcs) 0x22030 = 0x1a8" in lines
+    assert "mmio_read RING_TAIL(bcs) 0x22030 = 0x1a8" in lines
+    assert any(line.startswith("dma_map iova 0x0 size 0x100000") for line in lines)

@@ -19,7 +19,7 @@ import pytest
 
 from devmodel.testing import GuestMemory, VfioUserClient, fuzz
 from devmodel.transport.control import control_path, query
-from gen_vgpu.engine.engines import ENGINES, EngineId
+from gen_vgpu.engines import ENGINES, EngineId
 from gen_vgpu.mmio import regs
 from gen_vgpu.mmio.gt import GDRST
 from tests.unit.gen_vgpu import cmd_streams as c

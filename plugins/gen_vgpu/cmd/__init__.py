@@ -2,8 +2,8 @@
 
 - ``opcodes``: one declaration of each command's encoding, length rule and engines;
 - ``decode``: one validating decoder per command, returning ``records``;
-- ``allowlist``: the registers LRI may write and SRM may read, per engine;
-- ``scan``: the scanner for ring segments, batches, and one command at a time;
+- ``scan``: the scanner for ring segments, batches, and one command at a time (the registers
+  LRI may write and SRM may read are the register table's, mmio/table.py);
 - ``ranges``: the vGPU's graphics memory as (base, size) ranges;
 - ``reject``: ``CommandRejected``, the one error a scan raises.
 

@@ -3,8 +3,8 @@ enum (engine/engines.py is the one declaration), and their MMIO bases from that 
 
 from __future__ import annotations
 
-from ..engine.engines import ENGINE_MMIO_PAGE, ENGINES
-from ..engine.engines import EngineId as Engine
+from ..engines import ENGINE_MMIO_PAGE, ENGINES
+from ..engines import EngineId as Engine
 
 __all__ = ["ENGINE_MMIO_BASE", "ENGINE_MMIO_PAGE", "Engine"]
 

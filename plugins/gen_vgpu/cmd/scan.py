@@ -6,7 +6,7 @@ level batch, 2 second-level batch), whether the buffer is privileged (the ring a
 batches are; PPGTT batches are not) and this vGPU's graphics memory. Per command the scanner
 checks, besides what the decoders check (exact length, fields, engine):
 
-- LRI targets and SRM sources against the register allow-list (allowlist.py);
+- LRI targets and SRM sources against the register table's command access (mmio/table.py);
 - every GGTT-addressed write (SDI, SRM, MI_FLUSH_DW, PIPE_CONTROL post-sync) lies, with its
   access length, inside the graphics memory, and only privileged buffers use the GGTT or the
   store-index forms;
@@ -25,8 +25,8 @@ from array import array
 from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
+from ..mmio.table import may_read, may_write
 from . import opcodes as op
-from .allowlist import may_read, may_write
 from .decode import DISPATCH, Dwords, Entry, command_name, header
 from .engines import Engine
 from .opcodes import CommandSpec

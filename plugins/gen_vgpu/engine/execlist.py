@@ -32,11 +32,22 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from devmodel.device.registers import Register, RegisterBlock, RegisterFile
+from devmodel.device.registers import RegisterBlock, RegisterFile
 from devmodel.logbound import OncePerReason
 
+from ..engines import ENGINES, EngineId, EngineInfo
 from ..interrupts import GtEvent, Interrupts
-from . import regs as r
+from ..mmio import engine_regs as r
+from ..mmio.row import Hooks
+from ..trace_events import (
+    CSB,
+    EXECLIST_COMPLETE,
+    EXECLIST_HANG,
+    EXECLIST_LITE_RESTORE,
+    EXECLIST_QUEUED,
+    EXECLIST_REFUSED,
+    EXECLIST_SUBMIT,
+)
 from .context import (
     PAGE_SIZE,
     BadDescriptor,
@@ -49,7 +60,6 @@ from .context import (
     read_ring_context,
     write_ring_head,
 )
-from .engines import ENGINES, EngineId, EngineInfo
 from .executor import Executor, Workload
 
 __all__ = ["Execlist", "Engines", "ExeclistCounters", "QUEUE_LIMIT"]
@@ -126,29 +136,13 @@ class Execlist(RegisterBlock):
         category is fixed text, what the guest chose is only in ``detail``."""
         self._once.warn(category, "%s: %s (%s)", engine.name, category, detail)
 
-    def registers(self) -> list[Register]:
-        e = self.engine
-        n = e.name.upper()
-        regs = [
-            Register(e.reg(r.HWS_PGA), f"{n}_HWS_PGA"),
-            Register(e.reg(r.ELSP), f"{n}_ELSP", read=lambda off: 0, write=self._write_elsp),
-            Register(e.reg(r.EXECLIST_STATUS_LO), f"{n}_EXECLIST_STATUS_LO", rw_mask=0, read=self._status_lo),
-            Register(e.reg(r.EXECLIST_STATUS_HI), f"{n}_EXECLIST_STATUS_HI", rw_mask=0, read=self._status_hi),
-            Register(e.reg(r.CONTEXT_CONTROL), f"{n}_CONTEXT_CONTROL", masked=True),
-            Register(e.reg(r.GFX_MODE), f"{n}_GFX_MODE", masked=True),
-            Register(
-                e.reg(r.CSB_PTR),
-                f"{n}_CSB_PTR",
-                reset=r.CSB_PTR_RESET,
-                masked=True,
-                rw_mask=r.CSB_PTR_READ_MASK | r.CSB_PTR_WRITE_MASK,
-            ),
-        ]
-        for slot in range(r.CSB_ENTRIES):
-            off = e.reg(r.CSB_BASE + slot * r.CSB_ENTRY_SIZE)
-            regs.append(Register(off, f"{n}_CSB{slot}_STATUS", rw_mask=0))
-            regs.append(Register(off + 4, f"{n}_CSB{slot}_CONTEXT_ID", rw_mask=0))
-        return regs
+    def hooks(self) -> dict[str, Hooks]:
+        """This engine's handlers for the register table (mmio/engine_regs.py)."""
+        return {
+            "elsp": Hooks(read=lambda off: 0, write=self._write_elsp),
+            "execlist_status_lo": Hooks(read=self._status_lo),
+            "execlist_status_hi": Hooks(read=self._status_hi),
+        }
 
     # --- state -----------------------------------------------------------------------------
 
@@ -193,6 +187,8 @@ class Execlist(RegisterBlock):
             execlist = self._check(el0, el1)
         except BadDescriptor as exc:
             self.counters.rejected += 1
+            if EXECLIST_REFUSED.on:
+                EXECLIST_REFUSED(self.engine.name, exc.args[0])
             self._warn(self.engine, "ELSP submission refused", exc)
             return
         self.counters.submissions += 1
@@ -206,6 +202,8 @@ class Execlist(RegisterBlock):
                 return
             self.counters.queued += 1
             self._queue.append(execlist)
+            if EXECLIST_QUEUED.on:
+                EXECLIST_QUEUED(self.engine.name, execlist[0].descriptor.context_id, cur[0].descriptor.context_id)
         else:
             self._switch_in(execlist)
 
@@ -241,6 +239,8 @@ class Execlist(RegisterBlock):
     def _lite_restore(self, execlist: _Execlist) -> None:
         running, new0 = self._current[0], execlist[0]
         self.counters.lite_restores += 1
+        if EXECLIST_LITE_RESTORE.on:
+            EXECLIST_LITE_RESTORE(self.engine.name, new0.descriptor.context_id, new0.tail)
         # Same context: the new element's segment starts at the running one's tail
         # (_element saw it outstanding) and runs after it, without a context switch.
         segment = new0.segments[0]
@@ -260,6 +260,10 @@ class Execlist(RegisterBlock):
 
     def _switch_in(self, execlist: _Execlist) -> None:
         self._current = execlist
+        if EXECLIST_SUBMIT.on:
+            first = execlist[0].segments[0]
+            second = f" then ctx {execlist[1].descriptor.context_id:#x}" if len(execlist) > 1 else ""
+            EXECLIST_SUBMIT(self.engine.name, first.context_id, first.descriptor.lrca, first.head, first.tail, second)
         # GVT-g reports idle-to-active with context ID 0; i915 looks only at the status.
         self._csb(_IDLE_ACTIVE, 0)
         self._start_next()
@@ -277,6 +281,8 @@ class Execlist(RegisterBlock):
             return
         self.counters.completed += 1
         self._running = None
+        if EXECLIST_COMPLETE.on:
+            EXECLIST_COMPLETE(self.engine.name, w.context_id, w.tail)
         write_ring_head(self.write_gm, w.descriptor.lrca, w.tail)
         element = self._current[0]
         element.segments.popleft()
@@ -299,6 +305,8 @@ class Execlist(RegisterBlock):
             return
         self.counters.hung += 1
         self.last_hang = (w, reason)
+        if EXECLIST_HANG.on:
+            EXECLIST_HANG(self.engine.name, w.context_id, reason)
         self._warn(self.engine, "context hung", f"{reason}: {w!r}")
         # Stuck, not idle: i915's engine reset takes the guilty context from
         # EXECLIST_STATUS_HI (execlists_reset_prepare, active_ccid); an idle engine there
@@ -361,6 +369,8 @@ class Execlist(RegisterBlock):
                 self._warn(e, "HWS_PGA outside the vGPU's graphics memory, status page not written", hex(hws))
         rf.set(ptr_off, (ptr & ~r.CSB_PTR_WRITE_MASK) | slot)
         self.counters.csb_events += 1
+        if CSB.on:
+            CSB(e.name, slot, status, context_id)
         self.interrupts.fire(e, _CONTEXT_SWITCH)
 
 
@@ -385,12 +395,12 @@ class Engines:
     def __iter__(self) -> Iterator[Execlist]:
         return iter(self.execlists.values())
 
-    def registers(self) -> list[Register]:
-        return [reg for ex in self.execlists.values() for reg in ex.registers()]
+    def engine_hooks(self) -> dict[EngineId, dict[str, Hooks]]:
+        return {engine_id: ex.hooks() for engine_id, ex in self.execlists.items()}
 
-    def install(self, rf: RegisterFile) -> None:
+    def attach(self, rf: RegisterFile) -> None:
         for ex in self.execlists.values():
-            ex.install(rf)
+            ex.attach(rf)
 
     def complete(self, w: Workload) -> None:
         self.execlists[w.engine.id].complete(w)

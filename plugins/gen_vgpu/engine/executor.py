@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from ..engines import EngineInfo
 from .context import ContextDescriptor, RingContext
-from .engines import EngineInfo
 
 __all__ = ["Workload", "Executor"]
 

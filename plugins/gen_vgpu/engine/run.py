@@ -52,7 +52,8 @@ from ..cmd.records import (
 from ..gtt.mm import Ppgtt, ResyncTask, RootKind, ShadowMm
 from ..gtt.walker import ShadowWalker
 from ..interrupts import GtEvent
-from . import regs as r
+from ..mmio import engine_regs as r
+from ..trace_events import SCAN_REJECT
 from .blit import BlitJob
 from .context import ADDRESSING_LEGACY_32
 from .execlist import Engines
@@ -224,6 +225,8 @@ class _Run:
                 raise _Hang(f"watchdog: {self.engine_time:.2f} s of engine time (limit {watchdog.engine_seconds} s)")
         except CommandRejected as exc:
             self.runner.counters.rejected += 1
+            if SCAN_REJECT.on:
+                SCAN_REJECT(self.workload.engine.name, exc)
             return self._hang(f"command rejected: {exc}")
         except _Hang as exc:
             return self._hang(str(exc))

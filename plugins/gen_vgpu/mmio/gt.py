@@ -1,5 +1,6 @@
-"""GT registers with behaviour (contract §4.3) and each engine's ring registers other than
-the execlist ones (§4.1), plus the ranges the contract lists as plain storage.
+"""GT registers with behaviour (contract §4.3), the ranges the contract lists as plain storage,
+and the behaviour of each engine's ring registers other than the execlist ones (§4.1; their
+rows are in engine_regs.py).
 
 Every value here is what a headless BDW/SKL GT2 vGPU shows i915 (i915-guest.md §2.4): fuses
 that remove the display, power wells and PLLs that acknowledge at once, self-clearing reset
@@ -10,17 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from devmodel.device.registers import Register, RegisterBlock
+from devmodel.device.registers import RegisterBlock
 
-from ..engine import regs as er
-from ..engine.engines import ENGINES, EngineInfo
-from ..engine.execlist import Engines
+from ..engines import ENGINES, EngineId, EngineInfo
 from ..platform import Platform
-from . import regs
+from . import engine_regs as er
+from . import gt_status, regs
+from .row import BDW, RO, SKL, Hooks, Kind, Row
 
 __all__ = [
+    "ROWS",
     "GtRegisters",
-    "plain_ranges",
     "GDRST",
     "GDRST_FULL",
     "TLB_INVALIDATION",
@@ -73,95 +74,85 @@ GEN6_PCODE_DATA1 = 0x13812C
 
 PPAT = (0x40E0, 0x40E4)
 
-# Ranges of plain registers the contract lists without declaring each one.
-_FENCE_BASE = 0x100000
-_FENCE_STRIDE = 8
-_MCHBAR_MIRROR = (0x140000, 0x180000)
 _GEN9_MOCS = ((0xC800, 0xCD00), (0xB020, 0xB0A0))  # per-engine MOCS tables, LNCFCMOCS
 
-
-def plain_ranges(platform: Platform, fence_count: int) -> list[tuple[int, int, str]]:
-    """[start, end) ranges of registers the contract lists as plain storage."""
-    out = [
-        (regs.PVINFO_BASE, regs.PVINFO_BASE + regs.PVINFO_SIZE, "PVINFO"),
-        (_MCHBAR_MIRROR[0], _MCHBAR_MIRROR[1], "MCHBAR mirror"),
-        (_FENCE_BASE, _FENCE_BASE + _FENCE_STRIDE * fence_count, "fences"),
-    ]
-    if platform is Platform.SKL:
-        out += [(start, end, "MOCS") for start, end in _GEN9_MOCS]
-    return out
+ROWS: tuple[Row, ...] = (
+    Row("GDRST", GDRST, handler="gdrst", note="bit 0 all engines, else the engines' bits; reads 0 at once"),
+    *(Row(name, off, handler="tlb_invalidate", note="self-clearing") for off, name in TLB_INVALIDATION.items()),
+    Row(
+        "LCPLL_CTL",
+        LCPLL_CTL,
+        reset=LCPLL_PLL_LOCK,
+        rw_mask=~(LCPLL_PLL_DISABLE | LCPLL_PLL_LOCK | LCPLL_CD_SOURCE_FCLK) & 0xFFFFFFFF,
+        note="locked, never disabled",
+    ),
+    Row("GEN8_FUSE2", GEN8_FUSE2, reset=_FUSE2, rw_mask=RO),
+    Row("EU_DISABLE{i}", EU_DISABLE[0], count=len(EU_DISABLE), rw_mask=RO),
+    Row("PPAT_{i}", PPAT[0], count=len(PPAT)),
+    Row(
+        "HSW_PWR_WELL_CTL{i}",
+        HSW_PWR_WELL_CTL[0],
+        count=len(HSW_PWR_WELL_CTL),
+        rw_mask=_PWR_WELL_REQUESTS,
+        handler="power_well",
+        note="each requested well reads enabled at once",
+    ),
+    Row("GEN6_PCODE_MAILBOX", GEN6_PCODE_MAILBOX, handler="pcode", note="READY clears at once, no error"),
+    Row("GEN6_PCODE_DATA", GEN6_PCODE_DATA),
+    Row("GEN6_PCODE_DATA1", GEN6_PCODE_DATA1),
+    Row(
+        "FUSE_STRAP", FUSE_STRAP, platforms=BDW, reset=FUSE_STRAP_DISPLAY_DISABLE, rw_mask=RO, note="display fused off"
+    ),
+    Row("SKL_DFSM", SKL_DFSM, platforms=SKL, reset=SKL_DFSM_PIPES_DISABLE, rw_mask=RO, note="pipes A-C fused off"),
+    Row("SKL_FUSE_STATUS", SKL_FUSE_STATUS, platforms=SKL, reset=SKL_FUSE_STATUS_DONE, rw_mask=RO),
+    Row("GUC_STATUS", GUC_STATUS, platforms=SKL, reset=GUC_STATUS_MIA_IN_RESET, rw_mask=RO, note="held in reset"),
+    # The flush only orders GGTT updates on hardware; here writes act at once.
+    Row("GFX_FLSH_CNTL", regs.GFX_FLSH_CNTL, rw_mask=RO),
+    Row(
+        "FENCE_REG",
+        regs.FENCE_REG_BASE,
+        size=regs.FENCE_REG_STRIDE * regs.FENCE_COUNT,
+        kind=Kind.PLAIN,
+        note="64-bit each, as many as PVINFO's fence_num",
+    ),
+    Row(
+        "MCHBAR mirror", regs.MCHBAR_MIRROR_BASE, size=regs.MCHBAR_MIRROR_END - regs.MCHBAR_MIRROR_BASE, kind=Kind.PLAIN
+    ),
+    *(Row("MOCS", start, size=end - start, platforms=SKL, kind=Kind.PLAIN) for start, end in _GEN9_MOCS),
+)
 
 
 class GtRegisters(RegisterBlock):
-    def __init__(self, platform: Platform, engines: Engines, on_tlb_invalidate: Callable[[], None]) -> None:
+    """The GT block's handlers (of the rows here, in engine_regs.py and gt_status.py).
+    ``reset_engines(selected)`` resets the engines ``selected``
+    picks (GDRST); ``engine_idle(id)`` says whether an engine has nothing current (MI_MODE)."""
+
+    def __init__(
+        self,
+        platform: Platform,
+        reset_engines: Callable[[Callable[[EngineInfo], bool]], None],
+        engine_idle: Callable[[EngineId], bool],
+        on_tlb_invalidate: Callable[[], None],
+    ) -> None:
         self.platform = platform
-        self.engines = engines
+        self.reset_engines = reset_engines
+        self.engine_idle = engine_idle
         self.on_tlb_invalidate = on_tlb_invalidate
         self.tlb_invalidations = 0
         self.engine_resets = 0
 
-    def registers(self) -> list[Register]:
-        out = [
-            Register(GDRST, "GDRST", write=self._write_gdrst),
-            Register(
-                LCPLL_CTL,
-                "LCPLL_CTL",
-                reset=LCPLL_PLL_LOCK,
-                rw_mask=~(LCPLL_PLL_DISABLE | LCPLL_PLL_LOCK | LCPLL_CD_SOURCE_FCLK) & 0xFFFFFFFF,
-            ),
-            Register(GEN8_FUSE2, "GEN8_FUSE2", reset=_FUSE2[self.platform], rw_mask=0),
-            Register(GEN6_PCODE_MAILBOX, "GEN6_PCODE_MAILBOX", write=self._write_pcode),
-            Register(GEN6_PCODE_DATA, "GEN6_PCODE_DATA"),
-            Register(GEN6_PCODE_DATA1, "GEN6_PCODE_DATA1"),
-        ]
-        out += [Register(off, name, write=self._write_tlb) for off, name in TLB_INVALIDATION.items()]
-        out += [Register(off, f"EU_DISABLE{i}", rw_mask=0) for i, off in enumerate(EU_DISABLE)]
-        out += [Register(off, f"PPAT_{i}") for i, off in enumerate(PPAT)]
-        out += [
-            Register(off, f"HSW_PWR_WELL_CTL{i + 1}", rw_mask=_PWR_WELL_REQUESTS, write=self._write_power_well)
-            for i, off in enumerate(HSW_PWR_WELL_CTL)
-        ]
-        if self.platform is Platform.BDW:
-            out.append(Register(FUSE_STRAP, "FUSE_STRAP", reset=FUSE_STRAP_DISPLAY_DISABLE, rw_mask=0))
-        else:
-            out.append(Register(SKL_DFSM, "SKL_DFSM", reset=SKL_DFSM_PIPES_DISABLE, rw_mask=0))
-            out.append(Register(SKL_FUSE_STATUS, "SKL_FUSE_STATUS", reset=SKL_FUSE_STATUS_DONE, rw_mask=0))
-            out.append(Register(GUC_STATUS, "GUC_STATUS", reset=GUC_STATUS_MIA_IN_RESET, rw_mask=0))
-        for e in ENGINES:
-            out += self._ring_registers(e)
-        return out
-
-    def _ring_registers(self, e: EngineInfo) -> list[Register]:
-        n = e.name.upper()
-        plain = {
-            er.RING_TAIL: "RING_TAIL",
-            er.RING_HEAD: "RING_HEAD",
-            er.RING_START: "RING_START",
-            er.RING_CTL: "RING_CTL",
-            er.HWSTAM: "HWSTAM",
-            er.RING_IMR: "RING_IMR",
-            er.EMR: "EMR",
+    def hooks(self) -> dict[str, Hooks]:
+        return {
+            "gdrst": Hooks(write=self._write_gdrst),
+            "tlb_invalidate": Hooks(write=self._write_tlb),
+            "pcode": Hooks(write=self._write_pcode),
+            "power_well": Hooks(write=self._write_power_well),
+            "reset_ctl": Hooks(write=self._write_reset_ctl),
+            "rps_request": Hooks(write=self._write_rps_request),
         }
-        out = [Register(e.reg(off), f"{n}_{name}") for off, name in plain.items()]
-        out += [
-            Register(
-                e.reg(er.MI_MODE),
-                f"{n}_MI_MODE",
-                masked=True,
-                rw_mask=0xFFFF & ~er.MODE_IDLE,
-                read=self._mi_mode_reader(e),
-            ),
-            Register(e.reg(er.EIR), f"{n}_EIR", w1c=0xFFFFFFFF),
-            Register(e.reg(er.ESR), f"{n}_ESR", rw_mask=0),  # non-zero would make i915 reset the engine
-            Register(
-                e.reg(er.RING_RESET_CTL),
-                f"{n}_RING_RESET_CTL",
-                masked=True,
-                rw_mask=er.RESET_CTL_REQUEST_RESET,
-                write=self._write_reset_ctl,
-            ),
-        ]
-        return out
+
+    def engine_hooks(self) -> dict[EngineId, dict[str, Hooks]]:
+        return {e.id: {"mi_mode": Hooks(read=self._mi_mode_reader(e))} for e in ENGINES}
 
     # --- hooks -----------------------------------------------------------------------------
 
@@ -169,7 +160,7 @@ class GtRegisters(RegisterBlock):
         if new:
             self.engine_resets += 1
             full = bool(new & GDRST_FULL)
-            self.engines.reset_engines(lambda e: full or bool(new & (1 << e.gdrst_bit)))
+            self.reset_engines(lambda e: full or bool(new & (1 << e.gdrst_bit)))
         self.rf.set(offset, 0)  # the reset is done before the guest's first poll
 
     def _write_tlb(self, offset: int, old: int, new: int) -> None:
@@ -183,6 +174,9 @@ class GtRegisters(RegisterBlock):
             # Done at once, no error; the data registers keep what the guest wrote.
             self.rf.set(offset, new & ~(GEN6_PCODE_READY | GEN6_PCODE_ERROR_MASK))
 
+    def _write_rps_request(self, offset: int, old: int, new: int) -> None:
+        self.rf.set(gt_status.GEN6_RPSTAT1, gt_status.rpstat_for_request(self.platform, new))
+
     def _write_power_well(self, offset: int, old: int, new: int) -> None:
         requests = new & _PWR_WELL_REQUESTS
         self.rf.set(offset, requests | requests >> 1)
@@ -194,11 +188,12 @@ class GtRegisters(RegisterBlock):
             self.rf.set(offset, new & ~er.RESET_CTL_READY_TO_RESET)
 
     def _mi_mode_reader(self, e: EngineInfo) -> Callable[[int], int]:
-        execlist = self.engines[e.id]
+        engine_id = e.id
+        idle = self.engine_idle
 
         def read(offset: int) -> int:
             value = self.rf.get(offset)
-            if value & er.STOP_RING and execlist.idle:
+            if value & er.STOP_RING and idle(engine_id):
                 value |= er.MODE_IDLE
             return value
 

@@ -12,10 +12,10 @@ from devmodel.device.dma import PROT_READ, PROT_WRITE
 from devmodel.testing import GuestMemory
 from gen_vgpu.device import GenVgpu
 from gen_vgpu.engine import context as cx
-from gen_vgpu.engine import regs as er
-from gen_vgpu.engine.engines import ENGINES, EngineInfo
 from gen_vgpu.engine.run import Watchdog
+from gen_vgpu.engines import ENGINES, EngineInfo
 from gen_vgpu.interrupts import BANK_IER, BANK_IIR, BANK_IMR, MASTER_IRQ_ENABLE, gt_bank
+from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio import regs
 from gen_vgpu.platform import Platform
 

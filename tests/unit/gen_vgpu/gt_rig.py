@@ -8,13 +8,15 @@ import struct
 from dataclasses import dataclass, field
 
 from devmodel.device.registers import RegisterFile
-from gen_vgpu.engine import regs as er
-from gen_vgpu.engine.engines import EngineInfo
 from gen_vgpu.engine.execlist import Engines
 from gen_vgpu.engine.executor import Workload
+from gen_vgpu.engines import EngineInfo
 from gen_vgpu.interrupts import BANK_IER, BANK_IIR, BANK_IMR, Interrupts, gt_bank
+from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio import regs
 from gen_vgpu.mmio.gt import GtRegisters
+from gen_vgpu.mmio.row import Hooks
+from gen_vgpu.mmio.table import populate, table_for
 from gen_vgpu.platform import Platform
 
 PAGE = 4096
@@ -78,10 +80,16 @@ class Rig:
         self.engines = Engines(self.irq, self.executor, self.gm.read, self.gm.write, GM_RANGES)
         self.executor.engines = self.engines
         self.tlb_invalidations = 0
-        self.gt = GtRegisters(platform, self.engines, self._tlb)
-        self.irq.install(self.rf)
-        self.engines.install(self.rf)
-        self.gt.install(self.rf)
+        self.gt = GtRegisters(platform, self.engines.reset_engines, lambda e: self.engines[e].idle, self._tlb)
+        populate(
+            self.rf,
+            table_for(platform),
+            (self.irq.hooks(), self.gt.hooks(), {"g2v_notify": Hooks()}),
+            (self.engines.engine_hooks(), self.gt.engine_hooks()),
+            dict.fromkeys(("mappable_base", "mappable_size", "hidden_base", "hidden_size"), 0),
+        )
+        for part in (self.irq, self.engines, self.gt):
+            part.attach(self.rf)
 
     def _raise(self) -> None:
         self.raised += 1

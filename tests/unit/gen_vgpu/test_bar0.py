@@ -261,9 +261,12 @@ def test_ignored_accesses_are_logged_once_per_kind(dev, caplog):
     assert dev.bar0.ignored_accesses == 9
 
 
-def test_mchbar_mirror_is_plain_and_rp_state_cap_reads_zero(dev):
-    assert r32(dev, 0x145998) == 0  # RPS stays off
-    for off in (0x140000, 0x145998, 0x17FFFC):
+def test_mchbar_mirror_is_plain_but_rp_state_cap(dev):
+    cap = r32(dev, 0x145998)
+    assert cap & 0xFF > cap >> 16 & 0xFF > 0  # RP0 > RPn: i915's RPS runs
+    w32(dev, 0x145998, 0)
+    assert r32(dev, 0x145998) == cap  # read-only
+    for off in (0x140000, 0x145994, 0x17FFFC):
         w32(dev, off, 0x5A5A0000 | off & 0xFFFF)
         assert r32(dev, off) == 0x5A5A0000 | off & 0xFFFF
 

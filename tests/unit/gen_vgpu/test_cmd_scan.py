@@ -9,10 +9,12 @@ import pytest
 
 from devmodel.errors import OutOfRange
 from gen_vgpu.cmd import BufferSource, CommandRejected, Engine, Frame, GraphicsMemory, scan_batch, scan_next, scan_ring
-from gen_vgpu.cmd.allowlist import ENGINE_WRITE_DENIED, EXTRA_REGISTERS, may_read, may_write
 from gen_vgpu.cmd.engines import ENGINE_MMIO_BASE
 from gen_vgpu.cmd.records import BatchEnd, BatchStart, LoadRegisterImm, StoreDataImm, UserInterrupt
 from gen_vgpu.cmd.scan import MAX_BATCH_DWORDS, Segment
+from gen_vgpu.mmio import workarounds
+from gen_vgpu.mmio.row import Cmd
+from gen_vgpu.mmio.table import TABLE, may_read, may_write
 
 from . import cmd_streams as c
 
@@ -73,12 +75,15 @@ def test_register_allow_list() -> None:
     assert "0x9120" in ring_rejected(c.lri((0x9120, 0)), RCS).reason  # GEN8_FUSE2, a GT register
     ring(c.srm(base + 0x230, 0x1000), BCS)  # reads of the whole page are fine
     assert "read allow-list" in ring_rejected(c.srm(0x44200, 0x1000), BCS).reason
+    denied = [row for row in TABLE if row.engine and row.cmd is Cmd.READ]
+    assert {0x30, 0x230, 0x270, 0x29C, 0x3A0} <= {off for row in denied for off in row.offsets()}
     for engine in Engine:
         b = ENGINE_MMIO_BASE[engine]
-        for d in ENGINE_WRITE_DENIED:
-            assert not may_write(engine, b + d.start) and may_read(engine, b + d.start)
+        for row in denied:
+            for off in row.offsets():
+                assert not may_write(engine, b + off) and may_read(engine, b + off)
         assert may_write(engine, b + 0x358) and not may_write(engine, b + 0x1000)
-    for row in EXTRA_REGISTERS:
+    for row in workarounds.ROWS:
         assert may_write(RCS, row.offset) and not may_write(VECS, row.offset)
 
 

@@ -15,10 +15,10 @@ from devmodel.device.dma import PROT_READ, PROT_WRITE
 from devmodel.device.irq import SetIrqs
 from devmodel.testing import GuestMemory
 from devmodel.vfio_user.constants import IrqIndex, IrqSetFlags
-from gen_vgpu.engine import regs as er
-from gen_vgpu.engine.engines import ENGINES, EngineId, EngineInfo, engine_by_id
 from gen_vgpu.engine.run import Watchdog
+from gen_vgpu.engines import ENGINES, EngineId, EngineInfo, engine_by_id
 from gen_vgpu.interrupts import GtEvent
+from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio.gt import GDRST
 
 from . import cmd_streams as c

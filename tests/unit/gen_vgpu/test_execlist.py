@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from gen_vgpu.engine import regs as er
-from gen_vgpu.engine.engines import ENGINES, EngineId, engine_by_id
-from gen_vgpu.engine.regs import CsbStatus as S
+from gen_vgpu.engines import ENGINES, EngineId, engine_by_id
 from gen_vgpu.interrupts import GtEvent
+from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio import gt
+from gen_vgpu.mmio.engine_regs import CsbStatus as S
 
 from .gt_rig import ENABLE, GM_SIZE, MASTER, PAGE, Rig, desc
 

@@ -9,10 +9,11 @@ import logging
 import pytest
 
 from devmodel.device.registers import RegisterFile
-from gen_vgpu.engine import regs as er
-from gen_vgpu.engine.engines import ENGINES, EngineId, engine_by_id
-from gen_vgpu.engine.regs import CsbStatus as S
-from gen_vgpu.mmio import gt, regs
+from gen_vgpu.engines import ENGINES, EngineId, engine_by_id
+from gen_vgpu.mmio import engine_regs as er
+from gen_vgpu.mmio import gt, gt_status, regs
+from gen_vgpu.mmio.engine_regs import CsbStatus as S
+from gen_vgpu.mmio.table import table_for
 from gen_vgpu.mmio.unlisted import UnlistedLog
 from gen_vgpu.platform import Platform
 
@@ -252,38 +253,83 @@ def test_register_file_reset_restores_power_on_values(rig: Rig):
 
 def test_unlisted_registers_are_logged_once_each(caplog):
     rig = Rig()
-    log = UnlistedLog(gt.plain_ranges(Platform.BDW, fence_count=4))
+    log = UnlistedLog(table_for(Platform.BDW).plain_ranges())
     log.attach(rig.rf)
     caplog.set_level(logging.INFO, logger="gen_vgpu.mmio.unlisted")
-    rig.r(0x2074)  # RING_ACTHD: not in the contract
-    rig.r(0x2074)
-    rig.w(0x2074, 1)
-    rig.w(0xE4F0, 0x10001)  # a workaround register
+    rig.r(0x2094)  # RING_NOPID: not in the contract
+    rig.r(0x2094)
+    rig.w(0x2094, 1)
+    rig.w(0x9400, 0x10001)  # a GT register the contract does not list
+    rig.w(0xE4F0, 0x10001)  # a workaround register: declared
     rig.r(gt.GDRST)  # listed
     rig.r(regs.PVINFO_BASE + 0x800)  # the PVINFO page is listed
     rig.w(0x100018, 7)  # fence 3 (plain, listed)
     rig.w(0x100020, 7)  # fence 4: beyond fence_num
     rig.r(0x145998)  # MCHBAR mirror
-    assert list(log.seen) == [0x2074, 0xE4F0, 0x100020]
-    assert log.seen[0x2074] == [2, 1]
+    assert list(log.seen) == [0x2094, 0x9400, 0x100020]
+    assert log.seen[0x2094] == [2, 1]
     lines = [r.getMessage() for r in caplog.records if r.name == "gen_vgpu.mmio.unlisted"]
     assert lines == [
-        "unlisted register 0x02074 first read",
-        "unlisted register 0x0e4f0 first written",
+        "unlisted register 0x02094 first read",
+        "unlisted register 0x09400 first written",
         "unlisted register 0x100020 first written",
     ]
-    assert rig.r(0x2074) == 1  # still plain storage
-    assert log.summary()[0] == "0x02074 reads=3 writes=1"
+    assert rig.r(0x2094) == 1  # still plain storage
+    assert log.summary()[0] == "0x02094 reads=3 writes=1"
 
 
 def test_skl_lists_its_mocs_tables():
     rf = RegisterFile(regs.MMIO_SIZE)
-    log = UnlistedLog(gt.plain_ranges(Platform.SKL, fence_count=4))
+    log = UnlistedLog(table_for(Platform.SKL).plain_ranges())
     log.attach(rf)
     rf.write32(0xC800, 1)
     rf.write32(0xB020, 1)
     assert log.seen == {}
-    bdw = UnlistedLog(gt.plain_ranges(Platform.BDW, fence_count=4))
+    bdw = UnlistedLog(table_for(Platform.BDW).plain_ranges())
     bdw.attach(rf)
     rf.write32(0xC800, 1)
     assert list(bdw.seen) == [0xC800]
+
+
+# --- what i915 reads to report: RPS, sseu, faults ---------------------------------------------
+
+
+def test_rps_range_and_requested_frequency_bdw():
+    rig = Rig(Platform.BDW)
+    cap = rig.r(gt_status.GEN6_RP_STATE_CAP)
+    rp0, rp1, rpn = cap & 0xFF, cap >> 8 & 0xFF, cap >> 16 & 0xFF
+    assert rp0 > rp1 >= rpn > 0  # i915 enables RPS only when RP0 > RPn
+    assert (rig.r(gt_status.GEN6_RPSTAT1) >> 7 & 0x7F) == rpn  # CAGF at power-on
+    rig.w(gt_status.GEN6_RPNSWREQ, 0x10 << 24)  # HSW_FREQUENCY(0x10): 800 MHz
+    assert rig.r(gt_status.GEN6_RPSTAT1) == 0x10 << 7  # HSW_CAGF
+    rig.w(gt_status.GEN6_RP_STATE_CAP, 0)
+    assert rig.r(gt_status.GEN6_RP_STATE_CAP) == cap
+
+
+def test_rps_range_and_requested_frequency_skl():
+    rig = Rig(Platform.SKL)
+    cap = rig.r(gt_status.GEN6_RP_STATE_CAP)
+    assert cap & 0xFF > cap >> 16 & 0xFF > 0
+    assert rig.r(gt_status.GEN6_RPSTAT1) >> 23 == 3 * (cap >> 16 & 0xFF)  # in SKL's 16.67 MHz unit
+    rig.w(gt_status.GEN6_RPNSWREQ, 45 << 23)  # GEN9_FREQUENCY(45): 750 MHz
+    assert rig.r(gt_status.GEN6_RPSTAT1) >> 23 == 45  # GEN9_CAGF
+
+
+def test_skl_sseu_acks_count_one_slice_of_24_eus():
+    rig = Rig(Platform.SKL)
+    slices = [rig.r(0x804C + 4 * s) & 1 for s in range(3)]
+    eus = sum(
+        2 * bin(rig.r(0x805C + 8 * s + 4 * (ss // 2)) & (0x55 << 8 * (ss % 2))).count("1")
+        for s in range(3)
+        for ss in range(3)
+    )
+    assert slices == [1, 0, 0] and eus == 24
+    assert Rig(Platform.BDW).r(0x138064) & 7 == 1  # GEN8_GT_SLICE_INFO
+
+
+def test_no_fault_and_no_error_reported():
+    rig = Rig()
+    for off in (0x4094, 0x4B10, 0x4B14, 0x40A0, 0x138104, 0x138108):
+        assert rig.r(off) == 0
+        rig.w(off, 0xFFFFFFFF)
+        assert rig.r(off) == 0

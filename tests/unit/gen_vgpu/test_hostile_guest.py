@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gen_vgpu.engine import context as cx
-from gen_vgpu.engine import regs as er
-from gen_vgpu.engine.engines import ENGINES, EngineId, engine_by_id
 from gen_vgpu.engine.run import Watchdog
+from gen_vgpu.engines import ENGINES, EngineId, engine_by_id
+from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio.gt import GDRST, GDRST_FULL
 
 from . import cmd_streams as c

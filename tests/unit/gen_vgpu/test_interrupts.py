@@ -13,7 +13,7 @@ from devmodel.device.pci_config import CMD_INTX_DISABLE, MSI_FLAGS_ENABLE
 from devmodel.device.registers import RegisterFile
 from devmodel.vfio_user.constants import IrqIndex, IrqSetFlags
 from gen_vgpu import GenVgpu
-from gen_vgpu.engine.engines import ENGINES, EngineId, engine_by_id
+from gen_vgpu.engines import ENGINES, EngineId, engine_by_id
 from gen_vgpu.interrupts import (
     BANK_IER,
     BANK_IIR,
@@ -25,7 +25,10 @@ from gen_vgpu.interrupts import (
     Interrupts,
     gt_bank,
 )
+from gen_vgpu.mmio import irq as irq_rows
 from gen_vgpu.mmio import regs
+from gen_vgpu.mmio.table import RegisterTable, populate
+from gen_vgpu.platform import Platform
 
 from .gt_rig import ENABLE, MASTER, Rig
 
@@ -188,7 +191,8 @@ class Delivery:
         self.dev = GenVgpu()
         self.rf = RegisterFile(regs.MMIO_SIZE)
         self.irq = Interrupts(self.dev.raise_interrupt, lambda: self.dev.set_intx(False))
-        self.irq.install(self.rf)
+        populate(self.rf, RegisterTable(Platform.BDW, irq_rows.ROWS), [self.irq.hooks()])
+        self.irq.attach(self.rf)
         self.fds: list[int] = []
         self.intx = self._arm(IrqIndex.INTX)
         self.msi = self._arm(IrqIndex.MSI)

@@ -1,19 +1,22 @@
 """The four engines, declared once: name, MMIO base, interrupt bank and shift, the master
-IRQ status bit of its half-bank, and its GDRST bit (contract §4, §4.3, §4.4). The command
-scanner names engines with the same enum (cmd/engines.py)."""
+IRQ status bit of its half-bank, and its GDRST bit (contract §4, §4.3, §4.4).
+
+It sits beside ``platform.py``, below every folder: the register table (``mmio/``), the
+interrupts, the command scanner (which names engines with the same enum, ``cmd/engines.py``)
+and the execlists (``engine/``) all read it, and it reads none of them."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
 
-from ..mmio.regs import BLT_RING_BASE, RENDER_RING_BASE
-
-__all__ = ["ENGINES", "ENGINE_MMIO_PAGE", "EngineId", "EngineInfo", "engine_by_id"]
+__all__ = ["BLT_RING_BASE", "ENGINES", "ENGINE_MMIO_PAGE", "RENDER_RING_BASE", "EngineId", "EngineInfo", "engine_by_id"]
 
 # Each engine's registers sit in one 4 KiB page from its base (RING_*, ELSP, CSB, timestamps,
 # the RCS pipeline-statistics and GPR registers).
 ENGINE_MMIO_PAGE = 0x1000
+RENDER_RING_BASE = 0x2000
+BLT_RING_BASE = 0x22000
 
 
 class EngineId(enum.IntEnum):

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Server CPU per BAR0 access, by the kind of register, from a host client.
+
+For each class (a row of the register table: plain storage, read-only, masked, write-1-to-clear,
+and registers whose behaviour is a Python handler: the master interrupt register, a GT IIR, ELSP,
+EXECLIST_STATUS, GDRST, TLB invalidation) the same neutral client sends n REGION_READ round
+trips, or posted REGION_WRITEs with a read as barrier every 1,000, to ``devmodel serve`` and
+reads the server's CPU time (/proc/PID/schedstat) before and after: server CPU per
+access. Target (issue 20): at most 6 us per access for every class i915 touches in its probe,
+submission and interrupt paths.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parents[1])]
+
+from bench.floor import devmodel_process, placed, recv_exact  # noqa: E402
+from devmodel.testing import GuestMemory, VfioUserClient  # noqa: E402
+from devmodel.vfio_user.constants import Command, HeaderFlags, MsgType  # noqa: E402
+from devmodel.vfio_user.framing import encode_message  # noqa: E402
+from devmodel.vfio_user.layouts import REGION_ACCESS  # noqa: E402
+
+CMD = int(MsgType.COMMAND)
+POSTED = CMD | int(HeaderFlags.NO_REPLY)
+TARGET_US = 6.0
+TICK = os.sysconf("SC_CLK_TCK")
+
+# (label, offset, access): access "r" reads, "w" writes the value, from the register table.
+CLASSES: tuple[tuple[str, int, str, int], ...] = (
+    ("plain (unlisted)", 0x4000, "r", 0),
+    ("plain (unlisted), write", 0x4000, "w", 1),
+    ("read-only: PVINFO magic", 0x78000, "r", 0),
+    ("read-only: CSB entry (rcs)", 0x2370, "r", 0),
+    ("masked: CSB pointer (rcs), write", 0x23A0, "w", 0x07000700),
+    ("W1C: EIR (rcs), write", 0x20B0, "w", 0),
+    ("fence register, write", 0x100000, "w", 0x1000),
+    ("handler: GEN8_MASTER_IRQ read", 0x44200, "r", 0),
+    ("handler: GEN8_MASTER_IRQ write", 0x44200, "w", 1 << 31),
+    ("handler: GT0 IIR write", 0x44308, "w", 0),
+    ("handler: GT0 IMR write", 0x44304, "w", 0xFFFFFFFF),
+    ("handler: EXECLIST_STATUS (rcs) read", 0x2234, "r", 0),
+    ("handler: GDRST write (no bit)", 0x941C, "w", 0),
+    ("handler: TLB invalidation write (0)", 0x4260, "w", 0),
+)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The server's CPU time: schedstat's nanoseconds on a CPU (the server is one thread),
+    else stat's user + system ticks."""
+    try:
+        with open(f"/proc/{pid}/schedstat") as f:
+            return int(f.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def read_msg(offset: int) -> bytes:
+    return encode_message(0, Command.REGION_READ, CMD, REGION_ACCESS.pack(offset, 0, 4))
+
+
+def write_msg(offset: int, value: int, flags: int) -> bytes:
+    body = REGION_ACCESS.pack(offset, 0, 4) + value.to_bytes(4, "little")
+    return encode_message(0, Command.REGION_WRITE, flags, body)
+
+
+def run(s: socket.socket, offset: int, access: str, value: int, n: int) -> None:
+    barrier = read_msg(0x4000)
+    buf = memoryview(bytearray(len(barrier) + 4))
+    if access == "r":
+        req = read_msg(offset)
+        for _ in range(n):
+            s.sendall(req)
+            recv_exact(s, buf, len(req) + 4)
+        return
+    msg = write_msg(offset, value, POSTED)
+    for i in range(n):
+        s.sendall(msg)
+        if i % 1000 == 999:
+            s.sendall(barrier)
+            recv_exact(s, buf, len(barrier) + 4)
+    s.sendall(barrier)
+    recv_exact(s, buf, len(barrier) + 4)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-n", type=int, default=20_000, help="accesses per class")
+    ap.add_argument("--quick", action="store_true", help="a short run: checks the benchmark works")
+    ap.add_argument("--no-accel", action="store_true", help="serve on the Python path only")
+    args = ap.parse_args(argv)
+    n = 1000 if args.quick else args.n
+    extra = ("--no-accel",) if args.no_accel else ()
+    print(f"server CPU per BAR0 access, {n:,} each, {'Python path' if args.no_accel else 'compiled path on'}")
+    with placed("pinned"), devmodel_process("pinned", *extra) as (path, pid), GuestMemory(16 << 20) as mem:
+        c = VfioUserClient.connect(path, mem)
+        c.negotiate()
+        c.map_memory(mem)
+        s = c.sock
+        try:
+            for label, offset, access, value in CLASSES:
+                run(s, offset, access, value, n // 10)  # warm up
+                before = cpu_seconds(pid)
+                run(s, offset, access, value, n)
+                us = (cpu_seconds(pid) - before) / n * 1e6
+                verdict = "met" if us <= TARGET_US else "NOT met"
+                print(f"  {label:<40} {us:6.2f} us  target <= {TARGET_US:g} us: {verdict}")
+        finally:
+            c.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""The interrupt registers' rows (contract §4.4): the master register and the banks.
+
+Every bank has ISR/IMR/IIR/IER at +0/+4/+8/+0xC. Their behaviour is the interrupts'
+(``interrupts.py``), which supplies the handlers named here.
+"""
+
+from __future__ import annotations
+
+from .regs import GEN8_MASTER_IRQ
+from .row import RO, Row
+
+__all__ = [
+    "BANK_IER",
+    "BANK_IIR",
+    "BANK_IMR",
+    "BANK_ISR",
+    "GT_BANKS",
+    "GT_BANK_BASE",
+    "MASTER_IRQ_ENABLE",
+    "QUIET_BANKS",
+    "ROWS",
+    "gt_bank",
+]
+
+MASTER_IRQ_ENABLE = 1 << 31
+
+BANK_ISR, BANK_IMR, BANK_IIR, BANK_IER = 0x0, 0x4, 0x8, 0xC
+GT_BANK_BASE = 0x44300
+GT_BANKS = 4
+_BANK_STRIDE = 0x10
+
+# Banks that exist for i915's reset/postinstall paths and never fire on a headless vGPU.
+QUIET_BANKS: dict[str, int] = {
+    "DE_PIPE_A": 0x44400,
+    "DE_PIPE_B": 0x44410,
+    "DE_PIPE_C": 0x44420,
+    "DE_PORT": 0x44440,
+    "DE_MISC": 0x44460,
+    "PCU": 0x444E0,
+    "SDE": 0xC4000,
+}
+
+
+def gt_bank(n: int) -> int:
+    return GT_BANK_BASE + _BANK_STRIDE * n
+
+
+def _bank(name: str, base: int, count: int = 1) -> tuple[Row, ...]:
+    stride = _BANK_STRIDE
+    return (
+        Row(f"{name}_ISR", base + BANK_ISR, count=count, stride=stride, rw_mask=RO),
+        # Power-on: everything masked, nothing enabled; i915 programs both.
+        Row(f"{name}_IMR", base + BANK_IMR, count=count, stride=stride, reset=0xFFFFFFFF, handler="irq_reevaluate"),
+        Row(f"{name}_IIR", base + BANK_IIR, count=count, stride=stride, w1c=0xFFFFFFFF, handler="irq_reevaluate"),
+        Row(f"{name}_IER", base + BANK_IER, count=count, stride=stride, handler="irq_reevaluate"),
+    )
+
+
+ROWS: tuple[Row, ...] = (
+    Row(
+        "GEN8_MASTER_IRQ",
+        GEN8_MASTER_IRQ,
+        rw_mask=MASTER_IRQ_ENABLE,
+        handler="master_irq",
+        note="status bits: (IIR & IER) per half-bank, whatever bit 31 says",
+    ),
+    *_bank("GT{i}", GT_BANK_BASE, GT_BANKS),
+    *(row for name, base in QUIET_BANKS.items() for row in _bank(name, base)),
+)
