@@ -16,8 +16,8 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from gen_vgpu.engine import regs as er
-from gen_vgpu.engine.engines import ENGINES, EngineId, engine_by_id
+from gen_vgpu.engines import ENGINES, EngineId, engine_by_id
+from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio import regs
 from gen_vgpu.mmio.gt import GDRST
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from gen_vgpu import GenVgpu
-from gen_vgpu.engine.engines import ENGINES, EngineId, engine_by_id
+from gen_vgpu.engines import ENGINES, EngineId, engine_by_id
 
 from . import cmd_streams as c
 from .engine_rig import PAGE, Rig, Tree
