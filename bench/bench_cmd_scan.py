@@ -25,7 +25,7 @@ from gen_vgpu.cmd import BufferSource, Engine, Frame, GraphicsMemory, scan_batch
 from tests.unit.gen_vgpu import cmd_streams as c  # noqa: E402
 from tests.unit.gen_vgpu.test_cmd_i915 import GEN9_NULL_STATE, null_state_batch, request  # noqa: E402
 
-MEMORY = GraphicsMemory([(0, 256 << 20), (256 << 20, 64 << 20)])
+MEMORY = GraphicsMemory.sized(256 << 20, 64 << 20)
 
 
 def measure(name: str, dwords: int, fn: Callable[[], object], min_time: float) -> None:

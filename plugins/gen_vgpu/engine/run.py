@@ -4,16 +4,19 @@ A workload goes through three phases, each in steps bounded by the loop's deadli
 
 1. **shadow**: pin the shadow PPGTT for the context's roots (addressing mode 1: PDP0..3,
    3-level; mode 3: the PML4 in PDP0) and bring it up to date (``ResyncTask``);
-2. **ring**: copy the ring commands between head and tail out of the ring (RING_START,
-   RING_CTL's size; wrapping) through the GGTT and scan them whole (``scan_ring``); a
+2. **ring**: read the ring commands between head and tail (RING_START, RING_CTL's size;
+   wrapping) through the GGTT a page at a time and scan them (``ring_scan``, in steps); a
    rejection hangs the context before anything ran;
-3. **run**: execute the scanned records. A GGTT batch is read and scanned whole
-   (``scan_batch``) when its MI_BATCH_BUFFER_START runs, before any of it runs; a PPGTT batch
-   is scanned one command at a time as it runs (``scan_next``), confined by the shadow PPGTT.
+3. **run**: execute the scanned records, each by the handler its command's row names
+   (cmd/opcodes.py), bound here to a method of the workload. A GGTT batch is read and scanned
+   whole (``batch_scan``, in steps) when its MI_BATCH_BUFFER_START runs, before any of it
+   runs; a PPGTT batch is scanned one command at a time as it runs (``scan_next``), confined
+   by the shadow PPGTT.
 
 Memory is reached only through :mod:`.memory` (the shadow GGTT and the pinned shadow PPGTT).
 The watchdog counts the engine time spent in the workload's own steps and the commands it
-executed; past either limit the context hangs. Between steps the state is plain data (records,
+walked (every command the scanner walked, skipped ones included, and every command of a
+PPGTT batch); past either limit the context hangs. Between steps the state is plain data (records,
 positions, a blit's next line), so a quiesce that cancels the task (a DMA_MAP or DMA_UNMAP)
 loses nothing: the workload continues in a new task once the map has changed. A reset (GDRST,
 device reset) cancels it through :meth:`Runner.cancel` and it is gone.
@@ -33,8 +36,8 @@ from devmodel.device.registers import RegisterFile
 from devmodel.device.tasks import Task, TaskQueue
 from devmodel.errors import DeviceError
 
-from ..cmd import CommandRejected, Frame, scan_batch, scan_next, scan_ring
-from ..cmd.ranges import GraphicsMemory as ScanMemory
+from ..cmd import CommandRejected, Frame, Scan, Segment, batch_scan, ring_scan, scan_next
+from ..cmd.opcodes import SPECS
 from ..cmd.records import (
     BatchEnd,
     BatchStart,
@@ -49,6 +52,7 @@ from ..cmd.records import (
     StoreRegisterMem,
     UserInterrupt,
 )
+from ..graphics_memory import GraphicsMemory
 from ..gtt.mm import Ppgtt, ResyncTask, RootKind, ShadowMm
 from ..gtt.walker import ShadowWalker
 from ..interrupts import GtEvent
@@ -57,7 +61,7 @@ from .blit import BlitJob
 from .context import ADDRESSING_LEGACY_32
 from .execlist import Engines
 from .executor import Workload
-from .memory import GgttSpace, PpgttSpace, SpaceSource, write
+from .memory import AddressSpace, GgttSpace, PpgttSpace, SpaceSource, read, write
 
 __all__ = ["TIMESTAMP_NS", "Runner", "RunnerCounters", "Watchdog"]
 
@@ -100,9 +104,9 @@ class _Listed:
 
     __slots__ = ("commands", "frame", "frames", "index")
 
-    def __init__(self, commands: list[tuple[int, Command]], frames: dict[int, Frame], frame: Frame) -> None:
-        self.commands = commands
-        self.frames = frames  # MI_BATCH_BUFFER_START offset -> the frame its batch runs in
+    def __init__(self, seg: Segment, frame: Frame) -> None:
+        self.commands = seg.commands
+        self.frames = {b.offset: b.frame for b in seg.batches}  # batch start offset -> its batch's frame
         self.frame = frame
         self.index = 0
 
@@ -131,6 +135,27 @@ class _Streamed:
 
 
 _Cursor = _Listed | _Streamed
+
+
+class RingSource:
+    """The ring's commands from ``head`` on as one unwrapped run of dwords (a
+    ``cmd.DwordSource``), read through the GGTT a page at a time as the scan asks."""
+
+    __slots__ = ("head", "size", "space", "start")
+
+    def __init__(self, space: AddressSpace, start: int, size: int, head: int) -> None:
+        self.space = space
+        self.start = start
+        self.size = size
+        self.head = head
+
+    def read(self, pos: int, count: int) -> array[int]:
+        off = (self.head + 4 * pos) % self.size
+        first = min(4 * count, self.size - off)
+        data = read(self.space, self.start + off, first)
+        if first < 4 * count:
+            data += read(self.space, self.start, 4 * count - first)
+        return array("I", data)
 
 
 class _WorkloadTask(Task):
@@ -172,6 +197,8 @@ class _Run:
         self.ppgtt_space: PpgttSpace | None = None
         self.stack: list[_Cursor] = []
         self.blit: BlitJob | None = None
+        self.scan: Scan | None = None  # a ring or GGTT batch being scanned, across steps
+        self.scan_chained = False  # the GGTT batch being scanned replaces the one that started it
         self.phase = "shadow"
         self.engine_time = 0.0
         self.commands = 0
@@ -246,11 +273,38 @@ class _Run:
             if clock() >= deadline:
                 return True
         if self.phase == "ring":
-            self._load_ring()
+            if self.scan is None:
+                self.scan = self._ring_scan()
+            seg = self._scan_step(deadline, clock)
+            if seg is None:
+                return True
+            self.stack.append(_Listed(seg, self.scan_frame(seg)))
             self.phase = "run"
             if clock() >= deadline:
                 return True
         return self._execute(deadline, clock)
+
+    def scan_frame(self, seg: Segment) -> Frame:
+        scan = self.scan
+        assert scan is not None
+        self.scan = None
+        return scan.frame
+
+    def _scan_step(self, deadline: float, clock: Callable[[], float]) -> Segment | None:
+        """One step of the scan under way; its commands count toward the command limit."""
+        scan = self.scan
+        assert scan is not None
+        before = scan.scanned
+        seg = scan.step(deadline, clock)
+        self._count(scan.scanned - before)
+        return seg
+
+    def _count(self, n: int) -> None:
+        self.commands += n
+        limit = self.runner.watchdog.commands
+        if self.commands > limit:
+            self.runner.counters.watchdog += 1
+            raise _Hang(f"watchdog: more than {limit} commands")
 
     def _pin(self) -> None:
         w = self.workload
@@ -263,35 +317,35 @@ class _Run:
         self.mm = mm
         self.ppgtt_space = PpgttSpace(self.runner.walker, mm)
 
-    def _load_ring(self) -> None:
+    def _ring_scan(self) -> Scan:
         w = self.workload
-        runner = self.runner
+        memory = self.runner.memory
         start = w.ring.ring_start & ~0xFFF
         size = r.ring_size(w.ring.ring_ctl)
-        if not runner.scan_memory.contains(start, size):
+        if not memory.contains(start, size):
             raise _Hang(f"ring {start:#x}+{size:#x} outside this vGPU's graphics memory")
         head, tail = w.head, w.tail
         if head >= size or tail >= size:
             raise _Hang(f"ring head {head:#x} / tail {tail:#x} past the ring's {size:#x} bytes")
-        ggtt = self.space_ggtt
-        if head <= tail:
-            data = ggtt.read(start + head, tail - head)
-        else:
-            data = ggtt.read(start + head, size - head) + ggtt.read(start, tail)
-        frame = Frame.ring(w.engine.id, runner.scan_memory)
-        seg = scan_ring(array("I", data), w.engine.id, runner.scan_memory)
-        self.stack.append(_Listed(seg.commands, {b.offset: b.frame for b in seg.batches}, frame))
+        length = ((tail - head) % size) // 4
+        return ring_scan(RingSource(self.space_ggtt, start, size, head), length, w.engine.id, memory)
 
     # --- running commands ------------------------------------------------------------------
 
     def _execute(self, deadline: float, clock: Callable[[], float]) -> bool:
         stack = self.stack
-        limit = self.runner.watchdog.commands
         handlers = _HANDLERS
         for cursor in stack:
             if isinstance(cursor, _Streamed):
                 cursor.source.forget()  # the guest may have written its batch meanwhile
         while True:
+            if self.scan is not None:
+                seg = self._scan_step(deadline, clock)
+                if seg is None:
+                    return True
+                frame = self.scan.frame
+                self.scan = None
+                self._enter(_Listed(seg, frame), self.scan_chained)
             if self.blit is not None:
                 if self.blit.step(deadline, clock):
                     return True
@@ -304,10 +358,8 @@ class _Run:
                 stack.pop()  # the ring's end (a batch ends with its MI_BATCH_BUFFER_END)
                 continue
             rec, child = got
-            self.commands += 1
-            if self.commands > limit:
-                self.runner.counters.watchdog += 1
-                raise _Hang(f"watchdog: more than {limit} commands")
+            if isinstance(stack[-1], _Streamed):
+                self._count(1)  # a listed command was counted when it was scanned
             handler = handlers.get(type(rec))
             if handler is not None:
                 handler(self, rec, child)
@@ -316,13 +368,17 @@ class _Run:
 
     def batch_start(self, rec: BatchStart, child: Frame | None) -> None:
         assert child is not None  # the scanner gives every batch start its frame
+        chained = bool(self.stack[-1].frame.level) and not rec.second_level
         if rec.ppgtt:
             assert self.ppgtt_space is not None
-            cursor: _Cursor = _Streamed(SpaceSource(self.ppgtt_space, rec.address, self.ppgtt_space.limit), child)
+            self._enter(_Streamed(SpaceSource(self.ppgtt_space, rec.address, self.ppgtt_space.limit), child), chained)
         else:
-            seg = scan_batch(SpaceSource(self.space_ggtt, rec.address), child, rec.address)
-            cursor = _Listed(seg.commands, {b.offset: b.frame for b in seg.batches}, child)
-        if self.stack[-1].frame.level and not rec.second_level:
+            # Scanned whole before any of it runs, in steps (_execute goes on with it).
+            self.scan = batch_scan(SpaceSource(self.space_ggtt, rec.address), child, rec.address)
+            self.scan_chained = chained
+
+    def _enter(self, cursor: _Cursor, chained: bool) -> None:
+        if chained:
             self.stack[-1] = cursor  # chained: the batch does not continue
         else:
             self.stack.append(cursor)
@@ -391,20 +447,23 @@ class _Run:
         return False
 
 
-# Records are dispatched by type; each handler takes its own record type.
+# Each row of the command table names its handler, a method of _Run taking the row's record
+# type; records are dispatched by type.
 _Handler = Callable[[_Run, Any, Frame | None], None]
-_HANDLERS: dict[type, _Handler] = {
-    BatchStart: _Run.batch_start,
-    BatchEnd: _Run.batch_end,
-    StoreDataImm: _Run.store_data,
-    LoadRegisterImm: _Run.load_register,
-    StoreRegisterMem: _Run.store_register,
-    FlushDw: _Run.flush_dw,
-    PipeControl: _Run.pipe_control,
-    UserInterrupt: _Run.user_interrupt,
-    ColorBlt: _Run.start_blit,
-    SrcCopyBlt: _Run.start_blit,
-}
+
+
+def _bind_handlers() -> dict[type, _Handler]:
+    handlers: dict[type, _Handler] = {}
+    for spec in SPECS:
+        if spec.handler is not None:
+            fn = getattr(_Run, spec.handler, None)
+            if not callable(fn):
+                raise TypeError(f"{spec.name}: the executor has no handler {spec.handler!r}")
+            handlers[spec.record] = fn
+    return handlers
+
+
+_HANDLERS = _bind_handlers()
 
 
 class Runner:
@@ -416,7 +475,7 @@ class Runner:
         ggtt_space: GgttSpace,
         ppgtt: Ppgtt,
         registers: RegisterFile,
-        scan_memory: ScanMemory,
+        memory: GraphicsMemory,
         watchdog: Watchdog | None = None,
     ) -> None:
         self.tasks = tasks
@@ -425,7 +484,7 @@ class Runner:
         self.ppgtt = ppgtt
         self.walker = ShadowWalker(ppgtt)
         self.registers = registers
-        self.scan_memory = scan_memory
+        self.memory = memory
         self.watchdog = watchdog or Watchdog()
         self.counters = RunnerCounters()
         self.engines: Engines | None = None

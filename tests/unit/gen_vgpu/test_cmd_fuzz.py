@@ -30,7 +30,7 @@ from gen_vgpu.cmd.records import (
 
 from . import cmd_streams as c
 
-MEMORY = GraphicsMemory([(0, 256 << 20), (256 << 20, 256 << 20)])
+MEMORY = GraphicsMemory.sized(256 << 20, 256 << 20)
 GGTT_END = 512 << 20
 u32 = st.integers(0, 0xFFFFFFFF)
 u64 = st.integers(0, (1 << 64) - 1)

@@ -19,7 +19,7 @@ from . import cmd_streams as c
 RCS, BCS, VCS, VECS = Engine.RCS, Engine.BCS, Engine.VCS0, Engine.VECS0
 MiB = 1 << 20
 # Aperture 256 MiB at 0 and a hidden range of 64 MiB after a hole: [0, 256M) + [512M, 576M).
-MEMORY = GraphicsMemory([(512 * MiB, 64 * MiB), (0, 256 * MiB)])
+MEMORY = GraphicsMemory(range(256 * MiB), range(512 * MiB, 576 * MiB))
 HOLE = 300 * MiB
 
 
@@ -46,9 +46,12 @@ def test_graphics_memory_ranges() -> None:
     assert not MEMORY.contains(256 * MiB - 4, 8)  # straddles the end of the aperture
     assert not MEMORY.contains(HOLE, 4) and MEMORY.contains(512 * MiB, 64 * MiB)
     assert MEMORY.span_from(576 * MiB - 12) == 12 and MEMORY.span_from(576 * MiB) == 0
-    assert GraphicsMemory([(0, 4096), (4096, 4096)]).span_from(0) == 8192  # adjacent ranges merge
+    assert GraphicsMemory(range(4096), range(4096, 8192)).span_from(0) == 8192  # adjacent slices merge
     with pytest.raises(OutOfRange):
-        GraphicsMemory([(0xFFFFF000, 0x2000)])
+        GraphicsMemory(range(4096), range(0xFFFFF000, 0x100001000))
+    with pytest.raises(OutOfRange):
+        GraphicsMemory(range(8192), range(4096, 12288))  # the slices overlap
+    assert GraphicsMemory.sized(4096, 0) == GraphicsMemory(range(4096), range(4096, 4096))
 
 
 def test_ring_segment_lists_work_and_batches() -> None:
