@@ -8,11 +8,22 @@ from array import array
 import pytest
 
 from devmodel.errors import OutOfRange
-from gen_vgpu.cmd import BufferSource, CommandRejected, Engine, Frame, GraphicsMemory, scan_batch, scan_next, scan_ring
+from gen_vgpu.cmd import (
+    BufferSource,
+    CommandRejected,
+    Engine,
+    Frame,
+    GraphicsMemory,
+    batch_scan,
+    ring_scan,
+    scan_batch,
+    scan_next,
+    scan_ring,
+)
 from gen_vgpu.cmd.allowlist import ENGINE_WRITE_DENIED, EXTRA_REGISTERS, may_read, may_write
 from gen_vgpu.cmd.engines import ENGINE_MMIO_BASE
 from gen_vgpu.cmd.records import BatchEnd, BatchStart, LoadRegisterImm, StoreDataImm, UserInterrupt
-from gen_vgpu.cmd.scan import MAX_BATCH_DWORDS, Segment
+from gen_vgpu.cmd.scan import CLOCK_EVERY, MAX_BATCH_DWORDS, Segment
 
 from . import cmd_streams as c
 
@@ -203,3 +214,52 @@ def test_rejection_offsets_are_bytes_from_the_buffer_start() -> None:
     with pytest.raises(CommandRejected) as e:
         batch([0] * 1500 + [0xFFFFFFFF], GGTT_BATCH)
     assert e.value.offset == 6000 and e.value.level == 1
+
+
+# --- scans in steps ---------------------------------------------------------------------------
+
+
+class TickClock:
+    """A clock that moves one tick per reading: a step with deadline now + 1 stops at its
+    first look at the clock, whatever the machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+
+@pytest.mark.parametrize("ring_segment", [False, True])
+def test_a_scan_runs_in_bounded_steps_and_gives_what_one_call_gives(ring_segment: bool) -> None:
+    body = [c.MI_ARB_CHECK, 0, *c.sdi(0x1000, 7, ggtt=True), 0, 0] * 3000
+    if ring_segment:
+        dwords = array("I", body)
+        whole = scan_ring(dwords, RCS, MEMORY)
+        scan = ring_scan(BufferSource(dwords), len(dwords), RCS, MEMORY)
+    else:
+        dwords = array("I", [*body, c.MI_BATCH_BUFFER_END])
+        whole = scan_batch(BufferSource(dwords), GGTT_BATCH)
+        scan = batch_scan(BufferSource(dwords), GGTT_BATCH)
+    clock = TickClock()
+    steps = 0
+    seg = None
+    while seg is None:
+        before = scan.scanned
+        seg = scan.step(clock() + 1, clock)
+        assert scan.scanned - before <= CLOCK_EVERY  # one look at the clock per CLOCK_EVERY commands
+        steps += 1
+    assert seg == whole
+    assert steps >= whole.scanned // CLOCK_EVERY
+    assert whole.scanned == 3000 * 5 + (0 if ring_segment else 1)  # every NOOP and ARB_CHECK walked
+
+
+def test_a_batch_with_no_end_is_refused_after_its_limit_in_steps() -> None:
+    dwords = array("I", [c.MI_ARB_CHECK] * 5000)
+    scan = batch_scan(BufferSource(dwords), PPGTT_BATCH)
+    clock = TickClock()
+    with pytest.raises(CommandRejected, match="no MI_BATCH_BUFFER_END within 5000 dwords"):
+        while scan.step(clock() + 1, clock) is None:
+            pass
+    assert scan.scanned == 5000
