@@ -44,11 +44,8 @@ def _code(name: str | None) -> str:
 
 
 def table() -> str:
-    rows = [
-        "| Command | DW0 | Length (dwords) | Flags in DW0 | Engines | Record | Scanner's check | Handler | "
-        "What the engine does |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    columns = ("Command", "DW0", "Length (dwords)", "Flags in DW0", "Engines", "Record", "Scanner's check")
+    rows = ["| " + " | ".join((*columns, "Handler", "What the engine does")) + " |", "|---" * 9 + "|"]
     for spec in SPECS:
         check = None if spec.check is None else spec.check.__name__
         cells = (
