@@ -12,18 +12,29 @@ from .records import (
     PPHWSP_SIZE,
     ArbCheck,
     ArbOnOff,
+    Atomic,
+    AtomicOp,
     BatchEnd,
     BatchStart,
     ColorBlt,
     Command,
+    CompareOp,
+    CondBatchEnd,
+    CopyMemMem,
     FlushDw,
     GfxState,
     LoadRegisterImm,
+    LoadRegisterMem,
+    LoadRegisterReg,
+    Math,
     Noop,
     PipeControl,
     PostSync,
+    ReportHead,
+    SemaphoreWait,
     SrcCopyBlt,
     StoreDataImm,
+    StoreDataIndex,
     StoreRegisterMem,
     UserInterrupt,
 )
@@ -31,6 +42,15 @@ from .reject import FieldError
 from .spec import Dwords, bit
 
 __all__ = [
+    "atomic",
+    "cond_batch_end",
+    "copy_mem_mem",
+    "load_register_mem",
+    "load_register_reg",
+    "math",
+    "report_head",
+    "semaphore_wait",
+    "store_data_index",
     "arb_check",
     "arb_on_off",
     "batch_end",
@@ -47,7 +67,8 @@ __all__ = [
     "user_interrupt",
 ]
 
-ADDR_HI_RESERVED = 0xFFFF0000  # upper address dwords hold bits 47:32
+ADDR_HI_UPPER = 0xFFFF0000  # bits 63:48 of an upper address dword: bit 47's sign extension
+_BIT47 = 0x8000
 PIPE_CONTROL_MMIO_WRITE = bit(23)
 # Header and flag bits as constants: the decoders run per command.
 _B8 = bit(8)
@@ -64,9 +85,13 @@ _POST_SYNC = tuple(PostSync)  # indexed by the 2-bit field: cheaper than calling
 
 
 def _address(lo: int, hi: int, what: str) -> int:
-    if hi & ADDR_HI_RESERVED:
-        raise FieldError(f"{what} bits 63:48 set (upper dword {hi:#x})")
-    return (hi << 32) | lo
+    """A 48-bit graphics address from its two dwords. Canonical addresses (bits 63:48 a copy
+    of bit 47, as i915 and IGT write them for the top of the address space) are accepted and
+    taken as their 48 bits, as hardware ignores the copy; anything else in 63:48 is refused."""
+    upper = hi & ADDR_HI_UPPER
+    if upper and (upper != ADDR_HI_UPPER or not hi & _BIT47):
+        raise FieldError(f"{what} bits 63:48 are not a sign extension of bit 47 (upper dword {hi:#x})")
+    return ((hi & 0xFFFF) << 32) | lo
 
 
 def _register(dw: int) -> int:
@@ -233,3 +258,119 @@ def src_copy_blt(b: Dwords, p: int, n: int, dw0: int) -> Command:
     src_pitch = _pitch(b[p + 7], "source")
     src = _address(b[p + 8], b[p + 9], "source address")
     return SrcCopyBlt(dst, dst_pitch, x1, y1, x2, y2, src, src_pitch, src_x, src_y, ROP_SRCCOPY)
+
+
+def report_head(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    return ReportHead()
+
+
+def _dword_address(b: Dwords, p: int, what: str = "address") -> int:
+    lo = b[p]
+    if lo & 3:
+        raise FieldError(f"{what} {lo:#x} not dword aligned")
+    return _address(lo, b[p + 1], what)
+
+
+def cond_batch_end(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    if not dw0 & _B21:
+        raise FieldError("only the compare-semaphore form (DW0 bit 21) is supported")
+    return CondBatchEnd(_dword_address(b, p + 2), bool(dw0 & _B22), b[p + 1])
+
+
+SEMAPHORE_POLL = bit(15)
+_COMPARE_OPS = tuple(CompareOp)
+
+
+def semaphore_wait(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    if not dw0 & SEMAPHORE_POLL:
+        raise FieldError("signal wait mode (DW0 bit 15 clear) is not supported: nothing signals")
+    op = (dw0 >> 12) & 7
+    if op >= len(_COMPARE_OPS):
+        raise FieldError(f"compare operation {op} is reserved")
+    return SemaphoreWait(_dword_address(b, p + 2), bool(dw0 & _B22), b[p + 1], _COMPARE_OPS[op])
+
+
+# MI_MATH ALU (GEN8/GEN9): opcode 31:20, operand 1 19:10, operand 2 9:0.
+ALU_NOOP, ALU_LOAD, ALU_LOADINV, ALU_LOAD0, ALU_LOAD1 = 0x000, 0x080, 0x480, 0x081, 0x481
+ALU_ADD, ALU_SUB, ALU_AND, ALU_OR, ALU_XOR = 0x100, 0x101, 0x102, 0x103, 0x104
+ALU_STORE, ALU_STOREINV = 0x180, 0x580
+ALU_SRCA, ALU_SRCB, ALU_ACCU, ALU_ZF, ALU_CF = 0x20, 0x21, 0x31, 0x32, 0x33
+GPR_COUNT = 16
+_ALU_SOURCES = frozenset({*range(GPR_COUNT), ALU_ACCU, ALU_ZF, ALU_CF})
+_ALU_NO_OPERANDS = frozenset({ALU_NOOP, ALU_ADD, ALU_SUB, ALU_AND, ALU_OR, ALU_XOR})
+
+
+def _alu(dw: int) -> tuple[int, int, int]:
+    opcode, a, c = dw >> 20, (dw >> 10) & 0x3FF, dw & 0x3FF
+    if opcode in _ALU_NO_OPERANDS:
+        ok = a == 0 and c == 0
+    elif opcode in (ALU_LOAD, ALU_LOADINV):
+        ok = a in (ALU_SRCA, ALU_SRCB) and c in _ALU_SOURCES
+    elif opcode in (ALU_LOAD0, ALU_LOAD1):
+        ok = a in (ALU_SRCA, ALU_SRCB) and c == 0
+    elif opcode in (ALU_STORE, ALU_STOREINV):
+        ok = a < GPR_COUNT and c in _ALU_SOURCES
+    else:
+        raise FieldError(f"ALU instruction {dw:#010x}: opcode {opcode:#x} is not a GEN8/GEN9 ALU operation")
+    if not ok:
+        raise FieldError(f"ALU instruction {dw:#010x}: operands {a:#x}, {c:#x} are not valid for opcode {opcode:#x}")
+    return opcode, a, c
+
+
+def math(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    return Math(tuple(_alu(b[i]) for i in range(p + 1, p + n)))
+
+
+def load_register_reg(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    return LoadRegisterReg(_register(b[p + 1]), _register(b[p + 2]))
+
+
+def load_register_mem(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    return LoadRegisterMem(_register(b[p + 1]), _dword_address(b, p + 2), bool(dw0 & _B22))
+
+
+def copy_mem_mem(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    dst = _dword_address(b, p + 1, "destination address")
+    src = _dword_address(b, p + 3, "source address")
+    return CopyMemMem(dst, bool(dw0 & _B21), src, bool(dw0 & _B22))
+
+
+ATOMIC_INLINE = bit(18)
+ATOMIC_RETURN = bit(16)
+ATOMIC_POST_SYNC = bit(21)
+_ATOMIC_QWORD = 0x20
+_ATOMIC_NO_OPERAND = frozenset({AtomicOp.INC, AtomicOp.DEC, AtomicOp.PREDEC})
+
+
+def atomic(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    if dw0 & (ATOMIC_RETURN | ATOMIC_POST_SYNC):
+        raise FieldError("MI_ATOMIC's return-data and post-sync forms (DW0 bits 16, 21) are not supported")
+    code = (dw0 >> 8) & 0xFF
+    if code & ~(_ATOMIC_QWORD | 0xF) or not code & 0xF:
+        raise FieldError(f"atomic operation {code:#x} is not a dword or qword operation")
+    qword = bool(code & _ATOMIC_QWORD)
+    if (dw0 >> 19) & 3 != int(qword):
+        raise FieldError("data size (DW0 20:19) does not match the operation's dword or qword form")
+    op = AtomicOp(code & 0xF)
+    inline = bool(dw0 & ATOMIC_INLINE)
+    if inline != (n == 11):
+        raise FieldError("inline data (DW0 bit 18) and the length disagree (3 dwords, or 11 with inline data)")
+    if not inline and op not in _ATOMIC_NO_OPERAND:
+        raise FieldError(f"{op.name} needs its operands inline (DW0 bit 18)")
+    size = 8 if qword else 4
+    address = _dword_address(b, p + 1)
+    if address & (size - 1):
+        raise FieldError(f"address {address:#x} not aligned to the {size} bytes operated on")
+    operands = (b[p + 3] | b[p + 4] << 32, b[p + 5] | b[p + 6] << 32) if inline else (0, 0)
+    return Atomic(address, bool(dw0 & _B22), op, size, operands)
+
+
+def store_data_index(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    qword = bool(dw0 & _B21)
+    if qword != (n == 4):
+        raise FieldError("store-qword bit 21 and the length disagree (dword form: 3 dwords, qword form: 4)")
+    offset = b[p + 1]
+    size = 8 if qword else 4
+    if offset & (size - 1) or offset + size > PPHWSP_SIZE:
+        raise FieldError(f"index offset {offset:#x} not aligned to {size} or past the {PPHWSP_SIZE}-byte PPHWSP")
+    return StoreDataIndex(offset, size, b[p + 2] | (b[p + 3] << 32 if qword else 0))

@@ -30,7 +30,7 @@ def _dw0(spec: CommandSpec) -> str:
 def _length(spec: CommandSpec) -> str:
     if spec.rule is LengthRule.FIELD:
         return " or ".join(str(n) for n in sorted(spec.lengths))
-    return spec.rule.value
+    return str(spec.rule.value)
 
 
 def _engines(spec: CommandSpec) -> str:

@@ -15,12 +15,19 @@ from ..graphics_memory import GraphicsMemory
 from .allowlist import may_read, may_write
 from .engines import Engine
 from .records import (
+    Atomic,
     BatchStart,
+    CondBatchEnd,
+    CopyMemMem,
     FlushDw,
     LoadRegisterImm,
+    LoadRegisterMem,
+    LoadRegisterReg,
     PipeControl,
     PostSync,
+    SemaphoreWait,
     StoreDataImm,
+    StoreDataIndex,
     StoreRegisterMem,
 )
 from .reject import FieldError
@@ -28,6 +35,13 @@ from .reject import FieldError
 __all__ = [
     "MAX_LEVEL",
     "Frame",
+    "check_atomic",
+    "check_cond_batch_end",
+    "check_copy_mem_mem",
+    "check_lrm",
+    "check_lrr",
+    "check_semaphore_wait",
+    "check_store_data_index",
     "check_batch_end",
     "check_batch_start",
     "check_flush_dw",
@@ -140,4 +154,49 @@ def check_batch_start(rec: BatchStart, frame: Frame) -> Frame | None:
 def check_batch_end(rec: object, frame: Frame) -> Frame | None:
     if frame.level == 0:
         raise FieldError("MI_BATCH_BUFFER_END outside a batch")
+    return None
+
+
+def check_cond_batch_end(rec: CondBatchEnd, frame: Frame) -> Frame | None:
+    check_batch_end(rec, frame)
+    if rec.ggtt:
+        ggtt_access(frame, rec.address, 4)
+    return None
+
+
+def check_semaphore_wait(rec: SemaphoreWait, frame: Frame) -> Frame | None:
+    if rec.ggtt:
+        ggtt_access(frame, rec.address, 4)
+    return None
+
+
+def check_lrr(rec: LoadRegisterReg, frame: Frame) -> Frame | None:
+    readable(frame, rec.src)
+    writable(frame, rec.dst)
+    return None
+
+
+def check_lrm(rec: LoadRegisterMem, frame: Frame) -> Frame | None:
+    writable(frame, rec.register)
+    if rec.ggtt:
+        ggtt_access(frame, rec.address, 4)
+    return None
+
+
+def check_copy_mem_mem(rec: CopyMemMem, frame: Frame) -> Frame | None:
+    if rec.src_ggtt:
+        ggtt_access(frame, rec.src, 4)
+    if rec.dst_ggtt:
+        ggtt_access(frame, rec.dst, 4)
+    return None
+
+
+def check_atomic(rec: Atomic, frame: Frame) -> Frame | None:
+    if rec.ggtt:
+        ggtt_access(frame, rec.address, rec.size)
+    return None
+
+
+def check_store_data_index(rec: StoreDataIndex, frame: Frame) -> Frame | None:
+    store_index(frame)
     return None

@@ -92,6 +92,53 @@ XY_SRC_COPY_BLT = CommandSpec(
     handler="start_blit", len_mask=0xFF, lengths=frozenset({10}), flags=(3 << 20) | bit(15) | bit(11),
     doc_dw0="0x54C00008 \\| 3 << 20", doc_flags="21:20 must be 3; 15, 11 tiled refused",
     doc_does="copies a rectangle (PPGTT)")
+MI_REPORT_HEAD = CommandSpec(
+    "MI_REPORT_HEAD", _mi(0x07), _MI, LengthRule.ONE, ALL_ENGINES, d.report_head, rec.ReportHead,
+    doc_does="skipped: a legacy ring's head report, nothing under execlists")
+MI_CONDITIONAL_BATCH_BUFFER_END = CommandSpec(
+    "MI_CONDITIONAL_BATCH_BUFFER_END", _mi(0x36), _MI, LengthRule.FIELD, ALL_ENGINES, d.cond_batch_end,
+    rec.CondBatchEnd, check=f.check_cond_batch_end, handler="cond_batch_end",
+    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22) | bit(21),
+    doc_flags="22 GGTT, 21 compare semaphore (required)",
+    doc_does="ends the batch when the dword at the address is at most DW1 (unsigned), as IGT's spinner uses it")
+MI_SEMAPHORE_WAIT = CommandSpec(
+    "MI_SEMAPHORE_WAIT", _mi(0x1C), _MI, LengthRule.FIELD, ALL_ENGINES, d.semaphore_wait, rec.SemaphoreWait,
+    check=f.check_semaphore_wait, handler="semaphore_wait",
+    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22) | bit(15) | (7 << 12),
+    doc_flags="22 GGTT, 15 polling (required: signal mode refused), 14:12 compare (0 >, 1 >=, 2 <, 3 <=, 4 ==, 5 !=)",
+    doc_does="waits, re-reading the dword at intervals, until it compares true against DW1")
+MI_MATH = CommandSpec(
+    "MI_MATH", _mi(0x1A), _MI, LengthRule.ANY, ALL_ENGINES, d.math, rec.Math,
+    handler="math", len_mask=0x3F,
+    doc_dw0="0x0D000000 \\| (n - 1)", doc_does="n ALU instructions over the engine's 16 64-bit GPRs (base + 0x600)")
+MI_LOAD_REGISTER_REG = CommandSpec(
+    "MI_LOAD_REGISTER_REG", _mi(0x2A), _MI, LengthRule.FIELD, ALL_ENGINES, d.load_register_reg,
+    rec.LoadRegisterReg, check=f.check_lrr, handler="load_register_reg",
+    len_mask=0xFF, lengths=frozenset({3}),
+    doc_does="copies a register on the read allow-list to one on the write allow-list")
+MI_LOAD_REGISTER_MEM = CommandSpec(
+    "MI_LOAD_REGISTER_MEM", _mi(0x29), _MI, LengthRule.FIELD, ALL_ENGINES, d.load_register_mem,
+    rec.LoadRegisterMem, check=f.check_lrm, handler="load_register_mem",
+    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22) | bit(21),
+    doc_flags="22 GGTT, 21 async mode", doc_does="loads a register on the write allow-list from memory")
+MI_COPY_MEM_MEM = CommandSpec(
+    "MI_COPY_MEM_MEM", _mi(0x2E), _MI, LengthRule.FIELD, ALL_ENGINES, d.copy_mem_mem, rec.CopyMemMem,
+    check=f.check_copy_mem_mem, handler="copy_mem_mem",
+    len_mask=0xFF, lengths=frozenset({5}), flags=bit(22) | bit(21),
+    doc_flags="22 source GGTT, 21 destination GGTT", doc_does="copies a dword (DW1-2 destination, DW3-4 source)")
+MI_ATOMIC = CommandSpec(
+    "MI_ATOMIC", _mi(0x2F), _MI, LengthRule.FIELD, ALL_ENGINES, d.atomic, rec.Atomic,
+    check=f.check_atomic, handler="atomic",
+    len_mask=0xFF, lengths=frozenset({3, 11}),
+    flags=bit(22) | bit(21) | (3 << 19) | bit(18) | bit(17) | bit(16) | (0xFF << 8),
+    doc_flags="22 GGTT, 20:19 size (0 dword, 1 qword), 18 inline data, 17 CS stall, 15:8 operation "
+              "(0x1-0xF, + 0x20 qword); 21 post-sync and 16 return data refused",
+    doc_does="read-modify-write of a dword or qword; without inline data only INC, DEC, PREDEC")
+MI_STORE_DATA_INDEX = CommandSpec(
+    "MI_STORE_DATA_INDEX", _mi(0x21), _MI, LengthRule.FIELD, ALL_ENGINES, d.store_data_index, rec.StoreDataIndex,
+    check=f.check_store_data_index, handler="store_data_index",
+    len_mask=0xFF, lengths=frozenset({3, 4}), flags=bit(21),
+    doc_flags="21 qword", doc_does="writes a dword or qword at an offset in the context's PPHWSP")
 # fmt: on
 
 # Most specific first: a header that matches none of these is unknown.
@@ -106,6 +153,15 @@ SPECS: tuple[CommandSpec, ...] = (
     MI_STORE_REGISTER_MEM,
     MI_FLUSH_DW,
     MI_BATCH_BUFFER_START,
+    MI_REPORT_HEAD,
+    MI_CONDITIONAL_BATCH_BUFFER_END,
+    MI_SEMAPHORE_WAIT,
+    MI_MATH,
+    MI_LOAD_REGISTER_REG,
+    MI_LOAD_REGISTER_MEM,
+    MI_COPY_MEM_MEM,
+    MI_ATOMIC,
+    MI_STORE_DATA_INDEX,
     PIPE_CONTROL,
     XY_COLOR_BLT,
     XY_SRC_COPY_BLT,

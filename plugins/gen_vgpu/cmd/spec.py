@@ -37,6 +37,7 @@ def bit(n: int) -> int:
 class LengthRule(enum.Enum):
     ONE = "1"
     FIELD = "length field + 2, one of the listed lengths"
+    ANY = "length field + 2"
     LRI = "1 + 2n, 1 <= n <= 126"
     GFX = "pipeline (28:27) = 1: 1 (PIPELINE_SELECT, 3DSTATE_VF_STATISTICS); else (DW0 & 0xFF) + 2"
 
@@ -82,6 +83,8 @@ class CommandSpec:
         if rule is LengthRule.GFX:
             return 1 if (dw0 >> 27) & 3 == 1 else (dw0 & 0xFF) + 2
         field = dw0 & self.len_mask
+        if rule is LengthRule.ANY:
+            return field + 2
         if rule is LengthRule.LRI:
             if not field & 1 or field > 2 * LRI_MAX_REGS - 1:
                 raise FieldError(f"length field {field} is not 2n - 1 for 1 <= n <= {LRI_MAX_REGS}")

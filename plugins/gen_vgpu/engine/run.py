@@ -37,18 +37,29 @@ from devmodel.device.tasks import Task, TaskQueue
 from devmodel.errors import DeviceError
 
 from ..cmd import CommandRejected, Frame, Scan, Segment, batch_scan, ring_scan, scan_next
+from ..cmd import decode as alu
 from ..cmd.opcodes import SPECS
 from ..cmd.records import (
+    Atomic,
+    AtomicOp,
     BatchEnd,
     BatchStart,
     ColorBlt,
     Command,
+    CompareOp,
+    CondBatchEnd,
+    CopyMemMem,
     FlushDw,
     LoadRegisterImm,
+    LoadRegisterMem,
+    LoadRegisterReg,
+    Math,
     PipeControl,
     PostSync,
+    SemaphoreWait,
     SrcCopyBlt,
     StoreDataImm,
+    StoreDataIndex,
     StoreRegisterMem,
     UserInterrupt,
 )
@@ -74,11 +85,25 @@ _NOTIFY = int(GtEvent.NOTIFY)
 
 @dataclass(frozen=True)
 class Watchdog:
-    """Limits on one workload: engine seconds (time in its own steps, not time spent waiting
-    behind other work) and commands executed. i915 declares a request hung after seconds."""
+    """Optional limits on one workload: engine seconds (time in its own steps, not time spent
+    waiting behind other work or sleeping in a poll) and commands walked. Both are off by
+    default: hardware has no such limit, and i915 finds a stuck request itself (its
+    heartbeat and engine reset), while IGT keeps spinners running for as long as a test
+    needs. ``devmodel serve --watchdog SECONDS`` turns the engine-time limit on."""
 
-    engine_seconds: float = 2.0
-    commands: int = 1_000_000
+    engine_seconds: float | None = None
+    commands: int | None = None
+
+
+# A workload that only waits (a semaphore not yet true, a loop on itself whose last lap
+# changed nothing) sleeps this long between looks at memory, instead of spinning the loop.
+POLL_INTERVAL = 0.001
+# Registers the engine itself produces (offsets from the engine's base).
+GPR_BASE = 0x600  # 16 64-bit general purpose registers, the MI_MATH ALU's
+RING_TIMESTAMP = 0x358
+RING_TIMESTAMP_UDW = 0x35C
+CTX_TIMESTAMP = 0x3A8
+_M64 = (1 << 64) - 1
 
 
 @dataclass
@@ -102,9 +127,10 @@ class _Hang(Exception):
 class _Listed:
     """Records already scanned (the ring segment, a GGTT batch), run in order."""
 
-    __slots__ = ("commands", "frame", "frames", "index")
+    __slots__ = ("address", "commands", "frame", "frames", "index")
 
-    def __init__(self, seg: Segment, frame: Frame) -> None:
+    def __init__(self, seg: Segment, frame: Frame, address: int | None) -> None:
+        self.address = address  # the batch's start (None for the ring)
         self.commands = seg.commands
         self.frames = {b.offset: b.frame for b in seg.batches}  # batch start offset -> its batch's frame
         self.frame = frame
@@ -127,6 +153,10 @@ class _Streamed:
         self.source = source
         self.frame = frame
         self.pos = 0
+
+    @property
+    def address(self) -> int:
+        return self.source.address
 
     def next(self) -> tuple[Command, Frame | None] | None:
         step = scan_next(self.source, self.pos, self.frame)
@@ -199,6 +229,12 @@ class _Run:
         self.blit: BlitJob | None = None
         self.scan: Scan | None = None  # a ring or GGTT batch being scanned, across steps
         self.scan_chained = False  # the GGTT batch being scanned replaces the one that started it
+        self.scan_address = 0
+        self.waiting: SemaphoreWait | None = None  # a semaphore wait not yet satisfied
+        self.sleep = False  # the step ends in a poll: sleep POLL_INTERVAL before the next
+        self.effects = 0  # commands run that change memory, registers or interrupts
+        self.lap_effects = -1  # ``effects`` when the running batch last started itself
+        self.polls = 0
         self.phase = "shadow"
         self.engine_time = 0.0
         self.commands = 0
@@ -246,7 +282,8 @@ class _Run:
         try:
             more = self._advance(deadline, clock)
             self.engine_time += clock() - start
-            if more and self.engine_time > watchdog.engine_seconds:
+            limit = watchdog.engine_seconds
+            if more and limit is not None and self.engine_time > limit:
                 self.runner.counters.watchdog += 1
                 raise _Hang(f"watchdog: {self.engine_time:.2f} s of engine time (limit {watchdog.engine_seconds} s)")
         except CommandRejected as exc:
@@ -259,7 +296,19 @@ class _Run:
             return self._hang(f"fault: {exc}")
         if not more:
             self._complete()
+        elif self.sleep:
+            self._sleep()
         return more
+
+    def _sleep(self) -> None:
+        """Off the ready queue for POLL_INTERVAL: the workload only waits for memory to change."""
+        self.sleep = False
+        self.polls += 1
+        task, tasks = self.task, self.runner.tasks
+        if task is None:
+            return
+        tasks.suspend(task)
+        tasks.call_later(POLL_INTERVAL, lambda: tasks.resume(task), uses_guest_memory=False)
 
     def _advance(self, deadline: float, clock: Callable[[], float]) -> bool:
         if self.phase == "shadow":
@@ -278,7 +327,7 @@ class _Run:
             seg = self._scan_step(deadline, clock)
             if seg is None:
                 return True
-            self.stack.append(_Listed(seg, self.scan_frame(seg)))
+            self.stack.append(_Listed(seg, self.scan_frame(seg), None))
             self.phase = "run"
             if clock() >= deadline:
                 return True
@@ -302,7 +351,7 @@ class _Run:
     def _count(self, n: int) -> None:
         self.commands += n
         limit = self.runner.watchdog.commands
-        if self.commands > limit:
+        if limit is not None and self.commands > limit:
             self.runner.counters.watchdog += 1
             raise _Hang(f"watchdog: more than {limit} commands")
 
@@ -345,7 +394,12 @@ class _Run:
                     return True
                 frame = self.scan.frame
                 self.scan = None
-                self._enter(_Listed(seg, frame), self.scan_chained)
+                self._enter(_Listed(seg, frame, self.scan_address), self.scan_chained)
+            if self.waiting is not None:
+                if not self._semaphore_true(self.waiting):
+                    self.sleep = True
+                    return True
+                self.waiting = None
             if self.blit is not None:
                 if self.blit.step(deadline, clock):
                     return True
@@ -362,13 +416,21 @@ class _Run:
                 self._count(1)  # a listed command was counted when it was scanned
             handler = handlers.get(type(rec))
             if handler is not None:
+                if type(rec) not in _PURE:
+                    self.effects += 1
                 handler(self, rec, child)
-            if clock() >= deadline:
+            if self.sleep or self.waiting is not None or clock() >= deadline:
                 return True
 
     def batch_start(self, rec: BatchStart, child: Frame | None) -> None:
         assert child is not None  # the scanner gives every batch start its frame
         chained = bool(self.stack[-1].frame.level) and not rec.second_level
+        if chained and rec.address == self.stack[-1].address:
+            # A batch that starts itself again (IGT's spinner): it runs until the CPU writes
+            # the memory that ends it. A lap that changed nothing sleeps before the next.
+            if self.effects == self.lap_effects:
+                self.sleep = True
+            self.lap_effects = self.effects
         if rec.ppgtt:
             assert self.ppgtt_space is not None
             self._enter(_Streamed(SpaceSource(self.ppgtt_space, rec.address, self.ppgtt_space.limit), child), chained)
@@ -376,6 +438,7 @@ class _Run:
             # Scanned whole before any of it runs, in steps (_execute goes on with it).
             self.scan = batch_scan(SpaceSource(self.space_ggtt, rec.address), child, rec.address)
             self.scan_chained = chained
+            self.scan_address = rec.address
 
     def _enter(self, cursor: _Cursor, chained: bool) -> None:
         if chained:
@@ -401,8 +464,119 @@ class _Run:
             rf.write32(register, value)
 
     def store_register(self, rec: StoreRegisterMem, child: Frame | None) -> None:
-        value = self.runner.registers.read32(rec.register)
-        write(self._space(rec.ggtt), rec.address, struct.pack("<I", value))
+        write(self._space(rec.ggtt), rec.address, struct.pack("<I", self._register(rec.register)))
+
+    def _register(self, register: int) -> int:
+        """A register as a command reads it: the timestamps tick, the rest is the register file."""
+        off = register - self.workload.engine.base
+        if off in (RING_TIMESTAMP, RING_TIMESTAMP_UDW):
+            ticks = time.monotonic_ns() // TIMESTAMP_NS
+            return (ticks if off == RING_TIMESTAMP else ticks >> 32) & 0xFFFFFFFF
+        if off == CTX_TIMESTAMP:
+            return int(self.engine_time * 1e9) // TIMESTAMP_NS & 0xFFFFFFFF
+        return self.runner.registers.read32(register)
+
+    def _dword(self, ggtt: bool, address: int) -> int:
+        value: int = struct.unpack("<I", read(self._space(ggtt), address, 4))[0]
+        return value
+
+    def cond_batch_end(self, rec: CondBatchEnd, child: Frame | None) -> None:
+        if self._dword(rec.ggtt, rec.address) <= rec.value:
+            self.stack.pop()
+
+    def semaphore_wait(self, rec: SemaphoreWait, child: Frame | None) -> None:
+        if not self._semaphore_true(rec):
+            self.waiting = rec  # looked at again after POLL_INTERVAL, the command not passed
+
+    def _semaphore_true(self, rec: SemaphoreWait) -> bool:
+        sad, sdd, op = self._dword(rec.ggtt, rec.address), rec.value, rec.op
+        if op is CompareOp.SAD_GT_SDD:
+            return sad > sdd
+        if op is CompareOp.SAD_GTE_SDD:
+            return sad >= sdd
+        if op is CompareOp.SAD_LT_SDD:
+            return sad < sdd
+        if op is CompareOp.SAD_LTE_SDD:
+            return sad <= sdd
+        if op is CompareOp.SAD_EQ_SDD:
+            return sad == sdd
+        return sad != sdd
+
+    def _gpr(self, n: int) -> int:
+        rf, reg = self.runner.registers, self.workload.engine.base + GPR_BASE + 8 * n
+        return rf.read32(reg) | rf.read32(reg + 4) << 32
+
+    def _set_gpr(self, n: int, value: int) -> None:
+        rf, reg = self.runner.registers, self.workload.engine.base + GPR_BASE + 8 * n
+        rf.write32(reg, value & 0xFFFFFFFF)
+        rf.write32(reg + 4, (value >> 32) & 0xFFFFFFFF)
+
+    def math(self, rec: Math, child: Frame | None) -> None:
+        srca = srcb = accu = 0
+        zf = cf = False
+
+        def source(operand: int) -> int:
+            if operand == alu.ALU_ACCU:
+                return accu
+            if operand == alu.ALU_ZF:
+                return _M64 if zf else 0  # a flag reads as all ones when set
+            if operand == alu.ALU_CF:
+                return _M64 if cf else 0
+            return self._gpr(operand)
+
+        for opcode, a, c in rec.instructions:
+            if opcode in (alu.ALU_LOAD, alu.ALU_LOADINV, alu.ALU_LOAD0, alu.ALU_LOAD1):
+                if opcode == alu.ALU_LOAD0:
+                    value = 0
+                elif opcode == alu.ALU_LOAD1:
+                    value = 1
+                else:
+                    value = source(c) ^ (_M64 if opcode == alu.ALU_LOADINV else 0)
+                if a == alu.ALU_SRCA:
+                    srca = value
+                else:
+                    srcb = value
+            elif opcode in (alu.ALU_STORE, alu.ALU_STOREINV):
+                self._set_gpr(a, source(c) ^ (_M64 if opcode == alu.ALU_STOREINV else 0))
+            elif opcode != alu.ALU_NOOP:
+                if opcode == alu.ALU_ADD:
+                    total = srca + srcb
+                    cf = total > _M64
+                elif opcode == alu.ALU_SUB:
+                    total = srca - srcb
+                    cf = srca < srcb  # the borrow
+                else:
+                    cf = False
+                    if opcode == alu.ALU_AND:
+                        total = srca & srcb
+                    elif opcode == alu.ALU_OR:
+                        total = srca | srcb
+                    else:
+                        total = srca ^ srcb
+                accu = total & _M64
+                zf = accu == 0
+
+    def load_register_reg(self, rec: LoadRegisterReg, child: Frame | None) -> None:
+        self.runner.registers.write32(rec.dst, self._register(rec.src))
+
+    def load_register_mem(self, rec: LoadRegisterMem, child: Frame | None) -> None:
+        self.runner.registers.write32(rec.register, self._dword(rec.ggtt, rec.address))
+
+    def copy_mem_mem(self, rec: CopyMemMem, child: Frame | None) -> None:
+        write(self._space(rec.dst_ggtt), rec.dst, read(self._space(rec.src_ggtt), rec.src, 4))
+
+    def atomic(self, rec: Atomic, child: Frame | None) -> None:
+        space = self._space(rec.ggtt)
+        bits = 8 * rec.size
+        mask = (1 << bits) - 1
+        old = int.from_bytes(read(space, rec.address, rec.size), "little")
+        a, b = (v & mask for v in rec.operands)
+        new = _atomic_result(rec.op, old, a, b, bits) & mask
+        write(space, rec.address, new.to_bytes(rec.size, "little"))
+
+    def store_data_index(self, rec: StoreDataIndex, child: Frame | None) -> None:
+        data = rec.value.to_bytes(8, "little")[: rec.size]
+        write(self.space_ggtt, self.workload.descriptor.lrca + rec.offset, data)
 
     def _post_sync(self, op: PostSync, store_index: bool, ggtt: bool, address: int, size: int, value: int) -> None:
         if op is PostSync.NONE:
@@ -446,6 +620,44 @@ class _Run:
         self.runner.finished(self, reason)
         return False
 
+
+def _signed(value: int, bits: int) -> int:
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def _atomic_result(op: AtomicOp, old: int, a: int, b: int, bits: int) -> int:
+    if op is AtomicOp.AND:
+        return old & a
+    if op is AtomicOp.OR:
+        return old | a
+    if op is AtomicOp.XOR:
+        return old ^ a
+    if op is AtomicOp.MOVE:
+        return a
+    if op is AtomicOp.INC:
+        return old + 1
+    if op in (AtomicOp.DEC, AtomicOp.PREDEC):
+        return old - 1
+    if op is AtomicOp.ADD:
+        return old + a
+    if op is AtomicOp.SUB:
+        return old - a
+    if op is AtomicOp.RSUB:
+        return a - old
+    if op is AtomicOp.IMAX:
+        return old if _signed(old, bits) >= _signed(a, bits) else a
+    if op is AtomicOp.IMIN:
+        return old if _signed(old, bits) <= _signed(a, bits) else a
+    if op is AtomicOp.UMAX:
+        return max(old, a)
+    if op is AtomicOp.UMIN:
+        return min(old, a)
+    return b if old == a else old  # CMP_WR: the new value where memory holds the compare value
+
+
+# Records that neither write memory or registers nor raise interrupts: a loop of only these
+# changes nothing, and may sleep between laps.
+_PURE = frozenset({BatchStart, BatchEnd, CondBatchEnd, SemaphoreWait})
 
 # Each row of the command table names its handler, a method of _Run taking the row's record
 # type; records are dispatched by type.

@@ -209,8 +209,8 @@ def test_scan_next_one_command_at_a_time() -> None:
 
 
 def test_rejection_offsets_are_bytes_from_the_buffer_start() -> None:
-    err = ring_rejected([0, 0, *c.sdi(0x10, 1), 0x0E000002, 0, 0, 0])
-    assert (err.offset, err.command, err.header) == (24, "unknown command", 0x0E000002)
+    err = ring_rejected([0, 0, *c.sdi(0x10, 1), 0x0D800000, 0, 0, 0])
+    assert (err.offset, err.command, err.header) == (24, "unknown command", 0x0D800000)
     with pytest.raises(CommandRejected) as e:
         batch([0] * 1500 + [0xFFFFFFFF], GGTT_BATCH)
     assert e.value.offset == 6000 and e.value.level == 1

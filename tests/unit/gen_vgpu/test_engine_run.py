@@ -282,7 +282,7 @@ def test_a_batch_that_jumps_to_itself_hits_the_watchdog(ppgtt: bool):
             start = c.bb_start(batch, ppgtt=False)
         ctx = rig.context(RCS, tree)
         rig.submit(ctx, start)
-        rig.run()
+        rig.run_until(lambda: rig.dev.engines[EngineId.RCS].hung)
         assert hang_reason(rig, EngineId.RCS).startswith("watchdog")
         assert rig.dev.runner.counters.watchdog == 1
         ex = rig.dev.engines[EngineId.RCS]
