@@ -397,6 +397,7 @@ class _Run:
                 self._enter(_Listed(seg, frame, self.scan_address), self.scan_chained)
             if self.waiting is not None:
                 if not self._semaphore_true(self.waiting):
+                    self._count(1)  # each look at memory is the command again, for the limit
                     self.sleep = True
                     return True
                 self.waiting = None
