@@ -15,6 +15,7 @@ command, for PPGTT batches scanned as they run. Every command walked is counted
 
 from __future__ import annotations
 
+import functools
 import time
 from array import array
 from collections.abc import Callable
@@ -47,7 +48,7 @@ __all__ = [
 ]
 
 MAX_BATCH_DWORDS = 1 << 20  # 4 MiB: a batch with no end within this is refused
-CHUNK_DWORDS = 1024  # a scan reads a page at a time
+CHUNK_DWORDS = 16384  # a scan reads 64 KiB at a time
 # Commands between two looks at the clock: the dearest command (an LRI of 126 registers)
 # costs well under 0.1 ms, so a step overshoots its deadline by little.
 CLOCK_EVERY = 64
@@ -112,7 +113,20 @@ class Scan:
     and is refused if it has none within ``limit`` dwords or before readable memory ends.
     """
 
-    __slots__ = ("_base", "_buf", "_eof", "_table", "batches", "commands", "frame", "limit", "ring", "scanned", "src")
+    __slots__ = (
+        "_base",
+        "_buf",
+        "_eof",
+        "_runs",
+        "_table",
+        "batches",
+        "commands",
+        "frame",
+        "limit",
+        "ring",
+        "scanned",
+        "src",
+    )
 
     def __init__(self, src: DwordSource, frame: Frame, limit: int, ring: bool) -> None:
         self.src = src
@@ -126,6 +140,7 @@ class Scan:
         self._buf = array("I")
         self._base = 0  # buffer position of _buf[0]
         self._eof = False  # nothing more to read
+        self._runs: set[int] = {0}  # headers of skipped one-dword commands this engine accepts
 
     def step(self, deadline: float, clock: Callable[[], float] = time.monotonic) -> Segment | None:
         """Scan until the buffer's end (its Segment) or the deadline (None: call again).
@@ -158,7 +173,7 @@ class Scan:
             if clock() >= deadline:
                 return None
 
-    def _scan(self, buf: Dwords, end: int, final: bool) -> tuple[int, bool, bool]:
+    def _scan(self, buf: array[int], end: int, final: bool) -> tuple[int, bool, bool]:
         """Scan ``buf[0:end]`` (dword 0 is buffer dword ``_base``) for at most CLOCK_EVERY
         commands. Returns (position reached, whether the buffer ended there, whether the
         budget stopped it). Unless ``final``, stops before a command that does not fit."""
@@ -170,6 +185,8 @@ class Scan:
         pos = 0
         dw0 = 0
         budget = CLOCK_EVERY
+        runs = self._runs
+        raw: bytes | None = None
         bb_start = op.MI_BATCH_BUFFER_START
         bb_end = op.MI_BATCH_BUFFER_END
         try:
@@ -179,10 +196,21 @@ class Scan:
                 budget -= 1
                 self.scanned += 1
                 dw0 = buf[pos]
+                if pos + 1 < end and buf[pos + 1] == dw0 and dw0 in runs:
+                    # A run of one skipped one-dword command (MI_NOOP padding, MI_ARB_CHECK):
+                    # checked once, then measured in C by comparing bytes.
+                    if raw is None:
+                        raw = buf.tobytes()
+                    k = _run_length(raw, pos, end, dw0)
+                    self.scanned += k - 1
+                    pos += k
+                    continue
                 if dw0 == 0:  # MI_NOOP: padding, and 256 of them in the null render state
                     pos += 1
                     continue
                 entry, n = header(table, engine, dw0)
+                if n == 1 and entry.skip and entry.check is None and len(runs) < _MAX_RUN_HEADERS:
+                    runs.add(dw0)  # valid wherever it appears: runs of it may be skipped whole
                 if pos + n > end:
                     self.scanned -= 1
                     if not final:
@@ -205,6 +233,32 @@ class Scan:
         except FieldError as e:
             raise _rejected(e, frame, (base + pos) * 4, dw0) from None
         return pos, False, False
+
+
+_MAX_RUN_HEADERS = 16  # MI_NOOP's 22 identification bits could make any number
+_PATTERN_DWORDS = CHUNK_DWORDS
+
+
+@functools.lru_cache(maxsize=8)
+def _pattern(dw0: int) -> bytes:
+    return array("I", [dw0]).tobytes() * _PATTERN_DWORDS
+
+
+def _run_length(raw: bytes, pos: int, end: int, dw0: int) -> int:
+    """How many dwords from dword ``pos`` of ``raw`` (up to ``end``) equal ``dw0``."""
+    pattern = _pattern(dw0)
+    start = 4 * pos
+    n = end - pos
+    if raw[start : start + 4 * n] == pattern[: 4 * n]:
+        return n
+    lo, hi = 1, n - 1  # raw[pos] equals dw0; not all n do
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if raw.startswith(pattern[: 4 * mid], start):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _finish(scan: Scan) -> Segment:
