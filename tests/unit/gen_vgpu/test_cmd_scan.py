@@ -233,7 +233,8 @@ class TickClock:
 
 @pytest.mark.parametrize("ring_segment", [False, True])
 def test_a_scan_runs_in_bounded_steps_and_gives_what_one_call_gives(ring_segment: bool) -> None:
-    body = [c.MI_ARB_CHECK, 0, *c.sdi(0x1000, 7, ggtt=True), 0, 0] * 3000
+    # No two equal one-dword commands in a row: a run of them is walked at once (one clock look).
+    body = [c.MI_ARB_CHECK, 0, *c.sdi(0x1000, 7, ggtt=True), 0, c.MI_ARB_ON_OFF] * 3000
     if ring_segment:
         dwords = array("I", body)
         whole = scan_ring(dwords, RCS, MEMORY)
@@ -253,6 +254,16 @@ def test_a_scan_runs_in_bounded_steps_and_gives_what_one_call_gives(ring_segment
     assert seg == whole
     assert steps >= whole.scanned // CLOCK_EVERY
     assert whole.scanned == 3000 * 5 + (0 if ring_segment else 1)  # every NOOP and ARB_CHECK walked
+
+
+def test_runs_of_skipped_commands_are_counted_command_by_command() -> None:
+    dwords = array("I", [c.MI_ARB_CHECK] * 3000 + [0] * 5000 + [c.MI_ARB_CHECK, c.MI_BATCH_BUFFER_END])
+    seg = scan_batch(BufferSource(dwords), GGTT_BATCH)
+    assert seg.scanned == len(dwords) and seg.length == len(dwords) and seg.commands == [(32004, BatchEnd())]
+    bad = array("I", [c.MI_ARB_CHECK] * 3000 + [c.MI_ARB_CHECK | 1] * 3 + [c.MI_BATCH_BUFFER_END])
+    with pytest.raises(CommandRejected, match="reserved header bits") as e:
+        scan_batch(BufferSource(bad), GGTT_BATCH)
+    assert e.value.offset == 3000 * 4  # the run stops at the first different dword
 
 
 def test_a_batch_with_no_end_is_refused_after_its_limit_in_steps() -> None:
