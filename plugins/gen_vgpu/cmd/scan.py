@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 import time
 from array import array
-from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol, overload
 
 from ..graphics_memory import GraphicsMemory
 from . import opcodes as op
@@ -35,6 +35,7 @@ __all__ = [
     "MAX_LEVEL",
     "BatchRef",
     "BufferSource",
+    "Commands",
     "DwordSource",
     "Frame",
     "Scan",
@@ -51,7 +52,7 @@ MAX_BATCH_DWORDS = 1 << 20  # 4 MiB: a batch with no end within this is refused
 CHUNK_DWORDS = 16384  # a scan reads 64 KiB at a time
 # Commands between two looks at the clock: the dearest command (an LRI of 126 registers)
 # costs well under 0.1 ms, so a step overshoots its deadline by little.
-CLOCK_EVERY = 64
+CLOCK_EVERY = 32
 
 
 class BatchRef(NamedTuple):
@@ -63,7 +64,7 @@ class BatchRef(NamedTuple):
 class Segment(NamedTuple):
     """A scanned buffer: what the engine executes, in order, and the batches it starts."""
 
-    commands: list[tuple[int, Command]]  # (byte offset, record); skipped commands left out
+    commands: Sequence[tuple[int, Command]]  # (byte offset, record); skipped commands left out
     batches: list[BatchRef]
     length: int  # dwords scanned (for a batch: to the end of its terminating command)
     scanned: int = 0  # commands walked, skipped ones and MI_NOOPs included
@@ -105,22 +106,68 @@ def _rejected(err: FieldError, frame: Frame, offset: int, dw0: int) -> CommandRe
     )
 
 
+class Commands(Sequence[tuple[int, Command]]):
+    """The commands of a scanned buffer an engine acts on, as (byte offset, record), decoded
+    again from the scan's own copy of the buffer when asked for. A scan keeps dword positions
+    and that copy (at most 4 MiB) rather than a record object per command: a batch of a
+    million commands would otherwise be a million objects for the collector to walk, and a
+    collection then stalls a step for tens of milliseconds."""
+
+    __slots__ = ("_dwords", "_engine", "_positions")
+
+    def __init__(self, dwords: array[int], positions: array[int], engine: Engine) -> None:
+        self._dwords = dwords
+        self._positions = positions
+        self._engine = engine
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[int, Command]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[int, Command]]: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[int, Command] | list[tuple[int, Command]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        pos = self._positions[i]
+        dwords = self._dwords
+        dw0 = dwords[pos]
+        entry, n = header(DISPATCH[self._engine], self._engine, dw0)
+        record: Command = entry.decode(dwords, pos, n, dw0)
+        return pos * 4, record
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Commands({list(self)!r})"
+
+
 class Scan:
     """A scan of one buffer in progress.
 
     ``ring``: a ring segment of exactly ``limit`` dwords, which ends where the segment ends;
     otherwise a batch, which ends at its MI_BATCH_BUFFER_END or chained MI_BATCH_BUFFER_START
     and is refused if it has none within ``limit`` dwords or before readable memory ends.
+    Between steps it holds plain data: the dwords read so far, the position reached, the
+    positions of the commands to act on and the batch starts.
     """
 
     __slots__ = (
-        "_base",
         "_buf",
         "_eof",
+        "_pos",
+        "_positions",
         "_runs",
         "_table",
         "batches",
-        "commands",
         "frame",
         "limit",
         "ring",
@@ -133,60 +180,60 @@ class Scan:
         self.frame = frame
         self.limit = limit
         self.ring = ring
-        self.commands: list[tuple[int, Command]] = []
         self.batches: list[BatchRef] = []
         self.scanned = 0
         self._table = DISPATCH[frame.engine]
-        self._buf = array("I")
-        self._base = 0  # buffer position of _buf[0]
+        self._buf = array("I")  # every dword read, from the buffer's start
+        self._positions = array("I")  # dword positions of the commands an engine acts on
+        self._pos = 0  # the next dword to scan
         self._eof = False  # nothing more to read
         self._runs: set[int] = {0}  # headers of skipped one-dword commands this engine accepts
+
+    def _segment(self, length: int) -> Segment:
+        return Segment(Commands(self._buf, self._positions, self.frame.engine), self.batches, length, self.scanned)
 
     def step(self, deadline: float, clock: Callable[[], float] = time.monotonic) -> Segment | None:
         """Scan until the buffer's end (its Segment) or the deadline (None: call again).
         Raises CommandRejected."""
+        buf = self._buf
         while True:
-            buf = self._buf
-            if not self._eof and len(buf) < CHUNK_DWORDS:
-                have = self._base + len(buf)
+            if not self._eof and len(buf) - self._pos < CHUNK_DWORDS:
+                have = len(buf)
                 want = min(CHUNK_DWORDS, self.limit - have)
                 more = self.src.read(have, want) if want > 0 else ()
                 self._eof = len(more) < want or have + len(more) >= self.limit
                 buf.extend(more)
-            pos, ended, stopped = self._scan(buf, len(buf), self._eof)
+            pos, ended, stopped = self._scan(buf, self._pos, len(buf), self._eof)
+            self._pos = pos
             if ended:
-                return Segment(self.commands, self.batches, self._base + pos, self.scanned)
-            del buf[:pos]
-            self._base += pos
+                return self._segment(pos)
             if not stopped and self._eof:  # everything read is scanned (final: nothing left over)
                 if self.ring:
-                    return Segment(self.commands, self.batches, self._base, self.scanned)
+                    return self._segment(pos)
                 raise _rejected(
                     FieldError(
-                        f"no MI_BATCH_BUFFER_END within {self._base} dwords "
+                        f"no MI_BATCH_BUFFER_END within {pos} dwords "
                         f"(limit {self.limit}: the end of readable or graphics memory, or {MAX_BATCH_DWORDS} dwords)"
                     ),
                     self.frame,
-                    self._base * 4,
+                    pos * 4,
                     0,
                 )
             if clock() >= deadline:
                 return None
 
-    def _scan(self, buf: array[int], end: int, final: bool) -> tuple[int, bool, bool]:
-        """Scan ``buf[0:end]`` (dword 0 is buffer dword ``_base``) for at most CLOCK_EVERY
-        commands. Returns (position reached, whether the buffer ended there, whether the
-        budget stopped it). Unless ``final``, stops before a command that does not fit."""
+    def _scan(self, buf: array[int], pos: int, end: int, final: bool) -> tuple[int, bool, bool]:
+        """Scan ``buf[pos:end]`` for at most CLOCK_EVERY commands (a run of one skipped
+        command counting once). Returns (position reached, whether the buffer ended there,
+        whether the budget stopped it). Unless ``final``, stops before a command that does
+        not fit."""
         frame = self.frame
         table = self._table
         engine = frame.engine
-        commands = self.commands
-        base = self._base
-        pos = 0
+        positions = self._positions
         dw0 = 0
         budget = CLOCK_EVERY
         runs = self._runs
-        raw: bytes | None = None
         bb_start = op.MI_BATCH_BUFFER_START
         bb_end = op.MI_BATCH_BUFFER_END
         try:
@@ -199,9 +246,7 @@ class Scan:
                 if pos + 1 < end and buf[pos + 1] == dw0 and dw0 in runs:
                     # A run of one skipped one-dword command (MI_NOOP padding, MI_ARB_CHECK):
                     # checked once, then measured in C by comparing bytes.
-                    if raw is None:
-                        raw = buf.tobytes()
-                    k = _run_length(raw, pos, end, dw0)
+                    k = _run_length(buf, pos, end, dw0)
                     self.scanned += k - 1
                     pos += k
                     continue
@@ -220,18 +265,18 @@ class Scan:
                 check = entry.check
                 child = check(rec, frame) if check is not None else None
                 if not entry.skip:
-                    commands.append(((base + pos) * 4, rec))
+                    positions.append(pos)
                 pos += n
                 spec = entry.spec
                 if spec is bb_start:
                     assert isinstance(rec, BatchStart) and child is not None
-                    self.batches.append(BatchRef((base + pos - n) * 4, rec, child))
+                    self.batches.append(BatchRef((pos - n) * 4, rec, child))
                     if frame.level and not rec.second_level:
                         return pos, True, False  # chained: this batch does not continue
                 elif spec is bb_end:
                     return pos, True, False
         except FieldError as e:
-            raise _rejected(e, frame, (base + pos) * 4, dw0) from None
+            raise _rejected(e, frame, pos * 4, dw0) from None
         return pos, False, False
 
 
@@ -244,17 +289,18 @@ def _pattern(dw0: int) -> bytes:
     return array("I", [dw0]).tobytes() * _PATTERN_DWORDS
 
 
-def _run_length(raw: bytes, pos: int, end: int, dw0: int) -> int:
-    """How many dwords from dword ``pos`` of ``raw`` (up to ``end``) equal ``dw0``."""
+def _run_length(buf: array[int], pos: int, end: int, dw0: int) -> int:
+    """How many dwords of ``buf`` from ``pos`` (up to ``end``, at most a chunk) equal ``dw0``."""
+    n = min(end - pos, _PATTERN_DWORDS)
+    with memoryview(buf) as view:
+        raw = view[pos : pos + n].tobytes()
     pattern = _pattern(dw0)
-    start = 4 * pos
-    n = end - pos
-    if raw[start : start + 4 * n] == pattern[: 4 * n]:
+    if raw == pattern[: 4 * n]:
         return n
-    lo, hi = 1, n - 1  # raw[pos] equals dw0; not all n do
+    lo, hi = 1, n - 1  # buf[pos] equals dw0; not all n do
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if raw.startswith(pattern[: 4 * mid], start):
+        if raw.startswith(pattern[: 4 * mid]):
             lo = mid
         else:
             hi = mid - 1
