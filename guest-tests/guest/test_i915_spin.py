@@ -78,7 +78,8 @@ def spinner_batch():
     """IGT's GEN8 spinner: the loop, then the condition dword at the end of the page."""
     condition = PAGE - 8
     dwords = [MI_ARB_CHECK, MI_NOOP, MI_NOOP, MI_NOOP,
-              MI_COND_BATCH_BUFFER_END | MI_DO_COMPARE | 2, MI_BATCH_BUFFER_END, SPIN + condition, SPIN >> 32,
+              MI_COND_BATCH_BUFFER_END | MI_DO_COMPARE | 2, MI_BATCH_BUFFER_END,
+              (SPIN + condition) & 0xFFFFFFFF, (SPIN + condition) >> 32,
               MI_BATCH_BUFFER_START | 1 << 8 | 1, SPIN & 0xFFFFFFFF, SPIN >> 32, MI_NOOP]
     data = bytearray(PAGE)
     struct.pack_into("<%dI" % len(dwords), data, 0, *dwords)
