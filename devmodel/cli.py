@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         "--watchdog",
         type=float,
         metavar="SECONDS",
-        help="engine time a workload may run before it is hung (gen_vgpu; default 2)",
+        help="engine time a workload may run before it is hung (gen_vgpu; default: no limit)",
     )
     s.add_argument(
         "--log-burst",

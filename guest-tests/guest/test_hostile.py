@@ -6,7 +6,8 @@ store still lands on every engine.
 Acts: a PPGTT whose tables point at themselves and at frames outside guest RAM; a ring whose
 tail lies past the ring's end; a blit on the render engine (the wrong engine); a store
 addressed to an unmapped graphics address; an ELSP storm of garbage descriptors; garbage in
-the CSB pointer; a GDRST storm; a batch that jumps to itself (the device's watchdog)."""
+the CSB pointer; a GDRST storm; a batch that jumps to itself (it runs, sleeping between
+laps, until the engine reset)."""
 # devmodel-guest: timeout=240
 import random
 import time
@@ -118,7 +119,7 @@ def main():
         engines["VECS0"].submit(ctx)
         return None
 
-    act("a batch that jumps to itself: the device survives while the watchdog bounds it", runaway)
+    act("a batch that jumps to itself: the device survives it, running until the engine reset", runaway)
 
     def behaves():
         for engine in engines.values():

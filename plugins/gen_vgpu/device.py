@@ -16,7 +16,6 @@ from devmodel.device.registers import RegisterFile
 from .aperture import Aperture
 from .bar0 import Bar0, TracedBar0, traced
 from .bar0_accel import Bar0Accel
-from .cmd.ranges import GraphicsMemory as ScanMemory
 from .engine.execlist import Engines
 from .engine.memory import GgttSpace
 from .engine.run import Runner, Watchdog
@@ -66,7 +65,7 @@ class GenVgpu(Device):
     ) -> None:
         info: PlatformInfo = PLATFORMS[platform]
         self.info = info
-        self.graphics_memory = GraphicsMemory(aperture_size, hidden_size)  # checks both sizes
+        self.graphics_memory = GraphicsMemory.sized(aperture_size, hidden_size)  # checks both sizes
         config = PciConfigSpace(
             VENDOR_INTEL,
             info.device_id,
@@ -104,7 +103,6 @@ class GenVgpu(Device):
         """Execlists, GT registers, interrupts and the unlisted-register log, and the runner
         that executes workloads through the shadow GGTT and the shadow PPGTTs."""
         gm = self.graphics_memory
-        slices = (gm.mappable, gm.hidden)
         self.ggtt_space = GgttSpace(self.ggtt, self.dma)
         self.ppgtt = Ppgtt(  # a DMA listener
             self.dma, self.info.pte_ops, self.info.has_ips, max_shadow_pages, max_shadow_mms
@@ -114,12 +112,11 @@ class GenVgpu(Device):
             self.ggtt_space,
             self.ppgtt,
             self.registers,
-            ScanMemory((s.start, len(s)) for s in slices),
+            gm,
             watchdog,
         )
         self.interrupts = Interrupts(self.raise_interrupt, lambda: self.set_intx(False))
-        gm_ranges = [(s.start, s.stop) for s in slices if len(s)]
-        self.engines = Engines(self.interrupts, self.runner, self.ggtt_space.read, self.ggtt_space.write, gm_ranges)
+        self.engines = Engines(self.interrupts, self.runner, self.ggtt_space.read, self.ggtt_space.write, gm)
         self.runner.attach(self.engines)
         engines = self.engines
         self.gt = GtRegisters(

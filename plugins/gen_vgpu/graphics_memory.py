@@ -1,10 +1,13 @@
 """The vGPU's graphics memory: the mappable (aperture) slice and the hidden slice of the
-GGTT's 4 GiB. PVINFO's avail_rs publishes these ranges and the command scanner will check
-GGTT addresses against them, so both read them from here."""
+GGTT's 4 GiB. One type for every reader: PVINFO publishes the two slices (avail_rs), the
+command scanner checks GGTT addresses against them, and the execlists check context images
+and status pages against them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import bisect
+
+from devmodel.errors import OutOfRange
 
 __all__ = ["DEFAULT_APERTURE_SIZE", "DEFAULT_HIDDEN_SIZE", "GGTT_SPAN", "GraphicsMemory"]
 
@@ -16,31 +19,61 @@ DEFAULT_HIDDEN_SIZE = 256 << 20
 _PAGE = 4096
 
 
-@dataclass(frozen=True)
 class GraphicsMemory:
-    aperture_size: int = DEFAULT_APERTURE_SIZE
-    hidden_size: int = DEFAULT_HIDDEN_SIZE
+    """The two slices of the GGTT this vGPU owns, ``mappable`` and ``hidden``, as ranges of
+    graphics addresses. Adjacent slices count as one span for :meth:`span_from`."""
 
-    def __post_init__(self) -> None:
-        a, h = self.aperture_size, self.hidden_size
+    __slots__ = ("_ends", "_starts", "hidden", "mappable")
+
+    def __init__(self, mappable: range, hidden: range) -> None:
+        for r in (mappable, hidden):
+            if r.step != 1 or r.start < 0 or r.stop > GGTT_SPAN or r.stop < r.start:
+                raise OutOfRange("graphics memory range outside the GGTT space", base=r.start, size=len(r))
+        if len(mappable) and len(hidden) and mappable.start < hidden.stop and hidden.start < mappable.stop:
+            raise OutOfRange("mappable and hidden graphics memory overlap", base=hidden.start, size=len(hidden))
+        self.mappable = mappable
+        self.hidden = hidden
+        merged: list[tuple[int, int]] = []
+        for start, end in sorted((r.start, r.stop) for r in (mappable, hidden) if len(r)):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        self._starts = [s for s, _ in merged]
+        self._ends = [e for _, e in merged]
+
+    @classmethod
+    def sized(
+        cls, aperture_size: int = DEFAULT_APERTURE_SIZE, hidden_size: int = DEFAULT_HIDDEN_SIZE
+    ) -> GraphicsMemory:
+        """The vGPU's layout: the aperture from graphics address 0 (BAR2 maps it), the hidden
+        slice right after it. Raises ValueError for sizes the device cannot offer."""
+        a, h = aperture_size, hidden_size
         if a < _PAGE or a & (a - 1):
             raise ValueError(f"aperture size {a:#x} is not a power of two of at least 4 KiB (it is BAR2)")
         if h < 0 or h % _PAGE:
             raise ValueError(f"hidden size {h:#x} is not a multiple of 4 KiB")
         if a + h > GGTT_SPAN:
             raise ValueError(f"aperture {a:#x} + hidden {h:#x} exceed the GGTT's 4 GiB")
+        return cls(range(a), range(a, a + h))
 
-    @property
-    def mappable(self) -> range:
-        """Graphics addresses the guest reaches through BAR2: all of the aperture, from 0."""
-        return range(self.aperture_size)
+    def span_from(self, address: int) -> int:
+        """How many bytes from ``address`` stay inside one span (0 if outside every slice)."""
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i < 0 or address >= self._ends[i]:
+            return 0
+        return self._ends[i] - address
 
-    @property
-    def hidden(self) -> range:
-        """The non-mappable slice, right after the aperture."""
-        return range(self.aperture_size, self.aperture_size + self.hidden_size)
+    def contains(self, address: int, size: int = 1) -> bool:
+        """Whether [address, address + size) lies inside the vGPU's graphics memory."""
+        return self.span_from(address) >= size > 0
 
-    def contains(self, gma: int, size: int = 1) -> bool:
-        """Whether [gma, gma + size) lies inside the vGPU's graphics memory (the two slices
-        are adjacent, so one range)."""
-        return 0 <= gma and gma + size <= self.aperture_size + self.hidden_size
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, GraphicsMemory) and (self.mappable, self.hidden) == (other.mappable, other.hidden)
+
+    def __hash__(self) -> int:
+        return hash((self.mappable, self.hidden))
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"[{s:#x}, {e:#x})" for s, e in zip(self._starts, self._ends, strict=True))
+        return f"GraphicsMemory({parts})"

@@ -1,47 +1,74 @@
-"""One validating decoder per command, and the per-engine dispatch tables over them.
+"""One validating decoder per command (the rows of opcodes.py name them).
 
 A decoder gets the dword buffer, the command's position, its length (already checked against
 the header's length rule) and DW0, and returns the command's record or raises FieldError with
-what is wrong. Dispatch is one list index on DW0 >> 22 (client and the opcode bits every client
-shares), then a header match, so a scan makes no per-dword objects.
+what is wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
 from ..mmio.regs import MMIO_SIZE
-from . import opcodes as op
-from .engines import Engine
-from .opcodes import CommandSpec, bit
 from .records import (
     PPHWSP_SIZE,
     ArbCheck,
     ArbOnOff,
+    Atomic,
+    AtomicOp,
     BatchEnd,
     BatchStart,
     ColorBlt,
     Command,
+    CompareOp,
+    CondBatchEnd,
+    CopyMemMem,
     FlushDw,
     GfxState,
     LoadRegisterImm,
+    LoadRegisterMem,
+    LoadRegisterReg,
+    Math,
     Noop,
     PipeControl,
     PostSync,
+    ReportHead,
+    SemaphoreWait,
     SrcCopyBlt,
     StoreDataImm,
+    StoreDataIndex,
     StoreRegisterMem,
     UserInterrupt,
 )
-from .reject import CommandRejected, FieldError
+from .reject import FieldError
+from .spec import Dwords, bit
 
-__all__ = ["DISPATCH", "KEY_SHIFT", "Decoder", "Dwords", "Entry", "command_name", "decode_one", "header", "lookup"]
+__all__ = [
+    "atomic",
+    "cond_batch_end",
+    "copy_mem_mem",
+    "load_register_mem",
+    "load_register_reg",
+    "math",
+    "report_head",
+    "semaphore_wait",
+    "store_data_index",
+    "arb_check",
+    "arb_on_off",
+    "batch_end",
+    "batch_start",
+    "color_blt",
+    "flush_dw",
+    "gfx_state",
+    "load_register_imm",
+    "noop",
+    "pipe_control",
+    "src_copy_blt",
+    "store_data_imm",
+    "store_register_mem",
+    "user_interrupt",
+]
 
-Dwords = Sequence[int]  # array('I'), memoryview.cast('I') or list
-Decoder = Callable[[Dwords, int, int, int], Command]
-
-KEY_SHIFT = 22
-ADDR_HI_RESERVED = 0xFFFF0000  # upper address dwords hold bits 47:32
+ADDR_HI_UPPER = 0xFFFF0000  # bits 63:48 of an upper address dword: bit 47's sign extension
+_BIT47 = 0x8000
 PIPE_CONTROL_MMIO_WRITE = bit(23)
 # Header and flag bits as constants: the decoders run per command.
 _B8 = bit(8)
@@ -58,9 +85,13 @@ _POST_SYNC = tuple(PostSync)  # indexed by the 2-bit field: cheaper than calling
 
 
 def _address(lo: int, hi: int, what: str) -> int:
-    if hi & ADDR_HI_RESERVED:
-        raise FieldError(f"{what} bits 63:48 set (upper dword {hi:#x})")
-    return (hi << 32) | lo
+    """A 48-bit graphics address from its two dwords. Canonical addresses (bits 63:48 a copy
+    of bit 47, as i915 and IGT write them for the top of the address space) are accepted and
+    taken as their 48 bits, as hardware ignores the copy; anything else in 63:48 is refused."""
+    upper = hi & ADDR_HI_UPPER
+    if upper and (upper != ADDR_HI_UPPER or not hi & _BIT47):
+        raise FieldError(f"{what} bits 63:48 are not a sign extension of bit 47 (upper dword {hi:#x})")
+    return ((hi & 0xFFFF) << 32) | lo
 
 
 def _register(dw: int) -> int:
@@ -70,34 +101,34 @@ def _register(dw: int) -> int:
     return dw
 
 
-def _noop(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def noop(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return Noop()
 
 
-def _arb_check(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def arb_check(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return ArbCheck()
 
 
-def _arb_on_off(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def arb_on_off(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return ArbOnOff(bool(dw0 & 1))
 
 
-def _user_interrupt(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def user_interrupt(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return UserInterrupt()
 
 
-def _batch_end(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def batch_end(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return BatchEnd()
 
 
-def _batch_start(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def batch_start(b: Dwords, p: int, n: int, dw0: int) -> Command:
     lo = b[p + 1]
     if lo & 3:
         raise FieldError(f"batch address {lo:#x} not dword aligned")
     return BatchStart(_address(lo, b[p + 2], "batch address"), bool(dw0 & _B8), bool(dw0 & _B22))
 
 
-def _store_data_imm(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def store_data_imm(b: Dwords, p: int, n: int, dw0: int) -> Command:
     qword = bool(dw0 & _B21)
     if qword != (n == 5):
         raise FieldError("store-qword bit 21 and the length disagree (dword form: 4 dwords, qword form: 5)")
@@ -108,18 +139,18 @@ def _store_data_imm(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return StoreDataImm(_address(lo, b[p + 2], "address"), bool(dw0 & _B22), 8 if qword else 4, value)
 
 
-def _load_register_imm(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def load_register_imm(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return LoadRegisterImm(tuple((_register(b[i]), b[i + 1]) for i in range(p + 1, p + n, 2)))
 
 
-def _store_register_mem(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def store_register_mem(b: Dwords, p: int, n: int, dw0: int) -> Command:
     lo = b[p + 2]
     if lo & 3:
         raise FieldError(f"address {lo:#x} not dword aligned")
     return StoreRegisterMem(_register(b[p + 1]), _address(lo, b[p + 3], "address"), bool(dw0 & _B22))
 
 
-def _flush_dw(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def flush_dw(b: Dwords, p: int, n: int, dw0: int) -> Command:
     post_sync = _POST_SYNC[(dw0 >> 14) & 3]
     if post_sync is PostSync.DEPTH_COUNT:
         raise FieldError("post-sync operation 2 is reserved for MI_FLUSH_DW")
@@ -139,7 +170,7 @@ def _flush_dw(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return FlushDw(post_sync, address, bool(lo & 4), store_index, size, value, bool(dw0 & _B8), bool(dw0 & _B18))
 
 
-def _pipe_control(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def pipe_control(b: Dwords, p: int, n: int, dw0: int) -> Command:
     flags = b[p + 1]
     if flags & PIPE_CONTROL_MMIO_WRITE:
         raise FieldError("the MMIO-write post-sync form (DW1 bit 23) is not supported")
@@ -164,7 +195,7 @@ def _pipe_control(b: Dwords, p: int, n: int, dw0: int) -> Command:
     )
 
 
-def _gfx_state(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def gfx_state(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return GfxState(dw0, n)
 
 
@@ -208,7 +239,7 @@ def _rect(b: Dwords, p: int) -> tuple[int, int, int, int]:
     return x1, y1, x2, y2
 
 
-def _color_blt(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def color_blt(b: Dwords, p: int, n: int, dw0: int) -> Command:
     _blt_header(dw0, src=False)
     pitch = _br13(b[p + 1], ROP_PATCOPY)
     x1, y1, x2, y2 = _rect(b, p + 2)
@@ -216,7 +247,7 @@ def _color_blt(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return ColorBlt(dst, pitch, x1, y1, x2, y2, b[p + 6], ROP_PATCOPY)
 
 
-def _src_copy_blt(b: Dwords, p: int, n: int, dw0: int) -> Command:
+def src_copy_blt(b: Dwords, p: int, n: int, dw0: int) -> Command:
     _blt_header(dw0, src=True)
     dst_pitch = _br13(b[p + 1], ROP_SRCCOPY)
     x1, y1, x2, y2 = _rect(b, p + 2)
@@ -229,96 +260,117 @@ def _src_copy_blt(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return SrcCopyBlt(dst, dst_pitch, x1, y1, x2, y2, src, src_pitch, src_x, src_y, ROP_SRCCOPY)
 
 
-DECODERS: dict[CommandSpec, Decoder] = {
-    op.MI_NOOP: _noop,
-    op.MI_USER_INTERRUPT: _user_interrupt,
-    op.MI_ARB_CHECK: _arb_check,
-    op.MI_ARB_ON_OFF: _arb_on_off,
-    op.MI_BATCH_BUFFER_END: _batch_end,
-    op.MI_STORE_DATA_IMM: _store_data_imm,
-    op.MI_LOAD_REGISTER_IMM: _load_register_imm,
-    op.MI_STORE_REGISTER_MEM: _store_register_mem,
-    op.MI_FLUSH_DW: _flush_dw,
-    op.MI_BATCH_BUFFER_START: _batch_start,
-    op.PIPE_CONTROL: _pipe_control,
-    op.GFX_STATE: _gfx_state,
-    op.XY_COLOR_BLT: _color_blt,
-    op.XY_SRC_COPY_BLT: _src_copy_blt,
-}
-assert set(DECODERS) == set(op.SPECS)
+def report_head(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    return ReportHead()
 
 
-class Entry:
-    """A dispatch slot: a spec, its decoder, whether this engine may run it, and the next
-    candidate for the same slot when the header does not match this one."""
-
-    __slots__ = ("allowed", "decode", "fallback", "header", "length", "mask", "reserved", "skip", "spec")
-
-    def __init__(self, spec: CommandSpec, allowed: bool, fallback: Entry | None) -> None:
-        self.spec = spec
-        self.header = spec.header
-        self.mask = spec.mask
-        self.decode = DECODERS[spec]
-        self.allowed = allowed
-        self.skip = spec.skip
-        self.fallback = fallback
-        self.reserved = spec.reserved_bits(0xFFFFFFFF)  # the header bits that must be clear
-        self.length = spec.length
+def _dword_address(b: Dwords, p: int, what: str = "address") -> int:
+    lo = b[p]
+    if lo & 3:
+        raise FieldError(f"{what} {lo:#x} not dword aligned")
+    return _address(lo, b[p + 1], what)
 
 
-def _build(engine: Engine) -> list[Entry | None]:
-    table: list[Entry | None] = [None] * (1 << (32 - KEY_SHIFT))
-    # Least specific first, so that more specific specs end up in front of each slot's chain.
-    for spec in reversed(op.SPECS):
-        key_mask = spec.mask >> KEY_SHIFT
-        key_bits = spec.header >> KEY_SHIFT
-        for key in range(len(table)):
-            if key & key_mask == key_bits:
-                table[key] = Entry(spec, engine in spec.engines, table[key])
-    return table
+def cond_batch_end(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    if not dw0 & _B21:
+        raise FieldError("only the compare-semaphore form (DW0 bit 21) is supported")
+    return CondBatchEnd(_dword_address(b, p + 2), bool(dw0 & _B22), b[p + 1])
 
 
-DISPATCH: dict[Engine, list[Entry | None]] = {e: _build(e) for e in Engine}
+SEMAPHORE_POLL = bit(15)
+_COMPARE_OPS = tuple(CompareOp)
 
 
-def lookup(table: list[Entry | None], dw0: int) -> Entry | None:
-    entry = table[dw0 >> KEY_SHIFT]
-    while entry is not None and dw0 & entry.mask != entry.header:
-        entry = entry.fallback
-    return entry
+def semaphore_wait(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    if not dw0 & SEMAPHORE_POLL:
+        raise FieldError("signal wait mode (DW0 bit 15 clear) is not supported: nothing signals")
+    op = (dw0 >> 12) & 7
+    if op >= len(_COMPARE_OPS):
+        raise FieldError(f"compare operation {op} is reserved")
+    return SemaphoreWait(_dword_address(b, p + 2), bool(dw0 & _B22), b[p + 1], _COMPARE_OPS[op])
 
 
-def header(table: list[Entry | None], engine: Engine, dw0: int) -> tuple[Entry, int]:
-    """The dispatch entry for a header and the command's length, or FieldError."""
-    entry = lookup(table, dw0)
-    if entry is None:
-        raise FieldError(f"unknown command header {dw0:#010x}")
-    if not entry.allowed:
-        raise FieldError(f"not allowed on {engine.name}")
-    if dw0 & entry.reserved:
-        raise FieldError(f"reserved header bits {dw0 & entry.reserved:#x} set in {dw0:#010x}")
-    return entry, entry.length(dw0)
+# MI_MATH ALU (GEN8/GEN9): opcode 31:20, operand 1 19:10, operand 2 9:0.
+ALU_NOOP, ALU_LOAD, ALU_LOADINV, ALU_LOAD0, ALU_LOAD1 = 0x000, 0x080, 0x480, 0x081, 0x481
+ALU_ADD, ALU_SUB, ALU_AND, ALU_OR, ALU_XOR = 0x100, 0x101, 0x102, 0x103, 0x104
+ALU_STORE, ALU_STOREINV = 0x180, 0x580
+ALU_SRCA, ALU_SRCB, ALU_ACCU, ALU_ZF, ALU_CF = 0x20, 0x21, 0x31, 0x32, 0x33
+GPR_COUNT = 16
+_ALU_SOURCES = frozenset({*range(GPR_COUNT), ALU_ACCU, ALU_ZF, ALU_CF})
+_ALU_NO_OPERANDS = frozenset({ALU_NOOP, ALU_ADD, ALU_SUB, ALU_AND, ALU_OR, ALU_XOR})
 
 
-def command_name(engine: Engine, dw0: int) -> str:
-    entry = lookup(DISPATCH[engine], dw0)
-    return "unknown command" if entry is None else entry.spec.name
+def _alu(dw: int) -> tuple[int, int, int]:
+    opcode, a, c = dw >> 20, (dw >> 10) & 0x3FF, dw & 0x3FF
+    if opcode in _ALU_NO_OPERANDS:
+        ok = a == 0 and c == 0
+    elif opcode in (ALU_LOAD, ALU_LOADINV):
+        ok = a in (ALU_SRCA, ALU_SRCB) and c in _ALU_SOURCES
+    elif opcode in (ALU_LOAD0, ALU_LOAD1):
+        ok = a in (ALU_SRCA, ALU_SRCB) and c == 0
+    elif opcode in (ALU_STORE, ALU_STOREINV):
+        ok = a < GPR_COUNT and c in _ALU_SOURCES
+    else:
+        raise FieldError(f"ALU instruction {dw:#010x}: opcode {opcode:#x} is not a GEN8/GEN9 ALU operation")
+    if not ok:
+        raise FieldError(f"ALU instruction {dw:#010x}: operands {a:#x}, {c:#x} are not valid for opcode {opcode:#x}")
+    return opcode, a, c
 
 
-def decode_one(buf: Dwords, pos: int, engine: Engine, end: int | None = None) -> tuple[Command, int]:
-    """Decode the command at ``buf[pos]`` as ``engine`` would: its record and its length.
+def math(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    return Math(tuple(_alu(b[i]) for i in range(p + 1, p + n)))
 
-    Validates the header and the fields only; the register allow-list, GGTT ranges and batch
-    nesting need a scan's context (scan.py). Raises CommandRejected (level 0, offset from buf[0]).
-    """
-    end = len(buf) if end is None else end
-    dw0 = buf[pos]
-    try:
-        entry, n = header(DISPATCH[engine], engine, dw0)
-        if pos + n > end:
-            raise FieldError(f"{n}-dword command runs past the end of the buffer ({end - pos} dwords left)")
-        return entry.decode(buf, pos, n, dw0), n
-    except FieldError as e:
-        raise CommandRejected(
-            str(e), command=command_name(engine, dw0), offset=pos * 4, engine=engine, level=0, header=dw0
-        ) from None
+
+def load_register_reg(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    return LoadRegisterReg(_register(b[p + 1]), _register(b[p + 2]))
+
+
+def load_register_mem(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    return LoadRegisterMem(_register(b[p + 1]), _dword_address(b, p + 2), bool(dw0 & _B22))
+
+
+def copy_mem_mem(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    dst = _dword_address(b, p + 1, "destination address")
+    src = _dword_address(b, p + 3, "source address")
+    return CopyMemMem(dst, bool(dw0 & _B21), src, bool(dw0 & _B22))
+
+
+ATOMIC_INLINE = bit(18)
+ATOMIC_RETURN = bit(16)
+ATOMIC_POST_SYNC = bit(21)
+_ATOMIC_QWORD = 0x20
+_ATOMIC_NO_OPERAND = frozenset({AtomicOp.INC, AtomicOp.DEC, AtomicOp.PREDEC})
+
+
+def atomic(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    if dw0 & (ATOMIC_RETURN | ATOMIC_POST_SYNC):
+        raise FieldError("MI_ATOMIC's return-data and post-sync forms (DW0 bits 16, 21) are not supported")
+    code = (dw0 >> 8) & 0xFF
+    if code & ~(_ATOMIC_QWORD | 0xF) or not code & 0xF:
+        raise FieldError(f"atomic operation {code:#x} is not a dword or qword operation")
+    qword = bool(code & _ATOMIC_QWORD)
+    if (dw0 >> 19) & 3 != int(qword):
+        raise FieldError("data size (DW0 20:19) does not match the operation's dword or qword form")
+    op = AtomicOp(code & 0xF)
+    inline = bool(dw0 & ATOMIC_INLINE)
+    if inline != (n == 11):
+        raise FieldError("inline data (DW0 bit 18) and the length disagree (3 dwords, or 11 with inline data)")
+    if not inline and op not in _ATOMIC_NO_OPERAND:
+        raise FieldError(f"{op.name} needs its operands inline (DW0 bit 18)")
+    size = 8 if qword else 4
+    address = _dword_address(b, p + 1)
+    if address & (size - 1):
+        raise FieldError(f"address {address:#x} not aligned to the {size} bytes operated on")
+    operands = (b[p + 3] | b[p + 4] << 32, b[p + 5] | b[p + 6] << 32) if inline else (0, 0)
+    return Atomic(address, bool(dw0 & _B22), op, size, operands)
+
+
+def store_data_index(b: Dwords, p: int, n: int, dw0: int) -> Command:
+    qword = bool(dw0 & _B21)
+    if qword != (n == 4):
+        raise FieldError("store-qword bit 21 and the length disagree (dword form: 3 dwords, qword form: 4)")
+    offset = b[p + 1]
+    size = 8 if qword else 4
+    if offset & (size - 1) or offset + size > PPHWSP_SIZE:
+        raise FieldError(f"index offset {offset:#x} not aligned to {size} or past the {PPHWSP_SIZE}-byte PPHWSP")
+    return StoreDataIndex(offset, size, b[p + 2] | (b[p + 3] << 32 if qword else 0))

@@ -1,74 +1,20 @@
-"""One declaration of each command's encoding: client, opcode bits, length rule, allowed
-header flags and the engines that may run it (contract §5, GEN8 forms).
-
-A header's client is bits 31:29 (0 MI, 2 blitter, 3 3D/media). MI opcodes are bits 28:23,
-blitter opcodes 28:22; the 3D client is split into pipeline 28:27, opcode 26:24 and sub-opcode
-23:16. Lengths count every dword of the command; a length field holds that count minus two.
-docs/commands.md renders this table.
+"""The command table: one row (``CommandSpec``, spec.py) per command the vGPU's engines
+accept (contract §5, GEN8 forms): encoding, length rule, engines, decoder, the scanner's
+check and the executor's handler. docs/commands.md's table is generated from these rows
+(cmd/doc.py; a test fails when the doc is stale).
 """
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
-
+from . import decode as d
+from . import frame as f
+from . import records as rec
 from .engines import Engine
-from .reject import FieldError
+from .spec import CommandSpec, LengthRule, bit
 
-__all__ = ["ALL_ENGINES", "LRI_MAX_REGS", "SPECS", "CommandSpec", "LengthRule", "bit"]
-
-
-def bit(n: int) -> int:
-    return 1 << n
-
+__all__ = ["ALL_ENGINES", "SPECS"]
 
 ALL_ENGINES = frozenset(Engine)
-LRI_MAX_REGS = 126  # i915's MI_LOAD_REGISTER_IMM_MAX_REGS; the 8-bit field allows no more pairs
-
-
-class LengthRule(enum.Enum):
-    ONE = "one dword"
-    FIELD = "length field + 2, one of the listed lengths"
-    LRI = "length field + 2, odd field: 1 + 2n dwords, 1 <= n <= 126"
-    GFX = "pipeline (28:27) 1: one dword; else (dw0 & 0xFF) + 2"
-
-
-@dataclass(frozen=True, eq=False)  # identity hash: specs key the scanner's dicts
-class CommandSpec:
-    name: str
-    header: int  # the identifying bits
-    mask: int  # which bits of DW0 identify the command
-    rule: LengthRule
-    engines: frozenset[Engine]
-    len_mask: int = 0
-    lengths: frozenset[int] = frozenset()
-    flags: int = 0  # other DW0 bits a valid header may carry (checked for MI and blitter commands)
-    skip: bool = False  # nothing for an engine to do: left out of a scan's command list
-
-    def length(self, dw0: int) -> int:
-        """The command's total length in dwords from its header, or FieldError."""
-        rule = self.rule
-        if rule is LengthRule.ONE:
-            return 1
-        if rule is LengthRule.GFX:
-            return 1 if (dw0 >> 27) & 3 == 1 else (dw0 & 0xFF) + 2
-        field = dw0 & self.len_mask
-        if rule is LengthRule.LRI:
-            if not field & 1 or field > 2 * LRI_MAX_REGS - 1:
-                raise FieldError(f"length field {field} is not 2n - 1 for 1 <= n <= {LRI_MAX_REGS}")
-            return field + 2
-        n = field + 2
-        if n not in self.lengths:
-            valid = " or ".join(str(v) for v in sorted(self.lengths))
-            raise FieldError(f"length {n} dwords (field {field}); valid: {valid}")
-        return n
-
-    def reserved_bits(self, dw0: int) -> int:
-        """Header bits set outside the opcode, length field and allowed flags (0 for 3D)."""
-        if self.rule is LengthRule.GFX:
-            return 0
-        return dw0 & ~(self.mask | self.len_mask | self.flags) & 0xFFFFFFFF
-
 
 _MI = 0xFF800000  # client + MI opcode
 _BLT = 0xFFC00000  # client + blitter opcode
@@ -82,31 +28,117 @@ def _mi(opcode: int) -> int:
 
 
 # fmt: off
-MI_NOOP = CommandSpec("MI_NOOP", _mi(0x00), _MI, LengthRule.ONE, ALL_ENGINES,
-                      flags=0x3FFFFF, skip=True)  # bit 22 (write the NOPID register) is refused
-MI_USER_INTERRUPT = CommandSpec("MI_USER_INTERRUPT", _mi(0x02), _MI, LengthRule.ONE, ALL_ENGINES)
-MI_ARB_CHECK = CommandSpec("MI_ARB_CHECK", _mi(0x05), _MI, LengthRule.ONE, ALL_ENGINES, skip=True)
-MI_ARB_ON_OFF = CommandSpec("MI_ARB_ON_OFF", _mi(0x08), _MI, LengthRule.ONE, ALL_ENGINES,
-                            flags=bit(0), skip=True)
-MI_BATCH_BUFFER_END = CommandSpec("MI_BATCH_BUFFER_END", _mi(0x0A), _MI, LengthRule.ONE, ALL_ENGINES)
-MI_STORE_DATA_IMM = CommandSpec("MI_STORE_DATA_IMM", _mi(0x20), _MI, LengthRule.FIELD, ALL_ENGINES,
-                                len_mask=0x3FF, lengths=frozenset({4, 5}), flags=bit(22) | bit(21))
-MI_LOAD_REGISTER_IMM = CommandSpec("MI_LOAD_REGISTER_IMM", _mi(0x22), _MI, LengthRule.LRI, ALL_ENGINES,
-                                   len_mask=0xFF, flags=bit(12))  # 12: force posted; 11:8 byte disables refused
-MI_STORE_REGISTER_MEM = CommandSpec("MI_STORE_REGISTER_MEM", _mi(0x24), _MI, LengthRule.FIELD, ALL_ENGINES,
-                                    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22))
-MI_FLUSH_DW = CommandSpec("MI_FLUSH_DW", _mi(0x26), _MI, LengthRule.FIELD, _NOT_RCS,
-                          len_mask=0x3F, lengths=frozenset({4, 5}),
-                          flags=bit(21) | bit(18) | (3 << 14) | bit(8) | bit(7))
-MI_BATCH_BUFFER_START = CommandSpec("MI_BATCH_BUFFER_START", _mi(0x31), _MI, LengthRule.FIELD, ALL_ENGINES,
-                                    len_mask=0xFF, lengths=frozenset({3}), flags=bit(22) | bit(8))
-PIPE_CONTROL = CommandSpec("PIPE_CONTROL", 0x7A000000, 0xFFFF0000, LengthRule.FIELD, _RCS,
-                           len_mask=0xFF, lengths=frozenset({6}))
-GFX_STATE = CommandSpec("3D/media state", 0x60000000, 0xE0000000, LengthRule.GFX, _RCS, skip=True)
-XY_COLOR_BLT = CommandSpec("XY_COLOR_BLT", (2 << 29) | (0x50 << 22), _BLT, LengthRule.FIELD, _BCS,
-                           len_mask=0xFF, lengths=frozenset({7}), flags=(3 << 20) | bit(11))
-XY_SRC_COPY_BLT = CommandSpec("XY_SRC_COPY_BLT", (2 << 29) | (0x53 << 22), _BLT, LengthRule.FIELD, _BCS,
-                              len_mask=0xFF, lengths=frozenset({10}), flags=(3 << 20) | bit(15) | bit(11))
+MI_NOOP = CommandSpec(
+    "MI_NOOP", _mi(0x00), _MI, LengthRule.ONE, ALL_ENGINES, d.noop, rec.Noop,
+    flags=0x3FFFFF,  # bit 22 (write the NOPID register) is refused
+    doc_flags="21:0 (identification number; bit 22, the NOPID write, is refused)", doc_does="skipped")
+MI_USER_INTERRUPT = CommandSpec(
+    "MI_USER_INTERRUPT", _mi(0x02), _MI, LengthRule.ONE, ALL_ENGINES, d.user_interrupt, rec.UserInterrupt,
+    handler="user_interrupt", doc_does="user interrupt at completion")
+MI_ARB_CHECK = CommandSpec(
+    "MI_ARB_CHECK", _mi(0x05), _MI, LengthRule.ONE, ALL_ENGINES, d.arb_check, rec.ArbCheck,
+    doc_does="skipped")
+MI_ARB_ON_OFF = CommandSpec(
+    "MI_ARB_ON_OFF", _mi(0x08), _MI, LengthRule.ONE, ALL_ENGINES, d.arb_on_off, rec.ArbOnOff,
+    flags=bit(0), doc_flags="0 enable", doc_does="skipped")
+MI_BATCH_BUFFER_END = CommandSpec(
+    "MI_BATCH_BUFFER_END", _mi(0x0A), _MI, LengthRule.ONE, ALL_ENGINES, d.batch_end, rec.BatchEnd,
+    check=f.check_batch_end, handler="batch_end", doc_does="ends the batch; refused in the ring")
+MI_STORE_DATA_IMM = CommandSpec(
+    "MI_STORE_DATA_IMM", _mi(0x20), _MI, LengthRule.FIELD, ALL_ENGINES, d.store_data_imm, rec.StoreDataImm,
+    check=f.check_sdi, handler="store_data",
+    len_mask=0x3FF, lengths=frozenset({4, 5}), flags=bit(22) | bit(21),
+    doc_flags="22 GGTT, 21 qword", doc_does="writes the dword (4) or qword (5); address aligned to it")
+MI_LOAD_REGISTER_IMM = CommandSpec(
+    "MI_LOAD_REGISTER_IMM", _mi(0x22), _MI, LengthRule.LRI, ALL_ENGINES, d.load_register_imm, rec.LoadRegisterImm,
+    check=f.check_lri, handler="load_register",
+    len_mask=0xFF, flags=bit(12),  # 12: force posted; 11:8 byte disables refused
+    doc_dw0="0x11000000 \\| (2n - 1)", doc_flags="12 force-posted (11:8 byte disables refused)",
+    doc_does="writes each register, all on the write allow-list")
+MI_STORE_REGISTER_MEM = CommandSpec(
+    "MI_STORE_REGISTER_MEM", _mi(0x24), _MI, LengthRule.FIELD, ALL_ENGINES, d.store_register_mem,
+    rec.StoreRegisterMem, check=f.check_srm, handler="store_register",
+    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22),
+    doc_flags="22 GGTT", doc_does="stores a register on the read allow-list")
+MI_FLUSH_DW = CommandSpec(
+    "MI_FLUSH_DW", _mi(0x26), _MI, LengthRule.FIELD, _NOT_RCS, d.flush_dw, rec.FlushDw,
+    check=f.check_flush_dw, handler="flush_dw",
+    len_mask=0x3F, lengths=frozenset({4, 5}), flags=bit(21) | bit(18) | (3 << 14) | bit(8) | bit(7),
+    doc_flags="21 store-index, 18 TLB invalidate, 15:14 post-sync (0 none, 1 write immediate, 3 timestamp; "
+              "2 refused), 8 notify, 7 invalidate BSD",
+    doc_does="post-sync write (DW1 bit 2 = GGTT, address bits 47:3), notify interrupt")
+MI_BATCH_BUFFER_START = CommandSpec(
+    "MI_BATCH_BUFFER_START", _mi(0x31), _MI, LengthRule.FIELD, ALL_ENGINES, d.batch_start, rec.BatchStart,
+    check=f.check_batch_start, handler="batch_start",
+    len_mask=0xFF, lengths=frozenset({3}), flags=bit(22) | bit(8),
+    doc_flags="8 PPGTT, 22 second level", doc_does="starts (or chains to) a batch")
+PIPE_CONTROL = CommandSpec(
+    "PIPE_CONTROL", 0x7A000000, 0xFFFF0000, LengthRule.FIELD, _RCS, d.pipe_control, rec.PipeControl,
+    check=f.check_pipe_control, handler="pipe_control",
+    len_mask=0xFF, lengths=frozenset({6}),
+    doc_flags="none (DW1 carries the flags: 24 GGTT, 21 store-data-index, 18 TLB invalidate, 15:14 post-sync 0-3, "
+              "8 notify; 23 MMIO write refused)",
+    doc_does="post-sync qword write at a qword-aligned address (i915's GEN8 form), notify interrupt")
+GFX_STATE = CommandSpec(
+    "3D/media state", 0x60000000, 0xE0000000, LengthRule.GFX, _RCS, d.gfx_state, rec.GfxState,
+    doc_dw0="0x6xxxxxxx, 0x7xxxxxxx (client 3, other than PIPE_CONTROL)", doc_does="skipped")
+XY_COLOR_BLT = CommandSpec(
+    "XY_COLOR_BLT", (2 << 29) | (0x50 << 22), _BLT, LengthRule.FIELD, _BCS, d.color_blt, rec.ColorBlt,
+    handler="start_blit", len_mask=0xFF, lengths=frozenset({7}), flags=(3 << 20) | bit(11),
+    doc_dw0="0x54000005 \\| 3 << 20", doc_flags="21:20 must be 3 (32 bpp RGBA); 11 tiled refused",
+    doc_does="fills a rectangle (PPGTT)")
+XY_SRC_COPY_BLT = CommandSpec(
+    "XY_SRC_COPY_BLT", (2 << 29) | (0x53 << 22), _BLT, LengthRule.FIELD, _BCS, d.src_copy_blt, rec.SrcCopyBlt,
+    handler="start_blit", len_mask=0xFF, lengths=frozenset({10}), flags=(3 << 20) | bit(15) | bit(11),
+    doc_dw0="0x54C00008 \\| 3 << 20", doc_flags="21:20 must be 3; 15, 11 tiled refused",
+    doc_does="copies a rectangle (PPGTT)")
+MI_REPORT_HEAD = CommandSpec(
+    "MI_REPORT_HEAD", _mi(0x07), _MI, LengthRule.ONE, ALL_ENGINES, d.report_head, rec.ReportHead,
+    doc_does="skipped: a legacy ring's head report, nothing under execlists")
+MI_CONDITIONAL_BATCH_BUFFER_END = CommandSpec(
+    "MI_CONDITIONAL_BATCH_BUFFER_END", _mi(0x36), _MI, LengthRule.FIELD, ALL_ENGINES, d.cond_batch_end,
+    rec.CondBatchEnd, check=f.check_cond_batch_end, handler="cond_batch_end",
+    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22) | bit(21),
+    doc_flags="22 GGTT, 21 compare semaphore (required)",
+    doc_does="ends the batch when the dword at the address is at most DW1 (unsigned), as IGT's spinner uses it")
+MI_SEMAPHORE_WAIT = CommandSpec(
+    "MI_SEMAPHORE_WAIT", _mi(0x1C), _MI, LengthRule.FIELD, ALL_ENGINES, d.semaphore_wait, rec.SemaphoreWait,
+    check=f.check_semaphore_wait, handler="semaphore_wait",
+    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22) | bit(15) | (7 << 12),
+    doc_flags="22 GGTT, 15 polling (required: signal mode refused), 14:12 compare (0 >, 1 >=, 2 <, 3 <=, 4 ==, 5 !=)",
+    doc_does="waits, re-reading the dword at intervals, until it compares true against DW1")
+MI_MATH = CommandSpec(
+    "MI_MATH", _mi(0x1A), _MI, LengthRule.ANY, ALL_ENGINES, d.math, rec.Math,
+    handler="math", len_mask=0x3F,
+    doc_dw0="0x0D000000 \\| (n - 1)", doc_does="n ALU instructions over the engine's 16 64-bit GPRs (base + 0x600)")
+MI_LOAD_REGISTER_REG = CommandSpec(
+    "MI_LOAD_REGISTER_REG", _mi(0x2A), _MI, LengthRule.FIELD, ALL_ENGINES, d.load_register_reg,
+    rec.LoadRegisterReg, check=f.check_lrr, handler="load_register_reg",
+    len_mask=0xFF, lengths=frozenset({3}),
+    doc_does="copies a register on the read allow-list to one on the write allow-list")
+MI_LOAD_REGISTER_MEM = CommandSpec(
+    "MI_LOAD_REGISTER_MEM", _mi(0x29), _MI, LengthRule.FIELD, ALL_ENGINES, d.load_register_mem,
+    rec.LoadRegisterMem, check=f.check_lrm, handler="load_register_mem",
+    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22) | bit(21),
+    doc_flags="22 GGTT, 21 async mode", doc_does="loads a register on the write allow-list from memory")
+MI_COPY_MEM_MEM = CommandSpec(
+    "MI_COPY_MEM_MEM", _mi(0x2E), _MI, LengthRule.FIELD, ALL_ENGINES, d.copy_mem_mem, rec.CopyMemMem,
+    check=f.check_copy_mem_mem, handler="copy_mem_mem",
+    len_mask=0xFF, lengths=frozenset({5}), flags=bit(22) | bit(21),
+    doc_flags="22 source GGTT, 21 destination GGTT", doc_does="copies a dword (DW1-2 destination, DW3-4 source)")
+MI_ATOMIC = CommandSpec(
+    "MI_ATOMIC", _mi(0x2F), _MI, LengthRule.FIELD, ALL_ENGINES, d.atomic, rec.Atomic,
+    check=f.check_atomic, handler="atomic",
+    len_mask=0xFF, lengths=frozenset({3, 11}),
+    flags=bit(22) | bit(21) | (3 << 19) | bit(18) | bit(17) | bit(16) | (0xFF << 8),
+    doc_flags="22 GGTT, 20:19 size (0 dword, 1 qword), 18 inline data, 17 CS stall, 15:8 operation "
+              "(0x1-0xF, + 0x20 qword); 21 post-sync and 16 return data refused",
+    doc_does="read-modify-write of a dword or qword; without inline data only INC, DEC, PREDEC")
+MI_STORE_DATA_INDEX = CommandSpec(
+    "MI_STORE_DATA_INDEX", _mi(0x21), _MI, LengthRule.FIELD, ALL_ENGINES, d.store_data_index, rec.StoreDataIndex,
+    check=f.check_store_data_index, handler="store_data_index",
+    len_mask=0xFF, lengths=frozenset({3, 4}), flags=bit(21),
+    doc_flags="21 qword", doc_does="writes a dword or qword at an offset in the context's PPHWSP")
 # fmt: on
 
 # Most specific first: a header that matches none of these is unknown.
@@ -121,6 +153,15 @@ SPECS: tuple[CommandSpec, ...] = (
     MI_STORE_REGISTER_MEM,
     MI_FLUSH_DW,
     MI_BATCH_BUFFER_START,
+    MI_REPORT_HEAD,
+    MI_CONDITIONAL_BATCH_BUFFER_END,
+    MI_SEMAPHORE_WAIT,
+    MI_MATH,
+    MI_LOAD_REGISTER_REG,
+    MI_LOAD_REGISTER_MEM,
+    MI_COPY_MEM_MEM,
+    MI_ATOMIC,
+    MI_STORE_DATA_INDEX,
     PIPE_CONTROL,
     XY_COLOR_BLT,
     XY_SRC_COPY_BLT,

@@ -11,6 +11,17 @@ import enum
 from typing import NamedTuple
 
 __all__ = [
+    "Atomic",
+    "AtomicOp",
+    "CompareOp",
+    "CondBatchEnd",
+    "CopyMemMem",
+    "LoadRegisterMem",
+    "LoadRegisterReg",
+    "Math",
+    "ReportHead",
+    "SemaphoreWait",
+    "StoreDataIndex",
     "PPHWSP_SIZE",
     "ArbCheck",
     "ArbOnOff",
@@ -143,6 +154,105 @@ class SrcCopyBlt(NamedTuple):
     rop: int
 
 
+class CondBatchEnd(NamedTuple):
+    """MI_CONDITIONAL_BATCH_BUFFER_END: the batch ends when the dword at ``address`` is at
+    most ``value`` (unsigned), else it goes on."""
+
+    address: int
+    ggtt: bool
+    value: int
+
+
+class CompareOp(enum.IntEnum):
+    """MI_SEMAPHORE_WAIT's compare operation (DW0 14:12): memory (SAD) against the data (SDD)."""
+
+    SAD_GT_SDD = 0
+    SAD_GTE_SDD = 1
+    SAD_LT_SDD = 2
+    SAD_LTE_SDD = 3
+    SAD_EQ_SDD = 4
+    SAD_NEQ_SDD = 5
+
+
+class SemaphoreWait(NamedTuple):
+    """MI_SEMAPHORE_WAIT in polling mode: the engine waits until the dword at ``address``
+    compares true against ``value``."""
+
+    address: int
+    ggtt: bool
+    value: int
+    op: CompareOp
+
+
+class Math(NamedTuple):
+    """MI_MATH: ALU instructions over the engine's GPRs, each (opcode, operand1, operand2)."""
+
+    instructions: tuple[tuple[int, int, int], ...]
+
+
+class LoadRegisterReg(NamedTuple):
+    src: int
+    dst: int
+
+
+class LoadRegisterMem(NamedTuple):
+    register: int
+    address: int
+    ggtt: bool
+
+
+class CopyMemMem(NamedTuple):
+    """MI_COPY_MEM_MEM: one dword from ``src`` to ``dst``."""
+
+    dst: int
+    dst_ggtt: bool
+    src: int
+    src_ggtt: bool
+
+
+class AtomicOp(enum.IntEnum):
+    """MI_ATOMIC operations (DW0 15:8, low nibble; 0x20 set for the qword forms)."""
+
+    AND = 0x1
+    OR = 0x2
+    XOR = 0x3
+    MOVE = 0x4
+    INC = 0x5
+    DEC = 0x6
+    ADD = 0x7
+    SUB = 0x8
+    RSUB = 0x9
+    IMAX = 0xA
+    IMIN = 0xB
+    UMAX = 0xC
+    UMIN = 0xD
+    CMP_WR = 0xE
+    PREDEC = 0xF
+
+
+class Atomic(NamedTuple):
+    """MI_ATOMIC on a dword or qword at ``address``; ``operands`` are the inline source
+    values (empty without inline data: 0 for the operations that need one)."""
+
+    address: int
+    ggtt: bool
+    op: AtomicOp
+    size: int  # 4 or 8
+    operands: tuple[int, int]  # source 1, source 2 (CMP_WR: compare value, new value)
+
+
+class StoreDataIndex(NamedTuple):
+    """MI_STORE_DATA_INDEX: a dword or qword at ``offset`` in the context's PPHWSP."""
+
+    offset: int
+    size: int
+    value: int
+
+
+class ReportHead(NamedTuple):
+    """MI_REPORT_HEAD: a legacy ring's head report; nothing to do under execlists."""
+
+
 Command = (
     Noop
     | ArbCheck
@@ -158,4 +268,13 @@ Command = (
     | GfxState
     | ColorBlt
     | SrcCopyBlt
+    | CondBatchEnd
+    | SemaphoreWait
+    | Math
+    | LoadRegisterReg
+    | LoadRegisterMem
+    | CopyMemMem
+    | Atomic
+    | StoreDataIndex
+    | ReportHead
 )

@@ -1,93 +1,58 @@
 """The command scanner: walks a ring segment or a batch and accepts it or rejects it with
 the reason, before (ring, GGTT batches) or while (PPGTT batches) an engine runs it.
 
-A ``Frame`` says where commands are running: which engine, the nesting level (0 ring, 1 first-
-level batch, 2 second-level batch), whether the buffer is privileged (the ring and GGTT
-batches are; PPGTT batches are not) and this vGPU's graphics memory. Per command the scanner
-checks, besides what the decoders check (exact length, fields, engine):
+Per command it applies the row's decoder (exact length, fields, engine) and the row's check
+against the ``Frame`` (frame.py: register lists, graphics memory, privilege, nesting).
 
-- LRI targets and SRM sources against the register table's command access (mmio/table.py);
-- every GGTT-addressed write (SDI, SRM, MI_FLUSH_DW, PIPE_CONTROL post-sync) lies, with its
-  access length, inside the graphics memory, and only privileged buffers use the GGTT or the
-  store-index forms;
-- MI_BATCH_BUFFER_START: a second-level batch never from the ring and never from a second-level
-  batch (no deeper than two levels), a GGTT batch only from a privileged buffer and inside the
-  graphics memory; MI_BATCH_BUFFER_END never in the ring.
-
-Three entry points share one loop: ``scan_ring`` (a copied ring segment, scanned whole),
-``scan_batch`` (a batch read from a DwordSource up to its MI_BATCH_BUFFER_END or chained
-MI_BATCH_BUFFER_START), ``scan_next`` (one command at a time, for PPGTT batches as they run).
+A ``Scan`` walks a buffer from a DwordSource a page at a time, in steps: each call of
+:meth:`Scan.step` stops at a deadline, and everything it keeps between steps is plain data
+(positions, the records so far, the unscanned rest of the page), so an engine scans a 4 MiB
+batch or a 2 MiB ring across as many loop steps as it needs. ``scan_ring`` and
+``scan_batch`` run a scan to its end in one call; ``scan_next`` decodes and checks one
+command, for PPGTT batches scanned as they run. Every command walked is counted
+(``Segment.scanned``), skipped ones and MI_NOOPs included, for the engine's command limit.
 """
 
 from __future__ import annotations
 
+import functools
+import time
 from array import array
-from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol, overload
 
-from ..mmio.table import may_read, may_write
+from ..graphics_memory import GraphicsMemory
 from . import opcodes as op
-from .decode import DISPATCH, Dwords, Entry, command_name, header
+from .dispatch import DISPATCH, Entry, command_name, header
 from .engines import Engine
-from .opcodes import CommandSpec
-from .ranges import GraphicsMemory
-from .records import (
-    BatchStart,
-    Command,
-    FlushDw,
-    LoadRegisterImm,
-    PipeControl,
-    PostSync,
-    StoreDataImm,
-    StoreRegisterMem,
-)
+from .frame import MAX_LEVEL, Frame
+from .records import BatchStart, Command
 from .reject import CommandRejected, FieldError
+from .spec import Dwords
 
 __all__ = [
     "MAX_BATCH_DWORDS",
     "MAX_LEVEL",
     "BatchRef",
     "BufferSource",
+    "Commands",
     "DwordSource",
     "Frame",
+    "Scan",
     "Segment",
     "Step",
+    "batch_scan",
+    "ring_scan",
     "scan_batch",
     "scan_next",
     "scan_ring",
 ]
 
-MAX_LEVEL = 2  # ring -> first-level batch -> second-level batch
 MAX_BATCH_DWORDS = 1 << 20  # 4 MiB: a batch with no end within this is refused
-CHUNK_DWORDS = 1024  # scan_batch reads a page at a time
-
-
-class Frame(NamedTuple):
-    engine: Engine
-    level: int
-    privileged: bool
-    memory: GraphicsMemory
-
-    @classmethod
-    def ring(cls, engine: Engine, memory: GraphicsMemory) -> Frame:
-        return cls(engine, 0, True, memory)
-
-    def enter(self, bb: BatchStart) -> Frame:
-        """The frame the batch ``bb`` starts runs in, or FieldError if it may not start."""
-        if bb.second_level:
-            if self.level == 0:
-                raise FieldError("a second-level batch cannot start from the ring")
-            if self.level >= MAX_LEVEL:
-                raise FieldError(f"batches nested deeper than {MAX_LEVEL} levels")
-            level = self.level + 1
-        else:
-            level = max(self.level, 1)  # from the ring: level 1; from a batch: a chain, same level
-        if not bb.ppgtt:
-            if not self.privileged:
-                raise FieldError("a GGTT batch cannot start from a non-privileged (PPGTT) batch")
-            if not self.memory.contains(bb.address, 4):
-                raise FieldError(f"GGTT batch at {bb.address:#x} outside this vGPU's graphics memory {self.memory}")
-        return Frame(self.engine, level, not bb.ppgtt, self.memory)
+CHUNK_DWORDS = 16384  # a scan reads 64 KiB at a time
+# Commands between two looks at the clock: the dearest command (an LRI of 126 registers)
+# costs well under 0.1 ms, so a step overshoots its deadline by little.
+CLOCK_EVERY = 32
 
 
 class BatchRef(NamedTuple):
@@ -99,9 +64,10 @@ class BatchRef(NamedTuple):
 class Segment(NamedTuple):
     """A scanned buffer: what the engine executes, in order, and the batches it starts."""
 
-    commands: list[tuple[int, Command]]  # (byte offset, record); skipped commands left out
+    commands: Sequence[tuple[int, Command]]  # (byte offset, record); skipped commands left out
     batches: list[BatchRef]
     length: int  # dwords scanned (for a batch: to the end of its terminating command)
+    scanned: int = 0  # commands walked, skipped ones and MI_NOOPs included
 
 
 class Step(NamedTuple):
@@ -129,87 +95,6 @@ class BufferSource:
         return self.dwords[pos : pos + count]
 
 
-# --- per-command checks that need the frame --------------------------------------------------
-
-
-def _ggtt_write(frame: Frame, address: int, size: int) -> None:
-    if not frame.privileged:
-        raise FieldError("GGTT access from a non-privileged (PPGTT) batch")
-    if not frame.memory.contains(address, size):
-        raise FieldError(
-            f"GGTT range [{address:#x}, {address + size:#x}) outside this vGPU's graphics memory {frame.memory}"
-        )
-
-
-def _post_sync(frame: Frame, store_index: bool, ggtt: bool, address: int, size: int) -> None:
-    if store_index:
-        if not frame.privileged:
-            raise FieldError("store-index form from a non-privileged (PPGTT) batch")
-    elif ggtt:
-        _ggtt_write(frame, address, size)
-
-
-def _check_sdi(rec: Command, frame: Frame) -> Frame | None:
-    assert isinstance(rec, StoreDataImm)
-    if rec.ggtt:
-        _ggtt_write(frame, rec.address, rec.size)
-    return None
-
-
-def _check_lri(rec: Command, frame: Frame) -> Frame | None:
-    assert isinstance(rec, LoadRegisterImm)
-    for register, _ in rec.writes:
-        if not may_write(frame.engine, register):
-            raise FieldError(f"register {register:#x} is not on {frame.engine.name}'s write allow-list")
-    return None
-
-
-def _check_srm(rec: Command, frame: Frame) -> Frame | None:
-    assert isinstance(rec, StoreRegisterMem)
-    if not may_read(frame.engine, rec.register):
-        raise FieldError(f"register {rec.register:#x} is not on {frame.engine.name}'s read allow-list")
-    if rec.ggtt:
-        _ggtt_write(frame, rec.address, 4)
-    return None
-
-
-def _check_flush_dw(rec: Command, frame: Frame) -> Frame | None:
-    assert isinstance(rec, FlushDw)
-    if rec.post_sync is not PostSync.NONE:
-        _post_sync(frame, rec.store_index, rec.ggtt, rec.address, rec.size)
-    return None
-
-
-def _check_pipe_control(rec: Command, frame: Frame) -> Frame | None:
-    assert isinstance(rec, PipeControl)
-    if rec.post_sync is not PostSync.NONE:
-        _post_sync(frame, rec.store_index, rec.ggtt, rec.address, 8)
-    return None
-
-
-def _check_batch_start(rec: Command, frame: Frame) -> Frame | None:
-    assert isinstance(rec, BatchStart)
-    return frame.enter(rec)
-
-
-def _check_batch_end(rec: Command, frame: Frame) -> Frame | None:
-    if frame.level == 0:
-        raise FieldError("MI_BATCH_BUFFER_END outside a batch")
-    return None
-
-
-Check = Callable[[Command, Frame], Frame | None]
-CHECKS: dict[CommandSpec, Check] = {
-    op.MI_STORE_DATA_IMM: _check_sdi,
-    op.MI_LOAD_REGISTER_IMM: _check_lri,
-    op.MI_STORE_REGISTER_MEM: _check_srm,
-    op.MI_FLUSH_DW: _check_flush_dw,
-    op.PIPE_CONTROL: _check_pipe_control,
-    op.MI_BATCH_BUFFER_START: _check_batch_start,
-    op.MI_BATCH_BUFFER_END: _check_batch_end,
-}
-
-
 def _rejected(err: FieldError, frame: Frame, offset: int, dw0: int) -> CommandRejected:
     return CommandRejected(
         str(err),
@@ -221,65 +106,222 @@ def _rejected(err: FieldError, frame: Frame, offset: int, dw0: int) -> CommandRe
     )
 
 
-# --- the loop ---------------------------------------------------------------------------------
+class Commands(Sequence[tuple[int, Command]]):
+    """The commands of a scanned buffer an engine acts on, as (byte offset, record), decoded
+    again from the scan's own copy of the buffer when asked for. A scan keeps dword positions
+    and that copy (at most 4 MiB) rather than a record object per command: a batch of a
+    million commands would otherwise be a million objects for the collector to walk, and a
+    collection then stalls a step for tens of milliseconds."""
+
+    __slots__ = ("_dwords", "_engine", "_positions")
+
+    def __init__(self, dwords: array[int], positions: array[int], engine: Engine) -> None:
+        self._dwords = dwords
+        self._positions = positions
+        self._engine = engine
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[int, Command]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[tuple[int, Command]]: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[int, Command] | list[tuple[int, Command]]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        pos = self._positions[i]
+        dwords = self._dwords
+        dw0 = dwords[pos]
+        entry, n = header(DISPATCH[self._engine], self._engine, dw0)
+        record: Command = entry.decode(dwords, pos, n, dw0)
+        return pos * 4, record
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence):
+            return NotImplemented
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Commands({list(self)!r})"
 
 
-def _scan(buf: Dwords, end: int, frame: Frame, base: int, out: Segment, final: bool) -> tuple[int, bool]:
-    """Scan ``buf[0:end]``, whose dword 0 is dword ``base`` of the buffer, appending to ``out``.
+class Scan:
+    """A scan of one buffer in progress.
 
-    Returns (position reached, whether a batch ended there). Unless ``final``, stops before a
-    command that does not fit in ``buf`` so the caller can read more.
+    ``ring``: a ring segment of exactly ``limit`` dwords, which ends where the segment ends;
+    otherwise a batch, which ends at its MI_BATCH_BUFFER_END or chained MI_BATCH_BUFFER_START
+    and is refused if it has none within ``limit`` dwords or before readable memory ends.
+    Between steps it holds plain data: the dwords read so far, the position reached, the
+    positions of the commands to act on and the batch starts.
     """
-    table = DISPATCH[frame.engine]
-    engine = frame.engine
-    commands = out.commands
-    pos = 0
-    dw0 = 0
-    bb_start = op.MI_BATCH_BUFFER_START
-    bb_end = op.MI_BATCH_BUFFER_END
-    try:
-        while pos < end:
-            dw0 = buf[pos]
-            if dw0 == 0:  # MI_NOOP: padding, and 256 of them in the null render state
-                pos += 1
-                continue
-            entry, n = header(table, engine, dw0)
-            if pos + n > end:
-                if not final:
-                    return pos, False
-                raise FieldError(f"{n}-dword command runs past the end of the buffer ({end - pos} dwords left)")
-            rec = entry.decode(buf, pos, n, dw0)
-            spec = entry.spec
-            check = CHECKS.get(spec)
-            child = check(rec, frame) if check is not None else None
-            if not entry.skip:
-                commands.append(((base + pos) * 4, rec))
-            pos += n
-            if spec is bb_start:
-                assert isinstance(rec, BatchStart) and child is not None
-                out.batches.append(BatchRef((base + pos - n) * 4, rec, child))
-                if frame.level and not rec.second_level:
-                    return pos, True  # chained: this batch does not continue
-            elif spec is bb_end:
-                return pos, True
-    except FieldError as e:
-        raise _rejected(e, frame, (base + pos) * 4, dw0) from None
-    return pos, False
+
+    __slots__ = (
+        "_buf",
+        "_eof",
+        "_pos",
+        "_positions",
+        "_runs",
+        "_table",
+        "batches",
+        "frame",
+        "limit",
+        "ring",
+        "scanned",
+        "src",
+    )
+
+    def __init__(self, src: DwordSource, frame: Frame, limit: int, ring: bool) -> None:
+        self.src = src
+        self.frame = frame
+        self.limit = limit
+        self.ring = ring
+        self.batches: list[BatchRef] = []
+        self.scanned = 0
+        self._table = DISPATCH[frame.engine]
+        self._buf = array("I")  # every dword read, from the buffer's start
+        self._positions = array("I")  # dword positions of the commands an engine acts on
+        self._pos = 0  # the next dword to scan
+        self._eof = False  # nothing more to read
+        self._runs: set[int] = {0}  # headers of skipped one-dword commands this engine accepts
+
+    def _segment(self, length: int) -> Segment:
+        return Segment(Commands(self._buf, self._positions, self.frame.engine), self.batches, length, self.scanned)
+
+    def step(self, deadline: float, clock: Callable[[], float] = time.monotonic) -> Segment | None:
+        """Scan until the buffer's end (its Segment) or the deadline (None: call again).
+        Raises CommandRejected."""
+        buf = self._buf
+        while True:
+            if not self._eof and len(buf) - self._pos < CHUNK_DWORDS:
+                have = len(buf)
+                want = min(CHUNK_DWORDS, self.limit - have)
+                more = self.src.read(have, want) if want > 0 else ()
+                self._eof = len(more) < want or have + len(more) >= self.limit
+                buf.extend(more)
+            pos, ended, stopped = self._scan(buf, self._pos, len(buf), self._eof)
+            self._pos = pos
+            if ended:
+                return self._segment(pos)
+            if not stopped and self._eof:  # everything read is scanned (final: nothing left over)
+                if self.ring:
+                    return self._segment(pos)
+                raise _rejected(
+                    FieldError(
+                        f"no MI_BATCH_BUFFER_END within {pos} dwords "
+                        f"(limit {self.limit}: the end of readable or graphics memory, or {MAX_BATCH_DWORDS} dwords)"
+                    ),
+                    self.frame,
+                    pos * 4,
+                    0,
+                )
+            if clock() >= deadline:
+                return None
+
+    def _scan(self, buf: array[int], pos: int, end: int, final: bool) -> tuple[int, bool, bool]:
+        """Scan ``buf[pos:end]`` for at most CLOCK_EVERY commands (a run of one skipped
+        command counting once). Returns (position reached, whether the buffer ended there,
+        whether the budget stopped it). Unless ``final``, stops before a command that does
+        not fit."""
+        frame = self.frame
+        table = self._table
+        engine = frame.engine
+        positions = self._positions
+        dw0 = 0
+        budget = CLOCK_EVERY
+        runs = self._runs
+        bb_start = op.MI_BATCH_BUFFER_START
+        bb_end = op.MI_BATCH_BUFFER_END
+        try:
+            while pos < end:
+                if budget == 0:
+                    return pos, False, True
+                budget -= 1
+                self.scanned += 1
+                dw0 = buf[pos]
+                if pos + 1 < end and buf[pos + 1] == dw0 and dw0 in runs:
+                    # A run of one skipped one-dword command (MI_NOOP padding, MI_ARB_CHECK):
+                    # checked once, then measured in C by comparing bytes.
+                    k = _run_length(buf, pos, end, dw0)
+                    self.scanned += k - 1
+                    pos += k
+                    continue
+                if dw0 == 0:  # MI_NOOP: padding, and 256 of them in the null render state
+                    pos += 1
+                    continue
+                entry, n = header(table, engine, dw0)
+                if n == 1 and entry.skip and entry.check is None and len(runs) < _MAX_RUN_HEADERS:
+                    runs.add(dw0)  # valid wherever it appears: runs of it may be skipped whole
+                if pos + n > end:
+                    self.scanned -= 1
+                    if not final:
+                        return pos, False, False
+                    raise FieldError(f"{n}-dword command runs past the end of the buffer ({end - pos} dwords left)")
+                rec = entry.decode(buf, pos, n, dw0)
+                check = entry.check
+                child = check(rec, frame) if check is not None else None
+                if not entry.skip:
+                    positions.append(pos)
+                pos += n
+                spec = entry.spec
+                if spec is bb_start:
+                    assert isinstance(rec, BatchStart) and child is not None
+                    self.batches.append(BatchRef((pos - n) * 4, rec, child))
+                    if frame.level and not rec.second_level:
+                        return pos, True, False  # chained: this batch does not continue
+                elif spec is bb_end:
+                    return pos, True, False
+        except FieldError as e:
+            raise _rejected(e, frame, pos * 4, dw0) from None
+        return pos, False, False
 
 
-def scan_ring(dwords: Dwords, engine: Engine, memory: GraphicsMemory) -> Segment:
-    """Scan a ring segment (the commands between head and tail, copied out and unwrapped)."""
-    out = Segment([], [], 0)
-    pos, _ = _scan(dwords, len(dwords), Frame.ring(engine, memory), 0, out, True)
-    return out._replace(length=pos)
+_MAX_RUN_HEADERS = 16  # MI_NOOP's 22 identification bits could make any number
+_PATTERN_DWORDS = CHUNK_DWORDS
 
 
-def _entry_for(frame: Frame, dw0: int) -> tuple[Entry, int]:
-    return header(DISPATCH[frame.engine], frame.engine, dw0)
+@functools.lru_cache(maxsize=8)
+def _pattern(dw0: int) -> bytes:
+    return array("I", [dw0]).tobytes() * _PATTERN_DWORDS
 
 
-def scan_batch(src: DwordSource, frame: Frame, address: int | None = None) -> Segment:
-    """Scan a batch from dword 0 of ``src`` to its end, reading a page at a time.
+def _run_length(buf: array[int], pos: int, end: int, dw0: int) -> int:
+    """How many dwords of ``buf`` from ``pos`` (up to ``end``, at most a chunk) equal ``dw0``."""
+    n = min(end - pos, _PATTERN_DWORDS)
+    with memoryview(buf) as view:
+        raw = view[pos : pos + n].tobytes()
+    pattern = _pattern(dw0)
+    if raw == pattern[: 4 * n]:
+        return n
+    lo, hi = 1, n - 1  # buf[pos] equals dw0; not all n do
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if raw.startswith(pattern[: 4 * mid]):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _finish(scan: Scan) -> Segment:
+    while True:
+        seg = scan.step(float("inf"))
+        if seg is not None:
+            return seg
+
+
+def ring_scan(src: DwordSource, length: int, engine: Engine, memory: GraphicsMemory) -> Scan:
+    """A scan of a ring segment of ``length`` dwords (the commands between head and tail,
+    unwrapped by ``src``)."""
+    return Scan(src, Frame.ring(engine, memory), length, ring=True)
+
+
+def batch_scan(src: DwordSource, frame: Frame, address: int | None = None) -> Scan:
+    """A scan of a batch from dword 0 of ``src`` to its end.
 
     ``frame`` is the batch's own frame (from ``Frame.enter``). For a GGTT batch give its
     ``address``: the scan then never reads past the end of the graphics memory range it
@@ -288,31 +330,21 @@ def scan_batch(src: DwordSource, frame: Frame, address: int | None = None) -> Se
     limit = MAX_BATCH_DWORDS
     if address is not None and frame.privileged:
         limit = min(limit, frame.memory.span_from(address) // 4)
-    out = Segment([], [], 0)
-    buf = array("I")
-    base = 0  # buffer position of buf[0]
-    while True:
-        have = base + len(buf)
-        want = min(CHUNK_DWORDS, limit - have)
-        more = src.read(have, want) if want > 0 else ()
-        final = len(more) < want or want <= 0
-        buf.extend(more)
-        pos, ended = _scan(buf, len(buf), frame, base, out, final)
-        if ended:
-            return out._replace(length=base + pos)
-        if final:
-            offset = (base + pos) * 4
-            raise _rejected(
-                FieldError(
-                    f"no MI_BATCH_BUFFER_END within {base + len(buf)} dwords "
-                    f"(limit {limit}: the end of readable or graphics memory, or {MAX_BATCH_DWORDS} dwords)"
-                ),
-                frame,
-                offset,
-                buf[pos] if pos < len(buf) else 0,
-            )
-        del buf[:pos]
-        base += pos
+    return Scan(src, frame, limit, ring=False)
+
+
+def scan_ring(dwords: Dwords, engine: Engine, memory: GraphicsMemory) -> Segment:
+    """Scan a ring segment (the commands between head and tail, copied out and unwrapped)."""
+    return _finish(ring_scan(BufferSource(dwords), len(dwords), engine, memory))
+
+
+def scan_batch(src: DwordSource, frame: Frame, address: int | None = None) -> Segment:
+    """Scan a whole batch at once (see ``batch_scan``)."""
+    return _finish(batch_scan(src, frame, address))
+
+
+def _entry_for(frame: Frame, dw0: int) -> tuple[Entry, int]:
+    return header(DISPATCH[frame.engine], frame.engine, dw0)
 
 
 def scan_next(src: DwordSource, pos: int, frame: Frame) -> Step:
@@ -328,7 +360,7 @@ def scan_next(src: DwordSource, pos: int, frame: Frame) -> Step:
         if len(buf) < n:
             raise FieldError(f"{n}-dword command runs past readable memory")
         rec = entry.decode(buf, 0, n, dw0)
-        check = CHECKS.get(entry.spec)
+        check = entry.check
         return Step(rec, n, check(rec, frame) if check is not None else None)
     except FieldError as e:
         raise _rejected(e, frame, pos * 4, dw0) from None

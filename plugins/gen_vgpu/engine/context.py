@@ -8,19 +8,19 @@ as (MMIO address, value) pairs, so a register's value sits at an odd dword.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from devmodel.errors import DeviceError
 
+from ..graphics_memory import GraphicsMemory
+
 __all__ = [
     "GmReader",
     "GmWriter",
-    "GmRange",
     "BadDescriptor",
     "ContextDescriptor",
     "RingContext",
-    "gm_inside",
     "read_ring_context",
     "write_ring_head",
     "PAGE_SIZE",
@@ -29,7 +29,6 @@ __all__ = [
 
 GmReader = Callable[[int, int], bytes]  # (graphics address, length) -> bytes
 GmWriter = Callable[[int, bytes], None]  # (graphics address, data)
-GmRange = tuple[int, int]  # [start, end) of graphics memory this vGPU owns
 
 PAGE_SIZE = 4096
 CONTEXT_MIN_PAGES = 2  # the PPHWSP and the register-state page
@@ -63,10 +62,6 @@ class BadDescriptor(DeviceError):
     the ELSP write is posted)."""
 
 
-def gm_inside(ranges: Sequence[GmRange], gma: int, size: int) -> bool:
-    return any(start <= gma and gma + size <= end for start, end in ranges)
-
-
 @dataclass(frozen=True)
 class ContextDescriptor:
     low: int
@@ -89,7 +84,7 @@ class ContextDescriptor:
         """The graphics address of the context image (page 0)."""
         return self.low & DESC_LRCA_MASK
 
-    def check(self, ranges: Sequence[GmRange]) -> None:
+    def check(self, memory: GraphicsMemory) -> None:
         """Raise BadDescriptor unless a valid element may run here."""
         if not self.valid:
             raise BadDescriptor("element 0 is not valid", descriptor=self.low)
@@ -97,7 +92,7 @@ class ContextDescriptor:
             raise BadDescriptor("GGTT (non-PPGTT) context submitted", descriptor=self.low)
         if self.addressing_mode not in ADDRESSING_MODES:
             raise BadDescriptor("unsupported addressing mode", mode=self.addressing_mode, descriptor=self.low)
-        if not gm_inside(ranges, self.lrca, CONTEXT_MIN_PAGES * PAGE_SIZE):
+        if not memory.contains(self.lrca, CONTEXT_MIN_PAGES * PAGE_SIZE):
             raise BadDescriptor("context image outside the vGPU's graphics memory", lrca=self.lrca)
 
 

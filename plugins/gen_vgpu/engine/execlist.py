@@ -29,13 +29,14 @@ from __future__ import annotations
 import logging
 import struct
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from devmodel.device.registers import RegisterBlock, RegisterFile
 from devmodel.logbound import OncePerReason
 
 from ..engines import ENGINES, EngineId, EngineInfo
+from ..graphics_memory import GraphicsMemory
 from ..interrupts import GtEvent, Interrupts
 from ..mmio import engine_regs as r
 from ..mmio.row import Hooks
@@ -52,11 +53,9 @@ from .context import (
     PAGE_SIZE,
     BadDescriptor,
     ContextDescriptor,
-    GmRange,
     GmReader,
     GmWriter,
     RingContext,
-    gm_inside,
     read_ring_context,
     write_ring_head,
 )
@@ -111,14 +110,14 @@ class Execlist(RegisterBlock):
         executor: Executor,
         read_gm: GmReader,
         write_gm: GmWriter,
-        gm_ranges: Sequence[GmRange],
+        memory: GraphicsMemory,
     ) -> None:
         self.engine = engine
         self.interrupts = interrupts
         self.executor = executor
         self.read_gm = read_gm
         self.write_gm = write_gm
-        self.gm_ranges = gm_ranges
+        self.memory = memory
         self.counters = ExeclistCounters()
         self._once = OncePerReason(log)
         self._elsp: list[int] = []
@@ -212,7 +211,7 @@ class Execlist(RegisterBlock):
             raise BadDescriptor("execlists not enabled (GFX_MODE bit 15 clear)")
         descs = [el0] + ([el1] if el1.valid else [])
         for d in descs:
-            d.check(self.gm_ranges)
+            d.check(self.memory)
         return [self._element(d) for d in descs]
 
     def _element(self, desc: ContextDescriptor) -> _Element:
@@ -361,7 +360,7 @@ class Execlist(RegisterBlock):
         rf.set(entry + 4, context_id)
         hws = rf.get(e.reg(r.HWS_PGA)) & ~(PAGE_SIZE - 1)
         if hws:
-            if gm_inside(self.gm_ranges, hws, PAGE_SIZE):
+            if self.memory.contains(hws, PAGE_SIZE):
                 # The entry before the index that publishes it: i915 spins on poisoned entries.
                 self.write_gm(hws + (r.HWSP_CSB_DWORD + 2 * slot) * 4, struct.pack("<II", status, context_id))
                 self.write_gm(hws + r.HWSP_CSB_WRITE_INDEX_DWORD * 4, struct.pack("<I", slot))
@@ -383,10 +382,10 @@ class Engines:
         executor: Executor,
         read_gm: GmReader,
         write_gm: GmWriter,
-        gm_ranges: Sequence[GmRange],
+        memory: GraphicsMemory,
     ) -> None:
         self.execlists: dict[EngineId, Execlist] = {
-            e.id: Execlist(e, interrupts, executor, read_gm, write_gm, gm_ranges) for e in ENGINES
+            e.id: Execlist(e, interrupts, executor, read_gm, write_gm, memory) for e in ENGINES
         }
 
     def __getitem__(self, engine_id: EngineId) -> Execlist:

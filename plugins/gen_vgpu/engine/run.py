@@ -4,16 +4,19 @@ A workload goes through three phases, each in steps bounded by the loop's deadli
 
 1. **shadow**: pin the shadow PPGTT for the context's roots (addressing mode 1: PDP0..3,
    3-level; mode 3: the PML4 in PDP0) and bring it up to date (``ResyncTask``);
-2. **ring**: copy the ring commands between head and tail out of the ring (RING_START,
-   RING_CTL's size; wrapping) through the GGTT and scan them whole (``scan_ring``); a
+2. **ring**: read the ring commands between head and tail (RING_START, RING_CTL's size;
+   wrapping) through the GGTT a page at a time and scan them (``ring_scan``, in steps); a
    rejection hangs the context before anything ran;
-3. **run**: execute the scanned records. A GGTT batch is read and scanned whole
-   (``scan_batch``) when its MI_BATCH_BUFFER_START runs, before any of it runs; a PPGTT batch
-   is scanned one command at a time as it runs (``scan_next``), confined by the shadow PPGTT.
+3. **run**: execute the scanned records, each by the handler its command's row names
+   (cmd/opcodes.py), bound here to a method of the workload. A GGTT batch is read and scanned
+   whole (``batch_scan``, in steps) when its MI_BATCH_BUFFER_START runs, before any of it
+   runs; a PPGTT batch is scanned one command at a time as it runs (``scan_next``), confined
+   by the shadow PPGTT.
 
 Memory is reached only through :mod:`.memory` (the shadow GGTT and the pinned shadow PPGTT).
 The watchdog counts the engine time spent in the workload's own steps and the commands it
-executed; past either limit the context hangs. Between steps the state is plain data (records,
+walked (every command the scanner walked, skipped ones included, and every command of a
+PPGTT batch); past either limit the context hangs. Between steps the state is plain data (records,
 positions, a blit's next line), so a quiesce that cancels the task (a DMA_MAP or DMA_UNMAP)
 loses nothing: the workload continues in a new task once the map has changed. A reset (GDRST,
 device reset) cancels it through :meth:`Runner.cancel` and it is gone.
@@ -33,22 +36,34 @@ from devmodel.device.registers import RegisterFile
 from devmodel.device.tasks import Task, TaskQueue
 from devmodel.errors import DeviceError
 
-from ..cmd import CommandRejected, Frame, scan_batch, scan_next, scan_ring
-from ..cmd.ranges import GraphicsMemory as ScanMemory
+from ..cmd import CommandRejected, Frame, Scan, Segment, batch_scan, ring_scan, scan_next
+from ..cmd import decode as alu
+from ..cmd.opcodes import SPECS
 from ..cmd.records import (
+    Atomic,
+    AtomicOp,
     BatchEnd,
     BatchStart,
     ColorBlt,
     Command,
+    CompareOp,
+    CondBatchEnd,
+    CopyMemMem,
     FlushDw,
     LoadRegisterImm,
+    LoadRegisterMem,
+    LoadRegisterReg,
+    Math,
     PipeControl,
     PostSync,
+    SemaphoreWait,
     SrcCopyBlt,
     StoreDataImm,
+    StoreDataIndex,
     StoreRegisterMem,
     UserInterrupt,
 )
+from ..graphics_memory import GraphicsMemory
 from ..gtt.mm import Ppgtt, ResyncTask, RootKind, ShadowMm
 from ..gtt.walker import ShadowWalker
 from ..interrupts import GtEvent
@@ -58,7 +73,7 @@ from .blit import BlitJob
 from .context import ADDRESSING_LEGACY_32
 from .execlist import Engines
 from .executor import Workload
-from .memory import GgttSpace, PpgttSpace, SpaceSource, write
+from .memory import AddressSpace, GgttSpace, PpgttSpace, SpaceSource, read, write
 
 __all__ = ["TIMESTAMP_NS", "Runner", "RunnerCounters", "Watchdog"]
 
@@ -71,11 +86,25 @@ _NOTIFY = int(GtEvent.NOTIFY)
 
 @dataclass(frozen=True)
 class Watchdog:
-    """Limits on one workload: engine seconds (time in its own steps, not time spent waiting
-    behind other work) and commands executed. i915 declares a request hung after seconds."""
+    """Optional limits on one workload: engine seconds (time in its own steps, not time spent
+    waiting behind other work or sleeping in a poll) and commands walked. Both are off by
+    default: hardware has no such limit, and i915 finds a stuck request itself (its
+    heartbeat and engine reset), while IGT keeps spinners running for as long as a test
+    needs. ``devmodel serve --watchdog SECONDS`` turns the engine-time limit on."""
 
-    engine_seconds: float = 2.0
-    commands: int = 1_000_000
+    engine_seconds: float | None = None
+    commands: int | None = None
+
+
+# A workload that only waits (a semaphore not yet true, a loop on itself whose last lap
+# changed nothing) sleeps this long between looks at memory, instead of spinning the loop.
+POLL_INTERVAL = 0.001
+# Registers the engine itself produces (offsets from the engine's base).
+GPR_BASE = 0x600  # 16 64-bit general purpose registers, the MI_MATH ALU's
+RING_TIMESTAMP = 0x358
+RING_TIMESTAMP_UDW = 0x35C
+CTX_TIMESTAMP = 0x3A8
+_M64 = (1 << 64) - 1
 
 
 @dataclass
@@ -99,11 +128,12 @@ class _Hang(Exception):
 class _Listed:
     """Records already scanned (the ring segment, a GGTT batch), run in order."""
 
-    __slots__ = ("commands", "frame", "frames", "index")
+    __slots__ = ("address", "commands", "frame", "frames", "index")
 
-    def __init__(self, commands: list[tuple[int, Command]], frames: dict[int, Frame], frame: Frame) -> None:
-        self.commands = commands
-        self.frames = frames  # MI_BATCH_BUFFER_START offset -> the frame its batch runs in
+    def __init__(self, seg: Segment, frame: Frame, address: int | None) -> None:
+        self.address = address  # the batch's start (None for the ring)
+        self.commands = seg.commands
+        self.frames = {b.offset: b.frame for b in seg.batches}  # batch start offset -> its batch's frame
         self.frame = frame
         self.index = 0
 
@@ -125,6 +155,10 @@ class _Streamed:
         self.frame = frame
         self.pos = 0
 
+    @property
+    def address(self) -> int:
+        return self.source.address
+
     def next(self) -> tuple[Command, Frame | None] | None:
         step = scan_next(self.source, self.pos, self.frame)
         self.pos += step.length
@@ -132,6 +166,27 @@ class _Streamed:
 
 
 _Cursor = _Listed | _Streamed
+
+
+class RingSource:
+    """The ring's commands from ``head`` on as one unwrapped run of dwords (a
+    ``cmd.DwordSource``), read through the GGTT a page at a time as the scan asks."""
+
+    __slots__ = ("head", "size", "space", "start")
+
+    def __init__(self, space: AddressSpace, start: int, size: int, head: int) -> None:
+        self.space = space
+        self.start = start
+        self.size = size
+        self.head = head
+
+    def read(self, pos: int, count: int) -> array[int]:
+        off = (self.head + 4 * pos) % self.size
+        first = min(4 * count, self.size - off)
+        data = read(self.space, self.start + off, first)
+        if first < 4 * count:
+            data += read(self.space, self.start, 4 * count - first)
+        return array("I", data)
 
 
 class _WorkloadTask(Task):
@@ -173,6 +228,14 @@ class _Run:
         self.ppgtt_space: PpgttSpace | None = None
         self.stack: list[_Cursor] = []
         self.blit: BlitJob | None = None
+        self.scan: Scan | None = None  # a ring or GGTT batch being scanned, across steps
+        self.scan_chained = False  # the GGTT batch being scanned replaces the one that started it
+        self.scan_address = 0
+        self.waiting: SemaphoreWait | None = None  # a semaphore wait not yet satisfied
+        self.sleep = False  # the step ends in a poll: sleep POLL_INTERVAL before the next
+        self.effects = 0  # commands run that change memory, registers or interrupts
+        self.lap_effects = -1  # ``effects`` when the running batch last started itself
+        self.polls = 0
         self.phase = "shadow"
         self.engine_time = 0.0
         self.commands = 0
@@ -220,7 +283,8 @@ class _Run:
         try:
             more = self._advance(deadline, clock)
             self.engine_time += clock() - start
-            if more and self.engine_time > watchdog.engine_seconds:
+            limit = watchdog.engine_seconds
+            if more and limit is not None and self.engine_time > limit:
                 self.runner.counters.watchdog += 1
                 raise _Hang(f"watchdog: {self.engine_time:.2f} s of engine time (limit {watchdog.engine_seconds} s)")
         except CommandRejected as exc:
@@ -235,7 +299,19 @@ class _Run:
             return self._hang(f"fault: {exc}")
         if not more:
             self._complete()
+        elif self.sleep:
+            self._sleep()
         return more
+
+    def _sleep(self) -> None:
+        """Off the ready queue for POLL_INTERVAL: the workload only waits for memory to change."""
+        self.sleep = False
+        self.polls += 1
+        task, tasks = self.task, self.runner.tasks
+        if task is None:
+            return
+        tasks.suspend(task)
+        tasks.call_later(POLL_INTERVAL, lambda: tasks.resume(task), uses_guest_memory=False)
 
     def _advance(self, deadline: float, clock: Callable[[], float]) -> bool:
         if self.phase == "shadow":
@@ -249,11 +325,38 @@ class _Run:
             if clock() >= deadline:
                 return True
         if self.phase == "ring":
-            self._load_ring()
+            if self.scan is None:
+                self.scan = self._ring_scan()
+            seg = self._scan_step(deadline, clock)
+            if seg is None:
+                return True
+            self.stack.append(_Listed(seg, self.scan_frame(seg), None))
             self.phase = "run"
             if clock() >= deadline:
                 return True
         return self._execute(deadline, clock)
+
+    def scan_frame(self, seg: Segment) -> Frame:
+        scan = self.scan
+        assert scan is not None
+        self.scan = None
+        return scan.frame
+
+    def _scan_step(self, deadline: float, clock: Callable[[], float]) -> Segment | None:
+        """One step of the scan under way; its commands count toward the command limit."""
+        scan = self.scan
+        assert scan is not None
+        before = scan.scanned
+        seg = scan.step(deadline, clock)
+        self._count(scan.scanned - before)
+        return seg
+
+    def _count(self, n: int) -> None:
+        self.commands += n
+        limit = self.runner.watchdog.commands
+        if limit is not None and self.commands > limit:
+            self.runner.counters.watchdog += 1
+            raise _Hang(f"watchdog: more than {limit} commands")
 
     def _pin(self) -> None:
         w = self.workload
@@ -266,35 +369,41 @@ class _Run:
         self.mm = mm
         self.ppgtt_space = PpgttSpace(self.runner.walker, mm)
 
-    def _load_ring(self) -> None:
+    def _ring_scan(self) -> Scan:
         w = self.workload
-        runner = self.runner
+        memory = self.runner.memory
         start = w.ring.ring_start & ~0xFFF
         size = r.ring_size(w.ring.ring_ctl)
-        if not runner.scan_memory.contains(start, size):
+        if not memory.contains(start, size):
             raise _Hang(f"ring {start:#x}+{size:#x} outside this vGPU's graphics memory")
         head, tail = w.head, w.tail
         if head >= size or tail >= size:
             raise _Hang(f"ring head {head:#x} / tail {tail:#x} past the ring's {size:#x} bytes")
-        ggtt = self.space_ggtt
-        if head <= tail:
-            data = ggtt.read(start + head, tail - head)
-        else:
-            data = ggtt.read(start + head, size - head) + ggtt.read(start, tail)
-        frame = Frame.ring(w.engine.id, runner.scan_memory)
-        seg = scan_ring(array("I", data), w.engine.id, runner.scan_memory)
-        self.stack.append(_Listed(seg.commands, {b.offset: b.frame for b in seg.batches}, frame))
+        length = ((tail - head) % size) // 4
+        return ring_scan(RingSource(self.space_ggtt, start, size, head), length, w.engine.id, memory)
 
     # --- running commands ------------------------------------------------------------------
 
     def _execute(self, deadline: float, clock: Callable[[], float]) -> bool:
         stack = self.stack
-        limit = self.runner.watchdog.commands
         handlers = _HANDLERS
         for cursor in stack:
             if isinstance(cursor, _Streamed):
                 cursor.source.forget()  # the guest may have written its batch meanwhile
         while True:
+            if self.scan is not None:
+                seg = self._scan_step(deadline, clock)
+                if seg is None:
+                    return True
+                frame = self.scan.frame
+                self.scan = None
+                self._enter(_Listed(seg, frame, self.scan_address), self.scan_chained)
+            if self.waiting is not None:
+                if not self._semaphore_true(self.waiting):
+                    self._count(1)  # each look at memory is the command again, for the limit
+                    self.sleep = True
+                    return True
+                self.waiting = None
             if self.blit is not None:
                 if self.blit.step(deadline, clock):
                     return True
@@ -307,25 +416,36 @@ class _Run:
                 stack.pop()  # the ring's end (a batch ends with its MI_BATCH_BUFFER_END)
                 continue
             rec, child = got
-            self.commands += 1
-            if self.commands > limit:
-                self.runner.counters.watchdog += 1
-                raise _Hang(f"watchdog: more than {limit} commands")
+            if isinstance(stack[-1], _Streamed):
+                self._count(1)  # a listed command was counted when it was scanned
             handler = handlers.get(type(rec))
             if handler is not None:
+                if type(rec) not in _PURE:
+                    self.effects += 1
                 handler(self, rec, child)
-            if clock() >= deadline:
+            if self.sleep or self.waiting is not None or clock() >= deadline:
                 return True
 
     def batch_start(self, rec: BatchStart, child: Frame | None) -> None:
         assert child is not None  # the scanner gives every batch start its frame
+        chained = bool(self.stack[-1].frame.level) and not rec.second_level
+        if chained and rec.address == self.stack[-1].address:
+            # A batch that starts itself again (IGT's spinner): it runs until the CPU writes
+            # the memory that ends it. A lap that changed nothing sleeps before the next.
+            if self.effects == self.lap_effects:
+                self.sleep = True
+            self.lap_effects = self.effects
         if rec.ppgtt:
             assert self.ppgtt_space is not None
-            cursor: _Cursor = _Streamed(SpaceSource(self.ppgtt_space, rec.address, self.ppgtt_space.limit), child)
+            self._enter(_Streamed(SpaceSource(self.ppgtt_space, rec.address, self.ppgtt_space.limit), child), chained)
         else:
-            seg = scan_batch(SpaceSource(self.space_ggtt, rec.address), child, rec.address)
-            cursor = _Listed(seg.commands, {b.offset: b.frame for b in seg.batches}, child)
-        if self.stack[-1].frame.level and not rec.second_level:
+            # Scanned whole before any of it runs, in steps (_execute goes on with it).
+            self.scan = batch_scan(SpaceSource(self.space_ggtt, rec.address), child, rec.address)
+            self.scan_chained = chained
+            self.scan_address = rec.address
+
+    def _enter(self, cursor: _Cursor, chained: bool) -> None:
+        if chained:
             self.stack[-1] = cursor  # chained: the batch does not continue
         else:
             self.stack.append(cursor)
@@ -348,8 +468,119 @@ class _Run:
             rf.write32(register, value)
 
     def store_register(self, rec: StoreRegisterMem, child: Frame | None) -> None:
-        value = self.runner.registers.read32(rec.register)
-        write(self._space(rec.ggtt), rec.address, struct.pack("<I", value))
+        write(self._space(rec.ggtt), rec.address, struct.pack("<I", self._register(rec.register)))
+
+    def _register(self, register: int) -> int:
+        """A register as a command reads it: the timestamps tick, the rest is the register file."""
+        off = register - self.workload.engine.base
+        if off in (RING_TIMESTAMP, RING_TIMESTAMP_UDW):
+            ticks = time.monotonic_ns() // TIMESTAMP_NS
+            return (ticks if off == RING_TIMESTAMP else ticks >> 32) & 0xFFFFFFFF
+        if off == CTX_TIMESTAMP:
+            return int(self.engine_time * 1e9) // TIMESTAMP_NS & 0xFFFFFFFF
+        return self.runner.registers.read32(register)
+
+    def _dword(self, ggtt: bool, address: int) -> int:
+        value: int = struct.unpack("<I", read(self._space(ggtt), address, 4))[0]
+        return value
+
+    def cond_batch_end(self, rec: CondBatchEnd, child: Frame | None) -> None:
+        if self._dword(rec.ggtt, rec.address) <= rec.value:
+            self.stack.pop()
+
+    def semaphore_wait(self, rec: SemaphoreWait, child: Frame | None) -> None:
+        if not self._semaphore_true(rec):
+            self.waiting = rec  # looked at again after POLL_INTERVAL, the command not passed
+
+    def _semaphore_true(self, rec: SemaphoreWait) -> bool:
+        sad, sdd, op = self._dword(rec.ggtt, rec.address), rec.value, rec.op
+        if op is CompareOp.SAD_GT_SDD:
+            return sad > sdd
+        if op is CompareOp.SAD_GTE_SDD:
+            return sad >= sdd
+        if op is CompareOp.SAD_LT_SDD:
+            return sad < sdd
+        if op is CompareOp.SAD_LTE_SDD:
+            return sad <= sdd
+        if op is CompareOp.SAD_EQ_SDD:
+            return sad == sdd
+        return sad != sdd
+
+    def _gpr(self, n: int) -> int:
+        rf, reg = self.runner.registers, self.workload.engine.base + GPR_BASE + 8 * n
+        return rf.read32(reg) | rf.read32(reg + 4) << 32
+
+    def _set_gpr(self, n: int, value: int) -> None:
+        rf, reg = self.runner.registers, self.workload.engine.base + GPR_BASE + 8 * n
+        rf.write32(reg, value & 0xFFFFFFFF)
+        rf.write32(reg + 4, (value >> 32) & 0xFFFFFFFF)
+
+    def math(self, rec: Math, child: Frame | None) -> None:
+        srca = srcb = accu = 0
+        zf = cf = False
+
+        def source(operand: int) -> int:
+            if operand == alu.ALU_ACCU:
+                return accu
+            if operand == alu.ALU_ZF:
+                return _M64 if zf else 0  # a flag reads as all ones when set
+            if operand == alu.ALU_CF:
+                return _M64 if cf else 0
+            return self._gpr(operand)
+
+        for opcode, a, c in rec.instructions:
+            if opcode in (alu.ALU_LOAD, alu.ALU_LOADINV, alu.ALU_LOAD0, alu.ALU_LOAD1):
+                if opcode == alu.ALU_LOAD0:
+                    value = 0
+                elif opcode == alu.ALU_LOAD1:
+                    value = 1
+                else:
+                    value = source(c) ^ (_M64 if opcode == alu.ALU_LOADINV else 0)
+                if a == alu.ALU_SRCA:
+                    srca = value
+                else:
+                    srcb = value
+            elif opcode in (alu.ALU_STORE, alu.ALU_STOREINV):
+                self._set_gpr(a, source(c) ^ (_M64 if opcode == alu.ALU_STOREINV else 0))
+            elif opcode != alu.ALU_NOOP:
+                if opcode == alu.ALU_ADD:
+                    total = srca + srcb
+                    cf = total > _M64
+                elif opcode == alu.ALU_SUB:
+                    total = srca - srcb
+                    cf = srca < srcb  # the borrow
+                else:
+                    cf = False
+                    if opcode == alu.ALU_AND:
+                        total = srca & srcb
+                    elif opcode == alu.ALU_OR:
+                        total = srca | srcb
+                    else:
+                        total = srca ^ srcb
+                accu = total & _M64
+                zf = accu == 0
+
+    def load_register_reg(self, rec: LoadRegisterReg, child: Frame | None) -> None:
+        self.runner.registers.write32(rec.dst, self._register(rec.src))
+
+    def load_register_mem(self, rec: LoadRegisterMem, child: Frame | None) -> None:
+        self.runner.registers.write32(rec.register, self._dword(rec.ggtt, rec.address))
+
+    def copy_mem_mem(self, rec: CopyMemMem, child: Frame | None) -> None:
+        write(self._space(rec.dst_ggtt), rec.dst, read(self._space(rec.src_ggtt), rec.src, 4))
+
+    def atomic(self, rec: Atomic, child: Frame | None) -> None:
+        space = self._space(rec.ggtt)
+        bits = 8 * rec.size
+        mask = (1 << bits) - 1
+        old = int.from_bytes(read(space, rec.address, rec.size), "little")
+        a, b = (v & mask for v in rec.operands)
+        new = _atomic_result(rec.op, old, a, b, bits) & mask
+        write(space, rec.address, new.to_bytes(rec.size, "little"))
+
+    def store_data_index(self, rec: StoreDataIndex, child: Frame | None) -> None:
+        data = rec.value.to_bytes(8, "little")[: rec.size]
+        write(self.space_ggtt, self.workload.descriptor.lrca + rec.offset, data)
 
     def _post_sync(self, op: PostSync, store_index: bool, ggtt: bool, address: int, size: int, value: int) -> None:
         if op is PostSync.NONE:
@@ -394,20 +625,61 @@ class _Run:
         return False
 
 
-# Records are dispatched by type; each handler takes its own record type.
+def _signed(value: int, bits: int) -> int:
+    return value - (1 << bits) if value >> (bits - 1) else value
+
+
+def _atomic_result(op: AtomicOp, old: int, a: int, b: int, bits: int) -> int:
+    if op is AtomicOp.AND:
+        return old & a
+    if op is AtomicOp.OR:
+        return old | a
+    if op is AtomicOp.XOR:
+        return old ^ a
+    if op is AtomicOp.MOVE:
+        return a
+    if op is AtomicOp.INC:
+        return old + 1
+    if op in (AtomicOp.DEC, AtomicOp.PREDEC):
+        return old - 1
+    if op is AtomicOp.ADD:
+        return old + a
+    if op is AtomicOp.SUB:
+        return old - a
+    if op is AtomicOp.RSUB:
+        return a - old
+    if op is AtomicOp.IMAX:
+        return old if _signed(old, bits) >= _signed(a, bits) else a
+    if op is AtomicOp.IMIN:
+        return old if _signed(old, bits) <= _signed(a, bits) else a
+    if op is AtomicOp.UMAX:
+        return max(old, a)
+    if op is AtomicOp.UMIN:
+        return min(old, a)
+    return b if old == a else old  # CMP_WR: the new value where memory holds the compare value
+
+
+# Records that neither write memory or registers nor raise interrupts: a loop of only these
+# changes nothing, and may sleep between laps.
+_PURE = frozenset({BatchStart, BatchEnd, CondBatchEnd, SemaphoreWait})
+
+# Each row of the command table names its handler, a method of _Run taking the row's record
+# type; records are dispatched by type.
 _Handler = Callable[[_Run, Any, Frame | None], None]
-_HANDLERS: dict[type, _Handler] = {
-    BatchStart: _Run.batch_start,
-    BatchEnd: _Run.batch_end,
-    StoreDataImm: _Run.store_data,
-    LoadRegisterImm: _Run.load_register,
-    StoreRegisterMem: _Run.store_register,
-    FlushDw: _Run.flush_dw,
-    PipeControl: _Run.pipe_control,
-    UserInterrupt: _Run.user_interrupt,
-    ColorBlt: _Run.start_blit,
-    SrcCopyBlt: _Run.start_blit,
-}
+
+
+def _bind_handlers() -> dict[type, _Handler]:
+    handlers: dict[type, _Handler] = {}
+    for spec in SPECS:
+        if spec.handler is not None:
+            fn = getattr(_Run, spec.handler, None)
+            if not callable(fn):
+                raise TypeError(f"{spec.name}: the executor has no handler {spec.handler!r}")
+            handlers[spec.record] = fn
+    return handlers
+
+
+_HANDLERS = _bind_handlers()
 
 
 class Runner:
@@ -419,7 +691,7 @@ class Runner:
         ggtt_space: GgttSpace,
         ppgtt: Ppgtt,
         registers: RegisterFile,
-        scan_memory: ScanMemory,
+        memory: GraphicsMemory,
         watchdog: Watchdog | None = None,
     ) -> None:
         self.tasks = tasks
@@ -428,7 +700,7 @@ class Runner:
         self.ppgtt = ppgtt
         self.walker = ShadowWalker(ppgtt)
         self.registers = registers
-        self.scan_memory = scan_memory
+        self.memory = memory
         self.watchdog = watchdog or Watchdog()
         self.counters = RunnerCounters()
         self.engines: Engines | None = None

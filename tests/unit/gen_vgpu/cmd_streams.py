@@ -89,3 +89,78 @@ def src_copy_blt(
         lo(src),
         hi(src),
     ]
+
+
+# --- the commands IGT's libraries add (encodings from i915's intel_gpu_commands.h) -------------
+
+MI_REPORT_HEAD = 0x03800000
+MI_COND_BATCH_BUFFER_END = 0x36 << 23
+MI_DO_COMPARE = 1 << 21
+MI_SEMAPHORE_WAIT = 0x1C << 23 | 2
+MI_SEMAPHORE_POLL = 1 << 15
+SAD_GT, SAD_GTE, SAD_LT, SAD_LTE, SAD_EQ, SAD_NEQ = range(6)
+MI_MATH = 0x1A << 23
+MI_LOAD_REGISTER_REG = 0x2A << 23 | 1
+MI_LOAD_REGISTER_MEM = 0x29 << 23 | 2
+MI_COPY_MEM_MEM = 0x2E << 23 | 3
+MI_ATOMIC = 0x2F << 23
+MI_ATOMIC_INLINE = 1 << 18
+MI_STORE_DATA_INDEX = 0x21 << 23 | 1
+GPR = 0x600  # CS_GPR(n) = engine base + 0x600 + 8 n
+RING_TIMESTAMP = 0x358
+ALU_LOAD, ALU_LOADINV, ALU_LOAD0, ALU_LOAD1 = 0x080, 0x480, 0x081, 0x481
+ALU_ADD, ALU_SUB, ALU_AND, ALU_OR, ALU_XOR = 0x100, 0x101, 0x102, 0x103, 0x104
+ALU_STORE, ALU_STOREINV = 0x180, 0x580
+SRCA, SRCB, ACCU, ZF, CF = 0x20, 0x21, 0x31, 0x32, 0x33
+
+
+def canonical(addr: int) -> int:
+    """The 64-bit canonical form of a 48-bit address (bits 63:48 copy bit 47)."""
+    return addr | (0xFFFF << 48 if addr >> 47 & 1 else 0)
+
+
+def cond_bb_end(addr: int, value: int, *, ggtt: bool = False) -> list[int]:
+    return [MI_COND_BATCH_BUFFER_END | MI_DO_COMPARE | (MI_USE_GGTT if ggtt else 0) | 2, value, lo(addr), hi(addr)]
+
+
+def semaphore_wait(addr: int, value: int, op: int = SAD_EQ, *, ggtt: bool = False) -> list[int]:
+    head = MI_SEMAPHORE_WAIT | MI_SEMAPHORE_POLL | op << 12 | (MI_USE_GGTT if ggtt else 0)
+    return [head, value, lo(addr), hi(addr)]
+
+
+def alu(opcode: int, a: int = 0, b: int = 0) -> int:
+    return opcode << 20 | a << 10 | b
+
+
+def math(*instructions: int) -> list[int]:
+    return [MI_MATH | (len(instructions) - 1), *instructions]
+
+
+def lrr(src: int, dst: int) -> list[int]:
+    return [MI_LOAD_REGISTER_REG, src, dst]
+
+
+def lrm(reg: int, addr: int, *, ggtt: bool = False) -> list[int]:
+    return [MI_LOAD_REGISTER_MEM | (MI_USE_GGTT if ggtt else 0), reg, lo(addr), hi(addr)]
+
+
+def copy_mem_mem(dst: int, src: int, *, dst_ggtt: bool = False, src_ggtt: bool = False) -> list[int]:
+    head = MI_COPY_MEM_MEM | (1 << 21 if dst_ggtt else 0) | (1 << 22 if src_ggtt else 0)
+    return [head, lo(dst), hi(dst), lo(src), hi(src)]
+
+
+def atomic(addr: int, op: int, *operands: int, qword: bool = False, ggtt: bool = False) -> list[int]:
+    code = op | (0x20 if qword else 0)
+    head = MI_ATOMIC | code << 8 | (1 << 19 if qword else 0) | (MI_USE_GGTT if ggtt else 0)
+    if not operands:
+        return [head | 1, lo(addr), hi(addr)]
+    data = []
+    for v in (list(operands) + [0, 0, 0, 0])[:4]:
+        data += [v & 0xFFFFFFFF, v >> 32 & 0xFFFFFFFF]
+    return [head | MI_ATOMIC_INLINE | 9, lo(addr), hi(addr), *data]
+
+
+def store_data_index(offset: int, value: int, *, qword: bool = False) -> list[int]:
+    if qword:
+        return [(MI_STORE_DATA_INDEX + 1) | 1 << 21, offset, value & 0xFFFFFFFF, value >> 32]
+    return [MI_STORE_DATA_INDEX, offset, value]

@@ -6,6 +6,7 @@ own task queue driven to idle."""
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from devmodel.device.dma import PROT_READ, PROT_WRITE
@@ -234,6 +235,16 @@ class Rig:
 
     def run(self) -> int:
         return self.dev.tasks.run_until_idle()
+
+    def run_until(self, done: Callable[[], bool], rounds: int = 100_000) -> int:
+        """Run to idle, then fire the timers early (a workload polling memory sleeps on one),
+        until ``done()``; returns the rounds it took. Progress, not time, drives it."""
+        for n in range(rounds):
+            self.run()
+            if done():
+                return n
+            self.dev.tasks.timers.run_due(float("inf"))
+        raise AssertionError(f"not done after {rounds} rounds")
 
     def ring_head(self, ctx: Context) -> int:
         return self.gm_dword(ctx.lrca + PAGE + cx.CTX_RING_HEAD * 4)

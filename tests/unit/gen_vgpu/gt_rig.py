@@ -11,6 +11,7 @@ from devmodel.device.registers import RegisterFile
 from gen_vgpu.engine.execlist import Engines
 from gen_vgpu.engine.executor import Workload
 from gen_vgpu.engines import EngineInfo
+from gen_vgpu.graphics_memory import GraphicsMemory as VgpuMemory
 from gen_vgpu.interrupts import BANK_IER, BANK_IIR, BANK_IMR, Interrupts, gt_bank
 from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio import regs
@@ -21,7 +22,7 @@ from gen_vgpu.platform import Platform
 
 PAGE = 4096
 GM_SIZE = 4 << 20  # graphics memory [0, 4 MiB) backs every test context and status page
-GM_RANGES = [(0, GM_SIZE)]
+GM = VgpuMemory(range(GM_SIZE), range(GM_SIZE, GM_SIZE))
 MASTER = regs.GEN8_MASTER_IRQ
 ENABLE = 1 << 31
 
@@ -77,7 +78,7 @@ class Rig:
         self.gm = GraphicsMemory()
         self.irq = Interrupts(self._raise, self._lower)
         self.executor = ManualExecutor(auto=auto)
-        self.engines = Engines(self.irq, self.executor, self.gm.read, self.gm.write, GM_RANGES)
+        self.engines = Engines(self.irq, self.executor, self.gm.read, self.gm.write, GM)
         self.executor.engines = self.engines
         self.tlb_invalidations = 0
         self.gt = GtRegisters(platform, self.engines.reset_engines, lambda e: self.engines[e].idle, self._tlb)

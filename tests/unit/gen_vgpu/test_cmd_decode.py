@@ -179,15 +179,10 @@ def test_blits() -> None:
     "dw0",
     [
         0x02000000,  # MI opcode 0x04 (MI_FLUSH, pre-GEN8)
-        0x03800000,  # MI_REPORT_HEAD
         0x0A000002,  # MI_DISPLAY_FLIP
-        0x0E000002,  # MI_SEMAPHORE_WAIT (GEN8: 0x1c << 23 | 2)
-        0x10800001,  # MI_STORE_DATA_INDEX
-        0x14800002,  # MI_LOAD_REGISTER_MEM
-        0x15000001,  # MI_LOAD_REGISTER_REG
-        0x17800001,  # MI_ATOMIC
-        0x1B000001,  # MI_CONDITIONAL_BATCH_BUFFER_END
-        0x0D000000,  # MI_MATH
+        0x0D800000,  # MI_SEMAPHORE_SIGNAL
+        0x0C000000,  # MI_SET_CONTEXT
+        0x05800000,  # MI_SUSPEND_FLUSH
         0x20000000,  # client 1
         0x80000000,  # clients 4-7
         0x50C00003,  # blitter opcode 0x43 (SRC_COPY_BLT, not XY)

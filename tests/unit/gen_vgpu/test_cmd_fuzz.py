@@ -4,33 +4,56 @@ dwords at all are either accepted or refused with CommandRejected, never anythin
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gen_vgpu.cmd import BufferSource, CommandRejected, Engine, Frame, GraphicsMemory, scan_batch, scan_next, scan_ring
+from gen_vgpu.cmd import (
+    BufferSource,
+    CommandRejected,
+    Engine,
+    Frame,
+    GraphicsMemory,
+    Scan,
+    Segment,
+    batch_scan,
+    ring_scan,
+    scan_batch,
+    scan_next,
+    scan_ring,
+)
 from gen_vgpu.cmd.engines import ENGINE_MMIO_BASE
 from gen_vgpu.cmd.records import (
     ArbCheck,
     ArbOnOff,
+    Atomic,
+    BatchEnd,
     BatchStart,
     ColorBlt,
     Command,
+    CondBatchEnd,
+    CopyMemMem,
     FlushDw,
     GfxState,
     LoadRegisterImm,
+    LoadRegisterMem,
+    LoadRegisterReg,
     Noop,
     PipeControl,
     PostSync,
+    SemaphoreWait,
     SrcCopyBlt,
     StoreDataImm,
+    StoreDataIndex,
     StoreRegisterMem,
     UserInterrupt,
 )
+from gen_vgpu.mmio.table import may_read, may_write
 
 from . import cmd_streams as c
 
-MEMORY = GraphicsMemory([(0, 256 << 20), (256 << 20, 256 << 20)])
+MEMORY = GraphicsMemory.sized(256 << 20, 256 << 20)
 GGTT_END = 512 << 20
 u32 = st.integers(0, 0xFFFFFFFF)
 u64 = st.integers(0, (1 << 64) - 1)
@@ -195,26 +218,112 @@ def test_valid_streams_scan_clean_and_round_trip(stream: tuple[Engine, list[Item
 
 headers = st.sampled_from(
     [0x10000002, 0x10600003, 0x11000001, 0x11000003, 0x12400002, 0x13004002, 0x18800001, 0x18800101, 0x18C00001,
-     0x7A000004, 0x6101000E, 0x69040000, 0x54300005, 0x54F00008, 0x05000000, 0x01000000, 0x04000001]
+     0x7A000004, 0x6101000E, 0x69040000, 0x54300005, 0x54F00008, 0x05000000, 0x01000000, 0x04000001,
+     0x1B200002, 0x1B600002, 0x0E008002, 0x0E40C002, 0x0D000001, 0x15000001, 0x14800002, 0x14C00002,
+     0x17000003, 0x17600003, 0x17800501, 0x17840709, 0x10800001, 0x10A00002, 0x03800000]
 )  # fmt: skip
 garbage = st.lists(st.one_of(u32, headers, st.just(0), st.integers(0x2000, 0x3000)), max_size=200)
 
 
+def violations(records: list[Command], frame: Frame) -> list[str]:
+    """What the contract forbids in ``records`` run in ``frame``, checked here from the rules
+    themselves, not with the scanner's code: an accepted stream must have none."""
+    bad: list[str] = []
+
+    def ggtt(address: int, size: int) -> None:
+        if not frame.privileged:
+            bad.append("GGTT access from a PPGTT batch")
+        elif not MEMORY.contains(address, size):
+            bad.append(f"GGTT access outside graphics memory at {address:#x}")
+
+    for rec in records:
+        if (
+            isinstance(rec, StoreDataImm | StoreRegisterMem | LoadRegisterMem | CondBatchEnd | SemaphoreWait)
+            and rec.ggtt
+        ):
+            ggtt(rec.address, rec.size if isinstance(rec, StoreDataImm) else 4)
+        if isinstance(rec, Atomic) and rec.ggtt:
+            ggtt(rec.address, rec.size)
+        if isinstance(rec, CopyMemMem):
+            if rec.src_ggtt:
+                ggtt(rec.src, 4)
+            if rec.dst_ggtt:
+                ggtt(rec.dst, 4)
+        if isinstance(rec, FlushDw | PipeControl) and rec.post_sync is not PostSync.NONE:
+            if rec.store_index:
+                if not frame.privileged:
+                    bad.append("store index from a PPGTT batch")
+            elif rec.ggtt:
+                ggtt(rec.address, 8 if isinstance(rec, PipeControl) else rec.size)
+        if isinstance(rec, StoreDataIndex) and not frame.privileged:
+            bad.append("store index from a PPGTT batch")
+        if isinstance(rec, LoadRegisterImm):
+            bad += [f"LRI {r:#x}" for r, _ in rec.writes if not may_write(frame.engine, r)]
+        if isinstance(rec, StoreRegisterMem) and not may_read(frame.engine, rec.register):
+            bad.append(f"SRM {rec.register:#x}")
+        if isinstance(rec, LoadRegisterMem) and not may_write(frame.engine, rec.register):
+            bad.append(f"LRM {rec.register:#x}")
+        if isinstance(rec, LoadRegisterReg) and not (
+            may_read(frame.engine, rec.src) and may_write(frame.engine, rec.dst)
+        ):
+            bad.append(f"LRR {rec.src:#x} -> {rec.dst:#x}")
+        if isinstance(rec, BatchEnd | CondBatchEnd) and frame.level == 0:
+            bad.append("batch end in the ring")
+        if isinstance(rec, BatchStart):
+            if rec.second_level and frame.level in (0, 2):
+                bad.append("second-level batch from the ring or a second-level batch")
+            if not rec.ppgtt:
+                ggtt(rec.address, 4)
+    return bad
+
+
+def _stepped(scan: Scan) -> Segment:
+    """The scan, one CLOCK_EVERY slice per step (a clock that is always past the deadline)."""
+    while True:
+        seg = scan.step(0.0, lambda: 1.0)
+        if seg is not None:
+            return seg
+
+
+def _outcome(fn: Callable[[], Segment]) -> tuple[Segment | None, tuple[int, str] | None]:
+    try:
+        return fn(), None
+    except CommandRejected as e:
+        return None, (e.offset, e.reason)
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.sampled_from(list(Engine)), garbage, st.integers(0, 2), st.booleans())
-def test_garbage_is_accepted_or_rejected_cleanly(engine: Engine, dwords: list[int], level: int, priv: bool) -> None:
+def test_garbage_is_accepted_only_when_it_breaks_no_rule(
+    engine: Engine, dwords: list[int], level: int, priv: bool
+) -> None:
+    """Any dwords are accepted or refused with CommandRejected, never anything else; what is
+    accepted breaks none of the rules (checked independently of the scanner); the scan in
+    steps decides exactly as the scan in one call; and a refusal is at the first command a
+    command-by-command walk refuses, with everything before it accepted."""
     buf = array("I", dwords)
+    ring, ring_err = _outcome(lambda: scan_ring(buf, engine, MEMORY))
+    stepped, stepped_err = _outcome(lambda: _stepped(ring_scan(BufferSource(buf), len(buf), engine, MEMORY)))
+    assert (ring, ring_err) == (stepped, stepped_err)
+    if ring is not None:
+        assert violations([rec for _, rec in ring.commands], Frame.ring(engine, MEMORY)) == []
+        assert ring.length == len(buf)
+    frame = Frame(engine, max(level, 1), priv, MEMORY)
+    batch, batch_err = _outcome(lambda: scan_batch(BufferSource(buf), frame, 0))
+    assert (batch, batch_err) == _outcome(lambda: _stepped(batch_scan(BufferSource(buf), frame, 0)))
+    if batch is not None:
+        assert violations([rec for _, rec in batch.commands], frame) == []
+    # One command at a time: every accepted command breaks no rule, and in the ring's frame
+    # the walk refuses exactly where the ring scan refused (or nowhere, if it accepted).
+    walk_frame = Frame(engine, level, priv, MEMORY)
+    pos, walk_err = 0, None
     try:
-        scan_ring(buf, engine, MEMORY)
-    except CommandRejected:
-        pass
-    try:
-        scan_batch(BufferSource(buf), Frame(engine, max(level, 1), priv, MEMORY), 0)
-    except CommandRejected:
-        pass
-    try:
-        pos = 0
         while pos < len(buf):
-            pos += scan_next(BufferSource(buf), pos, Frame(engine, level, priv, MEMORY)).length
-    except CommandRejected:
-        pass
+            step = scan_next(BufferSource(buf), pos, walk_frame)
+            assert violations([step.command], walk_frame) == []
+            pos += step.length
+    except CommandRejected as e:
+        walk_err = e.offset
+        assert e.offset == pos * 4
+    if level == 0 and priv:
+        assert walk_err == (None if ring_err is None else ring_err[0])

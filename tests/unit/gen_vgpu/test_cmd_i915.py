@@ -13,7 +13,7 @@ from gen_vgpu.cmd.records import BatchEnd, BatchStart, FlushDw, LoadRegisterImm,
 
 from . import cmd_streams as c
 
-MEMORY = GraphicsMemory([(0, 256 << 20), (256 << 20, 64 << 20)])
+MEMORY = GraphicsMemory.sized(256 << 20, 64 << 20)
 HWSP = 0x0080_1000  # a timeline's breadcrumb slot in the GGTT
 SEQNO = 0x42
 LRC_PPHWSP_SCRATCH_ADDR = 0x34 * 4  # the flush's store-index target in the PPHWSP

@@ -8,10 +8,21 @@ from array import array
 import pytest
 
 from devmodel.errors import OutOfRange
-from gen_vgpu.cmd import BufferSource, CommandRejected, Engine, Frame, GraphicsMemory, scan_batch, scan_next, scan_ring
+from gen_vgpu.cmd import (
+    BufferSource,
+    CommandRejected,
+    Engine,
+    Frame,
+    GraphicsMemory,
+    batch_scan,
+    ring_scan,
+    scan_batch,
+    scan_next,
+    scan_ring,
+)
 from gen_vgpu.cmd.engines import ENGINE_MMIO_BASE
 from gen_vgpu.cmd.records import BatchEnd, BatchStart, LoadRegisterImm, StoreDataImm, UserInterrupt
-from gen_vgpu.cmd.scan import MAX_BATCH_DWORDS, Segment
+from gen_vgpu.cmd.scan import CLOCK_EVERY, MAX_BATCH_DWORDS, Segment
 from gen_vgpu.mmio import workarounds
 from gen_vgpu.mmio.row import Cmd
 from gen_vgpu.mmio.table import TABLE, may_read, may_write
@@ -21,7 +32,7 @@ from . import cmd_streams as c
 RCS, BCS, VCS, VECS = Engine.RCS, Engine.BCS, Engine.VCS0, Engine.VECS0
 MiB = 1 << 20
 # Aperture 256 MiB at 0 and a hidden range of 64 MiB after a hole: [0, 256M) + [512M, 576M).
-MEMORY = GraphicsMemory([(512 * MiB, 64 * MiB), (0, 256 * MiB)])
+MEMORY = GraphicsMemory(range(256 * MiB), range(512 * MiB, 576 * MiB))
 HOLE = 300 * MiB
 
 
@@ -48,9 +59,12 @@ def test_graphics_memory_ranges() -> None:
     assert not MEMORY.contains(256 * MiB - 4, 8)  # straddles the end of the aperture
     assert not MEMORY.contains(HOLE, 4) and MEMORY.contains(512 * MiB, 64 * MiB)
     assert MEMORY.span_from(576 * MiB - 12) == 12 and MEMORY.span_from(576 * MiB) == 0
-    assert GraphicsMemory([(0, 4096), (4096, 4096)]).span_from(0) == 8192  # adjacent ranges merge
+    assert GraphicsMemory(range(4096), range(4096, 8192)).span_from(0) == 8192  # adjacent slices merge
     with pytest.raises(OutOfRange):
-        GraphicsMemory([(0xFFFFF000, 0x2000)])
+        GraphicsMemory(range(4096), range(0xFFFFF000, 0x100001000))
+    with pytest.raises(OutOfRange):
+        GraphicsMemory(range(8192), range(4096, 12288))  # the slices overlap
+    assert GraphicsMemory.sized(4096, 0) == GraphicsMemory(range(4096), range(4096, 4096))
 
 
 def test_ring_segment_lists_work_and_batches() -> None:
@@ -200,8 +214,68 @@ def test_scan_next_one_command_at_a_time() -> None:
 
 
 def test_rejection_offsets_are_bytes_from_the_buffer_start() -> None:
-    err = ring_rejected([0, 0, *c.sdi(0x10, 1), 0x0E000002, 0, 0, 0])
-    assert (err.offset, err.command, err.header) == (24, "unknown command", 0x0E000002)
+    err = ring_rejected([0, 0, *c.sdi(0x10, 1), 0x0D800000, 0, 0, 0])
+    assert (err.offset, err.command, err.header) == (24, "unknown command", 0x0D800000)
     with pytest.raises(CommandRejected) as e:
         batch([0] * 1500 + [0xFFFFFFFF], GGTT_BATCH)
     assert e.value.offset == 6000 and e.value.level == 1
+
+
+# --- scans in steps ---------------------------------------------------------------------------
+
+
+class TickClock:
+    """A clock that moves one tick per reading: a step with deadline now + 1 stops at its
+    first look at the clock, whatever the machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1
+        return self.now
+
+
+@pytest.mark.parametrize("ring_segment", [False, True])
+def test_a_scan_runs_in_bounded_steps_and_gives_what_one_call_gives(ring_segment: bool) -> None:
+    # No two equal one-dword commands in a row: a run of them is walked at once (one clock look).
+    body = [c.MI_ARB_CHECK, 0, *c.sdi(0x1000, 7, ggtt=True), 0, c.MI_ARB_ON_OFF] * 3000
+    if ring_segment:
+        dwords = array("I", body)
+        whole = scan_ring(dwords, RCS, MEMORY)
+        scan = ring_scan(BufferSource(dwords), len(dwords), RCS, MEMORY)
+    else:
+        dwords = array("I", [*body, c.MI_BATCH_BUFFER_END])
+        whole = scan_batch(BufferSource(dwords), GGTT_BATCH)
+        scan = batch_scan(BufferSource(dwords), GGTT_BATCH)
+    clock = TickClock()
+    steps = 0
+    seg = None
+    while seg is None:
+        before = scan.scanned
+        seg = scan.step(clock() + 1, clock)
+        assert scan.scanned - before <= CLOCK_EVERY  # one look at the clock per CLOCK_EVERY commands
+        steps += 1
+    assert seg == whole
+    assert steps >= whole.scanned // CLOCK_EVERY
+    assert whole.scanned == 3000 * 5 + (0 if ring_segment else 1)  # every NOOP and ARB_CHECK walked
+
+
+def test_runs_of_skipped_commands_are_counted_command_by_command() -> None:
+    dwords = array("I", [c.MI_ARB_CHECK] * 3000 + [0] * 5000 + [c.MI_ARB_CHECK, c.MI_BATCH_BUFFER_END])
+    seg = scan_batch(BufferSource(dwords), GGTT_BATCH)
+    assert seg.scanned == len(dwords) and seg.length == len(dwords) and seg.commands == [(32004, BatchEnd())]
+    bad = array("I", [c.MI_ARB_CHECK] * 3000 + [c.MI_ARB_CHECK | 1] * 3 + [c.MI_BATCH_BUFFER_END])
+    with pytest.raises(CommandRejected, match="reserved header bits") as e:
+        scan_batch(BufferSource(bad), GGTT_BATCH)
+    assert e.value.offset == 3000 * 4  # the run stops at the first different dword
+
+
+def test_a_batch_with_no_end_is_refused_after_its_limit_in_steps() -> None:
+    dwords = array("I", [c.MI_ARB_CHECK] * 5000)
+    scan = batch_scan(BufferSource(dwords), PPGTT_BATCH)
+    clock = TickClock()
+    with pytest.raises(CommandRejected, match="no MI_BATCH_BUFFER_END within 5000 dwords"):
+        while scan.step(clock() + 1, clock) is None:
+            pass
+    assert scan.scanned == 5000

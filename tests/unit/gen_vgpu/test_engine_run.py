@@ -294,7 +294,7 @@ def test_a_batch_that_jumps_to_itself_hits_the_watchdog(ppgtt: bool):
             start = c.bb_start(batch, ppgtt=False)
         ctx = rig.context(RCS, tree)
         rig.submit(ctx, start)
-        rig.run()
+        rig.run_until(lambda: rig.dev.engines[EngineId.RCS].hung)
         assert hang_reason(rig, EngineId.RCS).startswith("watchdog")
         assert rig.dev.runner.counters.watchdog == 1
         ex = rig.dev.engines[EngineId.RCS]
@@ -522,3 +522,37 @@ def test_describe_reports_engine_workload_and_interrupt_counters(rig: Rig):
     assert workloads.startswith("workloads: started=1 completed=1 ")
     # user interrupt and two context switches, each raising while the master enable is set
     assert "interrupts: events=3 masked_events=0 raised=3 lowered=0" in lines
+
+
+# --- scans in steps ------------------------------------------------------------------------
+
+
+def test_a_large_ggtt_batch_is_scanned_across_many_steps_and_runs(rig: Rig):
+    """256 KiB of MI_ARB_CHECK then a store: the scan is spread over loop steps (the step
+    count, not their timing, is what is asserted) and the batch runs to its end."""
+    n = 64 * 1024
+    batch = rig.gm_alloc(4 * n + PAGE)
+    data = rig.gm_alloc(PAGE)
+    rig.gm_dwords(batch, [c.MI_ARB_CHECK] * n + [*c.sdi(data, 0x5CA9, ggtt=True), c.MI_BATCH_BUFFER_END])
+    ctx = rig.context(RCS, Tree(rig.guest, 4))
+    steps_before = rig.dev.tasks.stats.steps
+    rig.submit(ctx, c.bb_start(batch, ppgtt=False))
+    rig.run()
+    assert rig.gm_dword(data) == 0x5CA9 and done(rig, RCS, ctx.ctx_id)
+    assert rig.dev.tasks.stats.steps - steps_before > 1
+    assert rig.dev.runner.counters.commands >= n + 2  # every ARB_CHECK walked counts
+
+
+def test_skipped_commands_count_toward_the_command_limit():
+    rig = Rig(watchdog=Watchdog(commands=5000))
+    try:
+        batch = rig.gm_alloc(4 * 8192)
+        data = rig.gm_alloc(PAGE)
+        rig.gm_dwords(batch, [c.MI_ARB_CHECK] * 8000 + [*c.sdi(data, 1, ggtt=True), c.MI_BATCH_BUFFER_END])
+        ctx = rig.context(RCS, Tree(rig.guest, 4))
+        rig.submit(ctx, c.bb_start(batch, ppgtt=False))
+        rig.run()
+        assert hang_reason(rig, EngineId.RCS).startswith("watchdog: more than 5000 commands")
+        assert rig.gm_dword(data) == 0  # hung while scanning: nothing of the batch ran
+    finally:
+        rig.close()
