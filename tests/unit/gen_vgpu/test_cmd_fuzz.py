@@ -1,5 +1,7 @@
 """Property tests: streams of valid commands scan clean and decode to what was encoded; any
-dwords at all are either accepted or refused with CommandRejected, never anything else."""
+dwords at all are either accepted or refused with CommandRejected, never anything else, and
+what is accepted breaks none of the scanner's rules (checked by an oracle written from the
+rules, not with the scanner's code); the scan in steps and in one call decide alike."""
 
 from __future__ import annotations
 
