@@ -49,7 +49,7 @@ def dynamic(path: str) -> tuple[list[str], list[str]] | None:
         _n, _t, _f, _a, stroff, strsize, _l = struct.unpack_from("<IIQQQQI", data, shoff + link * shentsize)
         strtab = data[stroff:stroff + strsize]
 
-        def string(at: int) -> str:
+        def string(at: int, strtab: bytes = strtab) -> str:
             return strtab[at:strtab.index(b"\0", at)].decode()
 
         needed: list[str] = []
@@ -107,7 +107,7 @@ def main(argv: list[str]) -> int:
                 todo += [os.path.relpath(os.path.join(d, f), src) for f in sorted(files)]
         else:
             todo.append(rel)
-    files = sum(copy(src, dest, rel) for rel in todo)
+    copied = sum(copy(src, dest, rel) for rel in todo)
     libs, seen = 0, set(todo)
     while todo:
         rel = todo.pop()
@@ -132,7 +132,7 @@ def main(argv: list[str]) -> int:
             if root == src:
                 libs += copy(src, dest, lib) > 0
             todo.append(lib)
-    print(f"{files} files, {libs} libraries")
+    print(f"{copied} files, {libs} libraries")
     return 0
 
 
