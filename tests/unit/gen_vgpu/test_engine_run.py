@@ -505,7 +505,8 @@ def test_describe_reports_engine_workload_and_interrupt_counters(rig: Rig):
     execlists = next(line for line in lines if line.startswith("execlists: "))
     workloads = next(line for line in lines if line.startswith("workloads: "))
     assert "rcs submissions=0 " in execlists
-    bcs = "bcs submissions=1 rejected=0 lite_restores=0 queued=0 completed=1 hung=0 cancelled=0 csb_events=2"
+    bcs = ("bcs submissions=1 rejected=0 lite_restores=0 preempt_requests=0 preemptions=0 requests_replaced=0 "
+           "completed=1 hung=0 cancelled=0 csb_events=2")
     assert bcs in execlists
     assert workloads.startswith("workloads: started=1 completed=1 ")
     # user interrupt and two context switches, each raising while the master enable is set
