@@ -40,7 +40,7 @@ CHECKS = (
     ("busy", "the busy ioctl reports a running batch's engine, then idle once it completed"),
     ("fence-wait", "a running batch's out-fence and GEM_WAIT(0) are unsignalled, then signal"),
     ("gtt-coherent", "a write through the GTT mmap reads back at once through a CPU mmap"),
-    ("parallel", "parallel submission on every engine from many contexts for 10 s, all completed"),
+    ("parallel", "parallel submission on every engine from many contexts and processes for 10 s, all completed"),
     ("heartbeat", "dmesg: no reset, hang or stopped heartbeat during all this"),
     ("no-drm-warnings", "dmesg: no i915/DRM line at warning level or above"),
 )
@@ -53,6 +53,7 @@ GTT_PAGES = 16
 PARALLEL_SECONDS = 10.0
 PER_ENGINE = 2             # processes per engine, each with its own file (PPGTT) ...
 CONTEXTS = 2               # ... and contexts, used in turn
+SHARED = 2                 # and per engine, processes in one shared file's default context
 DEPTH = 32                 # batch objects per context: up to this many of its batches queued
 WAIT = 60.0
 
@@ -189,48 +190,57 @@ def check_gtt_coherent(drm):
         drm.gem_close(handle)
 
 
-def parallel_child(engine, tag, seconds, w):
-    """Submit store batches on engine, contexts in turn, for seconds without waiting (i915
-    throttles when the rings fill); check the last value of each context. Writes
-    "count reason" to w."""
-    with Drm() as drm:
-        ctxs = [drm.context_create() for _ in range(CONTEXTS)]
-        targets = [bo(drm, PAGE) for _ in range(CONTEXTS)]  # one each: no implicit sync between them
-        batches = [bo(drm, PAGE) for _ in range(CONTEXTS * DEPTH)]
-        count, last = 0, [0] * CONTEXTS
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            c = count % CONTEXTS
-            batch = batches[count % len(batches)]
-            value = (tag << 24) | (count & 0xFFFFFF)
-            data = gencmd.batch(gencmd.store_dword(TARGET + PAGE * c, value))
-            drm.pwrite(batch, 0, data)  # waits for this object's previous run, DEPTH batches ago
-            drm.execbuf([ExecObject(targets[c], TARGET + PAGE * c, write=True),
-                         ExecObject(batch, BATCH + PAGE * (count % len(batches)))],
-                        engine, len(data), context=ctxs[c])
-            last[c] = value
-            count += 1
-        if not all(drm.wait(t, WAIT) for t in targets):
-            os.write(w, b"%d the last batches did not complete within 60 s" % count)
-            return
-        got = [struct.unpack("<I", drm.pread(t, 0, 4))[0] for t in targets]
-        bad = [(c, g, v) for c, (g, v) in enumerate(zip(got, last, strict=True)) if g != v]
-        why = "context %d holds 0x%08x, its last batch stored 0x%08x" % bad[0] if bad else ""
-        os.write(w, ("%d %s" % (count, why)).encode())
+def parallel_child(drm, engine, tag, seconds, w, own_contexts, base):
+    """Submit store batches on engine for seconds without waiting (i915 throttles when the
+    rings fill): in CONTEXTS contexts of its own file in turn, or (own_contexts False) in the
+    default context of a file shared with the other such processes, as IGT's
+    gem_exec_parallel does with threads (one context per engine, its requests coalesced into
+    long ring segments). Softpinned at base, apart from the other processes. Checks the last
+    value of each context; writes "count reason" to w."""
+    nctx = CONTEXTS if own_contexts else 1
+    ctxs = [drm.context_create() for _ in range(nctx)] if own_contexts else [0]
+    targets = [bo(drm, PAGE) for _ in range(nctx)]  # one each: no implicit sync between them
+    batches = [bo(drm, PAGE) for _ in range(nctx * DEPTH)]
+    count, last = 0, [0] * nctx
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        c = count % nctx
+        batch = batches[count % len(batches)]
+        value = (tag << 24) | (count & 0xFFFFFF)
+        data = gencmd.batch(gencmd.store_dword(base + PAGE * c, value))
+        drm.pwrite(batch, 0, data)  # waits for this object's previous run, DEPTH batches ago
+        drm.execbuf([ExecObject(targets[c], base + PAGE * c, write=True),
+                     ExecObject(batch, base + BATCH + PAGE * (count % len(batches)))],
+                    engine, len(data), context=ctxs[c])
+        last[c] = value
+        count += 1
+    if not all(drm.wait(t, WAIT) for t in targets):
+        os.write(w, b"%d the last batches did not complete within 60 s" % count)
+        return
+    got = [struct.unpack("<I", drm.pread(t, 0, 4))[0] for t in targets]
+    bad = [(c, g, v) for c, (g, v) in enumerate(zip(got, last, strict=True)) if g != v]
+    why = "context %d holds 0x%08x, its last batch stored 0x%08x" % bad[0] if bad else ""
+    os.write(w, ("%d %s" % (count, why)).encode())
 
 
 def check_parallel():
     procs = {}
     t0 = time.monotonic()
+    shared = Drm()  # the file the SHARED processes of every engine submit in
+    k = 0
     for name, engine, _param in ENGINES:
-        for n in range(PER_ENGINE):
+        for n in range(PER_ENGINE + SHARED):
+            k += 1
             r, w = os.pipe()
             pid = os.fork()
             if pid == 0:
                 os.close(r)
                 code = 1
                 try:
-                    parallel_child(engine, (0x10 * engine + n) & 0xFF, PARALLEL_SECONDS, w)
+                    own = n < PER_ENGINE
+                    drm = Drm() if own else shared
+                    parallel_child(drm, engine, (0x10 * engine + n) & 0xFF, PARALLEL_SECONDS, w, own,
+                                   k * 0x10_0000_0000)
                     code = 0
                 except BaseException as e:  # noqa: BLE001 - reported to the parent
                     os.write(w, ("0 %s: %s" % (type(e).__name__, e)).encode())
@@ -238,6 +248,7 @@ def check_parallel():
                     os._exit(code)
             os.close(w)
             procs[pid] = (name, r)
+    shared.close()
     total, reasons = 0, []
     for pid, (name, r) in procs.items():
         os.waitpid(pid, 0)
@@ -249,8 +260,9 @@ def check_parallel():
         if why:
             reasons.append("%s: %s" % (name, why))
     secs = time.monotonic() - t0
-    print("# rate parallel: %d batches on %d engines from %d contexts in %.1f s: %.0f batches/s" % (
-        total, len(ENGINES), len(ENGINES) * PER_ENGINE * CONTEXTS, secs, total / secs), flush=True)
+    print("# rate parallel: %d batches on %d engines from %d processes, %d contexts in %.1f s: %.0f batches/s" % (
+        total, len(ENGINES), len(procs), len(ENGINES) * (PER_ENGINE * CONTEXTS + 1), secs, total / secs),
+        flush=True)
     return "; ".join(reasons)
 
 

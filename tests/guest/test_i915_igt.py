@@ -48,8 +48,10 @@ def cases():
     for script, checks in CHECKS.items():
         for platform in PLATFORMS:
             group = pytest.mark.xdist_group(f"{script}-{platform}")  # one boot each, on one worker
+            # The first check boots: the script's own deadline and a margin, not the lane's default.
+            timeout = pytest.mark.timeout((harness.script_options(script)["timeout"] + 120) * harness.timeout_scale())
             for key, _desc in checks:
-                marks = [group]
+                marks = [group, timeout]
                 platforms, reason = EXPECTED_TO_FAIL.get((script, key), (set(), ""))
                 if platform in platforms:
                     marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason))
