@@ -8,6 +8,7 @@ DRM_COMMAND_BASE 0x40.
 import ctypes
 import errno
 import fcntl
+import mmap
 import os
 import struct
 
@@ -52,11 +53,23 @@ DRM_IOCTL_I915_GEM_CREATE = _iowr(DRM_COMMAND_BASE + 0x1B, struct.calcsize(GEM_C
 DRM_IOCTL_I915_GEM_PREAD = _iow(DRM_COMMAND_BASE + 0x1C, struct.calcsize(GEM_PREAD))
 DRM_IOCTL_I915_GEM_PWRITE = _iow(DRM_COMMAND_BASE + 0x1D, struct.calcsize(GEM_PWRITE))
 DRM_IOCTL_I915_GEM_EXECBUFFER2 = _iow(DRM_COMMAND_BASE + 0x29, struct.calcsize(EXECBUFFER2))
+# The same ioctl read back (rsvd2 carries the out-fence): i915's EXECBUFFER2_WR.
+DRM_IOCTL_I915_GEM_EXECBUFFER2_WR = _iowr(DRM_COMMAND_BASE + 0x29, struct.calcsize(EXECBUFFER2))
 DRM_IOCTL_I915_GEM_WAIT = _iowr(DRM_COMMAND_BASE + 0x2C, struct.calcsize(GEM_WAIT))
 DRM_IOCTL_I915_GEM_CONTEXT_CREATE = _iowr(DRM_COMMAND_BASE + 0x2D, struct.calcsize(CONTEXT_CREATE))
 DRM_IOCTL_I915_GEM_CONTEXT_DESTROY = _iow(DRM_COMMAND_BASE + 0x2E, struct.calcsize(CONTEXT_DESTROY))
 DRM_IOCTL_I915_GET_RESET_STATS = _iowr(DRM_COMMAND_BASE + 0x32, struct.calcsize(RESET_STATS))
 DRM_IOCTL_I915_QUERY = _iowr(DRM_COMMAND_BASE + 0x39, struct.calcsize(QUERY))
+GEM_BUSY = "II"                       # handle, busy (out: bits 31:16 engines reading, 15:0 the writer)
+GEM_SET_DOMAIN = "III"                # handle, read_domains, write_domain
+GEM_MMAP_OFFSET = "IIQQQ"             # handle, pad, offset (out: the fake offset to mmap), flags, extensions
+DRM_IOCTL_I915_GEM_BUSY = _iowr(DRM_COMMAND_BASE + 0x17, struct.calcsize(GEM_BUSY))
+DRM_IOCTL_I915_GEM_SET_DOMAIN = _iow(DRM_COMMAND_BASE + 0x1F, struct.calcsize(GEM_SET_DOMAIN))
+DRM_IOCTL_I915_GEM_MMAP_OFFSET = _iowr(DRM_COMMAND_BASE + 0x24, struct.calcsize(GEM_MMAP_OFFSET))
+# mmap_offset flags: through the aperture (GGTT, BAR2) or a CPU mapping of the pages.
+MMAP_OFFSET_GTT, MMAP_OFFSET_WC, MMAP_OFFSET_WB = 0, 1, 2
+DOMAIN_CPU, DOMAIN_GTT = 0x1, 0x40
+EXEC_FENCE_OUT = 1 << 17               # rsvd2's upper half returns a sync_file fd
 
 # getparam parameters.
 PARAM_CHIPSET_ID = 4
@@ -164,13 +177,31 @@ class Drm:
         self.ioctl(DRM_IOCTL_I915_GEM_PREAD, GEM_PREAD, handle, 0, offset, size, ctypes.addressof(buf))
         return buf.raw
 
-    def execbuf(self, objects, engine, batch_len, batch_start=0, context=0):
+    def execbuf(self, objects, engine, batch_len, batch_start=0, context=0, fence_out=False):
         """Submit the batch in the LAST of objects (i915's default order) on engine (an EXEC_*
-        selector) in context (0: the file's default context)."""
+        selector) in context (0: the file's default context). With fence_out, the sync_file fd
+        of the request (the caller closes it); else None."""
         table = b"".join(o.pack() for o in objects)
         buf = ctypes.create_string_buffer(table, len(table))
-        self.ioctl(DRM_IOCTL_I915_GEM_EXECBUFFER2, EXECBUFFER2, ctypes.addressof(buf), len(objects),
-                   batch_start, batch_len, 0, 0, 0, 0, engine | EXEC_NO_RELOC, context, 0)
+        flags = engine | EXEC_NO_RELOC | (EXEC_FENCE_OUT if fence_out else 0)
+        request = DRM_IOCTL_I915_GEM_EXECBUFFER2_WR if fence_out else DRM_IOCTL_I915_GEM_EXECBUFFER2
+        out = self.ioctl(request, EXECBUFFER2, ctypes.addressof(buf), len(objects),
+                         batch_start, batch_len, 0, 0, 0, 0, flags, context, 0)
+        return out[-1] >> 32 if fence_out else None
+
+    def busy(self, handle):
+        """The busy ioctl's word: 0 when idle, else the engine classes using it (+1), the
+        writer's in bits 15:0."""
+        return self.ioctl(DRM_IOCTL_I915_GEM_BUSY, GEM_BUSY, handle, 0)[1]
+
+    def set_domain(self, handle, read_domains, write_domain=0):
+        self.ioctl(DRM_IOCTL_I915_GEM_SET_DOMAIN, GEM_SET_DOMAIN, handle, read_domains, write_domain)
+
+    def mmap(self, handle, size, kind):
+        """An mmap.mmap of the object: kind MMAP_OFFSET_GTT (through the aperture) or a CPU
+        mapping (MMAP_OFFSET_WB, MMAP_OFFSET_WC)."""
+        offset = self.ioctl(DRM_IOCTL_I915_GEM_MMAP_OFFSET, GEM_MMAP_OFFSET, handle, 0, 0, kind, 0)[2]
+        return mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=offset)
 
     def wait(self, handle, timeout_s):
         """Wait until the GPU is done with handle. False when timeout_s passed first (ETIME)."""

@@ -22,7 +22,9 @@ def script_options(name):
     """Options a guest script declares in a '# devmodel-guest: ...' line:
     reboot (it reboots the guest, so it runs alone and QEMU may reset), manual (not run by
     the lane on its own), timeout=SECONDS, image=NAME (the guest image it needs; "base" when
-    not given)."""
+    not given), no-posted-writes (QEMU's vfio-user client waits for each BAR write's reply:
+    the script reads back at once, through guest RAM, what it wrote through the aperture;
+    docs/igt.md)."""
     path = GUEST_DIR / ("test_%s.py" % name)
     if not path.is_file():
         raise HarnessError("no guest script %s" % path.relative_to(repo_root()))
@@ -88,6 +90,8 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
                                f"({', '.join(sorted(wanted))}): boot them separately")
         image = wanted.pop()
     kernel, initrd = find_guest_image(image)
+    if any(script_options(t).get("no-posted-writes") for t in tests):
+        device_props = {"x-no-posted-writes": True, **(device_props or {})}
     own = device == "auto"
     if own:
         dev = DeviceModel(outdir, platform=platform).start()

@@ -6,10 +6,15 @@ status bits report (IIR & IER) of each engine's half-bank whether or not the ena
 the only bit the guest writes) is set, because i915's handler clears bit 31 first and reads
 the status afterwards.
 
-The device's line is "pending" while bit 31 and a status bit are set. Each event while pending
-raises the interrupt (an MSI per event, as GVT-g injects one per event), and so does a master
-write that sets bit 31 while something is pending (the handler's re-enable). For INTx the same
-calls assert a level; ``lower`` de-asserts it once nothing is pending or bit 31 is cleared.
+The device's line is "pending" while bit 31 and a status bit are set. An event raises the
+interrupt when the line was not up yet, and so does a master write that sets bit 31 while
+something is pending (the handler's re-enable); an event while the line is up and the guest has
+not begun to serve it (i915's handler clears bit 31 first, which lowers the line) raises
+nothing more, as hardware sends one MSI per assertion: the handler reads every IIR bit set by
+then. GVT-g injects an MSI per event; the device did too, three per batch (idle-to-active, user
+interrupt, active-to-idle; the last two in the same step), each an eventfd write. For INTx the
+same calls assert a level; ``lower`` de-asserts it once nothing is pending or bit 31 is
+cleared.
 Which of MSI and INTx is used is the PCI device's business (Device.raise_interrupt).
 """
 
@@ -135,7 +140,7 @@ class Interrupts(RegisterBlock):
         rf.set(bank + BANK_IIR, rf.get(bank + BANK_IIR) | allowed)
         if IRQ_EVENT.on:
             IRQ_EVENT(engine.name, allowed, rf.get(bank + BANK_IIR))
-        self._evaluate(edge=True)
+        self._evaluate(edge=False)
 
     def _evaluate(self, edge: bool) -> None:
         pending = self.pending

@@ -10,7 +10,7 @@ __all__ = [
     "EXECLIST_COMPLETE",
     "EXECLIST_HANG",
     "EXECLIST_LITE_RESTORE",
-    "EXECLIST_QUEUED",
+    "EXECLIST_PREEMPT_REQUEST",
     "EXECLIST_REFUSED",
     "EXECLIST_SUBMIT",
     "GGTT_WRITE",
@@ -34,7 +34,11 @@ EXECLIST_SUBMIT = event(
 EXECLIST_LITE_RESTORE = event(
     "execlist_lite_restore", "%s ctx %#x tail %#x", "the running context resubmitted with a new tail"
 )
-EXECLIST_QUEUED = event("execlist_queued", "%s ctx %#x behind ctx %#x", "a submission queued behind a busy engine")
+EXECLIST_PREEMPT_REQUEST = event(
+    "execlist_preempt_request",
+    "%s ctx %#x while ctx %#x runs",
+    "a submission of another context while one runs: served at the end of its segment",
+)
 EXECLIST_REFUSED = event("execlist_refused", "%s %s", "an ELSP submission refused (nothing changes)")
 EXECLIST_COMPLETE = event("execlist_complete", "%s ctx %#x tail %#x", "a workload (ring segment) completed")
 EXECLIST_HANG = event("execlist_hang", "%s ctx %#x: %s", "a workload hung: the context stays current until GDRST")

@@ -109,3 +109,84 @@ def test_the_kernel_log_is_cut_from_the_console():
     assert harness.dmesg_of("# devmodel-guest done\n") is None
     # The log's lines are outside every script's section: they never count as TAP.
     assert [r.description for r in harness.parse_console(console)["x"].results] == ["a"]
+
+
+LIBDEPS = harness.repo_root() / "ci" / "lib" / "guest-libdeps.py"
+
+
+def fake_elf(path, needed=(), runpath=None):
+    """An ELF64 file with a dynamic section naming its DT_NEEDED libraries (and DT_RUNPATH)."""
+    strtab = b"\0"
+    entries = []
+    for name in needed:
+        entries.append((1, len(strtab)))
+        strtab += name.encode() + b"\0"
+    if runpath is not None:
+        entries.append((29, len(strtab)))
+        strtab += runpath.encode() + b"\0"
+    dynamic = b"".join(struct.pack("<qQ", tag, val) for tag, val in entries) + struct.pack("<qQ", 0, 0)
+    ehsize, shentsize = 64, 64
+    str_off = ehsize
+    dyn_off = str_off + len(strtab)
+    shoff = dyn_off + len(dynamic)
+    ident = b"\x7fELF" + bytes([2, 1, 1]) + bytes(9)
+    head = ident + struct.pack("<HHIQQQIHHHHHH", 3, 62, 1, 0, 0, shoff, 0, ehsize, 0, 0, shentsize, 3, 0)
+
+    def shdr(type_, off, size, link=0):
+        return struct.pack("<IIQQQQIIQQ", 0, type_, 0, 0, off, size, link, 0, 8, 16 if type_ == 6 else 0)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(head + strtab + dynamic + shdr(0, 0, 0) + shdr(3, str_off, len(strtab))
+                     + shdr(6, dyn_off, len(dynamic), link=1))
+
+
+@pytest.fixture
+def packages(tmp_path):
+    """SRC: a program needing libfoo (through a soname link) and libc; libfoo needs libbar and
+    libc; a library nothing needs. DEST: the guest root, libc already in it."""
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    fake_elf(src / "usr/bin/prog", ["libfoo.so.1", "libc.so.6"])
+    fake_elf(src / "usr/lib/x86_64-linux-gnu/libfoo.so.1.2.3", ["libbar.so.0", "libc.so.6"])
+    (src / "usr/lib/x86_64-linux-gnu/libfoo.so.1").symlink_to("libfoo.so.1.2.3")
+    fake_elf(src / "lib/x86_64-linux-gnu/libbar.so.0", [])
+    fake_elf(src / "usr/lib/x86_64-linux-gnu/libunused.so.9", [])
+    fake_elf(src / "lib/x86_64-linux-gnu/libc.so.6", [])  # the package's copy: the root's wins
+    fake_elf(dest / "lib/x86_64-linux-gnu/libc.so.6", [])
+    (src / "usr/share/data").mkdir(parents=True)
+    (src / "usr/share/data/table.txt").write_text("not ELF\n")
+    return src, dest
+
+
+def libdeps(src, dest, *paths):
+    return subprocess.run([sys.executable, str(LIBDEPS), str(src), str(dest), *paths], capture_output=True,
+                          text=True, check=False)
+
+
+def test_programs_come_with_their_library_closure_only(packages):
+    src, dest = packages
+    before = (dest / "lib/x86_64-linux-gnu/libc.so.6").read_bytes()
+    r = libdeps(src, dest, "usr/bin/prog", "usr/share/data")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "2 files, 2 libraries"
+    assert (dest / "usr/lib/x86_64-linux-gnu/libfoo.so.1").is_symlink()
+    assert (dest / "usr/lib/x86_64-linux-gnu/libfoo.so.1.2.3").is_file()
+    assert (dest / "lib/x86_64-linux-gnu/libbar.so.0").is_file()
+    assert (dest / "usr/share/data/table.txt").read_text() == "not ELF\n"
+    assert not (dest / "usr/lib/x86_64-linux-gnu/libunused.so.9").exists()
+    assert (dest / "lib/x86_64-linux-gnu/libc.so.6").read_bytes() == before
+
+
+def test_a_runpath_relative_to_the_program_is_searched(packages):
+    src, dest = packages
+    fake_elf(src / "usr/libexec/tool/bench", ["libprivate.so"], runpath="$ORIGIN/../lib")
+    fake_elf(src / "usr/libexec/lib/libprivate.so", [])
+    r = libdeps(src, dest, "usr/libexec/tool")
+    assert r.returncode == 0, r.stderr
+    assert (dest / "usr/libexec/lib/libprivate.so").is_file()
+
+
+def test_a_library_no_package_holds_is_named(packages):
+    src, dest = packages
+    fake_elf(src / "usr/bin/broken", ["libmissing.so.4"])
+    r = libdeps(src, dest, "usr/bin/broken")
+    assert r.returncode == 1 and "usr/bin/broken needs libmissing.so.4" in r.stderr

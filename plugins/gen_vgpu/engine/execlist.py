@@ -2,30 +2,40 @@
 (contract §4.1, §4.2; GVT-g's execlist.c).
 
 State per engine: the *current execlist*, up to two elements of which the first is running,
-and a bounded queue of execlists submitted while the engine was busy with another context.
-An element is one context; it runs as one or more workloads (ring segments): a lite restore
-(the running context resubmitted with a new tail) appends a segment from the old tail to the
-new one, which runs after the current one without a context switch.
+and at most one *pending* execlist: a submission whose element 0 is not the running context,
+which on GEN8/GEN9 hardware is a preemption request. An element is one context; it runs as
+one or more workloads (ring segments): a lite restore (the running context resubmitted with a
+new tail) appends a segment from the old tail to the new one, which runs after the current one
+without a context switch.
 
 Event sequences (each CSB write raises the engine's context-switch interrupt):
 
 - submit while idle: {IDLE_ACTIVE}, element 0 starts;
 - resubmission of the running context (lite restore): {PREEMPTED | LITE_RESTORE}; the new
   element 1 replaces the old one, as a new execlist replaces the old one on hardware;
-- submit while busy with another context: queued, no event (GVT-g's pending queue);
+- submit while busy with another context: a preemption request, no event yet; it is served
+  at the next arbitration point, the end of the running segment (i915 ends every request with
+  arbitration enabled and MI_ARB_CHECK): {PREEMPTED, ctx of the preempted element}, and the
+  new execlist replaces the whole current one (an element 1 that never ran is dropped, as
+  hardware drops it). The preempted context's image head is where it stopped, so a later
+  submission of it continues there. A second request before the first is served replaces it.
+  i915 6.1 on a vGPU has no preemption or timeslicing (no I915_ENGINE_HAS_PREEMPTION), but it
+  writes such an ELSP whenever its breadcrumbs say the running requests completed before the
+  completion event arrived; GVT-g queued it instead, behind the running context;
 - element 0 done and element 1 follows: {ELEMENT_SWITCH | COMPLETE}, element 1 starts;
-- last element done: {ACTIVE_IDLE | COMPLETE}; a queued execlist then starts with
-  {IDLE_ACTIVE}.
+- last element done: {ACTIVE_IDLE | COMPLETE}.
 
 Completion writes the image's RING_HEAD := tail before the CSB entry. A hung workload gets no
 event and stays current, as a hung context does on hardware: EXECLIST_STATUS shows it active
 with its context ID, nothing behind it on this engine runs (a lite restore or element 1 waits,
-other contexts queue), and only the guest's GDRST of the engine (or a device reset) drops it.
+a preemption request is never served: a hung context reaches no arbitration point), and only
+the guest's GDRST of the engine (or a device reset) drops it.
 i915 needs that: its engine reset reads EXECLIST_STATUS_HI to find the guilty context.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import struct
 from collections import deque
@@ -45,7 +55,7 @@ from ..trace_events import (
     EXECLIST_COMPLETE,
     EXECLIST_HANG,
     EXECLIST_LITE_RESTORE,
-    EXECLIST_QUEUED,
+    EXECLIST_PREEMPT_REQUEST,
     EXECLIST_REFUSED,
     EXECLIST_SUBMIT,
 )
@@ -61,18 +71,18 @@ from .context import (
 )
 from .executor import Executor, Workload
 
-__all__ = ["Execlist", "Engines", "ExeclistCounters", "QUEUE_LIMIT"]
+__all__ = ["Execlist", "Engines", "ExeclistCounters"]
 
 log = logging.getLogger(__name__)
 
 # CSB statuses as plain ints: IntFlag arithmetic costs a few microseconds per event.
 _IDLE_ACTIVE = int(r.CsbStatus.IDLE_ACTIVE)
+_PREEMPTED = int(r.CsbStatus.PREEMPTED)
 _LITE_RESTORE = int(r.CsbStatus.PREEMPTED | r.CsbStatus.LITE_RESTORE)
 _ELEMENT_SWITCH = int(r.CsbStatus.ELEMENT_SWITCH | r.CsbStatus.COMPLETE)
 _ACTIVE_IDLE = int(r.CsbStatus.ACTIVE_IDLE | r.CsbStatus.COMPLETE)
 _CONTEXT_SWITCH = int(GtEvent.CONTEXT_SWITCH)
 
-QUEUE_LIMIT = 16  # execlists waiting behind a busy engine; i915 never has more than one
 _ELSP_WRITES = 4
 
 
@@ -95,7 +105,9 @@ class ExeclistCounters:
     submissions: int = 0
     rejected: int = 0
     lite_restores: int = 0
-    queued: int = 0
+    preempt_requests: int = 0
+    preemptions: int = 0
+    requests_replaced: int = 0  # a preemption request replaced before it was served
     completed: int = 0
     hung: int = 0
     cancelled: int = 0
@@ -122,7 +134,7 @@ class Execlist(RegisterBlock):
         self._once = OncePerReason(log)
         self._elsp: list[int] = []
         self._current: _Execlist = []
-        self._queue: deque[_Execlist] = deque()
+        self._pending: _Execlist | None = None  # a preemption request, served at arbitration
         self._running: Workload | None = None
         self.hung = False  # the current element hung: it stays current until GDRST
         self._seq = 0
@@ -155,11 +167,12 @@ class Execlist(RegisterBlock):
 
     @property
     def queued(self) -> int:
-        return len(self._queue)
+        """Execlists waiting for the engine: the preemption request, if any."""
+        return 0 if self._pending is None else 1
 
     def _status_lo(self, offset: int) -> int:
         cur = self._current
-        value = r.EXECLIST_QUEUE_FULL if self._queue else 0
+        value = r.EXECLIST_QUEUE_FULL if self._pending is not None else 0
         if cur:
             value |= r.EXECLIST0_VALID | r.EXECLIST0_ACTIVE
             if len(cur) > 1:
@@ -192,17 +205,19 @@ class Execlist(RegisterBlock):
             return
         self.counters.submissions += 1
         cur = self._current
-        if cur and not self._queue and execlist[0].lrca == cur[0].lrca:
+        if cur and self._pending is not None:
+            # Hardware takes the newest ELSP; i915 never writes one before the last was served.
+            self.counters.requests_replaced += 1
+            log.info("%s: a submission replaces a preemption request not yet served (ctx %#x)",
+                     self.engine.name, self._pending[0].descriptor.context_id)
+            self._pending = None
+        if cur and execlist[0].lrca == cur[0].lrca:
             self._lite_restore(execlist)
         elif cur:
-            if len(self._queue) >= QUEUE_LIMIT:
-                self.counters.rejected += 1
-                self._warn(self.engine, "execlist queue full, submission dropped", QUEUE_LIMIT)
-                return
-            self.counters.queued += 1
-            self._queue.append(execlist)
-            if EXECLIST_QUEUED.on:
-                EXECLIST_QUEUED(self.engine.name, execlist[0].descriptor.context_id, cur[0].descriptor.context_id)
+            self.counters.preempt_requests += 1
+            self._pending = execlist
+            if EXECLIST_PREEMPT_REQUEST.on:
+                EXECLIST_PREEMPT_REQUEST(self.engine.name, execlist[0].descriptor.context_id, cur[0].descriptor.context_id)
         else:
             self._switch_in(execlist)
 
@@ -229,10 +244,11 @@ class Execlist(RegisterBlock):
         return Workload(self.engine, desc, ring, head, tail, self._seq)
 
     def _outstanding_tail(self, lrca: int) -> int | None:
-        for execlist in reversed([self._current, *self._queue]):
-            for el in reversed(execlist):
-                if el.lrca == lrca:
-                    return el.tail
+        # Only the running element has consumed part of its ring; an element 1 never ran, and a
+        # preemption puts the preempted context's stop point right at the switch (_preempt).
+        cur = self._current
+        if cur and cur[0].lrca == lrca:
+            return cur[0].tail
         return None
 
     def _lite_restore(self, execlist: _Execlist) -> None:
@@ -284,6 +300,9 @@ class Execlist(RegisterBlock):
             EXECLIST_COMPLETE(self.engine.name, w.context_id, w.tail)
         write_ring_head(self.write_gm, w.descriptor.lrca, w.tail)
         element = self._current[0]
+        if self._pending is not None:
+            self._preempt(element, w.tail)
+            return
         element.segments.popleft()
         if element.segments:
             self._start_next()
@@ -295,8 +314,22 @@ class Execlist(RegisterBlock):
             self._start_next()
             return
         self._csb(_ACTIVE_IDLE, ctx)
-        if self._queue:
-            self._switch_in(self._queue.popleft())
+
+    def _preempt(self, element: _Element, stop: int) -> None:
+        """The arbitration point at the end of a segment, with a preemption request pending:
+        the request's execlist replaces the current one. The preempted context's later
+        segments are dropped unrun (its image head, just written, is where it stopped), and a
+        new element of that context starts there."""
+        pending = self._pending
+        assert pending is not None
+        self._pending = None
+        self.counters.preemptions += 1
+        for el in pending:
+            if el.lrca == element.lrca:
+                el.segments[0] = dataclasses.replace(el.segments[0], head=stop)
+        self._current = pending
+        self._csb(_PREEMPTED, element.descriptor.context_id)
+        self._start_next()
 
     def hang(self, w: Workload, reason: str) -> None:
         if w is not self._running:
@@ -342,7 +375,7 @@ class Execlist(RegisterBlock):
         self._running = None
         self.hung = False
         self._current = []
-        self._queue.clear()
+        self._pending = None
         if running is not None and cancel:
             self.counters.cancelled += 1
             self.executor.cancel(running)

@@ -1,5 +1,5 @@
 """Execlist submission and completion on the four engines: the CSB event sequences of
-contract §4.2 (idle submit, completion, element switch, lite restore, queueing) in MMIO and in
+contract §4.2 (idle submit, completion, element switch, lite restore, preemption) in MMIO and in
 the hardware status page, the CSB pointer, EXECLIST_STATUS, descriptor checks, hangs."""
 
 from __future__ import annotations
@@ -155,34 +155,53 @@ def test_lite_restore_without_new_work_adds_no_segment(rig: Rig):
     assert events(rig)[-1] == (S.ACTIVE_IDLE | S.COMPLETE, 0xA)
 
 
-def test_submission_while_busy_is_queued_until_idle(rig: Rig):
-    rig.elsp(RCS, desc(A, 0xA))
-    rig.elsp(RCS, desc(B, 0xB), desc(C, 0xC))
+def test_submission_while_busy_is_a_preemption_served_at_the_end_of_the_segment(rig: Rig):
+    rig.elsp(RCS, desc(A, 0xA), desc(B, 0xB))
+    rig.elsp(RCS, desc(C, 0xC), desc(B, 0xB))  # i915: A's breadcrumb landed before its event
     assert len(events(rig)) == 1 and len(rig.executor.started) == 1
     assert rig.r(RCS.reg(er.EXECLIST_STATUS_LO)) & er.EXECLIST_QUEUE_FULL
-    rig.engines.complete(rig.executor.started[0])
-    assert rig.executor.started[1].context_id == 0xB
+    rig.engines.complete(rig.executor.started[0])  # the arbitration point
+    # One PREEMPTED event (i915 promotes its pending ports on it); the old element 1 never ran
+    # and is dropped with the old execlist; no idle-to-active between.
+    assert events(rig) == [(S.IDLE_ACTIVE, 0), (S.PREEMPTED, 0xA)]
+    assert rig.ctx_head(A) == 0x40
+    assert rig.executor.started[1].context_id == 0xC
+    assert not rig.r(RCS.reg(er.EXECLIST_STATUS_LO)) & er.EXECLIST_QUEUE_FULL
+    assert rig.r(RCS.reg(er.EXECLIST_STATUS_HI)) == 0xC
     rig.engines.complete(rig.executor.started[1])
     rig.engines.complete(rig.executor.started[2])
-    assert events(rig) == [
-        (S.IDLE_ACTIVE, 0),
-        (S.ACTIVE_IDLE | S.COMPLETE, 0xA),
-        (S.IDLE_ACTIVE, 0),
-        (S.ELEMENT_SWITCH | S.COMPLETE, 0xB),
-        (S.ACTIVE_IDLE | S.COMPLETE, 0xC),
-    ]
-    assert not rig.r(RCS.reg(er.EXECLIST_STATUS_LO)) & er.EXECLIST_QUEUE_FULL
+    assert [w.context_id for w in rig.executor.started] == [0xA, 0xC, 0xB]
+    assert rig.executor.started[2].head == 0  # B starts from its image: it never ran
+    assert events(rig)[2:] == [(S.ELEMENT_SWITCH | S.COMPLETE, 0xC), (S.ACTIVE_IDLE | S.COMPLETE, 0xB)]
+    ex = rig.engines[EngineId.RCS]
+    assert (ex.counters.preempt_requests, ex.counters.preemptions) == (1, 1)
 
 
-def test_queued_resubmission_continues_from_the_outstanding_tail(rig: Rig):
+def test_a_preempted_context_resumes_where_it_stopped(rig: Rig):
     rig.elsp(RCS, desc(A, 0xA))  # [0, 0x40)
-    rig.elsp(RCS, desc(B, 0xB))  # queued
     rig.set_tail(A, 0x90)
-    rig.elsp(RCS, desc(A, 0xA))  # queued behind B: the image's head (0) is stale
-    for i in range(3):
-        rig.engines.complete(rig.executor.started[i])
-    third = rig.executor.started[2]
-    assert (third.context_id, third.head, third.tail) == (0xA, 0x40, 0x90)
+    rig.elsp(RCS, desc(A, 0xA))  # lite restore: a second segment [0x40, 0x90)
+    rig.elsp(RCS, desc(B, 0xB), desc(A, 0xA))  # preemption request, A behind B
+    rig.engines.complete(rig.executor.started[0])  # end of A's first segment
+    assert events(rig)[-1] == (S.PREEMPTED, 0xA)
+    assert rig.ctx_head(A) == 0x40  # the image says where A stopped
+    rig.engines.complete(rig.executor.started[1])
+    resumed = rig.executor.started[2]
+    assert (resumed.context_id, resumed.head, resumed.tail) == (0xA, 0x40, 0x90)
+    rig.engines.complete(resumed)
+    assert events(rig)[-2:] == [(S.ELEMENT_SWITCH | S.COMPLETE, 0xB), (S.ACTIVE_IDLE | S.COMPLETE, 0xA)]
+    assert rig.ctx_head(A) == 0x90
+
+
+def test_a_second_preemption_request_replaces_the_first(rig: Rig):
+    rig.elsp(RCS, desc(A, 0))
+    for i in range(20):  # a guest that never waits for the PREEMPTED event: nothing piles up
+        rig.elsp(RCS, desc(B if i % 2 else C, i + 1))
+    ex = rig.engines[EngineId.RCS]
+    assert ex.queued == 1 and ex.counters.requests_replaced == 19 and ex.counters.rejected == 0
+    rig.engines.complete(rig.executor.started[0])
+    assert rig.executor.started[1].context_id == 20
+    assert events(rig)[-1] == (S.PREEMPTED, 0)
 
 
 def test_executor_that_completes_at_once():
@@ -371,17 +390,6 @@ def test_a_device_reset_drops_a_hung_context(rig: Rig):
     rig.engines.power_on()
     ex = rig.engines[EngineId.RCS]
     assert ex.idle and not ex.hung and rig.executor.cancelled == []
-
-
-def test_queue_is_bounded(rig: Rig, caplog):
-    from gen_vgpu.engine.execlist import QUEUE_LIMIT
-
-    rig.elsp(RCS, desc(A, 0))
-    for i in range(QUEUE_LIMIT + 1):
-        rig.elsp(RCS, desc(B if i % 2 else C, i + 1))
-    ex = rig.engines[EngineId.RCS]
-    assert ex.queued == QUEUE_LIMIT and ex.counters.rejected == 1
-    assert "queue full" in caplog.text
 
 
 def test_lite_restore_replaces_a_waiting_element_1(rig: Rig):
