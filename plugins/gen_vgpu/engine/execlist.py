@@ -217,7 +217,8 @@ class Execlist(RegisterBlock):
             self.counters.preempt_requests += 1
             self._pending = execlist
             if EXECLIST_PREEMPT_REQUEST.on:
-                EXECLIST_PREEMPT_REQUEST(self.engine.name, execlist[0].descriptor.context_id, cur[0].descriptor.context_id)
+                ids = (execlist[0].descriptor.context_id, cur[0].descriptor.context_id)
+                EXECLIST_PREEMPT_REQUEST(self.engine.name, *ids)
         else:
             self._switch_in(execlist)
 
