@@ -84,7 +84,8 @@ def main() -> int:
             f"| {act} | {h['seconds']:.0f} | {h['tasks']} (end {h['end_tasks']}) | {h['mms']} (end {h['end_mms']}) "
             f"| {h['tables']} (end {h['end_tables']}) | {h['warn_keys']} | {h['rss_before'] / MIB:.1f} MiB "
             f"| {h['rss_after'] / MIB:.1f} MiB | {growth / MIB:+.1f} MiB {'met' if grow_ok else 'NOT MET'} "
-            f"| {h['longest_step'] * 1e3:.2f} ms {'met' if step_ok else 'NOT MET'} | {h['late_steps']} of {h['steps']} |"
+            f"| {h['longest_step'] * 1e3:.2f} ms {'met' if step_ok else 'NOT MET'} "
+            f"| {h['late_steps']} of {h['steps']} |"
         )
     print(f"targets: growth <= {GROWTH_TARGET // MIB} MiB, longest step <= {STEP_TARGET * 1e3:.0f} ms: "
           + ("met for every act" if not failed else "not met for " + ", ".join(failed)))
