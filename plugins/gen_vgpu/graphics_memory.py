@@ -1,6 +1,7 @@
 """The vGPU's graphics memory: the mappable (aperture) slice and the hidden slice of the
-GGTT's 4 GiB. PVINFO's avail_rs publishes these ranges and the command scanner will check
-GGTT addresses against them, so both read them from here."""
+GGTT's 4 GiB. PVINFO's avail_rs publishes these ranges; the device hands the same slices to
+the command scanner, which checks GGTT addresses against its own record of them
+(``cmd/ranges.py``)."""
 
 from __future__ import annotations
 
