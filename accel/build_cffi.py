@@ -10,6 +10,7 @@ Usage: build_cffi.py OUTPUT.c
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -29,10 +30,28 @@ def cdef_text() -> str:
     return "\n".join(keep)
 
 
+def source_digest() -> str:
+    """The digest devmodel/accel.py compares the module with (its source_digest, the one
+    definition, loaded from the checkout without importing the devmodel package)."""
+    spec = importlib.util.spec_from_file_location("_devmodel_accel_stamp", HERE.parent / "devmodel" / "accel.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    digest: str = module.source_digest(HERE)
+    return digest
+
+
 def builder() -> cffi.FFI:
     ffi = cffi.FFI()
-    ffi.cdef(cdef_text())
-    ffi.set_source(MODULE, '#include "dm_accel.h"')
+    # The stamp: what sources this module was built from (devmodel refuses a stale one).
+    ffi.cdef(cdef_text() + "\nconst char *dm_source_digest(void);")
+    ffi.set_source(
+        MODULE,
+        '#include "dm_accel.h"\n'
+        f'static const char dm_source_digest_text[] = "{source_digest()}";\n'
+        "const char *dm_source_digest(void) { return dm_source_digest_text; }\n",
+    )
     return ffi
 
 

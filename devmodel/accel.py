@@ -10,19 +10,39 @@ does not take.
 ``DEVMODEL_ACCEL=0`` (or ``Server(accel=False)``, ``devmodel serve --no-accel``) selects the
 Python path alone. A module that is absent, built for another ABI version or on a big-endian
 host is not used: the server logs a notice once and runs on the Python path.
+
+The module is stamped at build time with a digest of its sources (:func:`source_digest` of
+accel/, compiled in by accel/build_cffi.py). Run from a source checkout, devmodel compares it
+with the checkout's accel/: a module built from other sources (an edited ``dm_accel.c`` not
+yet rebuilt by ci/setup-python) is never used. Asked for explicitly (``--accel``,
+``Server(accel=True)``, ``DEVMODEL_ACCEL=1``) it raises :class:`StaleAccelerator`; by default
+it is refused with an error in the log and the Python path serves.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
 import logging
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["ABI_VERSION", "ENV", "MODULE", "Accel", "RegionAccel", "enabled_by_env", "load"]
+__all__ = [
+    "ABI_VERSION",
+    "ENV",
+    "MODULE",
+    "SOURCE_DIR",
+    "Accel",
+    "RegionAccel",
+    "StaleAccelerator",
+    "enabled_by_env",
+    "load",
+    "source_digest",
+]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +50,22 @@ MODULE = "_devmodel_accel"
 ENV = "DEVMODEL_ACCEL"
 # accel/dm_accel.h's DM_ABI_VERSION this Python side is written for.
 ABI_VERSION = 3
+# The accelerator's sources in a source checkout (absent in an installed copy of devmodel).
+SOURCE_DIR = Path(__file__).resolve().parents[1] / "accel"
+_SOURCE_SUFFIXES = (".c", ".h", ".py")
+
+
+class StaleAccelerator(RuntimeError):
+    """The installed module was built from other sources than the checkout's accel/."""
+
+
+def source_digest(directory: Path) -> str:
+    """SHA-256 of the accelerator's sources in ``directory``: every .c, .h and .py file, by
+    name and content, in name order. The build stamps the module with it."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in directory.iterdir() if p.suffix in _SOURCE_SUFFIXES and p.is_file()):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -63,10 +99,36 @@ def enabled_by_env() -> bool:
 
 def load(want: bool | None = None) -> Accel | None:
     """The accelerator, or None for the Python path. ``want`` None: as DEVMODEL_ACCEL says
-    (default: use it when it loads)."""
+    (default: use it when it loads). Raises StaleAccelerator when it is asked for (``want``
+    True, or DEVMODEL_ACCEL=1) and was built from other sources than this checkout's."""
     if not (enabled_by_env() if want is None else want):
         return None
-    return _load_module()
+    accel = _load_module()
+    if accel is None:
+        return None
+    stale = staleness(accel)
+    if stale is None:
+        return accel
+    if want or os.environ.get(ENV) == "1":
+        raise StaleAccelerator(stale)
+    log.error("%s; serving on the Python path", stale)
+    return None
+
+
+def staleness(accel: Accel, sources: Path | None = None) -> str | None:
+    """Why the module does not match the sources in ``sources`` (default SOURCE_DIR), or None
+    when it does (or when there are none to compare with: devmodel installed, not a checkout)."""
+    sources = SOURCE_DIR if sources is None else sources
+    if not sources.is_dir():
+        return None
+    built = accel.ffi.string(accel.lib.dm_source_digest()).decode()
+    tree = source_digest(sources)
+    if built == tree:
+        return None
+    return (
+        f"compiled accelerator {MODULE} was built from other sources (digest {built[:12]}) than "
+        f"{sources} ({tree[:12]}): rerun ci/setup-python to rebuild it"
+    )
 
 
 @functools.cache

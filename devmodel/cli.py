@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__, logbound, trace
+from .accel import StaleAccelerator
 from .device.plugin import load_plugin
 from .errors import TransportError
 from .transport.control import ControlServer, control_path, query
@@ -186,7 +187,14 @@ def _serve(args: argparse.Namespace) -> int:
         log.error("cannot listen: %s", exc)
         return 1
     options = ServerOptions(write_multiple=args.write_multiple, max_dma_maps=args.max_dma_maps)
-    server = Server(device, listener, options, accel=args.accel)
+    try:
+        server = Server(device, listener, options, accel=args.accel)
+    except StaleAccelerator as exc:
+        log.error("%s", exc)
+        listener.close()
+        if path:
+            os.unlink(path)
+        return 2
     ctl_path = args.control or (control_path(path) if path else None)
     control = None
     if ctl_path:

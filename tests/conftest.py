@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from devmodel import accel
 from devmodel.device.hostmem import GUARD_ENV
 
 os.environ[GUARD_ENV] = "1"
@@ -24,3 +25,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("timeout") is None:
             item.add_marker(pytest.mark.timeout(guard))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The tests import devmodel from the tree and the compiled accelerator from the venv: one
+    built from other sources than the tree's accel/ would be tested stale. Stop loudly."""
+    try:
+        accel.load(True)
+    except accel.StaleAccelerator as exc:
+        pytest.exit(str(exc), returncode=3)

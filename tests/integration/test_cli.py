@@ -30,7 +30,12 @@ def _serve(*args: str, **kw: Any) -> subprocess.Popen[str]:
     )
 
 
-def _wait_for(path: str, proc: subprocess.Popen[str], timeout: float = 10) -> None:
+# A server process starts in about a second; these only guard against one that never does, so
+# they allow for a machine whose cores other work keeps busy (an import can take many seconds).
+STARTUP = 60.0
+
+
+def _wait_for(path: str, proc: subprocess.Popen[str], timeout: float = STARTUP) -> None:
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         assert proc.poll() is None, proc.communicate()[1]
@@ -40,7 +45,7 @@ def _wait_for(path: str, proc: subprocess.Popen[str], timeout: float = 10) -> No
 
 def _connect(path: str, mem: GuestMemory) -> VfioUserClient:
     """The socket file exists from bind(); listen() follows a moment later."""
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + STARTUP
     while True:
         try:
             return VfioUserClient.connect(path, mem)
@@ -152,7 +157,9 @@ def test_fd_socket_activation(tmp_path: Path) -> None:
     proc = _serve("--fd", str(listener.fileno()), "--device", "gen_vgpu", pass_fds=[listener.fileno()])
     listener.close()
     try:
-        with VfioUserClient.connect(path) as c:
+        # Connected to the listener before the server has started: its first reply waits for
+        # the server's start-up, not for a request's handling.
+        with VfioUserClient.connect(path, timeout=STARTUP) as c:
             c.negotiate()
             assert c.read32(0, 0x78000) == 0x76544776
         proc.terminate()

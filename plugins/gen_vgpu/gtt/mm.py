@@ -239,6 +239,7 @@ class Ppgtt:
         # roots is refused without a walk over every mm.
         self.releases = 0
         self._full_at = -1
+        self._tables_full_at = -1
         dma.listeners.append(self)
 
     @property
@@ -394,8 +395,12 @@ class Ppgtt:
         return False
 
     def _reclaim_one(self) -> bool:
-        """Unshadow idle mms, oldest use first, until the store is under its cap."""
+        """Unshadow idle mms, oldest use first, until the store is under its cap. A walk that
+        found nothing more to unshadow is not repeated until an mm may have become idle: a
+        guest table naming 512 new tables at the cap costs one walk, not 512."""
         store = self.store
+        if self._tables_full_at == self.releases:
+            return False
         for mm in list(self.mms.values()):
             if len(store) < store.max_pages:
                 return True
@@ -403,7 +408,10 @@ class Ppgtt:
                 continue
             self.unshadow(mm)
             self.reclaims += 1
-        return len(store) < store.max_pages
+        if len(store) < store.max_pages:
+            return True
+        self._tables_full_at = self.releases
+        return False
 
     # --- the DMA map (a DmaListener) ---------------------------------------------------------
 

@@ -35,10 +35,16 @@ _FRAME_STEP = repeat(1 << PAGE_SHIFT)  # 4 KiB in every lane
 def _consecutive(chunk: memoryview, n: int) -> bool:
     """Whether the ``n`` entries in ``chunk`` differ only by one frame each, in order: entry
     k + 1 minus entry k is 4 KiB in every lane. One big-int subtraction instead of n Python
-    steps; shadow entries stay far below 2^63, so no lane borrows from its neighbour."""
+    steps. Whatever the entries hold (a guest's bits 46-63 pass through to the shadow): a
+    lane whose entry is smaller than the one before borrows from the lane above, which the
+    big-int difference alone can hide, but every borrow makes the last entry minus the first
+    fall short of (n - 1) frames by about 2^64, so the second test rules them all out."""
     later = int.from_bytes(chunk[8:], "little")
     earlier = int.from_bytes(chunk[:-8], "little")
-    return later - earlier == _FRAME_STEP & ((1 << (64 * (n - 1))) - 1)
+    if later - earlier != _FRAME_STEP & ((1 << (64 * (n - 1))) - 1):
+        return False
+    first = int.from_bytes(chunk[:8], "little")
+    return int.from_bytes(chunk[-8:], "little") - first == (n - 1) << PAGE_SHIFT
 
 
 @dataclass(frozen=True)

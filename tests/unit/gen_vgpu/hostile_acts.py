@@ -16,6 +16,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from gen_vgpu import GenVgpu
 from gen_vgpu.engines import ENGINES, EngineId, engine_by_id
 from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio import regs
@@ -42,6 +43,8 @@ class Held:
     end_mms: int = 0
     end_tables: int = 0
     longest_step: float = 0.0  # seconds
+    steps: int = 0
+    late_steps: int = 0  # returned more than 1 ms past the step's deadline
     rss_before: int = 0  # bytes
     rss_after: int = 0
 
@@ -59,9 +62,10 @@ def warn_keys(rig: Rig) -> int:
     return sum(len(s.counts) for s in sets)
 
 
-def prepared_rig() -> Rig:
-    """A device whose RCS ran a workload through a 4-level PPGTT (one shadowed mm)."""
-    rig = Rig()
+def prepared_rig(dev: GenVgpu | None = None) -> Rig:
+    """A device (``dev``, or one with the default caps) whose RCS ran a workload through a
+    4-level PPGTT (one shadowed mm)."""
+    rig = Rig(dev=dev)
     tree = Tree(rig.guest, 4)
     tree.buffer(BUF, PAGE)
     ctx = rig.context(engine_by_id(EngineId.RCS), tree)
@@ -134,6 +138,7 @@ def run_act(rig: Rig, name: str, writes: int, seed: int = 0) -> Held:
     gc.collect()
     held.rss_before = rss()
     tasks.stats.longest_step = 0.0
+    steps, late = tasks.stats.steps, tasks.stats.late_steps
     for n in range(1, writes + 1):
         offset, value = next(stream)
         write(0, offset, value.to_bytes(4, "little"))
@@ -150,6 +155,7 @@ def run_act(rig: Rig, name: str, writes: int, seed: int = 0) -> Held:
     held.warn_keys = warn_keys(rig)
     held.end_tasks, held.end_mms, held.end_tables = len(tasks), len(ppgtt.mms), len(ppgtt.store)
     held.longest_step = tasks.stats.longest_step
+    held.steps, held.late_steps = tasks.stats.steps - steps, tasks.stats.late_steps - late
     gc.collect()
     held.rss_after = rss()
     return held

@@ -13,11 +13,10 @@ from __future__ import annotations
 import pytest
 
 from gen_vgpu import GenVgpu
-from gen_vgpu.engines import ENGINES, EngineId, engine_by_id
+from gen_vgpu.engines import ENGINES
 
-from . import cmd_streams as c
-from .engine_rig import PAGE, Rig, Tree
-from .hostile_acts import ACTS, BUF, run_act
+from .engine_rig import Rig
+from .hostile_acts import ACTS, prepared_rig, run_act
 
 MAX_MMS = 32
 MAX_TABLES = 256
@@ -26,12 +25,7 @@ WRITES = 6_000
 
 @pytest.fixture
 def rig():
-    dev = GenVgpu(max_shadow_mms=MAX_MMS, max_shadow_pages=MAX_TABLES)
-    r = Rig(dev=dev)
-    tree = Tree(r.guest, 4)
-    tree.buffer(BUF, PAGE)
-    r.submit(r.context(engine_by_id(EngineId.RCS), tree), c.sdi(BUF, 1))
-    r.run()
+    r = prepared_rig(GenVgpu(max_shadow_mms=MAX_MMS, max_shadow_pages=MAX_TABLES))
     yield r
     r.close()
 

@@ -443,3 +443,19 @@ def test_create_destroy_pairs_hold_nothing(guest: Guest) -> None:
     assert not ppgtt.mms and background is not None and background.pending == 0
     background.run()
     assert ppgtt.background is None and len(ppgtt.store) == 0
+
+
+def test_run_detection_holds_for_any_entry_values() -> None:
+    """Entries with the top bits set (a guest's bits 46-63 pass through): a borrow between
+    lanes must not pass for a run. 0x...F003, 0x3, 0x1004 differ by 4 KiB as one big integer
+    (the first lane borrows from the second) but are no run; a real run still is one."""
+    from gen_vgpu.gtt.walker import _consecutive
+
+    def chunk(*entries: int) -> memoryview:
+        return memoryview(b"".join(e.to_bytes(8, "little") for e in entries))
+
+    e0 = 0xFFFF_FFFF_FFFF_F003
+    e1 = e0 + 0x1000 - (1 << 64)
+    assert not _consecutive(chunk(e0, e1, e1 + 0x1001), 3)
+    assert _consecutive(chunk(0x8000_0000_0010_0003, 0x8000_0000_0010_1003, 0x8000_0000_0010_2003), 3)
+    assert not _consecutive(chunk(0x3, 0x1003, 0x3003), 3)
