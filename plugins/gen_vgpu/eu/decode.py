@@ -169,7 +169,7 @@ def _src_align1(n: int, which: int) -> Src:
     return Src(rf, t, reg, subreg, vstride(vs), width(w), hstride(hs), bool(neg), bool(ab))
 
 
-def _dst_align1(n: int) -> Dst:
+def _dst_align1(n: int, send: bool) -> Dst:
     rf = RegFile(bits(n, 36, 35))
     t = _type(HW_TYPES, bits(n, 40, 37), "dst")
     if rf in (RegFile.IMM, RegFile.MRF):
@@ -177,7 +177,7 @@ def _dst_align1(n: int) -> Dst:
     if bits(n, 63, 63):
         raise EuError("dst uses indirect addressing, not modelled")
     reg = bits(n, 60, 53)
-    if rf == RegFile.ARF:
+    if rf == RegFile.ARF and not send:  # a SEND without a response writes nothing there
         _check_arf(reg, "dst")
     hs = bits(n, 62, 61)
     if hs == 0 and not (rf == RegFile.ARF and reg == ARF_NULL):
@@ -302,7 +302,7 @@ def _decode(n: int, code: int, offset: int, size: int, gen: int) -> Instruction:
         if bits(n, 8, 8):
             raise EuError("align16 two-source instructions are not modelled")
         flag = bits(n, 33, 33) * 2 + bits(n, 32, 32)
-        dst = _dst_align1(n)
+        dst = _dst_align1(n, op in (Opcode.SEND, Opcode.SENDC))
         count = _SOURCES[op]
         src_list: list[Src] = []
         if count >= 1:
@@ -335,8 +335,10 @@ def _decode(n: int, code: int, offset: int, size: int, gen: int) -> Instruction:
             cond = Cond.NONE
             if send.mlen == 0:
                 raise EuError("message length 0")
-            if srcs[0].reg + send.mlen > 128 or (not dst.is_null and dst.reg + send.rlen > 128):
+            if srcs[0].reg + send.mlen > 128 or (send.rlen and dst.reg + send.rlen > 128):
                 raise EuError("the message runs past g127")
+            if send.rlen and dst.file != RegFile.GRF:
+                raise EuError("a response to a register outside the GRF")
     if cond is None:
         raise EuError(f"conditional modifier {bits(n, 27, 24)} is reserved")
     return Instruction(

@@ -150,7 +150,9 @@ class _Plan:
                 )
         d = inst.dst
         self.dst: _Access | None = None
-        if d.file == RegFile.GRF:
+        if inst.send is not None:
+            pass  # the response is whole registers (Threads._send)
+        elif d.file == RegFile.GRF:
             self.dst = _access("grf", dst_offsets(d, es), d.type)
         elif d.reg != ARF_NULL:
             self.dst = _access("flag", [(d.reg - ARF_FLAG) * 4 + o - d.reg * 32 for o in dst_offsets(d, es)], d.type)
@@ -469,7 +471,7 @@ class Threads:
         start = inst.srcs[0].reg * 32
         payload = self.grf[:, start : start + 32 * s.mlen]
         answer = self.messages.send(inst, payload, lanes)
-        if s.rlen and not inst.dst.is_null:
+        if s.rlen:
             if answer is None or answer.shape != (self.count, 32 * s.rlen):
                 raise EuError(
                     f"the shared function answered {None if answer is None else answer.shape}, not {s.rlen} registers"
