@@ -442,8 +442,13 @@ class Threads:
         idx = [b.reg * 8 + (i // 8) * 16 + i % 8 for i in range(es)]
         if max(idx) + 8 >= GRF_BYTES // 4:
             raise EuError("pln's barycentrics run past g127")
-        i1 = np.array(idx, dtype=np.intp)
-        out: Array = coef[:, 0:1] * f[:, i1] + coef[:, 1:2] * f[:, i1 + 8] + coef[:, 3:4]
+        first = idx[0]
+        if idx == list(range(first, first + es)):
+            b1, b2 = f[:, first : first + es], f[:, first + 8 : first + 8 + es]
+        else:
+            i1 = np.array(idx, dtype=np.intp)
+            b1, b2 = f[:, i1], f[:, i1 + 8]
+        out: Array = coef[:, 0:1] * b1 + coef[:, 1:2] * b2 + coef[:, 3:4]
         return out
 
     @staticmethod

@@ -148,24 +148,33 @@ class SharedFunctions:
             v = param(1, "<f4").astype(np.float64)
             if smp.normalized:
                 u, v = u * surf.width, v * surf.height
-            fx = np.floor(np.nan_to_num(u, nan=0.0, posinf=1e9, neginf=-1e9)).astype(np.int64)
-            fy = np.floor(np.nan_to_num(v, nan=0.0, posinf=1e9, neginf=-1e9)).astype(np.int64)
+            # NaN and infinities become some integer, then an edge or wrapped texel.
+            with np.errstate(invalid="ignore"):
+                fx = np.floor(np.clip(u, -1e9, 1e9)).astype(np.int64)
+                fy = np.floor(np.clip(v, -1e9, 1e9)).astype(np.int64)
             x, y = _address(fx, surf.width, smp.wrap_s), _address(fy, surf.height, smp.wrap_t)
             outside = np.zeros(x.shape, dtype=np.bool_)
         active = lanes[:, :n]
-        addrs = surf.texel_addresses(x[active], y[active])
-        rgba = surf.to_rgba(gather(self.space, addrs, surf.format.bpp))
-        if msg == SAMPLE_LD:
-            rgba[outside[active]] = 0.0  # ld out of bounds returns zero
-        full = np.zeros((count, n, 4), dtype=np.float32)
-        full[active] = rgba
         channels = [c for c in range(4) if not disabled >> c & 1]
         if s.rlen < len(channels) * regs:
             raise EuError(f"sampler response of {s.rlen} registers, {len(channels) * regs} needed")
-        out = np.zeros((count, s.rlen * 32), dtype=np.uint8)
-        for k, c in enumerate(channels):
-            out[:, k * regs * 32 : (k + 1) * regs * 32] = full[:, :, c].copy().view(np.uint8).reshape(count, -1)
-        return out
+        every = bool(active.all())
+        if every:
+            addrs = surf.texel_addresses(x.reshape(-1), y.reshape(-1))
+        else:
+            addrs = surf.texel_addresses(x[active], y[active])
+        rgba = surf.to_rgba(gather(self.space, addrs, surf.format.bpp))
+        if msg == SAMPLE_LD:
+            rgba[(outside.reshape(-1) if every else outside[active])] = 0.0  # ld out of bounds returns zero
+        if every:
+            full = rgba.reshape(count, n, 4)
+        else:
+            full = np.zeros((count, n, 4), dtype=np.float32)
+            full[active] = rgba
+        out = np.zeros((count, s.rlen * 8), dtype=np.float32)
+        planes = np.moveaxis(full[:, :, channels], 2, 1).reshape(count, -1)
+        out[:, : planes.shape[1]] = planes
+        return out.view(np.uint8)
 
     # --- render target ----------------------------------------------------------------------
 

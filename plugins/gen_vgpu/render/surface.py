@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..engine.memory import AddressSpace, read
+from ..engine.memory import AddressSpace
 from .errors import RenderRefused
 
 __all__ = ["FORMATS", "Format", "Surface", "gather", "scatter"]
@@ -110,34 +110,90 @@ class Surface:
         """(n, bpp) bytes to (n, 4) floats in [0, 1]."""
         out = np.zeros((texels.shape[0], 4), dtype=np.float32)
         out[:, 3] = 1.0
-        for c, byte in enumerate(self.format.channels):
-            if byte is not None:
-                out[:, c] = texels[:, byte].astype(np.float32) / np.float32(255)
+        have = [c for c, b in enumerate(self.format.channels) if b is not None]
+        src = [b for b in self.format.channels if b is not None]
+        out[:, have] = texels[:, src] * np.float32(1 / 255)
         return out
 
-    def from_rgba(self, rgba: F32, old: U8) -> U8:
-        """(n, 4) floats to texel bytes (UNORM: clamped, rounded to nearest); bytes of the
-        texel no channel covers keep ``old``."""
-        out = old.copy()
-        v = np.nan_to_num(rgba.astype(np.float32), nan=0.0)
-        q = np.floor(np.clip(v, 0, 1) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
-        for c, byte in enumerate(self.format.channels):
-            if byte is not None:
-                out[:, byte] = q[:, c]
+    def from_rgba(self, rgba: F32, old: U8 | None) -> U8:
+        """(n, 4) floats to texel bytes (UNORM: NaN and negatives 0, clamped to 1, rounded to
+        nearest); bytes of the texel no channel covers keep ``old``."""
+        fmt = self.format
+        have = [c for c, b in enumerate(fmt.channels) if b is not None]
+        dst = [b for b in fmt.channels if b is not None]
+        v = rgba[:, have]
+        q = (np.where(v > 0, np.minimum(v, 1), 0) * np.float32(255) + np.float32(0.5)).astype(np.uint8)
+        if len(dst) == fmt.bpp and dst == list(range(fmt.bpp)):
+            return q
+        out = np.zeros((rgba.shape[0], fmt.bpp), dtype=np.uint8) if old is None else old.copy()
+        out[:, dst] = q
         return out
+
+
+# A set of pages is translated with one walk of the shadow tables when it is this dense
+# (pages wanted / pages in its range) and at most this long; otherwise a page at a time.
+_DENSE = 4
+_RANGE = 1024
+
+
+def _views(space: AddressSpace, pages: list[int], write: bool) -> dict[int, memoryview | None]:
+    """Each page's view (None: scratch), translating ranges of pages at once."""
+    out: dict[int, memoryview | None] = {}
+    k = 0
+    while k < len(pages):
+        first = pages[k]
+        last = k
+        while (
+            last + 1 < len(pages)
+            and pages[last + 1] - first < _RANGE
+            and (last + 2 - k) * _DENSE >= pages[last + 1] - first + 1
+        ):
+            last += 1
+        end = pages[last] + 1
+        for span in space.spans(first << 12, (end - first) << 12, write):
+            for page in range(span.start >> 12, (span.end + PAGE - 1) >> 12):
+                if span.view is None:
+                    out[page] = None
+                else:
+                    off = (page << 12) - span.start
+                    out[page] = span.view[off : off + PAGE]
+        k = last + 1
+    return out
+
+
+def _pages(addrs: I64) -> tuple[list[int], I64]:
+    """The distinct pages of ``addrs`` (ascending) and each address's index among them.
+    Addresses of a batch are near each other: their pages are counted in a table over the
+    range, no sort; a wide range falls back to a sort."""
+    pages = addrs >> 12
+    low = int(pages.min())
+    span = int(pages.max()) - low + 1
+    if span <= 1 << 16:
+        rel = pages - low
+        present = np.zeros(span, dtype=np.bool_)
+        present[rel] = True
+        distinct = np.flatnonzero(present)
+        slot = np.cumsum(present) - 1
+        index: I64 = slot[rel]
+        return (distinct + low).tolist(), index
+    uniq, inverse = np.unique(pages, return_inverse=True)
+    return uniq.tolist(), inverse.reshape(-1)
 
 
 def gather(space: AddressSpace, addrs: I64, size: int) -> U8:
     """(n, size) bytes at each address (none crosses a page); unmapped pages read zeros."""
     if addrs.size == 0:
         return np.zeros((0, size), dtype=np.uint8)
-    pages, inverse = np.unique(addrs >> 12, return_inverse=True)
-    buf = np.empty((len(pages), PAGE), dtype=np.uint8)
-    for k, p in enumerate(pages.tolist()):
-        buf[k] = np.frombuffer(read(space, p << 12, PAGE), dtype=np.uint8)
+    pages, index = _pages(addrs)
+    buf = np.zeros((len(pages), PAGE), dtype=np.uint8)
+    views = _views(space, pages, False)
+    for k, p in enumerate(pages):
+        view = views.get(p)
+        if view is not None:
+            buf[k] = np.frombuffer(view, dtype=np.uint8)
     flat = buf.reshape(-1)
-    index = inverse.reshape(-1) * PAGE + (addrs & (PAGE - 1))
-    out: U8 = flat[index[:, None] + np.arange(size)]
+    at = index * PAGE + (addrs & (PAGE - 1))
+    out: U8 = flat[at[:, None] + np.arange(size)] if size > 1 else flat[at][:, None]
     return out
 
 
@@ -147,21 +203,17 @@ def scatter(space: AddressSpace, addrs: I64, data: U8) -> None:
     if addrs.size == 0:
         return
     size = data.shape[1]
-    order = np.argsort(addrs, kind="stable")
-    addrs = addrs[order]
+    pages, index = _pages(addrs)
+    # A stable radix sort of the small page indices groups each page's writes.
+    order = np.argsort(index.astype(np.uint16) if len(pages) < 1 << 16 else index, kind="stable")
+    index = index[order]
+    offsets = (addrs[order] & (PAGE - 1))[:, None] + np.arange(size)
     data = data[order]
-    pages = addrs >> 12
-    bounds = np.flatnonzero(np.diff(pages)) + 1
-    starts = np.concatenate(([0], bounds))
-    ends = np.concatenate((bounds, [len(addrs)]))
-    cols = np.arange(size)
-    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        page = int(pages[s]) << 12
-        for span in space.spans(page, PAGE, True):
-            if span.view is None:
-                continue
-            target = np.frombuffer(span.view, dtype=np.uint8)
-            a = addrs[s:e] - span.start
-            inside = (a >= 0) & (a + size <= span.end - span.start)
-            if inside.any():
-                target[(a[inside][:, None] + cols).reshape(-1)] = data[s:e][inside].reshape(-1)
+    bounds = np.searchsorted(index, np.arange(len(pages) + 1)).tolist()
+    views = _views(space, pages, True)
+    for k, p in enumerate(pages):
+        view = views.get(p)
+        if view is None:
+            continue
+        s, e = bounds[k], bounds[k + 1]
+        np.frombuffer(view, dtype=np.uint8)[offsets[s:e].reshape(-1)] = data[s:e].reshape(-1)
