@@ -106,6 +106,7 @@ class GenVgpu(Device):
             self.registers,
             ScanMemory((s.start, len(s)) for s in slices),
             watchdog,
+            gen=self.info.gen,
         )
         self.interrupts = Interrupts(self.raise_interrupt, lambda: self.set_intx(False))
         gm_ranges = [(s.start, s.stop) for s in slices if len(s)]

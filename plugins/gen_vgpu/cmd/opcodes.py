@@ -102,7 +102,7 @@ MI_BATCH_BUFFER_START = CommandSpec("MI_BATCH_BUFFER_START", _mi(0x31), _MI, Len
                                     len_mask=0xFF, lengths=frozenset({3}), flags=bit(22) | bit(8))
 PIPE_CONTROL = CommandSpec("PIPE_CONTROL", 0x7A000000, 0xFFFF0000, LengthRule.FIELD, _RCS,
                            len_mask=0xFF, lengths=frozenset({6}))
-GFX_STATE = CommandSpec("3D/media state", 0x60000000, 0xE0000000, LengthRule.GFX, _RCS, skip=True)
+GFX_STATE = CommandSpec("3D/media state", 0x60000000, 0xE0000000, LengthRule.GFX, _RCS)
 XY_COLOR_BLT = CommandSpec("XY_COLOR_BLT", (2 << 29) | (0x50 << 22), _BLT, LengthRule.FIELD, _BCS,
                            len_mask=0xFF, lengths=frozenset({7}), flags=(3 << 20) | bit(11))
 XY_SRC_COPY_BLT = CommandSpec("XY_SRC_COPY_BLT", (2 << 29) | (0x53 << 22), _BLT, LengthRule.FIELD, _BCS,

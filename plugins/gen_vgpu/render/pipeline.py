@@ -149,15 +149,15 @@ class Pipeline:
         st = self.state
         if key == MEDIA_CURBE_LOAD:
             length = dw[2] & 0x1FFFF
-            if length > MAX_CURBE:
-                raise RenderRefused(f"MEDIA_CURBE_LOAD of {length} bytes")
-            st.curbe = read(self.space, st.dynamic_base + dw[3], length)
+            bad = length > MAX_CURBE
+            st.note("MEDIA_CURBE_LOAD", f"{length} bytes of constants (at most {MAX_CURBE})" if bad else None)
+            st.curbe = b"" if bad else read(self.space, st.dynamic_base + dw[3], length)
             return None
         if key == MEDIA_INTERFACE_DESCRIPTOR_LOAD:
             length = dw[2] & 0x1FFFF
-            if length % 32 or length // 32 > MAX_DESCRIPTORS:
-                raise RenderRefused(f"MEDIA_INTERFACE_DESCRIPTOR_LOAD of {length} bytes")
-            data = self._dwords(st.dynamic_base + dw[3], length // 4)
+            bad = bool(length % 32 or length // 32 > MAX_DESCRIPTORS)
+            st.note("MEDIA_INTERFACE_DESCRIPTOR_LOAD", f"{length} bytes of descriptors" if bad else None)
+            data = [] if bad else self._dwords(st.dynamic_base + dw[3], length // 4)
             st.descriptors = [data[k : k + 8] for k in range(0, len(data), 8)]
             return None
         if key == PRIMITIVE:
@@ -241,9 +241,13 @@ class Pipeline:
             raise RenderRefused("3DPRIMITIVE: indirect or predicated draws are not modelled")
         if dw[1] >> 8 & 1:
             raise RenderRefused("3DPRIMITIVE: indexed draws are not modelled")
+        count, first, instances = dw[2], dw[3], dw[4]
+        if count == 0 or instances == 0:
+            return None  # nothing to draw
+        if not st.ps_valid or not st.ps_dispatch & 7:
+            return None  # no pixel shader runs: nothing the device models is written
         if st.topology != RECTLIST:
             raise RenderRefused(f"3DPRIMITIVE: topology {st.topology:#x} is not modelled (RECTLIST)")
-        count, first, instances = dw[2], dw[3], dw[4]
         if instances > 1:
             raise RenderRefused("3DPRIMITIVE: more than one instance is not modelled")
         st.check(
@@ -265,12 +269,14 @@ class Pipeline:
                 "multisampling",
                 "instancing",
                 "scratch space for the pixel shader",
+                "STATE_BASE_ADDRESS",
+                "PIPELINE_SELECT",
+                "3DSTATE_VERTEX_BUFFERS",
+                "3DSTATE_VERTEX_ELEMENTS",
                 *[n for n in st.unmodelled if n.startswith("command ")],
             ],
             "a RECTLIST draw",
         )
-        if not st.ps_valid:
-            return None  # no pixel shader: nothing is written
         if count % 3 or count > 3 * 1024:
             raise RenderRefused(f"3DPRIMITIVE: {count} vertices is not a list of rectangles (at most 1024)")
         if st.barycentric & ~0x3F:
@@ -422,7 +428,17 @@ class Pipeline:
 
     def _media_kernel(self, desc: list[int], what: str) -> tuple[list[Instruction], SharedFunctions]:
         st = self.state
-        st.check(["media scratch space", *[n for n in st.unmodelled if n.startswith("command ")]], what)
+        st.check(
+            [
+                "media scratch space",
+                "MEDIA_CURBE_LOAD",
+                "MEDIA_INTERFACE_DESCRIPTOR_LOAD",
+                "STATE_BASE_ADDRESS",
+                "PIPELINE_SELECT",
+                *[n for n in st.unmodelled if n.startswith("command ")],
+            ],
+            what,
+        )
         ksp = (desc[0] & ~0x3F) | (desc[1] & 0xFFFF) << 32
         kernel = load_kernel(self.space, st.instruction_base + ksp, self.gen, f"the {what} kernel")
         return kernel, self._shared(desc[4] & 0xFFE0, desc[3] & ~0x1F, what)

@@ -26,6 +26,7 @@ __all__ = [
     "apply",
 ]
 
+
 PIPE_3D, PIPE_MEDIA, PIPE_GPGPU = 0, 1, 2
 RECTLIST = 0x0F
 
@@ -344,5 +345,15 @@ def apply(st: RenderState, dw: Sequence[int]) -> str:
         st.note(name, "a 3D/media command the device does not model")
         return name
     name, fn = entry
-    fn(st, dw)
+    try:
+        fn(st, dw)
+    except RenderRefused as exc:  # a state command never fails: the draw that needs it does
+        st.note(name, str(exc))
+    else:
+        if name in st.unmodelled and name not in _RECORDS_ITSELF:
+            st.note(name, None)
     return name
+
+
+# Commands whose parser records its own reasons under its own name (cleared there).
+_RECORDS_ITSELF = frozenset({"3DSTATE_PS_EXTRA"})
