@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +40,7 @@ class Writer:
     def put(self, gma: int, data: bytes) -> None:
         write(self.space, gma, data)
 
-    def dwords(self, gma: int, values: list[int]) -> None:
+    def dwords(self, gma: int, values: Sequence[int]) -> None:
         self.put(gma, np.array(values, dtype="<u4").tobytes())
 
 
@@ -55,7 +56,7 @@ def copy(space: PpgttSpace, tiling: int, size: int) -> tuple[float, float, int]:
     write(space, SRC, image.tobytes())
     write(space, DST, bytes(pitch * size))
     surf = (size, size, pitch, BGRA, tiling)
-    cmds = copy_setup(Writer(space), 8, surf, surf, (0, 0, size, size, 0, 0), copy_kernel(8))  # type: ignore[arg-type]
+    cmds = copy_setup(Writer(space), 8, surf, surf, (0, 0, size, size, 0, 0), copy_kernel(8))
     p = Pipeline(space, 8)
     longest = 0.0
     steps = 0

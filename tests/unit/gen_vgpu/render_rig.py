@@ -7,6 +7,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -16,6 +17,14 @@ from gen_vgpu.eu.isa import Opcode, Sfid
 from gen_vgpu.render.pipeline import Job, Pipeline
 
 MEM = 64 << 20
+
+
+class Memory(Protocol):
+    """Where a test lays out state, kernels and surfaces."""
+
+    def put(self, gma: int, data: bytes) -> None: ...
+
+    def dwords(self, gma: int, values: Sequence[int]) -> None: ...
 
 
 class FlatSpace:

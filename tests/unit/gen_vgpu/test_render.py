@@ -14,7 +14,7 @@ from gen_vgpu.eu.isa import Opcode
 from gen_vgpu.render.errors import RenderRefused
 from gen_vgpu.render.pipeline import Pipeline
 
-from .render_rig import FlatSpace, cmd, copy_kernel, fill_kernel, run, run_all, surface_state, tile_offset
+from .render_rig import FlatSpace, Memory, cmd, copy_kernel, fill_kernel, run, run_all, surface_state, tile_offset
 
 HEAP = 0x10000
 BT, SS_DST, SS_SRC, SAMPLER, KERNEL, VB, CURBE, IDD = 0x0, 0x40, 0x80, 0x100, 0x200, 0x1000, 0x1100, 0x1200
@@ -51,7 +51,7 @@ def read_surface(space: FlatSpace, base: int, width: int, height: int, pitch: in
 
 
 def copy_setup(
-    space: FlatSpace,
+    space: Memory,
     gen: int,
     src: tuple[int, int, int, int, int],  # width, height, pitch, format, tiling
     dst: tuple[int, int, int, int, int],
@@ -176,7 +176,7 @@ def test_a_draw_runs_in_bounded_steps() -> None:
 
 
 def media_setup(
-    space: FlatSpace, gen: int, pipe: int, kernel: bytes, color: int, tiling: int, pitch: int, size: tuple[int, int]
+    space: Memory, gen: int, pipe: int, kernel: bytes, color: int, tiling: int, pitch: int, size: tuple[int, int]
 ) -> list[list[int]]:
     space.dwords(HEAP + BT, [SS_DST])
     space.dwords(HEAP + SS_DST, surface_state(DST, size[0], size[1], pitch, R8, tiling))
