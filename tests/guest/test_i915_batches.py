@@ -5,7 +5,10 @@ platform and guest script, each of the script's checks one pytest test here:
   1,000 batches in a row, two processes, a hung batch reset by i915, an unload and reload of
   i915, the kernel log;
 - guest-tests/guest/test_i915_reboot.py: a batch on every engine, a reboot of the guest
-  (DEVICE_RESET), i915 binds again and runs them again (a reboot script boots alone).
+  (DEVICE_RESET), i915 binds again and runs them again (a reboot script boots alone);
+- guest-tests/guest/test_i915_render.py: render copies (linear, X- and Y-tiled, R8), chains of
+  copies as gem_render_linear_blits / gem_render_tiled_blits, media and GPGPU fills, every
+  pixel checked.
 """
 import pytest
 
@@ -15,7 +18,7 @@ from test_i915_probe import guest_checks
 pytestmark = pytest.mark.guest
 
 PLATFORMS = ("bdw", "skl")
-SCRIPTS = ("i915_exec", "i915_reboot")
+SCRIPTS = ("i915_exec", "i915_reboot", "i915_render")
 CHECKS = {script: guest_checks(script) for script in SCRIPTS}
 
 

@@ -295,3 +295,22 @@ def test_walker_needs_its_pipeline_and_descriptor() -> None:
     cmds = media_setup(space, 8, 1, fill_kernel(8, 16), 1, 0, 128, (64, 32))
     cmds.append(cmd(0x7100, 5, 0, 0, 0, 0, 0, 0))
     _refused(cmds, "interface descriptor 5 was not loaded", space=space)
+
+
+def test_guest_kernels_are_the_assemblers() -> None:
+    """The guest render script carries the project's kernels as bytes (it has no devmodel)."""
+    import ast
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "guest-tests" / "guest" / "test_i915_render.py"
+    found = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            name = getattr(node.targets[0], "id", "")
+            if name.endswith("_KERNEL"):
+                found[name] = bytes.fromhex("".join(ast.literal_eval(a) for a in node.value.args))
+    assert found == {
+        "COPY_KERNEL": copy_kernel(8),
+        "MEDIA_FILL_KERNEL": fill_kernel(8, 16),
+        "GPGPU_FILL_KERNEL": fill_kernel(8, 1, gpgpu=True),
+    }
