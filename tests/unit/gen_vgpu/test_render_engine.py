@@ -102,6 +102,21 @@ def test_a_draw_the_device_does_not_model_hangs_its_context() -> None:
         assert hang is not None and hang[1].startswith("render: a RECTLIST draw needs blending")
         assert rig.dev.runner.counters.render_refused == 1
         assert not any(read(space, DST, PITCH * H))
+        assert any(line.startswith("rcs last hang: render:") for line in rig.dev.describe())
+    finally:
+        rig.dev.ppgtt.unpin(mm)
+        rig.close()
+
+
+def test_a_refused_kernel_is_shown_disassembled_by_inspect_stats() -> None:
+    rig, tree, space, mm = _setup(Platform.BDW)
+    try:
+        surf = (W, H, PITCH, BGRA, 0)
+        commands = copy_setup(_Writer(space), 8, surf, surf, (0, 0, W, H, 0, 0), copy_kernel(8, sample_type=3))
+        assert not _submit(rig, tree, space, commands)
+        text = "\n".join(rig.dev.describe())
+        assert "rcs last hang: render: the pixel shader: send at 0x40: sampler message type 3" in text
+        assert "0x0040: send (16) g20.0<1>:F g10.0<8;8,1>:UD" in text
     finally:
         rig.dev.ppgtt.unpin(mm)
         rig.close()
