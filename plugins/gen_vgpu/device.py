@@ -114,6 +114,7 @@ class GenVgpu(Device):
             self.registers,
             gm,
             watchdog,
+            gen=self.info.gen,
         )
         self.interrupts = Interrupts(self.raise_interrupt, lambda: self.set_intx(False))
         self.engines = Engines(self.interrupts, self.runner, self.ggtt_space.read, self.ggtt_space.write, gm)
@@ -271,6 +272,9 @@ class GenVgpu(Device):
         )
         yield f"shadow PPGTT: {len(self.ppgtt.mms)} mms, {len(self.ppgtt.store)} tables, {self.ppgtt.counters}"
         yield "execlists: " + "; ".join(f"{ex.engine.name} {_counts(ex.counters)}" for ex in self.engines)
+        for ex in self.engines:
+            if ex.last_hang is not None:  # a refused draw's reason carries the kernel's disassembly
+                yield f"{ex.engine.name} last hang: {ex.last_hang[1]}"
         yield f"workloads: {_counts(self.runner.counters)}"
         yield f"interrupts: {_counts(self.interrupts.counters)}"
 

@@ -8,6 +8,9 @@ platform and guest script, each of the script's checks one pytest test here:
   (DEVICE_RESET), i915 binds again and runs them again (a reboot script boots alone);
 - guest-tests/guest/test_i915_spin.py: IGT's spinner on every engine, busy until the CPU ends
   it, and a store to a canonical 48-bit address.
+- guest-tests/guest/test_i915_render.py: render copies (linear, X- and Y-tiled, R8), chains of
+  copies as gem_render_linear_blits / gem_render_tiled_blits, media and GPGPU fills, every
+  pixel checked.
 """
 import pytest
 
@@ -17,7 +20,7 @@ from test_i915_probe import guest_checks
 pytestmark = pytest.mark.guest
 
 PLATFORMS = ("bdw", "skl")
-SCRIPTS = ("i915_exec", "i915_reboot", "i915_spin")
+SCRIPTS = ("i915_exec", "i915_reboot", "i915_spin", "i915_render")
 CHECKS = {script: guest_checks(script) for script in SCRIPTS}
 
 

@@ -196,7 +196,7 @@ def pipe_control(b: Dwords, p: int, n: int, dw0: int) -> Command:
 
 
 def gfx_state(b: Dwords, p: int, n: int, dw0: int) -> Command:
-    return GfxState(dw0, n)
+    return GfxState(dw0, n, tuple(b[p : p + n]))
 
 
 def _blt_header(dw0: int, src: bool) -> None:

@@ -81,7 +81,9 @@ PIPE_CONTROL = CommandSpec(
     doc_does="post-sync qword write at a qword-aligned address (i915's GEN8 form), notify interrupt")
 GFX_STATE = CommandSpec(
     "3D/media state", 0x60000000, 0xE0000000, LengthRule.GFX, _RCS, d.gfx_state, rec.GfxState,
-    doc_dw0="0x6xxxxxxx, 0x7xxxxxxx (client 3, other than PIPE_CONTROL)", doc_does="skipped")
+    handler="gfx_state",
+    doc_dw0="0x6xxxxxxx, 0x7xxxxxxx (client 3, other than PIPE_CONTROL)",
+    doc_does="the state record or the draw/dispatch, run by the render pipeline (docs/render.md)")
 XY_COLOR_BLT = CommandSpec(
     "XY_COLOR_BLT", (2 << 29) | (0x50 << 22), _BLT, LengthRule.FIELD, _BCS, d.color_blt, rec.ColorBlt,
     handler="start_blit", len_mask=0xFF, lengths=frozenset({7}), flags=(3 << 20) | bit(11),

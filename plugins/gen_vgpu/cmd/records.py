@@ -119,10 +119,11 @@ class PipeControl(NamedTuple):
 
 
 class GfxState(NamedTuple):
-    """A 3D/media client-3 command the render engine length-checks and skips."""
+    """A 3D/media client-3 command, length-checked; the render pipeline (render/) reads it."""
 
     header: int
     length: int
+    dwords: tuple[int, ...]  # the whole command
 
 
 class ColorBlt(NamedTuple):

@@ -50,6 +50,7 @@ from ..cmd.records import (
     CondBatchEnd,
     CopyMemMem,
     FlushDw,
+    GfxState,
     LoadRegisterImm,
     LoadRegisterMem,
     LoadRegisterReg,
@@ -68,6 +69,9 @@ from ..gtt.mm import Ppgtt, ResyncTask, RootKind, ShadowMm
 from ..gtt.walker import ShadowWalker
 from ..interrupts import GtEvent
 from ..mmio import engine_regs as r
+from ..render.errors import RenderRefused
+from ..render.pipeline import Job as RenderJob
+from ..render.pipeline import Pipeline as RenderPipeline
 from ..trace_events import SCAN_REJECT
 from .blit import BlitJob
 from .context import ADDRESSING_LEGACY_32
@@ -119,6 +123,9 @@ class RunnerCounters:
     commands: int = 0
     blit_bytes: int = 0
     resync_steps: int = 0
+    render_refused: int = 0  # draws and dispatches the render pipeline refused
+    render_jobs: int = 0
+    render_pixels: int = 0
 
 
 class _Hang(Exception):
@@ -236,6 +243,9 @@ class _Run:
         self.effects = 0  # commands run that change memory, registers or interrupts
         self.lap_effects = -1  # ``effects`` when the running batch last started itself
         self.polls = 0
+        # 3D/media state lives for the workload (IGT and i915 re-emit all of it per batch).
+        self.render: RenderPipeline | None = None
+        self.render_job: RenderJob | None = None
         self.phase = "shadow"
         self.engine_time = 0.0
         self.commands = 0
@@ -292,6 +302,9 @@ class _Run:
             if SCAN_REJECT.on:
                 SCAN_REJECT(self.workload.engine.name, exc)
             return self._hang(f"command rejected: {exc}")
+        except RenderRefused as exc:
+            self.runner.counters.render_refused += 1
+            return self._hang(f"render: {exc}")
         except _Hang as exc:
             return self._hang(str(exc))
         except DeviceError as exc:
@@ -409,6 +422,11 @@ class _Run:
                     return True
                 self.runner.counters.blit_bytes += self.blit.bytes
                 self.blit = None
+            if self.render_job is not None:
+                if self.render_job.step(deadline, clock):
+                    return True
+                self.runner.counters.render_pixels += self.render_job.pixels
+                self.render_job = None
             if not stack:
                 return False
             got = stack[-1].next()
@@ -608,6 +626,15 @@ class _Run:
     def user_interrupt(self, rec: UserInterrupt, child: Frame | None) -> None:
         self.runner.notify(self.workload, _USER)
 
+    def gfx_state(self, rec: GfxState, child: Frame | None) -> None:
+        if self.render is None:
+            assert self.ppgtt_space is not None
+            self.render = RenderPipeline(self.ppgtt_space, self.runner.gen)
+        job = self.render.command(rec.dwords)
+        if job is not None:
+            self.runner.counters.render_jobs += 1
+            self.render_job = job
+
     def start_blit(self, rec: ColorBlt | SrcCopyBlt, child: Frame | None) -> None:
         assert self.ppgtt_space is not None
         self.blit = BlitJob(self.ppgtt_space, rec)
@@ -693,8 +720,10 @@ class Runner:
         registers: RegisterFile,
         memory: GraphicsMemory,
         watchdog: Watchdog | None = None,
+        gen: int = 8,
     ) -> None:
         self.tasks = tasks
+        self.gen = gen  # the EU instruction set and state layouts the render pipeline reads
         self.clock = tasks.clock
         self.ggtt_space = ggtt_space
         self.ppgtt = ppgtt

@@ -135,10 +135,10 @@ def test_pipe_control() -> None:
 
 
 def test_gfx_state_lengths() -> None:
-    assert dec([0x69040000]) == (GfxState(0x69040000, 1), 1)  # PIPELINE_SELECT
-    assert dec([0x680B0001]) == (GfxState(0x680B0001, 1), 1)  # 3DSTATE_VF_STATISTICS
+    assert dec([0x69040000]) == (GfxState(0x69040000, 1, (0x69040000,)), 1)  # PIPELINE_SELECT
+    assert dec([0x680B0001]) == (GfxState(0x680B0001, 1, (0x680B0001,)), 1)  # 3DSTATE_VF_STATISTICS
     rec, n = dec([0x6101000E] + [0] * 15)  # STATE_BASE_ADDRESS, GEN8
-    assert (rec, n) == (GfxState(0x6101000E, 16), 16)
+    assert (rec, n) == (GfxState(0x6101000E, 16, (0x6101000E,) + (0,) * 15), 16)
     assert dec([0x7B000005] + [0] * 6)[1] == 7  # 3DPRIMITIVE
     assert dec([0x70000007] + [0] * 8)[1] == 9  # a media command: same rule
     assert "past the end" in rejected([0x78080083] + [0] * 10).reason

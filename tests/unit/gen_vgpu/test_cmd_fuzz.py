@@ -62,7 +62,7 @@ u64 = st.integers(0, (1 << 64) - 1)
 addr48 = st.integers(0, (1 << 48) - 1)
 
 Item = tuple[list[int], "Command | None"]
-SKIPPED = (Noop, ArbCheck, ArbOnOff, GfxState)  # encoding, and the record the scan lists (None: skipped)
+SKIPPED = (Noop, ArbCheck, ArbOnOff)  # encoding, and the record the scan lists (None: skipped)
 
 
 def _sdi() -> st.SearchStrategy[Item]:
@@ -154,8 +154,9 @@ def _gfx_state() -> st.SearchStrategy[Item]:
             subop = 1
         header = 0x60000000 | sub << 27 | opcode << 24 | subop << 16 | n
         if sub == 1:  # single-dword forms
-            return [header], None
-        return [header] + [fill] * (n + 1), None
+            return [header], GfxState(header, 1, (header,))
+        dwords = [header] + [fill] * (n + 1)
+        return dwords, GfxState(header, n + 2, tuple(dwords))
 
     ints = st.integers
     return st.builds(build, ints(0, 3), ints(0, 7), ints(0, 0xFF), ints(0, 0xFF), u32)

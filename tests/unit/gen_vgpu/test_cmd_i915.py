@@ -9,9 +9,20 @@ from array import array
 import pytest
 
 from gen_vgpu.cmd import BufferSource, Engine, Frame, GraphicsMemory, scan_batch, scan_ring
-from gen_vgpu.cmd.records import BatchEnd, BatchStart, FlushDw, LoadRegisterImm, PipeControl, PostSync, UserInterrupt
+from gen_vgpu.cmd.records import (
+    BatchEnd,
+    BatchStart,
+    FlushDw,
+    GfxState,
+    LoadRegisterImm,
+    PipeControl,
+    PostSync,
+    UserInterrupt,
+)
+from gen_vgpu.render.pipeline import Pipeline
 
 from . import cmd_streams as c
+from .render_rig import FlatSpace
 
 MEMORY = GraphicsMemory.sized(256 << 20, 64 << 20)
 HWSP = 0x0080_1000  # a timeline's breadcrumb slot in the GGTT
@@ -164,6 +175,8 @@ def null_state_batch(shape: list[tuple[int, int]]) -> array[int]:
         # keeps i915's DW1 (the GGTT bit with no post-sync op) and zeros elsewhere.
         if header == 0x7A000004:
             out.extend([0x01000000, 0, 0, 0, 0])
+        elif header >> 16 == 0x7820:  # 3DSTATE_PS enables no dispatch width: the draw runs no shader
+            out.extend([0] * (span - 1))
         else:
             out.extend([0xDEAD0000 | i for i in range(min(payload, span - 1))])
             out.extend([0] * (span - 1 - min(payload, span - 1)))
@@ -179,7 +192,13 @@ def test_null_render_state_batch(gen: int) -> None:
     assert 940 <= len(dwords) <= 960
     seg = scan_batch(BufferSource(dwords), Frame(Engine.RCS, 1, True, MEMORY), 0x10000)
     assert seg.length == end + 1
-    assert [type(r) for _, r in seg.commands] == [PipeControl, BatchEnd]  # everything else is skipped
+    kinds = [type(r) for _, r in seg.commands]
+    assert [k for k in kinds if k is not GfxState] == [PipeControl, BatchEnd]
+    # The 3D state goes to the render pipeline: it records it and starts nothing.
+    pipeline = Pipeline(FlatSpace(), gen)
+    for _, r in seg.commands:
+        if isinstance(r, GfxState):
+            assert pipeline.command(r.dwords) is None
 
 
 def test_aux_batch_and_secure_dispatch() -> None:
