@@ -173,8 +173,6 @@ static int accepted(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count
     return offset < b->mmio_size || offset >= b->ggtt_offset;
 }
 
-#define PLAIN_TOLD_LATER 2
-
 /* Whether C may serve this register access: every dword it touches is plain storage. */
 static int plain_registers(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count)
 {
@@ -249,7 +247,7 @@ static int unlisted_room(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t 
     if (offset >= b->ggtt_offset)
         return 1;
     uint64_t dword = offset >> 2;
-    uint32_t need = (b->plain[dword] == PLAIN_TOLD_LATER) + (count == 8 && b->plain[dword + 1] == PLAIN_TOLD_LATER);
+    uint32_t need = (b->plain[dword] == b->told_later) + (count == 8 && b->plain[dword + 1] == b->told_later);
     return b->nunlisted + need <= sizeof b->unlisted / sizeof b->unlisted[0];
 }
 
@@ -258,7 +256,7 @@ static void note_unlisted(struct dm_gen_bar0 *b, uint64_t offset, uint32_t count
 {
     uint64_t dword = offset >> 2;
     for (uint64_t d = dword; d < dword + (count == 8 ? 2 : 1); d++)
-        if (b->plain[d] == PLAIN_TOLD_LATER)
+        if (b->plain[d] == b->told_later)
             b->unlisted[b->nunlisted++] = (uint32_t)(d << 2) | is_write;
 }
 

@@ -118,6 +118,8 @@ struct dm_gen_bar0 {
     const struct dm_reg_class *classes;
     uint32_t class_base;
     uint32_t nclasses;
+    uint32_t told_later;  /* the map's code for storage whose unlisted hook hears later */
+    uint32_t reserved0;
     uint64_t mmio_size;
     uint64_t ggtt_offset;
     uint64_t size;       /* the region's size */

@@ -10,7 +10,7 @@ handler) comes back to Python.
 from __future__ import annotations
 
 from devmodel.accel import Accel
-from devmodel.device.registers import CLASS_BASE, MAX_CLASSES
+from devmodel.device.registers import CLASS_BASE, MAX_CLASSES, PLAIN_TOLD_LATER
 
 from .bar0 import Bar0
 from .gtt.ggtt_accel import GgttAccel
@@ -42,6 +42,7 @@ class Bar0Accel:
         b.plain = ffi.cast("uint8_t *", self._buffers[1])
         b.classes = ffi.cast("struct dm_reg_class *", self._buffers[2])
         b.class_base = CLASS_BASE
+        b.told_later = PLAIN_TOLD_LATER
         b.nclasses = MAX_CLASSES  # codes C meets are only those RegisterFile handed out
         b.mmio_size = regs.MMIO_SIZE
         b.ggtt_offset = regs.GGTT_OFFSET

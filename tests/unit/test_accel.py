@@ -51,6 +51,7 @@ def test_write_multi_entry_matches_the_layout(loaded: accel.Accel) -> None:
 
 
 def test_plain_map_follows_declarations_and_the_unlisted_hook() -> None:
+    """The per-dword map C reads: what it may serve, and how."""
     rf = RegisterFile(
         0x40,
         [
@@ -62,15 +63,17 @@ def test_plain_map_follows_declarations_and_the_unlisted_hook() -> None:
             Register(0x14, "write hook", write=lambda off, old, new: None),
         ],
     )
-    assert list(rf.plain[:8]) == [1, 0, 0, 0, 0, 0, 1, 1]
+    # masked, W1C and partly writable: write classes 0, 1, 2 (codes from CLASS_BASE); hooks: Python's
+    assert list(rf.plain[:8]) == [1, 3, 4, 5, 0, 0, 1, 1]
+    assert list(rf.classes[:12]) == [0xFFFFFFFF, 0, 1, 0, 0xFFFFFFFF, 1, 0, 0, 0xFF, 0, 0, 0]
     buffer_before = rf.plain
     rf.on_unlisted = lambda off, is_write: None
-    assert list(rf.plain[:8]) == [1, 0, 0, 0, 0, 0, 0, 0]  # unlisted dwords now have a listener
+    assert list(rf.plain[:8]) == [1, 3, 4, 5, 0, 0, 0, 0]  # unlisted dwords now have a listener
     rf.on_unlisted = None
-    assert list(rf.plain[:8]) == [1, 0, 0, 0, 0, 0, 1, 1]
+    assert list(rf.plain[:8]) == [1, 3, 4, 5, 0, 0, 1, 1]
     assert rf.plain is buffer_before  # rewritten in place: the accelerator holds a pointer
     rf.listen_unlisted(lambda off, is_write: None, told_later=True)
-    assert list(rf.plain[:8]) == [1, 0, 0, 0, 0, 0, 2, 2]  # C may serve them and tell the hook after
+    assert list(rf.plain[:8]) == [1, 3, 4, 5, 0, 0, 2, 2]  # C may serve them and tell the hook after
     rf.on_unlisted = None
     rf.add(Register(0x18, "late hook", write=lambda off, old, new: None))
     assert rf.plain[6] == 0
