@@ -16,6 +16,7 @@ from .aperture import Aperture
 from .bar0 import Bar0
 from .bar0_accel import Bar0Accel
 from .cmd.ranges import GraphicsMemory as ScanMemory
+from .display import DisplayOptions, DisplayParts, build_display
 from .engine.execlist import Engines
 from .engine.memory import GgttSpace
 from .engine.run import Runner, Watchdog
@@ -58,8 +59,10 @@ class GenVgpu(Device):
         watchdog: Watchdog | None = None,
         max_shadow_pages: int = DEFAULT_MAX_SHADOW_PAGES,
         max_device_pages: int = DEFAULT_MAX_DEVICE_PAGES,
+        display: DisplayOptions | None = None,
     ) -> None:
         info: PlatformInfo = PLATFORMS[platform]
+        display_parts = build_display(info, display or DisplayOptions())
         self.info = info
         self.graphics_memory = GraphicsMemory(aperture_size, hidden_size)  # checks both sizes
         config = PciConfigSpace(
@@ -74,6 +77,8 @@ class GenVgpu(Device):
         config.add_bar(Bar(0, regs.BAR0_SIZE, BarKind.MEM64, prefetchable=False))
         config.add_bar(Bar(2, aperture_size, BarKind.MEM64, prefetchable=True))
         config.data[GMCH_CTRL : GMCH_CTRL + 2] = GMCH_GGMS_8M.to_bytes(2, "little")
+        if display_parts.rom is not None:
+            config.add_rom(len(display_parts.rom.data))
         config.add_msi_capability(info.msi_offset)
         config.freeze_power_on_state()
         super().__init__(config, msi_count=1, max_device_pages=max_device_pages)
@@ -86,13 +91,13 @@ class GenVgpu(Device):
         self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
         self.set_region(Region(0, regs.BAR0_SIZE, self.bar0))
         self.set_region(Region(2, aperture_size, self.aperture))
-        self._build_engines(watchdog, max_shadow_pages)
+        self._build_engines(watchdog, max_shadow_pages, display_parts)
         self.ppgtt_walker = ShadowWalker(self.ppgtt)  # for inspection; the engines have their own
         self._bar0_accel: Bar0Accel | None = None
 
     # --- the engines (contract §4, §5) -----------------------------------------------------
 
-    def _build_engines(self, watchdog: Watchdog | None, max_shadow_pages: int) -> None:
+    def _build_engines(self, watchdog: Watchdog | None, max_shadow_pages: int, display: DisplayParts) -> None:
         """Execlists, GT registers, interrupts and the unlisted-register log, and the runner
         that executes workloads through the shadow GGTT and the shadow PPGTTs."""
         gm = self.graphics_memory
@@ -111,9 +116,12 @@ class GenVgpu(Device):
         gm_ranges = [(s.start, s.stop) for s in slices if len(s)]
         self.engines = Engines(self.interrupts, self.runner, self.ggtt_space.read, self.ggtt_space.write, gm_ranges)
         self.runner.attach(self.engines)
-        self.gt = GtRegisters(self.info.platform, self.engines, self.runner.invalidate_tlb)
+        self.gt = GtRegisters(self.info.platform, self.engines, self.runner.invalidate_tlb, display.present)
         for part in (self.interrupts, self.engines, self.gt):
             part.install(self.registers)
+        # The display (contract §6): its registers, the DE and south interrupt banks' events,
+        # the pcode answers, and the ROM with the VBT (region 6).
+        self.display = display.attach(self, self.registers)
         self.unlisted = UnlistedLog(plain_ranges(self.info.platform, regs.FENCE_COUNT))
         self.unlisted.attach(self.registers)
 
@@ -185,6 +193,8 @@ class GenVgpu(Device):
         super().reset(kind)
         self.registers.reset()
         self._reset_engines()
+        if self.display is not None:
+            self.display.reset()
         self.ggtt.reset()
         self.g2v_notifications.clear()
         log.info("reset (%s)", kind.value)
@@ -197,6 +207,10 @@ class GenVgpu(Device):
         }
 
     def inspect(self, what: str, args: list[str]) -> dict[str, Any]:
+        if what in ("display", "screen"):
+            from .display.control import inspect_display
+
+            return inspect_display(self, what, args)
         if what == "ppgtt":
             return self._inspect_ppgtt(args)
         if what != "ggtt":
@@ -249,6 +263,8 @@ class GenVgpu(Device):
         yield "execlists: " + "; ".join(f"{ex.engine.name} {_counts(ex.counters)}" for ex in self.engines)
         yield f"workloads: {_counts(self.runner.counters)}"
         yield f"interrupts: {_counts(self.interrupts.counters)}"
+        if self.display is not None:
+            yield self.display.describe()
 
 
 def _counts(counters: object) -> str:

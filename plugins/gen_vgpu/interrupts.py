@@ -46,7 +46,8 @@ GT_BANKS = 4
 _BANK_STRIDE = 0x10
 _ENGINE_BITS = 0xFFFF  # an engine's 16 bits within its bank
 
-# Banks that exist for i915's reset/postinstall paths and never fire on a headless vGPU.
+# Banks that exist for i915's reset/postinstall paths and never fire on a headless vGPU; the
+# display (display/) makes the DE and south banks fire and report through the master register.
 QUIET_BANKS: dict[str, int] = {
     "DE_PIPE_A": 0x44400,
     "DE_PIPE_B": 0x44410,
@@ -84,6 +85,10 @@ class Interrupts(RegisterBlock):
         self._lower = lower_irq
         self._asserted = False
         self.counters = InterruptCounters()
+        # Told before the master register or a bank's IIR is read (events that are due, such
+        # as the display's vblanks, are processed first), and after a bank's IMR or IER changed.
+        self.before_status: Callable[[], None] | None = None
+        self.on_mask_change: Callable[[int], None] | None = None
         # Per engine: IIR and IER dword indexes, the engine's bits, its master status bit.
         self._status_map = [
             (
@@ -112,9 +117,9 @@ class Interrupts(RegisterBlock):
             regs += [
                 Register(base + BANK_ISR, f"{name}_ISR", rw_mask=0),
                 # Power-on: everything masked, nothing enabled; i915 programs both.
-                Register(base + BANK_IMR, f"{name}_IMR", reset=0xFFFFFFFF, write=self._reevaluate),
-                Register(base + BANK_IIR, f"{name}_IIR", w1c=0xFFFFFFFF, write=self._reevaluate),
-                Register(base + BANK_IER, f"{name}_IER", write=self._reevaluate),
+                Register(base + BANK_IMR, f"{name}_IMR", reset=0xFFFFFFFF, write=self._write_mask),
+                Register(base + BANK_IIR, f"{name}_IIR", w1c=0xFFFFFFFF, read=self._read_iir, write=self._reevaluate),
+                Register(base + BANK_IER, f"{name}_IER", write=self._write_mask),
             ]
         return regs
 
@@ -157,6 +162,22 @@ class Interrupts(RegisterBlock):
         rf.set(bank + BANK_IIR, rf.get(bank + BANK_IIR) | allowed)
         self._evaluate(edge=True)
 
+    def add_status_bank(self, base: int, master_bit: int) -> None:
+        """A bank whose (IIR & IER) shows as ``master_bit`` of the master register."""
+        self._status_map.append(((base + BANK_IIR) >> 2, (base + BANK_IER) >> 2, 0xFFFFFFFF, 1 << master_bit))
+
+    def fire_bank(self, base: int, bits: int) -> None:
+        """Events of a bank other than the engines': set IIR where IMR lets them through."""
+        rf = self.rf
+        allowed = bits & ~rf.get(base + BANK_IMR)
+        if allowed != bits:
+            self.counters.masked_events += 1
+        if not allowed:
+            return
+        self.counters.events += 1
+        rf.set(base + BANK_IIR, rf.get(base + BANK_IIR) | allowed)
+        self._evaluate(edge=True)
+
     def _evaluate(self, edge: bool) -> None:
         pending = self.pending
         if pending and (edge or not self._asserted):
@@ -170,7 +191,19 @@ class Interrupts(RegisterBlock):
     # --- hooks -----------------------------------------------------------------------------
 
     def _read_master(self, offset: int) -> int:
+        if self.before_status is not None:
+            self.before_status()
         return self.rf.get(offset) | self.status()
+
+    def _read_iir(self, offset: int) -> int:
+        if self.before_status is not None:
+            self.before_status()
+        return self.rf.get(offset)
+
+    def _write_mask(self, offset: int, old: int, new: int) -> None:
+        self._evaluate(edge=False)
+        if self.on_mask_change is not None and old != new:
+            self.on_mask_change(offset & ~0xF)
 
     def _write_master(self, offset: int, old: int, new: int) -> None:
         # Setting the enable re-raises whatever is still pending (GVT's check_pending_irq).

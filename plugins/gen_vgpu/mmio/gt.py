@@ -93,8 +93,18 @@ def plain_ranges(platform: Platform, fence_count: int) -> list[tuple[int, int, s
 
 
 class GtRegisters(RegisterBlock):
-    def __init__(self, platform: Platform, engines: Engines, on_tlb_invalidate: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        platform: Platform,
+        engines: Engines,
+        on_tlb_invalidate: Callable[[], None],
+        display: bool = False,
+    ) -> None:
         self.platform = platform
+        # With a display, its package declares the fuses and LCPLL and answers the display's
+        # pcode commands: ``pcode_reply(command, data0)`` gives DATA0's answer, or None.
+        self.display = display
+        self.pcode_reply: Callable[[int, int], int | None] | None = None
         self.engines = engines
         self.on_tlb_invalidate = on_tlb_invalidate
         self.tlb_invalidations = 0
@@ -103,12 +113,6 @@ class GtRegisters(RegisterBlock):
     def registers(self) -> list[Register]:
         out = [
             Register(GDRST, "GDRST", write=self._write_gdrst),
-            Register(
-                LCPLL_CTL,
-                "LCPLL_CTL",
-                reset=LCPLL_PLL_LOCK,
-                rw_mask=~(LCPLL_PLL_DISABLE | LCPLL_PLL_LOCK | LCPLL_CD_SOURCE_FCLK) & 0xFFFFFFFF,
-            ),
             Register(GEN8_FUSE2, "GEN8_FUSE2", reset=_FUSE2[self.platform], rw_mask=0),
             Register(GEN6_PCODE_MAILBOX, "GEN6_PCODE_MAILBOX", write=self._write_pcode),
             Register(GEN6_PCODE_DATA, "GEN6_PCODE_DATA"),
@@ -121,10 +125,20 @@ class GtRegisters(RegisterBlock):
             Register(off, f"HSW_PWR_WELL_CTL{i + 1}", rw_mask=_PWR_WELL_REQUESTS, write=self._write_power_well)
             for i, off in enumerate(HSW_PWR_WELL_CTL)
         ]
-        if self.platform is Platform.BDW:
-            out.append(Register(FUSE_STRAP, "FUSE_STRAP", reset=FUSE_STRAP_DISPLAY_DISABLE, rw_mask=0))
-        else:
-            out.append(Register(SKL_DFSM, "SKL_DFSM", reset=SKL_DFSM_PIPES_DISABLE, rw_mask=0))
+        if not self.display:
+            out.append(
+                Register(
+                    LCPLL_CTL,
+                    "LCPLL_CTL",
+                    reset=LCPLL_PLL_LOCK,
+                    rw_mask=~(LCPLL_PLL_DISABLE | LCPLL_PLL_LOCK | LCPLL_CD_SOURCE_FCLK) & 0xFFFFFFFF,
+                )
+            )
+            if self.platform is Platform.BDW:
+                out.append(Register(FUSE_STRAP, "FUSE_STRAP", reset=FUSE_STRAP_DISPLAY_DISABLE, rw_mask=0))
+            else:
+                out.append(Register(SKL_DFSM, "SKL_DFSM", reset=SKL_DFSM_PIPES_DISABLE, rw_mask=0))
+        if self.platform is Platform.SKL:
             out.append(Register(SKL_FUSE_STATUS, "SKL_FUSE_STATUS", reset=SKL_FUSE_STATUS_DONE, rw_mask=0))
             out.append(Register(GUC_STATUS, "GUC_STATUS", reset=GUC_STATUS_MIA_IN_RESET, rw_mask=0))
         for e in ENGINES:
@@ -180,7 +194,12 @@ class GtRegisters(RegisterBlock):
 
     def _write_pcode(self, offset: int, old: int, new: int) -> None:
         if new & GEN6_PCODE_READY:
-            # Done at once, no error; the data registers keep what the guest wrote.
+            # Done at once, no error; the data registers keep what the guest wrote unless the
+            # display answers the command.
+            if self.pcode_reply is not None:
+                answer = self.pcode_reply(new & 0xFF, self.rf.get(GEN6_PCODE_DATA))
+                if answer is not None:
+                    self.rf.set(GEN6_PCODE_DATA, answer)
             self.rf.set(offset, new & ~(GEN6_PCODE_READY | GEN6_PCODE_ERROR_MASK))
 
     def _write_power_well(self, offset: int, old: int, new: int) -> None:
