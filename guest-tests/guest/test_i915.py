@@ -24,7 +24,7 @@ INSMOD_TIMEOUT = 300.0
 DRM_LINE = re.compile(r"^i915 [0-9a-f]{4}:|\[drm[]:]|drivers/gpu/drm/")
 # The firmware loader's own warning when the SKL display's DMC firmware is not in the image
 # (it is optional: i915 runs without it and says so at notice level); not a device problem.
-FIRMWARE_ABSENT = re.compile(r"Direct firmware load for i915/\S+_dmc_\S+ failed")
+FIRMWARE_ABSENT = re.compile(r"(Direct firmware load for|firmware: failed to load) i915/\S+_dmc_")
 # debugfs file that reads 1 while the GT is wedged (i915_debugfs.c i915_wedged_get).
 WEDGED_FILE = "/sys/kernel/debug/dri/0/i915_wedged"
 

@@ -66,14 +66,16 @@ class GuestResult:
 
 
 def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=None,
-              append="", device_props=None, qemu_args=(), done_grace=15.0, image=None, dmesg=True):
+              append="", device_props=None, qemu_args=(), done_grace=15.0, image=None, dmesg=True,
+              display=None):
     """Boot QEMU with the guest image and run guest-tests/guest/test_NAME.py for each NAME.
 
     device: "auto" starts a device model for this run (stopped at the end), a DeviceModel
     uses that one, a path attaches the server listening there (not watched), None boots
     without the device. image: the guest image ("base", "i915"); by default the one the
     scripts declare. dmesg: the guest prints its whole kernel log before powering off, kept
-    as OUTDIR/dmesg.log and GuestResult.dmesg. Raises HarnessError when the run itself
+    as OUTDIR/dmesg.log and GuestResult.dmesg. display: the device model's --display for a
+    device started here ("dp" or "none"; by default the device's own default). Raises HarnessError when the run itself
     failed (QEMU did not start, the guest did not power off by the deadline, the device
     model died); a finished run returns a GuestResult with the TAP of each script."""
     outdir = Path(outdir)
@@ -89,7 +91,8 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
     kernel, initrd = find_guest_image(image)
     own = device == "auto"
     if own:
-        dev = DeviceModel(outdir, platform=platform).start()
+        extra = ["--display", display] if display else []
+        dev = DeviceModel(outdir, platform=platform, extra_args=extra).start()
     elif isinstance(device, (str, Path)):
         dev = None
     else:

@@ -263,6 +263,7 @@ class GenVgpu(Device):
         yield "execlists: " + "; ".join(f"{ex.engine.name} {_counts(ex.counters)}" for ex in self.engines)
         yield f"workloads: {_counts(self.runner.counters)}"
         yield f"interrupts: {_counts(self.interrupts.counters)}"
+        yield from list(super().describe())[1:]  # the task queue's counters
         if self.display is not None:
             yield self.display.describe()
 

@@ -166,8 +166,10 @@ class Interrupts(RegisterBlock):
         """A bank whose (IIR & IER) shows as ``master_bit`` of the master register."""
         self._status_map.append(((base + BANK_IIR) >> 2, (base + BANK_IER) >> 2, 0xFFFFFFFF, 1 << master_bit))
 
-    def fire_bank(self, base: int, bits: int) -> None:
-        """Events of a bank other than the engines': set IIR where IMR lets them through."""
+    def fire_bank(self, base: int, bits: int, deliver: bool = True) -> None:
+        """Events of a bank other than the engines': set IIR where IMR lets them through.
+        ``deliver=False`` leaves raising the line to a later :meth:`deliver` (an event found
+        while a read is answered is raised after the reply)."""
         rf = self.rf
         allowed = bits & ~rf.get(base + BANK_IMR)
         if allowed != bits:
@@ -176,6 +178,11 @@ class Interrupts(RegisterBlock):
             return
         self.counters.events += 1
         rf.set(base + BANK_IIR, rf.get(base + BANK_IIR) | allowed)
+        if deliver:
+            self._evaluate(edge=True)
+
+    def deliver(self) -> None:
+        """Raise the line for events set with ``deliver=False``, if still pending."""
         self._evaluate(edge=True)
 
     def _evaluate(self, edge: bool) -> None:

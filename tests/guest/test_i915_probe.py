@@ -1,6 +1,7 @@
 """The guest's own i915 (Debian's generic 6.1 kernel, the i915 image) probing the vGPU, on BDW
-and on SKL: one boot per platform runs guest-tests/guest/test_i915.py, and each of its checks
-is one pytest test here.
+and on SKL, with the display present (the default) and headless (--display none): one boot
+per platform and display runs guest-tests/guest/test_i915.py, and each of its checks is one
+pytest test here.
 
 The checks that today's device fails are marked xfail(strict=True) with the reason
 DEVICE_GAP: they wait for device work (issues 9 and 10), and a device change that makes one
@@ -17,6 +18,7 @@ import harness
 pytestmark = pytest.mark.guest
 
 PLATFORMS = ("bdw", "skl")
+DISPLAYS = ("dp", "none")
 SCRIPT = "i915"
 DEVICE_GAP = "device side: issue 9/10"
 
@@ -47,12 +49,13 @@ assert not _unknown, f"EXPECTED_TO_FAIL names checks test_i915.py does not have:
 
 def cases():
     for platform in PLATFORMS:
-        group = pytest.mark.xdist_group(f"i915-{platform}")  # one boot per platform, one worker
-        for key, _desc in CHECKS:
-            marks = [group]
-            if key in EXPECTED_TO_FAIL[platform]:
-                marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=DEVICE_GAP))
-            yield pytest.param(platform, key, marks=marks, id=f"{platform}-{key}")
+        for display in DISPLAYS:
+            group = pytest.mark.xdist_group(f"i915-{platform}-{display}")  # one boot each, one worker
+            for key, _desc in CHECKS:
+                marks = [group]
+                if key in EXPECTED_TO_FAIL[platform]:
+                    marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=DEVICE_GAP))
+                yield pytest.param(f"{platform}-{display}", key, marks=marks, id=f"{platform}-{display}-{key}")
 
 
 @pytest.fixture(scope="module")
@@ -61,22 +64,24 @@ def boots():
     return {}
 
 
-def boot(boots, platform):
-    if platform not in boots:
-        outdir = harness.output_dir(f"guest/test_i915_probe.py/{platform}")
+def boot(boots, variant):
+    """variant: PLATFORM-DISPLAY, e.g. bdw-dp."""
+    if variant not in boots:
+        platform, display = variant.split("-")
+        outdir = harness.output_dir(f"guest/test_i915_probe.py/{variant}")
         try:
-            boots[platform] = harness.run_guest([SCRIPT], outdir, platform=platform,
-                                                timeout=harness.script_options(SCRIPT)["timeout"])
+            boots[variant] = harness.run_guest([SCRIPT], outdir, platform=platform, display=display,
+                                               timeout=harness.script_options(SCRIPT)["timeout"])
         except harness.HarnessError as e:
-            boots[platform] = e
-    result = boots[platform]
+            boots[variant] = e
+    result = boots[variant]
     if isinstance(result, harness.HarnessError):
-        pytest.fail(f"the i915 boot on {platform} did not complete: {result}", pytrace=False)
+        pytest.fail(f"the i915 boot on {variant} did not complete: {result}", pytrace=False)
     return result
 
 
-@pytest.mark.parametrize("platform", [pytest.param(p, marks=pytest.mark.xdist_group(f"i915-{p}"))
-                                     for p in PLATFORMS])
+@pytest.mark.parametrize("platform", [pytest.param(f"{p}-{d}", marks=pytest.mark.xdist_group(f"i915-{p}-{d}"))
+                                      for p in PLATFORMS for d in DISPLAYS])
 def test_i915_boot_reports_every_check(platform, boots):
     """The guest script ran to its end and reported each check once, in order, and the harness
     kept the guest's kernel log."""

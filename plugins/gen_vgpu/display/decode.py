@@ -86,8 +86,9 @@ def tiled_offset(tiling: str, stride: int, x_bytes: int, y: int) -> int:
     return y * stride + x_bytes
 
 
-def read_surface(page_of: PageOf, gma: int, size: int) -> bytearray:
-    """``size`` bytes of graphics memory from ``gma`` (page aligned), absent pages as zeros."""
+def read_surface(page_of: PageOf, gma: int, size: int) -> memoryview:
+    """``size`` bytes of graphics memory from ``gma`` (page aligned), absent pages as zeros
+    (one copy: the pages joined)."""
     first = gma >> 12
     count = (size + PAGE - 1) >> 12
     zero = bytes(PAGE)
@@ -95,7 +96,7 @@ def read_surface(page_of: PageOf, gma: int, size: int) -> bytearray:
     for i in range(first, first + count):
         page = page_of(i) if 0 <= i < 1 << 20 else None
         parts.append(zero if page is None else page)
-    return bytearray(b"".join(parts)[:size])
+    return memoryview(b"".join(parts))[:size]
 
 
 def _plane_surface(display: Display, plane: PlaneState, src_w: int, src_h: int) -> Surface | None:
@@ -187,7 +188,7 @@ def _draw_plane(frame: Frame, page_of: PageOf, s: Surface) -> None:
             out[at : at + h * out_stride] = span[base : base + h * row_bytes]
             return
         for y in range(h):
-            row = span[base + y * s.stride : base + y * s.stride + row_bytes]
+            row = bytes(span[base + y * s.stride : base + y * s.stride + row_bytes])
             at = (s.pos_y + y) * out_stride + s.pos_x * 4
             out[at : at + w * 4] = _to_xrgb(s.fmt, row)
         return

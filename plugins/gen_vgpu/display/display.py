@@ -100,6 +100,7 @@ class Display(RegisterBlock):
                 PlaneState(r.pipe_reg(r.CURCNTR, pipe.index), cursor=True)
             ]
         self._aux_data: dict[int, int] = {}  # AUX CTL offset -> its DATA1 offset
+        self._delivery_queued = False
         self.on_frame: list[Callable[[int], None]] = []  # hears of each processed vblank (pipe)
 
     # --- declarations ----------------------------------------------------------------------
@@ -213,6 +214,7 @@ class Display(RegisterBlock):
 
     def reset(self) -> None:
         """After the register file's reset: every pipe off, the monitor's live status again."""
+        self._delivery_queued = False  # the reset cancelled the task
         for pipe in self.pipes:
             self._stop(pipe)
             pipe.frame_count = 0
@@ -366,13 +368,26 @@ class Display(RegisterBlock):
         return port_khz * m // n if n else 0
 
     def catch_up(self) -> None:
-        """Process every vblank that is due on every pipe."""
+        """Process every vblank that is due on every pipe (before a register read is answered:
+        the interrupt is raised after the reply)."""
         now = self.clock()
         for pipe in self.pipes:
             if pipe.on:
-                self._advance(pipe, now)
+                self._advance(pipe, now, in_read=True)
 
-    def _advance(self, pipe: _Pipe, now: float) -> None:
+    def _deliver_later(self) -> None:
+        if not self._delivery_queued:
+            self._delivery_queued = True
+            self.tasks.call_soon(self._deliver, uses_guest_memory=False, name="display-irq")
+
+    def _deliver(self) -> None:
+        self._delivery_queued = False
+        self.interrupts.deliver()
+
+    def _advance(self, pipe: _Pipe, now: float, in_read: bool = False) -> None:
+        """Process the vblanks due on ``pipe``. ``in_read``: a guest read waits for its reply;
+        the vblank interrupt is raised after it (QEMU's vCPU holds its lock while it waits,
+        and an interrupt that arrives then stalls the reply until QEMU's message timeout)."""
         due = math.floor((now - pipe.t0) / pipe.period) - pipe.frames
         if due <= 0:
             return
@@ -387,7 +402,9 @@ class Display(RegisterBlock):
         bank = r.DE_PIPE_BANK + 0x10 * pipe.index
         if not self.rf.get(bank + BANK_IMR) & r.DE_PIPE_VBLANK:
             self.counters.vblank_irqs += 1
-            self.interrupts.fire_bank(bank, r.DE_PIPE_VBLANK)
+            self.interrupts.fire_bank(bank, r.DE_PIPE_VBLANK, deliver=not in_read)
+            if in_read:
+                self._deliver_later()
 
     def _line(self, pipe: _Pipe, now: float) -> int:
         since = now - (pipe.t0 + pipe.frames * pipe.period)
@@ -399,13 +416,13 @@ class Display(RegisterBlock):
         if not pipe.on:
             return 0
         now = self.clock()
-        self._advance(pipe, now)
+        self._advance(pipe, now, in_read=True)
         return self._line(pipe, now)
 
     def _read_frmcount(self, offset: int) -> int:
         pipe = self._pipe_of(offset)
         if pipe.on:
-            self._advance(pipe, self.clock())
+            self._advance(pipe, self.clock(), in_read=True)
         return pipe.frame_count
 
     def _wants_timer(self, pipe: _Pipe) -> bool:
@@ -474,7 +491,7 @@ class Display(RegisterBlock):
         plane = self._plane_at(offset)
         pipe = self._pipe_of(offset)
         if pipe.on:
-            self._advance(pipe, self.clock())
+            self._advance(pipe, self.clock(), in_read=True)
         arm = 0x4 if plane.cursor else 0x1C
         return plane.live.get(arm, 0)
 

@@ -47,7 +47,7 @@ def make_vbt(dvo_port: int, aux_channel: int) -> bytes:
     vbt_size = header_size + len(bdb)
     header = struct.pack("<20sHHHBBI16x", b"$VBT devmodel", VBT_VERSION, header_size, vbt_size, 0, 0, header_size)
     vbt = bytearray(header + bdb)
-    vbt[24] = (-sum(vbt)) & 0xFF  # vbt_checksum: the whole table sums to 0
+    vbt[26] = (-sum(vbt)) & 0xFF  # vbt_checksum: the whole table sums to 0
     return bytes(vbt)
 
 
