@@ -75,7 +75,8 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
     without the device. image: the guest image ("base", "i915"); by default the one the
     scripts declare. dmesg: the guest prints its whole kernel log before powering off, kept
     as OUTDIR/dmesg.log and GuestResult.dmesg. display: the device model's --display for a
-    device started here ("dp" or "none"; by default the device's own default). Raises HarnessError when the run itself
+    device started here: "none" (headless) unless a test asks for "dp"; the display tests
+    ask for it (docs/display.md says why the GT tests stay headless). Raises HarnessError when the run itself
     failed (QEMU did not start, the guest did not power off by the deadline, the device
     model died); a finished run returns a GuestResult with the TAP of each script."""
     outdir = Path(outdir)
@@ -91,8 +92,7 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
     kernel, initrd = find_guest_image(image)
     own = device == "auto"
     if own:
-        extra = ["--display", display] if display else []
-        dev = DeviceModel(outdir, platform=platform, extra_args=extra).start()
+        dev = DeviceModel(outdir, platform=platform, display=display or "none").start()
     elif isinstance(device, (str, Path)):
         dev = None
     else:

@@ -88,7 +88,8 @@ def boot(boots, platform):
     if platform not in boots:
         outdir = harness.output_dir(f"guest/test_display_guest.py/{platform}")
         opts = harness.script_options(SCRIPT)
-        with harness.DeviceModel(outdir, platform=platform) as dev, harness.GuestChannel() as channel:
+        with harness.DeviceModel(outdir, platform=platform, display="dp") as dev, \
+                harness.GuestChannel() as channel:
             checker = ScreenChecker(dev.socket, outdir)
             channel.serve(checker)
             try:

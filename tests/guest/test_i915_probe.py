@@ -43,6 +43,12 @@ EXPECTED_TO_FAIL: dict[str, set[str]] = {
     "skl": set(),
 }
 
+# With the display on, QEMU times out on a few reads of display registers in a boot (all ones
+# after 5 s: docs/display.md, "Open"); i915 then warns ("not started" on AUX, "The master
+# control interrupt lied"). Not every boot meets it, so these are not strict.
+SOMETIMES_FAILS_WITH_DISPLAY = {"no-drm-warnings": "QEMU read time-outs with the display on (docs/display.md, Open)",
+                                "no-timeouts": "QEMU read time-outs with the display on (docs/display.md, Open)"}
+
 _unknown = set().union(*EXPECTED_TO_FAIL.values()) - {k for k, _d in CHECKS}
 assert not _unknown, f"EXPECTED_TO_FAIL names checks test_i915.py does not have: {sorted(_unknown)}"
 
@@ -55,6 +61,9 @@ def cases():
                 marks = [group]
                 if key in EXPECTED_TO_FAIL[platform]:
                     marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=DEVICE_GAP))
+                elif display == "dp" and key in SOMETIMES_FAILS_WITH_DISPLAY:
+                    reason = SOMETIMES_FAILS_WITH_DISPLAY[key]
+                    marks.append(pytest.mark.xfail(strict=False, raises=AssertionError, reason=reason))
                 yield pytest.param(f"{platform}-{display}", key, marks=marks, id=f"{platform}-{display}-{key}")
 
 
