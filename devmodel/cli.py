@@ -39,6 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--device", required=True, help="device plugin name, e.g. gen_vgpu")
     s.add_argument("--platform", choices=["bdw", "skl"], default="bdw", help="GEN platform (gen_vgpu)")
     s.add_argument(
+        "--display",
+        choices=["dp", "none"],
+        default="dp",
+        help="dp: one virtual DisplayPort monitor (default); none: headless, the display fused off (gen_vgpu)",
+    )
+    s.add_argument(
+        "--edid",
+        metavar="MODE|FILE",
+        help="the monitor's EDID: 1024x768 (default) or 1920x1080 preferred, or an EDID file (gen_vgpu)",
+    )
+    s.add_argument(
         "--write-multiple",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -123,14 +134,15 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--control", metavar="PATH", help="the inspection socket, if not SOCKET.ctl")
     i.add_argument(
         "what",
-        choices=["ggtt", "ppgtt", "stats"],
-        help="ggtt GMA: one graphics address; ppgtt ROOTS GMA: one address through a shadow PPGTT; stats: counters",
+        choices=["ggtt", "ppgtt", "stats", "display", "screen"],
+        help="ggtt GMA: one graphics address; ppgtt ROOTS GMA: one address through a shadow PPGTT; stats: counters; "
+        "display [connect|disconnect|edid FILE]: the monitor, hotplug; screen FILE.png: save the guest's screen",
     )
     i.add_argument(
         "args",
         nargs="*",
         help="ggtt: a graphics address; ppgtt: the PML4 address, or four PDP addresses comma-separated, "
-        "then a graphics address",
+        "then a graphics address; display: connect, disconnect or edid FILE; screen: the PNG file to write",
     )
     return p
 
@@ -168,7 +180,12 @@ def _serve(args: argparse.Namespace) -> int:
         "watchdog_seconds": args.watchdog,
     }
     try:
-        device = plugin.create(platform=args.platform, **{k: v for k, v in bounds.items() if v is not None})
+        device = plugin.create(
+            platform=args.platform,
+            display=args.display,
+            edid=args.edid,
+            **{k: v for k, v in bounds.items() if v is not None},
+        )
     except ValueError as exc:
         log.error("%s", exc)
         return 2
@@ -247,8 +264,22 @@ def _inspect(args: argparse.Namespace) -> int:
     import json
 
     path = args.control or control_path(os.path.abspath(args.socket))
+    sent = list(args.args)
+    out_png = None
+    if args.what == "screen":
+        if len(sent) != 1:
+            print("devmodel inspect: screen takes the PNG file to write", file=sys.stderr)
+            return 2
+        out_png, sent = sent[0], []
+    elif args.what == "display" and len(sent) == 2 and sent[0] == "edid" and "x" not in sent[1]:
+        try:
+            with open(sent[1], "rb") as f:
+                sent[1] = f.read().hex()
+        except OSError as exc:
+            print(f"devmodel inspect: cannot read {sent[1]}: {exc}", file=sys.stderr)
+            return 1
     try:
-        answer = query(path, {"what": args.what, "args": args.args})
+        answer = query(path, {"what": args.what, "args": sent}, timeout=30.0)
     except OSError as exc:
         print(f"devmodel inspect: cannot reach {path}: {exc}", file=sys.stderr)
         return 1
@@ -258,6 +289,12 @@ def _inspect(args: argparse.Namespace) -> int:
     if "error" in answer:
         print(f"devmodel inspect: {answer['error']}", file=sys.stderr)
         return 1
+    if out_png is not None:
+        import base64
+
+        with open(out_png, "wb") as f:
+            f.write(base64.b64decode(answer.pop("png_base64")))
+        answer["file"] = out_png
     print(json.dumps(answer, indent=2))
     return 0
 

@@ -130,6 +130,13 @@ class PciConfigSpace:
         if bar.kind is BarKind.MEM64:
             self._set_wmask(off + 4, 4, mask >> 32)
 
+    def add_rom(self, size: int) -> None:
+        """An expansion ROM BAR of ``size`` bytes (a power of two, at least 2 KiB): the
+        address bits and the enable bit are writable, so sizing reads back the mask."""
+        if size & (size - 1) or size < 0x800:
+            raise ValueError("ROM sizes are powers of two of at least 2 KiB")
+        self._set_wmask(PCI_ROM_ADDRESS, 4, (~(size - 1) & 0xFFFFF800) | 1)
+
     def add_capability(self, offset: int, cap_id: int, body: bytes, body_wmask: bytes) -> None:
         """Append a capability at ``offset``: id, next pointer, then ``body``."""
         if offset < 0x40 or offset & 3 or offset + 2 + len(body) > self.size:

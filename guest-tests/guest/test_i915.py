@@ -22,6 +22,9 @@ INSMOD_TIMEOUT = 300.0
 # lines ("i915 0000:00:03.0: ..."), DRM's ("[drm] ...", "[drm:func [i915]] ..."), and the head of
 # a WARN raised in DRM code ("WARNING: ... at drivers/gpu/drm/i915/...").
 DRM_LINE = re.compile(r"^i915 [0-9a-f]{4}:|\[drm[]:]|drivers/gpu/drm/")
+# The firmware loader's own warning when the SKL display's DMC firmware is not in the image
+# (it is optional: i915 runs without it and says so at notice level); not a device problem.
+FIRMWARE_ABSENT = re.compile(r"(Direct firmware load for|firmware: failed to load) i915/\S+_dmc_")
 # debugfs file that reads 1 while the GT is wedged (i915_debugfs.c i915_wedged_get).
 WEDGED_FILE = "/sys/kernel/debug/dri/0/i915_wedged"
 
@@ -123,7 +126,7 @@ def main() -> int:
     # Indented lines are the call-trace frames of a WARN, not messages of their own.
     drm = [r for r in recs if DRM_LINE.search(r[2]) and not r[2].startswith(" ")]
     lines = [text for _level, _secs, text in drm]
-    loud = [i915lib.format_record(r) for r in drm if r[0] <= i915lib.KERN_WARNING]
+    loud = [i915lib.format_record(r) for r in drm if r[0] <= i915lib.KERN_WARNING and not FIRMWARE_ABSENT.search(r[2])]
     nodes = i915lib.dri_nodes()
     rps_fail, freqs = rps_frequencies()
 

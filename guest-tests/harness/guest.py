@@ -69,14 +69,17 @@ class GuestResult:
 
 
 def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=None,
-              append="", device_props=None, qemu_args=(), done_grace=15.0, image=None, dmesg=True):
+              append="", device_props=None, qemu_args=(), done_grace=15.0, image=None, dmesg=True,
+              display=None):
     """Boot QEMU with the guest image and run guest-tests/guest/test_NAME.py for each NAME.
 
     device: "auto" starts a device model for this run (stopped at the end), a DeviceModel
     uses that one, a path attaches the server listening there (not watched), None boots
     without the device. image: the guest image ("base", "i915"); by default the one the
     scripts declare. dmesg: the guest prints its whole kernel log before powering off, kept
-    as OUTDIR/dmesg.log and GuestResult.dmesg. Raises HarnessError when the run itself
+    as OUTDIR/dmesg.log and GuestResult.dmesg. display: the device model's --display for a
+    device started here: "none" (headless) unless a test asks for "dp"; the display tests
+    ask for it (docs/display.md says why the GT tests stay headless). Raises HarnessError when the run itself
     failed (QEMU did not start, the guest did not power off by the deadline, the device
     model died); a finished run returns a GuestResult with the TAP of each script."""
     outdir = Path(outdir)
@@ -94,7 +97,7 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
         device_props = {"x-no-posted-writes": True, **(device_props or {})}
     own = device == "auto"
     if own:
-        dev = DeviceModel(outdir, platform=platform).start()
+        dev = DeviceModel(outdir, platform=platform, display=display or "none").start()
     elif isinstance(device, (str, Path)):
         dev = None
     else:

@@ -13,9 +13,11 @@ from .paths import find_qemu, timeout_scale
 
 
 def vfio_user_device(socket, dev_id="vgpu0", addr="03.0", **props):
-    """The JSON form of -device vfio-user-pci (the only form that accepts `socket`)."""
+    """The JSON form of -device vfio-user-pci (the only form that accepts `socket`). The ROM
+    BAR is QEMU's default (on): a vGPU with a display serves its VBT there, a headless one
+    sizes it as 0 (no ROM)."""
     dev = {"driver": "vfio-user-pci", "id": dev_id, "addr": addr,
-           "socket": {"type": "unix", "path": str(socket)}, "rombar": 0}
+           "socket": {"type": "unix", "path": str(socket)}}
     dev.update(props)
     return json.dumps(dev, separators=(",", ":"))
 

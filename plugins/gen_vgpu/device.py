@@ -16,6 +16,8 @@ from devmodel.device.registers import RegisterFile
 from .aperture import Aperture
 from .bar0 import Bar0, TracedBar0, traced
 from .bar0_accel import Bar0Accel
+from .display import DisplayOptions, DisplayParts, build_display
+from .display.control import inspect_display, page_reader
 from .engine.execlist import Engines
 from .engine.memory import GgttSpace
 from .engine.run import Runner, Watchdog
@@ -62,8 +64,10 @@ class GenVgpu(Device):
         max_shadow_pages: int = DEFAULT_MAX_SHADOW_PAGES,
         max_device_pages: int = DEFAULT_MAX_DEVICE_PAGES,
         max_shadow_mms: int = DEFAULT_MAX_SHADOW_MMS,
+        display: DisplayOptions | None = None,
     ) -> None:
         info: PlatformInfo = PLATFORMS[platform]
+        display_parts = build_display(info, display or DisplayOptions())
         self.info = info
         self.graphics_memory = GraphicsMemory.sized(aperture_size, hidden_size)  # checks both sizes
         config = PciConfigSpace(
@@ -78,13 +82,15 @@ class GenVgpu(Device):
         config.add_bar(Bar(0, regs.BAR0_SIZE, BarKind.MEM64, prefetchable=False))
         config.add_bar(Bar(2, aperture_size, BarKind.MEM64, prefetchable=True))
         config.data[GMCH_CTRL : GMCH_CTRL + 2] = GMCH_GGMS_8M.to_bytes(2, "little")
+        if display_parts.rom is not None:
+            config.add_rom(len(display_parts.rom.data))
         config.add_msi_capability(info.msi_offset)
         config.freeze_power_on_state()
         super().__init__(config, msi_count=1, max_device_pages=max_device_pages)
 
         self.scratch_hfn, _ = self.dma.alloc_device_page()
         self.g2v_notifications: dict[str, int] = {}  # G2vNotify name or "ignored" -> writes
-        self.register_table = table_for(platform)
+        self.register_table = table_for(platform, display_parts.present)
         self.registers = RegisterFile(regs.MMIO_SIZE)  # filled from the table by _build_engines
         self.ggtt = Ggtt(self.dma, info.pte_ops, self.scratch_hfn)
         self.bar0 = Bar0(self.registers, self.ggtt)
@@ -93,15 +99,19 @@ class GenVgpu(Device):
         self.bar0_traced = traced()
         self.set_region(Region(0, regs.BAR0_SIZE, TracedBar0(self.bar0) if self.bar0_traced else self.bar0))
         self.set_region(Region(2, aperture_size, self.aperture))
-        self._build_engines(watchdog, max_shadow_pages, max_shadow_mms)
+        self._build_engines(watchdog, max_shadow_pages, max_shadow_mms, display_parts)
         self.ppgtt_walker = ShadowWalker(self.ppgtt)  # for inspection; the engines have their own
         self._bar0_accel: Bar0Accel | None = None
 
     # --- the engines (contract §4, §5) -----------------------------------------------------
 
-    def _build_engines(self, watchdog: Watchdog | None, max_shadow_pages: int, max_shadow_mms: int) -> None:
-        """Execlists, GT registers, interrupts and the unlisted-register log, and the runner
-        that executes workloads through the shadow GGTT and the shadow PPGTTs."""
+    def _build_engines(
+        self, watchdog: Watchdog | None, max_shadow_pages: int, max_shadow_mms: int, display: DisplayParts
+    ) -> None:
+        """Execlists, GT registers, interrupts, the display (contract §6: its registers'
+        handlers, the DE and south interrupt banks' events, the pcode answers, the ROM with the
+        VBT) and the unlisted-register log, and the runner that executes workloads through the
+        shadow GGTT and the shadow PPGTTs."""
         gm = self.graphics_memory
         self.ggtt_space = GgttSpace(self.ggtt, self.dma)
         self.ppgtt = Ppgtt(  # a DMA listener
@@ -123,16 +133,25 @@ class GenVgpu(Device):
         self.gt = GtRegisters(
             self.info.platform, engines.reset_engines, lambda e: engines[e].idle, self.runner.invalidate_tlb
         )
+        self.display = display.make(self.tasks, self.interrupts, self.gt)
+        rom = display.rom_region()
+        if rom is not None:
+            self.set_region(rom)
         notify = {"g2v_notify": Hooks(write=lambda _off, _old, new: self.on_g2v_notify(new))}
+        hooks = [self.interrupts.hooks(), self.gt.hooks(), notify]
+        if self.display is not None:
+            hooks.append(self.display.hooks())
         populate(
             self.registers,
             self.register_table,
-            (self.interrupts.hooks(), self.gt.hooks(), notify),
+            hooks,
             (engines.engine_hooks(), self.gt.engine_hooks()),
             pvinfo_values(gm),
         )
         for part in (self.interrupts, engines, self.gt):
             part.attach(self.registers)
+        if self.display is not None:
+            self.display.attach(self.registers)
         self.unlisted = UnlistedLog(self.register_table.plain_ranges())
         self.unlisted.attach(self.registers)
 
@@ -210,6 +229,8 @@ class GenVgpu(Device):
         super().reset(kind)
         self.registers.reset()
         self._reset_engines()
+        if self.display is not None:
+            self.display.reset()
         self.ggtt.reset()
         self.g2v_notifications.clear()
         log.info("reset (%s)", kind.value)
@@ -222,6 +243,8 @@ class GenVgpu(Device):
         }
 
     def inspect(self, what: str, args: list[str]) -> dict[str, Any]:
+        if what in ("display", "screen"):
+            return inspect_display(self.display, page_reader(self.ggtt, self.dma), what, args)
         if what == "ppgtt":
             return self._inspect_ppgtt(args)
         if what != "ggtt":
@@ -277,6 +300,9 @@ class GenVgpu(Device):
                 yield f"{ex.engine.name} last hang: {ex.last_hang[1]}"
         yield f"workloads: {_counts(self.runner.counters)}"
         yield f"interrupts: {_counts(self.interrupts.counters)}"
+        yield from list(super().describe())[1:]  # the task queue's counters
+        if self.display is not None:
+            yield self.display.describe()
 
 
 def _counts(counters: object) -> str:

@@ -82,6 +82,11 @@ class Interrupts(RegisterBlock):
         self._lower = lower_irq
         self._asserted = False
         self.counters = InterruptCounters()
+        # The display's listeners (contract §6.13): told before the master register or a
+        # display bank's IIR is read (its due vblanks are processed first), and after a
+        # display bank's IMR or IER changed (its frame timer runs only while someone waits).
+        self.before_status: Callable[[], None] | None = None
+        self.on_mask_change: Callable[[int], None] | None = None
         # Per engine: IIR and IER dword indexes, the engine's bits, its master status bit.
         self._status_map = [
             (
@@ -99,6 +104,8 @@ class Interrupts(RegisterBlock):
         return {
             "master_irq": Hooks(read=self._read_master, write=self._write_master),
             "irq_reevaluate": Hooks(write=self._reevaluate),
+            "irq_status_iir": Hooks(read=self._read_iir, write=self._reevaluate),
+            "irq_mask": Hooks(write=self._write_mask),
         }
 
     def reset(self) -> None:
@@ -142,12 +149,35 @@ class Interrupts(RegisterBlock):
             IRQ_EVENT(engine.name, allowed, rf.get(bank + BANK_IIR))
         self._evaluate(edge=False)
 
+    def add_status_bank(self, base: int, master_bit: int) -> None:
+        """A bank whose (IIR & IER) shows as ``master_bit`` of the master register."""
+        self._status_map.append(((base + BANK_IIR) >> 2, (base + BANK_IER) >> 2, 0xFFFFFFFF, 1 << master_bit))
+
+    def fire_bank(self, base: int, bits: int, deliver: bool = True) -> None:
+        """Events of a bank other than the engines': set IIR where IMR lets them through.
+        ``deliver=False`` leaves raising the line to a later :meth:`deliver` (an event found
+        while a read is answered is raised after the reply)."""
+        rf = self.rf
+        allowed = bits & ~rf.get(base + BANK_IMR)
+        if allowed != bits:
+            self.counters.masked_events += 1
+        if not allowed:
+            return
+        self.counters.events += 1
+        rf.set(base + BANK_IIR, rf.get(base + BANK_IIR) | allowed)
+        if deliver:
+            self._evaluate(edge=True)
+
+    def deliver(self) -> None:
+        """Raise the line for events set with ``deliver=False``, if still pending."""
+        self._evaluate(edge=True)
+
     def _evaluate(self, edge: bool) -> None:
         pending = self.pending
         if pending and (edge or not self._asserted):
             self.counters.raised += 1
             if IRQ_RAISE.on:
-                IRQ_RAISE(self._read_master(GEN8_MASTER_IRQ))
+                IRQ_RAISE(self.rf.get(GEN8_MASTER_IRQ) | self.status())
             self._raise()
         elif not pending and self._asserted:
             self.counters.lowered += 1
@@ -157,7 +187,19 @@ class Interrupts(RegisterBlock):
     # --- hooks -----------------------------------------------------------------------------
 
     def _read_master(self, offset: int) -> int:
+        if self.before_status is not None:
+            self.before_status()
         return self.rf.get(offset) | self.status()
+
+    def _read_iir(self, offset: int) -> int:
+        if self.before_status is not None:
+            self.before_status()
+        return self.rf.get(offset)
+
+    def _write_mask(self, offset: int, old: int, new: int) -> None:
+        self._evaluate(edge=False)
+        if self.on_mask_change is not None and old != new:
+            self.on_mask_change(offset & ~0xF)
 
     def _write_master(self, offset: int, old: int, new: int) -> None:
         # Setting the enable re-raises whatever is still pending (GVT's check_pending_irq).

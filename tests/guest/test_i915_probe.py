@@ -1,6 +1,7 @@
 """The guest's own i915 (Debian's generic 6.1 kernel, the i915 image) probing the vGPU, on BDW
-and on SKL: one boot per platform runs guest-tests/guest/test_i915.py, and each of its checks
-is one pytest test here.
+and on SKL, with the display present (the default) and headless (--display none): one boot
+per platform and display runs guest-tests/guest/test_i915.py, and each of its checks is one
+pytest test here.
 
 The checks that today's device fails are marked xfail(strict=True) with the reason
 DEVICE_GAP: they wait for device work (issues 9 and 10), and a device change that makes one
@@ -17,6 +18,7 @@ import harness
 pytestmark = pytest.mark.guest
 
 PLATFORMS = ("bdw", "skl")
+DISPLAYS = ("dp", "none")
 SCRIPT = "i915"
 DEVICE_GAP = "device side: issue 9/10"
 
@@ -41,18 +43,28 @@ EXPECTED_TO_FAIL: dict[str, set[str]] = {
     "skl": set(),
 }
 
+# With the display on, QEMU times out on a few reads of display registers in a boot (all ones
+# after 5 s: docs/display.md, "Open"); i915 then warns ("not started" on AUX, "The master
+# control interrupt lied"). Not every boot meets it, so these are not strict.
+SOMETIMES_FAILS_WITH_DISPLAY = {"no-drm-warnings": "QEMU read time-outs with the display on (docs/display.md, Open)",
+                                "no-timeouts": "QEMU read time-outs with the display on (docs/display.md, Open)"}
+
 _unknown = set().union(*EXPECTED_TO_FAIL.values()) - {k for k, _d in CHECKS}
 assert not _unknown, f"EXPECTED_TO_FAIL names checks test_i915.py does not have: {sorted(_unknown)}"
 
 
 def cases():
     for platform in PLATFORMS:
-        group = pytest.mark.xdist_group(f"i915-{platform}")  # one boot per platform, one worker
-        for key, _desc in CHECKS:
-            marks = [group]
-            if key in EXPECTED_TO_FAIL[platform]:
-                marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=DEVICE_GAP))
-            yield pytest.param(platform, key, marks=marks, id=f"{platform}-{key}")
+        for display in DISPLAYS:
+            group = pytest.mark.xdist_group(f"i915-{platform}-{display}")  # one boot each, one worker
+            for key, _desc in CHECKS:
+                marks = [group]
+                if key in EXPECTED_TO_FAIL[platform]:
+                    marks.append(pytest.mark.xfail(strict=True, raises=AssertionError, reason=DEVICE_GAP))
+                elif display == "dp" and key in SOMETIMES_FAILS_WITH_DISPLAY:
+                    reason = SOMETIMES_FAILS_WITH_DISPLAY[key]
+                    marks.append(pytest.mark.xfail(strict=False, raises=AssertionError, reason=reason))
+                yield pytest.param(f"{platform}-{display}", key, marks=marks, id=f"{platform}-{display}-{key}")
 
 
 @pytest.fixture(scope="module")
@@ -61,22 +73,24 @@ def boots():
     return {}
 
 
-def boot(boots, platform):
-    if platform not in boots:
-        outdir = harness.output_dir(f"guest/test_i915_probe.py/{platform}")
+def boot(boots, variant):
+    """variant: PLATFORM-DISPLAY, e.g. bdw-dp."""
+    if variant not in boots:
+        platform, display = variant.split("-")
+        outdir = harness.output_dir(f"guest/test_i915_probe.py/{variant}")
         try:
-            boots[platform] = harness.run_guest([SCRIPT], outdir, platform=platform,
-                                                timeout=harness.script_options(SCRIPT)["timeout"])
+            boots[variant] = harness.run_guest([SCRIPT], outdir, platform=platform, display=display,
+                                               timeout=harness.script_options(SCRIPT)["timeout"])
         except harness.HarnessError as e:
-            boots[platform] = e
-    result = boots[platform]
+            boots[variant] = e
+    result = boots[variant]
     if isinstance(result, harness.HarnessError):
-        pytest.fail(f"the i915 boot on {platform} did not complete: {result}", pytrace=False)
+        pytest.fail(f"the i915 boot on {variant} did not complete: {result}", pytrace=False)
     return result
 
 
-@pytest.mark.parametrize("platform", [pytest.param(p, marks=pytest.mark.xdist_group(f"i915-{p}"))
-                                     for p in PLATFORMS])
+@pytest.mark.parametrize("platform", [pytest.param(f"{p}-{d}", marks=pytest.mark.xdist_group(f"i915-{p}-{d}"))
+                                      for p in PLATFORMS for d in DISPLAYS])
 def test_i915_boot_reports_every_check(platform, boots):
     """The guest script ran to its end and reported each check once, in order, and the harness
     kept the guest's kernel log."""

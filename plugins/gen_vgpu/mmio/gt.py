@@ -84,6 +84,7 @@ ROWS: tuple[Row, ...] = (
         LCPLL_CTL,
         reset=LCPLL_PLL_LOCK,
         rw_mask=~(LCPLL_PLL_DISABLE | LCPLL_PLL_LOCK | LCPLL_CD_SOURCE_FCLK) & 0xFFFFFFFF,
+        display=False,
         note="locked, never disabled",
     ),
     Row("GEN8_FUSE2", GEN8_FUSE2, reset=_FUSE2, rw_mask=RO),
@@ -100,10 +101,25 @@ ROWS: tuple[Row, ...] = (
     Row("GEN6_PCODE_MAILBOX", GEN6_PCODE_MAILBOX, handler="pcode", note="READY clears at once, no error"),
     Row("GEN6_PCODE_DATA", GEN6_PCODE_DATA),
     Row("GEN6_PCODE_DATA1", GEN6_PCODE_DATA1),
+    # Headless only: with the display these are display_regs.py's rows.
     Row(
-        "FUSE_STRAP", FUSE_STRAP, platforms=BDW, reset=FUSE_STRAP_DISPLAY_DISABLE, rw_mask=RO, note="display fused off"
+        "FUSE_STRAP",
+        FUSE_STRAP,
+        platforms=BDW,
+        display=False,
+        reset=FUSE_STRAP_DISPLAY_DISABLE,
+        rw_mask=RO,
+        note="display fused off",
     ),
-    Row("SKL_DFSM", SKL_DFSM, platforms=SKL, reset=SKL_DFSM_PIPES_DISABLE, rw_mask=RO, note="pipes A-C fused off"),
+    Row(
+        "SKL_DFSM",
+        SKL_DFSM,
+        platforms=SKL,
+        display=False,
+        reset=SKL_DFSM_PIPES_DISABLE,
+        rw_mask=RO,
+        note="pipes A-C fused off",
+    ),
     Row("SKL_FUSE_STATUS", SKL_FUSE_STATUS, platforms=SKL, reset=SKL_FUSE_STATUS_DONE, rw_mask=RO),
     Row("GUC_STATUS", GUC_STATUS, platforms=SKL, reset=GUC_STATUS_MIA_IN_RESET, rw_mask=RO, note="held in reset"),
     # The flush only orders GGTT updates on hardware; here writes act at once.
@@ -140,6 +156,9 @@ class GtRegisters(RegisterBlock):
         self.on_tlb_invalidate = on_tlb_invalidate
         self.tlb_invalidations = 0
         self.engine_resets = 0
+        # With the display, its pcode commands' answers: ``pcode_reply(command, data0)`` gives
+        # DATA0's answer, or None to keep what the guest wrote.
+        self.pcode_reply: Callable[[int, int], int | None] | None = None
 
     def hooks(self) -> dict[str, Hooks]:
         return {
@@ -171,7 +190,12 @@ class GtRegisters(RegisterBlock):
 
     def _write_pcode(self, offset: int, old: int, new: int) -> None:
         if new & GEN6_PCODE_READY:
-            # Done at once, no error; the data registers keep what the guest wrote.
+            # Done at once, no error; the data registers keep what the guest wrote unless the
+            # display answers the command.
+            if self.pcode_reply is not None:
+                answer = self.pcode_reply(new & 0xFF, self.rf.get(GEN6_PCODE_DATA))
+                if answer is not None:
+                    self.rf.set(GEN6_PCODE_DATA, answer)
             self.rf.set(offset, new & ~(GEN6_PCODE_READY | GEN6_PCODE_ERROR_MASK))
 
     def _write_rps_request(self, offset: int, old: int, new: int) -> None:

@@ -14,6 +14,7 @@ __all__ = [
     "BANK_IIR",
     "BANK_IMR",
     "BANK_ISR",
+    "DISPLAY_BANKS",
     "GT_BANKS",
     "GT_BANK_BASE",
     "MASTER_IRQ_ENABLE",
@@ -29,30 +30,37 @@ GT_BANK_BASE = 0x44300
 GT_BANKS = 4
 _BANK_STRIDE = 0x10
 
-# Banks that exist for i915's reset/postinstall paths and never fire on a headless vGPU.
-QUIET_BANKS: dict[str, int] = {
+# The display engine's and the south (PCH) banks: they exist for i915's reset/postinstall
+# paths and never fire on a headless vGPU; with the display (contract §6.13) they fire and
+# report through the master register. Their IIR reads process the display's due events first
+# (``irq_status_iir``) and a change of IMR or IER may start or stop its frame timer
+# (``irq_mask``): the interrupts supply both handlers, the display listens through them.
+DISPLAY_BANKS: dict[str, int] = {
     "DE_PIPE_A": 0x44400,
     "DE_PIPE_B": 0x44410,
     "DE_PIPE_C": 0x44420,
     "DE_PORT": 0x44440,
     "DE_MISC": 0x44460,
-    "PCU": 0x444E0,
     "SDE": 0xC4000,
 }
+# Banks that exist for i915's reset/postinstall paths and never fire.
+QUIET_BANKS: dict[str, int] = {**DISPLAY_BANKS, "PCU": 0x444E0}
 
 
 def gt_bank(n: int) -> int:
     return GT_BANK_BASE + _BANK_STRIDE * n
 
 
-def _bank(name: str, base: int, count: int = 1) -> tuple[Row, ...]:
+def _bank(name: str, base: int, count: int = 1, display: bool = False) -> tuple[Row, ...]:
     stride = _BANK_STRIDE
+    mask = "irq_mask" if display else "irq_reevaluate"
+    iir = "irq_status_iir" if display else "irq_reevaluate"
     return (
         Row(f"{name}_ISR", base + BANK_ISR, count=count, stride=stride, rw_mask=RO),
         # Power-on: everything masked, nothing enabled; i915 programs both.
-        Row(f"{name}_IMR", base + BANK_IMR, count=count, stride=stride, reset=0xFFFFFFFF, handler="irq_reevaluate"),
-        Row(f"{name}_IIR", base + BANK_IIR, count=count, stride=stride, w1c=0xFFFFFFFF, handler="irq_reevaluate"),
-        Row(f"{name}_IER", base + BANK_IER, count=count, stride=stride, handler="irq_reevaluate"),
+        Row(f"{name}_IMR", base + BANK_IMR, count=count, stride=stride, reset=0xFFFFFFFF, handler=mask),
+        Row(f"{name}_IIR", base + BANK_IIR, count=count, stride=stride, w1c=0xFFFFFFFF, handler=iir),
+        Row(f"{name}_IER", base + BANK_IER, count=count, stride=stride, handler=mask),
     )
 
 
@@ -65,5 +73,5 @@ ROWS: tuple[Row, ...] = (
         note="status bits: (IIR & IER) per half-bank, whatever bit 31 says",
     ),
     *_bank("GT{i}", GT_BANK_BASE, GT_BANKS),
-    *(row for name, base in QUIET_BANKS.items() for row in _bank(name, base)),
+    *(row for name, base in QUIET_BANKS.items() for row in _bank(name, base, display=name in DISPLAY_BANKS)),
 )

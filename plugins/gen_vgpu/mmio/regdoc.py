@@ -63,6 +63,12 @@ def _platforms_text(row: Row) -> str:
     return ", ".join(p.name for p in sorted(row.platforms, key=lambda p: p.value))
 
 
+def _display_text(row: Row) -> str:
+    if row.display is None:
+        return "either"
+    return "with" if row.display else "headless"
+
+
 def markdown() -> str:
     out = [
         "# BAR0 registers",
@@ -79,13 +85,15 @@ def markdown() -> str:
         "*Writes*: the bits a write changes (read-only: none), masked (the upper 16 bits of a",
         "write select the lower bits it changes), W1C (a 1 clears the bit). *Handler*: the",
         "behaviour a device part supplies under that name. A reset in italics is chosen per vGPU",
-        "(its graphics-memory split).",
+        "(its graphics-memory split). *Display*: whether the row exists with the display",
+        "(contract §6, `--display dp`), only headless (`--display none`, the display fused off),",
+        "or either way.",
         "",
         "The compiled accelerator serves every row without a handler itself (plain, read-only,",
         "masked, W1C, partly writable: the register file's per-dword map and write classes,",
         "built from these rows); a row with a handler goes to Python.",
         "",
-        "*Adding an area* (the display, say): a module of rows beside these in",
+        "*Adding an area*: a module of rows beside these in",
         "`plugins/gen_vgpu/mmio/` (its offsets and `ROWS`, no behaviour), one entry in",
         "`AREAS` in `table.py`, and a device part whose `hooks()` (or per-engine hooks) supply",
         "the handlers its rows name, passed to `populate` in `device.py`. The build refuses a",
@@ -96,14 +104,15 @@ def markdown() -> str:
     for title, rows in AREAS:
         out += [f"## {title}", ""]
         out += [
-            "| Offset | Register | Platforms | Reset | Writes | Commands | Handler | Notes |",
-            "|---|---|---|---|---|---|---|---|",
+            "| Offset | Register | Platforms | Display | Reset | Writes | Commands | Handler | Notes |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for row in rows:
             cells = [
                 _offset_text(row),
                 row.name.replace("{i}", "*i*"),
                 _platforms_text(row),
+                _display_text(row),
                 _reset_text(row),
                 _behaviour_text(row),
                 _cmd_text(row),

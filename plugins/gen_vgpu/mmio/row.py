@@ -69,6 +69,9 @@ class Row:
     first: int = 0  # the index "{i}" names the array's first register with
     size: int = 0  # FILL and PLAIN rows: the span in bytes
     platforms: frozenset[Platform] = ALL_PLATFORMS
+    # True: the row exists only with the display (contract §6), False: only headless (the
+    # display fused off), None: either way.
+    display: bool | None = None
     reset: Reset = 0
     rw_mask: int = 0xFFFFFFFF
     masked: bool = False  # the upper 16 bits of a write select the lower bits it changes

@@ -25,7 +25,7 @@ from devmodel.device.registers import Register, RegisterFile
 
 from ..engines import ENGINES, EngineId, EngineInfo
 from ..platform import Platform
-from . import engine_regs, gt, gt_status, irq, pvinfo, workarounds
+from . import display_regs, engine_regs, gt, gt_status, irq, pvinfo, workarounds
 from .row import ALL_PLATFORMS, Cmd, Hooks, HookTable, Kind, Row
 
 __all__ = [
@@ -46,6 +46,7 @@ AREAS: tuple[tuple[str, tuple[Row, ...]], ...] = (
     ("GT registers (§4.3)", gt.ROWS),
     ("Render registers i915 loads from command streams", workarounds.ROWS),
     ("Registers i915 reads to report: error capture, debugfs, RPS", gt_status.ROWS),
+    ("Display (§6); its interrupt banks are with the interrupts", display_regs.ROWS),
 )
 TABLE: tuple[Row, ...] = tuple(row for _, rows in AREAS for row in rows)
 
@@ -71,12 +72,13 @@ def _expand(row: Row) -> Iterator[tuple[int, str, EngineInfo | None]]:
 
 
 class RegisterTable:
-    """The table's rows on one platform, expanded to registers and checked: no register is
-    declared twice, every range row's dwords are whole."""
+    """The table's rows on one platform, with the display or headless, expanded to registers
+    and checked: no register is declared twice, every range row's dwords are whole."""
 
-    def __init__(self, platform: Platform, rows: tuple[Row, ...] = TABLE) -> None:
+    def __init__(self, platform: Platform, rows: tuple[Row, ...] = TABLE, *, display: bool = False) -> None:
         self.platform = platform
-        self.rows = tuple(row for row in rows if platform in row.platforms)
+        self.display = display
+        self.rows = tuple(row for row in rows if platform in row.platforms and row.display in (None, display))
         self.registers: dict[int, Declared] = {}
         for row in self.rows:
             if row.kind is not Kind.REGISTER:
@@ -171,11 +173,14 @@ def populate(
         rf.add(table.register(declared, common, per_engine, resets))
 
 
-_TABLES = {platform: RegisterTable(platform) for platform in Platform}
+_TABLES = {
+    (platform, display): RegisterTable(platform, display=display) for platform in Platform for display in (False, True)
+}
 
 
-def table_for(platform: Platform) -> RegisterTable:
-    return _TABLES[platform]
+def table_for(platform: Platform, display: bool) -> RegisterTable:
+    """The platform's registers with the display (contract §6) or headless."""
+    return _TABLES[platform, display]
 
 
 # --- what a command stream may load and store ------------------------------------------------
@@ -188,8 +193,8 @@ def _cmd_access(rows: tuple[Row, ...]) -> tuple[dict[EngineId, frozenset[int]], 
     access: dict[EngineId, dict[int, Cmd]] = {e.id: {} for e in ENGINES}
     ordered = [row for row in rows if row.kind is not Kind.REGISTER] + [r for r in rows if r.kind is Kind.REGISTER]
     for row in ordered:
-        if row.cmd is not Cmd.NONE and row.platforms != ALL_PLATFORMS:
-            raise ValueError(f"{row.name}: command access on some platforms only")
+        if row.cmd is not Cmd.NONE and (row.platforms != ALL_PLATFORMS or row.display is not None):
+            raise ValueError(f"{row.name}: command access on some platforms or display choices only")
         for offset, _name, engine in _expand(row):
             if engine is not None:
                 access[engine.id][offset] = row.cmd

@@ -17,6 +17,7 @@ from devmodel.device.pci_config import (
     STATUS_INTERRUPT,
 )
 from gen_vgpu import GenVgpu, Platform
+from gen_vgpu.display import DisplayOptions
 
 CFG = 7
 MiB = 1 << 20
@@ -72,10 +73,19 @@ def test_bar2_size_follows_aperture_size():
     assert dev.region(2).size == 512 * MiB
 
 
-def test_bar4_bar5_and_rom_are_absent(dev):
-    for off in (0x20, 0x24, 0x30):
+def test_bar4_bar5_are_absent(dev):
+    for off in (0x20, 0x24):
         wr(dev, off, 4, 0xFFFFFFFF)
         assert rd(dev, off, 4) == 0, hex(off)
+
+
+def test_rom_bar_sizes_as_the_vbt_rom_and_is_absent_when_headless(dev):
+    wr(dev, 0x30, 4, 0xFFFFF800)
+    assert rd(dev, 0x30, 4) == 0xFFFFE000  # 8 KiB
+    assert dev.region_read(6, 0, 2) == b"\x55\xaa"
+    headless = type(dev)(dev.info.platform, display=DisplayOptions("none"))
+    wr(headless, 0x30, 4, 0xFFFFFFFF)
+    assert rd(headless, 0x30, 4) == 0
 
 
 def test_bar_takes_an_address_and_keeps_type_bits(dev):

@@ -84,7 +84,7 @@ class Rig:
         self.gt = GtRegisters(platform, self.engines.reset_engines, lambda e: self.engines[e].idle, self._tlb)
         populate(
             self.rf,
-            table_for(platform),
+            table_for(platform, False),
             (self.irq.hooks(), self.gt.hooks(), {"g2v_notify": Hooks()}),
             (self.engines.engine_hooks(), self.gt.engine_hooks()),
             dict.fromkeys(("mappable_base", "mappable_size", "hidden_base", "hidden_size"), 0),

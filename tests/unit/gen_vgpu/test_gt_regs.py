@@ -253,7 +253,7 @@ def test_register_file_reset_restores_power_on_values(rig: Rig):
 
 def test_unlisted_registers_are_logged_once_each(caplog):
     rig = Rig()
-    log = UnlistedLog(table_for(Platform.BDW).plain_ranges())
+    log = UnlistedLog(table_for(Platform.BDW, False).plain_ranges())
     log.attach(rig.rf)
     caplog.set_level(logging.INFO, logger="gen_vgpu.mmio.unlisted")
     rig.r(0x2094)  # RING_NOPID: not in the contract
@@ -280,12 +280,12 @@ def test_unlisted_registers_are_logged_once_each(caplog):
 
 def test_skl_lists_its_mocs_tables():
     rf = RegisterFile(regs.MMIO_SIZE)
-    log = UnlistedLog(table_for(Platform.SKL).plain_ranges())
+    log = UnlistedLog(table_for(Platform.SKL, False).plain_ranges())
     log.attach(rf)
     rf.write32(0xC800, 1)
     rf.write32(0xB020, 1)
     assert log.seen == {}
-    bdw = UnlistedLog(table_for(Platform.BDW).plain_ranges())
+    bdw = UnlistedLog(table_for(Platform.BDW, False).plain_ranges())
     bdw.attach(rf)
     rf.write32(0xC800, 1)
     assert list(bdw.seen) == [0xC800]

@@ -9,8 +9,9 @@ import pytest
 
 from devmodel.device.registers import CLASS_BASE, MAX_CLASSES, PLAIN, RegisterFile
 from gen_vgpu import GenVgpu
+from gen_vgpu.display import DisplayOptions
 from gen_vgpu.engines import ENGINES, EngineId
-from gen_vgpu.mmio import regs
+from gen_vgpu.mmio import display_regs, gt, regs
 from gen_vgpu.mmio.regdoc import markdown
 from gen_vgpu.mmio.row import RO, Cmd, Hooks, Kind, Row
 from gen_vgpu.mmio.table import TABLE, RegisterTable, may_read, may_write, populate, table_for
@@ -25,10 +26,11 @@ def test_docs_are_generated_from_the_table() -> None:
     )
 
 
+@pytest.mark.parametrize("display", [False, True], ids=["headless", "dp"])
 @pytest.mark.parametrize("platform", list(Platform), ids=lambda p: p.value)
-def test_the_device_holds_exactly_the_tables_registers(platform: Platform) -> None:
-    dev = GenVgpu(platform)
-    table = table_for(platform)
+def test_the_device_holds_exactly_the_tables_registers(platform: Platform, display: bool) -> None:
+    dev = GenVgpu(platform, display=DisplayOptions("dp" if display else "none"))
+    table = table_for(platform, display)
     assert set(dev.registers.regs) == set(table.registers)
     for offset, declared in table.registers.items():
         reg = dev.registers.regs[offset]
@@ -46,10 +48,31 @@ def test_names_say_the_engine_and_the_index() -> None:
 
 
 def test_platform_rows() -> None:
-    bdw, skl = table_for(Platform.BDW), table_for(Platform.SKL)
+    bdw, skl = table_for(Platform.BDW, False), table_for(Platform.SKL, False)
     assert 0x42014 in bdw.registers and 0x42014 not in skl.registers  # FUSE_STRAP
     assert 0xC000 in skl.registers and 0xC000 not in bdw.registers  # GUC_STATUS
     assert [r for r in skl.plain_ranges() if r[2] == "MOCS"] and not [r for r in bdw.plain_ranges() if r[2] == "MOCS"]
+
+
+@pytest.mark.parametrize("platform", list(Platform), ids=lambda p: p.value)
+def test_display_rows(platform: Platform) -> None:
+    """The display's rows exist only with it; the fuses and LCPLL differ: fused off headless,
+    present (and LCPLL live on BDW) with the display."""
+    headless, dp = table_for(platform, False), table_for(platform, True)
+    assert display_regs.SFUSE_STRAP in dp.registers and display_regs.SFUSE_STRAP not in headless.registers
+    assert display_regs.PIPEDSL in dp.registers and display_regs.PIPEDSL not in headless.registers
+    fuse = gt.FUSE_STRAP if platform is Platform.BDW else gt.SKL_DFSM
+    assert headless.reset_value(headless.registers[fuse].row, {}) != 0
+    assert dp.reset_value(dp.registers[fuse].row, {}) == 0
+    assert headless.registers[gt.LCPLL_CTL].row.handler is None
+    if platform is Platform.BDW:
+        assert dp.registers[gt.LCPLL_CTL].row.handler == "lcpll"
+    else:
+        assert gt.LCPLL_CTL not in dp.registers
+    # The DE and south banks: the same rows either way, with the handlers the display needs.
+    for table in (headless, dp):
+        assert table.registers[display_regs.DE_PIPE_BANK + 8].row.handler == "irq_status_iir"
+        assert table.registers[display_regs.SDE_BANK + 4].row.handler == "irq_mask"
 
 
 def test_a_register_declared_twice_is_refused() -> None:
@@ -78,6 +101,7 @@ def test_rows_and_handlers_must_agree() -> None:
 def test_per_engine_handlers_and_named_resets() -> None:
     rows = (Row("R", 0x40, engine=True, rw_mask=RO, handler="r"), Row("V", 0x200, reset="v"))
     table = RegisterTable(Platform.BDW, rows)
+
     def reader(n: int) -> Hooks:
         return Hooks(read=lambda off: n)
 

@@ -1,0 +1,64 @@
+"""The inspection socket's display topics: the monitor's state, hotplug, and the screen."""
+
+from __future__ import annotations
+
+import base64
+import time
+from typing import Any
+
+from devmodel.device.dma import DmaMap
+
+from ..gtt.ggtt import Ggtt
+from .decode import PageOf, decode_screen
+from .display import Display
+from .edid import make_edid, preferred_timing, validate_edid
+from .png import encode_png
+
+__all__ = ["inspect_display", "page_reader"]
+
+
+def page_reader(ggtt: Ggtt, dma: DmaMap) -> PageOf:
+    """The host page behind a GGTT entry, as the screen decode reads the framebuffer."""
+
+    def page_of(index: int) -> memoryview | None:
+        hfn = ggtt.shadow_hfn(index)
+        return None if hfn is None else dma.page(hfn)
+
+    return page_of
+
+
+def inspect_display(display: Display | None, page_of: PageOf, what: str, args: list[str]) -> dict[str, Any]:
+    if display is None:
+        raise ValueError("this vGPU has no display (--display none)")
+    if what == "screen":
+        start = time.perf_counter()
+        frame = decode_screen(display, page_of)
+        decoded = time.perf_counter() - start
+        if frame.pipe is None:
+            raise ValueError("no pipe drives the monitor: the screen is dark")
+        png = encode_png(frame.width, frame.height, frame.pixels, level=1)
+        return {
+            "width": frame.width,
+            "height": frame.height,
+            "pipe": "ABC"[frame.pipe],
+            "decode_ms": round(decoded * 1e3, 3),
+            "png_base64": base64.b64encode(png).decode(),
+        }
+    if args and args[0] in ("connect", "disconnect"):
+        display.hotplug(connected=args[0] == "connect")
+    elif args and args[0] == "edid":
+        if len(args) != 2:
+            raise ValueError("display edid takes the EDID as hex (the command line reads the file)")
+        blob = make_edid(args[1]) if "x" in args[1] else validate_edid(bytes.fromhex(args[1]))
+        display.hotplug(edid=blob)
+    elif args:
+        raise ValueError("display takes nothing, connect, disconnect or edid FILE")
+    monitor = display.monitor
+    return {
+        "connected": monitor.connected,
+        "preferred": "x".join(map(str, preferred_timing(monitor.edid) or ())),
+        "lit_pipe": None if display.lit_pipe() is None else "ABC"[display.lit_pipe() or 0],
+        "state": display.describe(),
+        "counters": vars(display.counters),
+        "aux": dict(monitor.counters),
+    }
