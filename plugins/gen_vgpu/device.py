@@ -125,6 +125,9 @@ class GenVgpu(Device):
         self.interrupts.reset()
 
     def region_accel(self, accel: Accel) -> RegionAccel | None:
+        if self.ppgtt.store.accel is None:
+            # The same module does the shadow PPGTT's per-table work (gtt/shadow_accel.py).
+            self.ppgtt.store.use_accel(accel)
         if self._bar0_accel is None:
             self._bar0_accel = Bar0Accel(accel, self.bar0, 0, regs.BAR0_SIZE)
         return self._bar0_accel

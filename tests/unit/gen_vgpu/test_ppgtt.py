@@ -8,11 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from devmodel import accel as accel_module
 from devmodel.device.dma import PROT_READ, PROT_WRITE, DmaMap
 from devmodel.errors import OutOfRange
 from devmodel.testing import GuestMemory
 from gen_vgpu.gtt.mm import Ppgtt, RootKind, ShadowMm, parse_roots
 from gen_vgpu.gtt.ops import GEN8_PTE_OPS as OPS
+from gen_vgpu.gtt.shadow_accel import LEAF_BATCH, has_shadow_accel
 from gen_vgpu.gtt.types import GttType
 from gen_vgpu.gtt.walker import ShadowWalker
 
@@ -24,11 +26,14 @@ MEM = 8 << 20  # gfns 0..0x7FF
 
 
 class Guest:
-    def __init__(self, has_ips: bool = True, cap: int = 4096) -> None:
+    def __init__(self, has_ips: bool = True, cap: int = 4096, compiled: bool = False) -> None:
         self.mem = GuestMemory(MEM)
         self.dma = DmaMap()
         self.window = self.dma.add(0, MEM, PROT_READ | PROT_WRITE, self.mem.dup_fd())
-        self.ppgtt = Ppgtt(self.dma, OPS, has_ips=has_ips, max_shadow_pages=cap)
+        accel = accel_module.load(True) if compiled else None
+        self.ppgtt = Ppgtt(self.dma, OPS, has_ips=has_ips, max_shadow_pages=cap, accel=accel)
+        self.compiled = self.ppgtt.store.accel is not None
+        assert self.compiled == compiled
         self.walker = ShadowWalker(self.ppgtt)
 
     def put(self, gfn: int, index: int, entry: int) -> None:
@@ -53,9 +58,15 @@ class Guest:
         self.mem.close()
 
 
-@pytest.fixture
-def guest() -> Iterator[Guest]:
-    g = Guest()
+COMPILED = has_shadow_accel(accel_module.load(True))
+
+
+@pytest.fixture(params=["python", "compiled"])
+def guest(request: pytest.FixtureRequest) -> Iterator[Guest]:
+    """Each test on the Python path and with the compiled accelerator's per-table work."""
+    if request.param == "compiled" and not COMPILED:
+        pytest.skip("the compiled accelerator is not installed")
+    g = Guest(compiled=request.param == "compiled")
     yield g
     g.close()
 
@@ -273,12 +284,15 @@ def test_stepped_resync_returns_between_tables(guest: Guest) -> None:
     root = i915_tree(guest, 4)
     mm, task = guest.ppgtt.pin(RootKind.L4, (root,))
     steps = 1
-    while task.step(0.0):  # a deadline already passed: one table per step
+    while task.step(0.0):  # a deadline already passed: one table (or batch of leaves) per step
         steps += 1
-    assert steps == mm.last_resync.steps == 11  # the last step only finds the work done
+    # The last step only finds the work done. The compiled path syncs the 5 leaves (4 PTs and
+    # the guest's scratch PT) in one call, after the 5 directories.
+    assert steps == mm.last_resync.steps == (7 if guest.compiled else 11)
     assert mm.last_resync.tables == 10
     check_structure(guest.ppgtt, guest.mem, synced=True)
     # Cancelled halfway, the mm can still be reclaimed or destroyed.
+    mm.flat = None  # a walk (the compiled path compares an unchanged tree in one call)
     task = guest.ppgtt.pin(RootKind.L4, (root,))[1]
     assert task.step(0.0)
     task.cancel()
@@ -363,3 +377,55 @@ def test_runs_equal_a_page_by_page_walk(guest: Guest, seed: int) -> None:
             k = (base - (r.gma & ~0xFFF)) >> 12
             assert page.hfn == (None if r.hfn is None else r.hfn + k)
             assert page.writable == r.writable
+
+
+def test_compiled_resync_compares_in_c_and_walks_when_a_directory_changed() -> None:
+    if not COMPILED:
+        pytest.skip("the compiled accelerator is not installed")
+    guest = Guest(compiled=True)
+    try:
+        root = i915_tree(guest, 2 * LEAF_BATCH + 3)  # leaves in three batches
+        mm = guest.submit(RootKind.L4, (root,))
+        tables = mm.last_resync.tables
+        assert mm.flat is not None and len(mm.flat.tables) == tables
+        # Nothing changed: the flat list is compared, nothing rewritten.
+        guest.submit(RootKind.L4, (root,))
+        assert (mm.last_resync.tables, mm.last_resync.tables_changed) == (tables, 0)
+        assert mm.flat is not None
+        # A leaf changed: found by the compare, re-shadowed, the list still holds.
+        guest.put(31, 5, 0x7FF << 12 | PRESENT)
+        flat = mm.flat
+        guest.submit(RootKind.L4, (root,))
+        assert (mm.last_resync.tables, mm.last_resync.tables_changed, mm.last_resync.entries_changed) == (
+            tables,
+            1,
+            512,
+        )
+        assert mm.flat is flat
+        run = guest.walker.translate(mm, (1 << 21) | (5 << 12))
+        assert (run.hfn, run.writable) == (guest.hfn(0x7FF), False)
+        check_structure(guest.ppgtt, guest.mem, synced=True)
+        # Stepped: a deadline already passed returns after each chunk that changed nothing.
+        guest.put(31, 6, 0x7FE << 12 | RWP)
+        mm2, task = guest.ppgtt.pin(RootKind.L4, (root,))
+        steps = 1
+        while task.step(0.0):
+            steps += 1
+        guest.ppgtt.unpin(mm2)
+        assert steps > 1 and mm.last_resync.tables_changed == 1
+        assert guest.walker.translate(mm, (1 << 21) | (6 << 12)).hfn == guest.hfn(0x7FE)
+        # A directory changed: the list is dropped and the tree walked; the PT left goes.
+        before = len(guest.ppgtt.store)
+        guest.put(22, 1, 11 << 12 | RWP)
+        guest.submit(RootKind.L4, (root,))
+        assert len(guest.ppgtt.store) == before - 1
+        assert mm.flat is not None and len(mm.flat.tables) == mm.last_resync.tables
+        check_structure(guest.ppgtt, guest.mem, synced=True)
+        # The DMA map changed: the list no longer holds either.
+        other = guest.dma.add(MEM, 1 << 16, PROT_READ)
+        guest.submit(RootKind.L4, (root,))
+        assert mm.last_resync.tables == len(guest.ppgtt.store) - 0
+        guest.dma.remove_range(other.iova, other.size)
+        check_structure(guest.ppgtt, guest.mem, synced=True)
+    finally:
+        guest.close()
