@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 MODULE = "_devmodel_accel"
 
 
-HEADERS = ("dm_accel.h", "dm_ppgtt.h")
+HEADERS = ("dm_accel.h", "dm_ppgtt.h", "dm_blit.h")
 
 
 def cdef_text() -> str:

@@ -16,6 +16,7 @@ from .aperture import Aperture
 from .bar0 import Bar0
 from .bar0_accel import Bar0Accel
 from .cmd.ranges import GraphicsMemory as ScanMemory
+from .engine.blit_accel import BlitAccel, has_blit_accel
 from .engine.execlist import Engines
 from .engine.memory import GgttSpace
 from .engine.run import Runner, Watchdog
@@ -126,8 +127,11 @@ class GenVgpu(Device):
 
     def region_accel(self, accel: Accel) -> RegionAccel | None:
         if self.ppgtt.store.accel is None:
-            # The same module does the shadow PPGTT's per-table work (gtt/shadow_accel.py).
+            # The same module does the shadow PPGTT's per-table work (gtt/shadow_accel.py)
+            # and the blits (engine/blit_accel.py).
             self.ppgtt.store.use_accel(accel)
+            if has_blit_accel(accel):
+                self.runner.blit_accel = BlitAccel(accel, self.dma, self.info.pte_ops)
         if self._bar0_accel is None:
             self._bar0_accel = Bar0Accel(accel, self.bar0, 0, regs.BAR0_SIZE)
         return self._bar0_accel

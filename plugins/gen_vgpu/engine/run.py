@@ -54,10 +54,12 @@ from ..gtt.walker import ShadowWalker
 from ..interrupts import GtEvent
 from . import regs as r
 from .blit import BlitJob
+from .blit_accel import BlitAccel
 from .context import ADDRESSING_LEGACY_32
 from .execlist import Engines
 from .executor import Workload
 from .memory import GgttSpace, PpgttSpace, SpaceSource, write
+from .tiling import BCS_SWCTRL
 
 __all__ = ["TIMESTAMP_NS", "Runner", "RunnerCounters", "Watchdog"]
 
@@ -376,7 +378,8 @@ class _Run:
 
     def start_blit(self, rec: ColorBlt | SrcCopyBlt, child: Frame | None) -> None:
         assert self.ppgtt_space is not None
-        self.blit = BlitJob(self.ppgtt_space, rec)
+        runner = self.runner
+        self.blit = BlitJob(self.ppgtt_space, rec, runner.blit_accel, runner.registers.read32(BCS_SWCTRL))
 
     # --- ends ------------------------------------------------------------------------------
 
@@ -424,6 +427,7 @@ class Runner:
         self.ggtt_space = ggtt_space
         self.ppgtt = ppgtt
         self.walker = ShadowWalker(ppgtt)
+        self.blit_accel: BlitAccel | None = None  # the blitter in the compiled accelerator
         self.registers = registers
         self.scan_memory = scan_memory
         self.watchdog = watchdog or Watchdog()

@@ -359,8 +359,12 @@ def test_unmapping_the_memory_a_workload_writes_sends_its_writes_to_scratch(rig:
         for i in range(1024):
             tree.map(BUF + i * PAGE, (1 << 40) + i * PAGE)
         rig.submit(ctx, c.color_blt(BUF, 4096, 0, 0, 1024, 1024, 0xA5A5A5A5))
-        rig.dev.tasks.run_step()
-        rig.dev.tasks.run_step()
+        # Steps until the blit has begun (how many the scan and the resync take before it
+        # depends on the machine's speed, not on the device).
+        for _ in range(10_000):
+            rig.dev.tasks.run_step()
+            if victim.read(0, 4 << 20).count(b"\xa5"):
+                break
         rig.dev.quiesce()
         rig.dev.dma.remove_range(1 << 40, 4 << 20)
         rig.run()
