@@ -84,7 +84,7 @@ class GenVgpu(Device):
         self.registers = build_register_file(self.graphics_memory, self.on_g2v_notify)
         self.ggtt = Ggtt(self.dma, info.pte_ops, self.scratch_hfn)
         self.bar0 = Bar0(self.registers, self.ggtt)
-        self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
+        self.aperture = Aperture(self.ggtt, self.dma, aperture_size, self.registers)
         self.set_region(Region(0, regs.BAR0_SIZE, self.bar0))
         self.set_region(Region(2, aperture_size, self.aperture))
         self._build_engines(watchdog, max_shadow_pages)
