@@ -207,13 +207,37 @@ void dm_blit_copy(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const 
     }
 }
 
+/* n bytes of the repeated colour from byte phase (0-3) of it: 8-byte stores (which the compiler
+ * widens) once d is aligned, so a fill runs as fast as memset. */
+static void fill_pattern(uint8_t *d, uint64_t n, uint64_t phase, uint32_t color)
+{
+    uint8_t c[4];
+    memcpy(c, &color, 4);
+    while (n && ((uintptr_t)d & 7)) {
+        *d++ = c[phase++ & 3];
+        n--;
+    }
+    uint64_t word = 0;
+    for (uint64_t i = 0; i < 8; i++)
+        word |= (uint64_t)c[(phase + i) & 3] << (8 * i);
+    uint64_t *q = (uint64_t *)(void *)d;
+    for (uint64_t i = 0; i < n / 8; i++)
+        q[i] = word;
+    d += n & ~(uint64_t)7;
+    for (uint64_t i = 0; i < (n & 7); i++)
+        d[i] = c[(phase + i) & 3];
+}
+
 void dm_blit_fill(const struct dm_surface *dst, uint64_t dx, uint64_t dy, uint64_t width, uint64_t rows,
                   uint32_t color)
 {
-    uint8_t pattern[PAGE_SIZE + 4];
-    for (uint64_t i = 0; i < sizeof pattern; i += 4)
-        memcpy(pattern + i, &color, 4);
     int bytewise = (color & 0xFF) * 0x01010101u == color;
+    int linear = dst->tiling == DM_TILE_LINEAR;
+    if (linear && dst->pitch == width) {
+        /* the rows touch: one row of them all (width is a multiple of 4: the phase holds) */
+        dx += dy * width, dy = 0;
+        width *= rows, rows = 1;
+    }
     for (uint64_t r = 0; r < rows; r++) {
         uint64_t y = dy + r;
         for (uint64_t done = 0; done < width;) {
@@ -222,6 +246,24 @@ void dm_blit_fill(const struct dm_surface *dst, uint64_t dx, uint64_t dy, uint64
             uint64_t n = width - done;
             if (n > dseg) n = dseg;
             uint8_t *d = host_page(dst, dg);
+            if (linear && d != NULL) {
+                /* one fill for as long as the next pages follow in the host too */
+                uint8_t *dp = d + (dg & PAGE_MASK);
+                while (done + n < width) {
+                    uint64_t seg2, m = width - done - n;
+                    uint64_t g2 = locate(dst, dx + done + n, y, &seg2);
+                    uint8_t *d2 = host_page(dst, g2);
+                    if (d2 == NULL || d2 + (g2 & PAGE_MASK) != dp + n)
+                        break;
+                    n += m < seg2 ? m : seg2;
+                }
+                if (bytewise)
+                    memset(dp, (int)(color & 0xFF), n);
+                else
+                    fill_pattern(dp, n, done & 3, color);
+                done += n;
+                continue;
+            }
             if (d != NULL) {
                 for (uint64_t k = 0; k < n;) {
                     uint64_t drun;
@@ -231,7 +273,7 @@ void dm_blit_fill(const struct dm_surface *dst, uint64_t dx, uint64_t dy, uint64
                     if (bytewise)
                         memset(d + doff, (int)(color & 0xFF), m);
                     else /* byte j of the row is byte j % 4 of the colour */
-                        memcpy(d + doff, pattern + ((done + k) & 3), m);
+                        fill_pattern(d + doff, m, (done + k) & 3, color);
                     k += m;
                 }
             }

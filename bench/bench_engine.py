@@ -214,7 +214,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one short pass (checks the benchmark works)")
     args = ap.parse_args()
-    n, runs, size = (50, 3, 1 << 20) if args.quick else (2000, 9, 8 << 20)
+    n, runs, size = (50, 3, 1 << 20) if args.quick else (2000, 15, 8 << 20)
 
     rate, p50, p99 = client_submissions(n)
     print(f"host client, {n} RCS submissions of one MI_STORE_DATA_IMM (ELSP over vfio-user, CSB polled)")

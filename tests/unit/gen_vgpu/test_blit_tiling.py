@@ -256,3 +256,30 @@ def test_compiled_and_python_blits_write_the_same_bytes(seed: int) -> None:
         finally:
             rig.close()
     assert images[0] == images[1]
+
+
+def test_pages_in_order_fill_and_copy_as_runs(rig: Rig) -> None:
+    """Pages in guest order (the compiled path fills and copies a run of them at once), rows
+    that touch, a colour that is not one byte repeated, at an odd pixel offset."""
+    tree = Tree(rig.guest, 4)
+    size = 8 * PAGE
+    a = tree.buffer(BUF, size, shuffle=False)
+    b = tree.buffer(BUF + 0x10_0000, size, shuffle=False)
+    rig.mem.write(a[0], random.Random(10).randbytes(size))
+    rig.mem.write(b[0], bytes(size))
+    ctx = rig.context(BCS, tree)
+    rig.submit(
+        ctx,
+        c.color_blt(BUF, PITCH, 0, 3, PITCH // 4, 30, 0x11223344)
+        + c.src_copy_blt(BUF + 0x10_0000, PITCH, 0, 0, PITCH // 4, 31, BUF, PITCH, 0, 1)
+        + c.color_blt(BUF + 0x10_0000, PITCH, 5, 31, 11, 32, 0xA0B0C0D0),
+    )
+    rig.run()
+    assert done(rig, BCS, ctx.ctx_id)
+    src = bytearray(random.Random(10).randbytes(size))
+    src[3 * PITCH : 30 * PITCH] = b"\x44\x33\x22\x11" * (27 * PITCH // 4)
+    want = bytearray(size)
+    want[: 31 * PITCH] = src[PITCH : 32 * PITCH]
+    want[31 * PITCH + 20 : 31 * PITCH + 44] = b"\xd0\xc0\xb0\xa0" * 6
+    assert rig.mem.read(a[0], size) == bytes(src)
+    assert rig.mem.read(b[0], size) == bytes(want)
