@@ -1,7 +1,7 @@
 """Writes the C source of the ``_devmodel_accel`` extension (cffi's API mode).
 
 meson.build runs this at build time with the Python it builds for; the output is compiled
-with accel/dm_accel.c into the extension module. The cdef is accel/dm_accel.h itself, less
+with accel/*.c into the extension module. The cdef is the headers themselves, less
 the preprocessor lines cffi does not read (the include guard and #include), so the structs
 have one declaration for C and for Python.
 
@@ -20,13 +20,18 @@ HERE = Path(__file__).resolve().parent
 MODULE = "_devmodel_accel"
 
 
+HEADERS = ("dm_accel.h", "dm_ppgtt.h", "dm_blit.h")
+
+
 def cdef_text() -> str:
     keep = []
-    for line in (HERE / "dm_accel.h").read_text(encoding="utf-8").splitlines():
-        stripped = line.strip()
-        if stripped.startswith(("#ifndef", "#endif", "#include")) or stripped == "#define DM_ACCEL_H":
-            continue
-        keep.append(line)
+    for header in HEADERS:
+        guard = "#define " + header.upper().replace(".", "_")
+        for line in (HERE / header).read_text(encoding="utf-8").splitlines():
+            stripped = line.strip()
+            if stripped.startswith(("#ifndef", "#endif", "#include")) or stripped == guard:
+                continue
+            keep.append(line)
     return "\n".join(keep)
 
 
@@ -48,9 +53,9 @@ def builder() -> cffi.FFI:
     ffi.cdef(cdef_text() + "\nconst char *dm_source_digest(void);")
     ffi.set_source(
         MODULE,
-        '#include "dm_accel.h"\n'
-        f'static const char dm_source_digest_text[] = "{source_digest()}";\n'
-        "const char *dm_source_digest(void) { return dm_source_digest_text; }\n",
+        "".join(f'#include "{h}"\n' for h in HEADERS)
+        + f'static const char dm_source_digest_text[] = "{source_digest()}";\n'
+        + "const char *dm_source_digest(void) { return dm_source_digest_text; }\n",
     )
     return ffi
 

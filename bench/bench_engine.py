@@ -13,15 +13,18 @@ to a plain memory copy of the same bytes.
   request with an empty batch.
 - **Blits**: XY_COLOR_BLT and XY_SRC_COPY_BLT of a surface whose pages are in reverse order in
   guest memory (one run per 4 KiB page) and in order (one run), both shown,
-  next to a memoryview fill/copy of the same number of bytes.
+  next to a memoryview fill/copy of the same number of bytes (best of the runs for each), with
+  the compiled accelerator and on Python alone; and copies between X- and Y-tiled surfaces
+  next to the linear copy. Targets (issue 20): a fill and a copy >= 0.9x memory with the pages
+  in order, >= 0.5x with every page its own run; a tiled copy >= 0.5x the linear one.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import statistics
-import struct
 import sys
 import tempfile
 import time
@@ -31,14 +34,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
+from devmodel.accel import Accel, load  # noqa: E402
 from devmodel.testing import GuestMemory, VfioUserClient  # noqa: E402
 from devmodel.vfio_user.connection import ServerOptions  # noqa: E402
 from gen_vgpu import GenVgpu  # noqa: E402
 from gen_vgpu.cmd.records import ColorBlt, SrcCopyBlt  # noqa: E402
 from gen_vgpu.engine.blit import BlitJob  # noqa: E402
-from gen_vgpu.engine.memory import PpgttSpace  # noqa: E402
+from gen_vgpu.engine.blit_accel import BlitAccel, has_blit_accel  # noqa: E402
+from gen_vgpu.engine.tiling import SWCTRL_DST_Y, SWCTRL_SRC_Y  # noqa: E402
 from gen_vgpu.engines import EngineId, engine_by_id  # noqa: E402
 from gen_vgpu.gtt.mm import RootKind  # noqa: E402
+from gen_vgpu.gtt.space import PpgttSpace  # noqa: E402
 from gen_vgpu.mmio import engine_regs as er  # noqa: E402
 from tests.integration.conftest import ServerThread  # noqa: E402
 from tests.unit.gen_vgpu import cmd_streams as c  # noqa: E402
@@ -53,6 +59,12 @@ DONE = int(er.CsbStatus.ACTIVE_IDLE | er.CsbStatus.COMPLETE)
 
 def median_of(runs: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(runs))
+
+
+def best_of(runs: int, fn: Callable[[], float]) -> float:
+    """The best rate of several runs: other processes on the machine only ever slow a run
+    down, and the blit figures are ratios of two rates measured moments apart."""
+    return max(fn() for _ in range(runs))
 
 
 # --- the host client -----------------------------------------------------------------------
@@ -133,9 +145,12 @@ def null_render_state(runs: int) -> tuple[float, float]:
         rig.close()
 
 
-def blits(size: int, runs: int, shuffle: bool) -> dict[str, float]:
-    """GB/s for fill and copy through the engine, and for the plain memoryview equivalents."""
+def blits(size: int, runs: int, shuffle: bool, accel: Accel | None) -> dict[str, float]:
+    """GB/s for fill and copy through the engine, and for the plain memoryview equivalents;
+    the tiled copies (X to X, Y to Y, linear to Y) by the blit job alone."""
     rig = Rig()
+    blit_accel = None if accel is None else BlitAccel(accel, rig.dev.dma, rig.dev.info.pte_ops)
+    rig.dev.runner.blit_accel = blit_accel
     try:
         tree = Tree(rig.guest, 4)
         tree.buffer(BUF, size, shuffle)
@@ -150,53 +165,47 @@ def blits(size: int, runs: int, shuffle: bool) -> dict[str, float]:
             rig.run()
             return size / (time.perf_counter() - start) / 1e9
 
-        fill = median_of(runs, lambda: engine(c.color_blt(BUF, 4096, 0, 0, 1024, rows, 0x11223344)))
-        copy = median_of(
-            runs, lambda: engine(c.src_copy_blt(BUF + 0x1000_0000, 4096, 0, 0, 1024, rows, BUF, 4096, 0, 0))
-        )
-        # The blit alone, without the submission around it: the runner's own BlitJob.
+        fill = best_of(runs, lambda: engine(c.color_blt(BUF, 4096, 0, 0, 1024, rows, 0x11223344)))
+        copy = best_of(runs, lambda: engine(c.src_copy_blt(BUF + 0x1000_0000, 4096, 0, 0, 1024, rows, BUF, 4096, 0, 0)))
+        # The blit alone, without the submission around it: the runner's own BlitJob, each run
+        # next to memset / memcpy of as many bytes (ctypes: libc's own), interleaved so that
+        # both see the same machine; the time is the thread's CPU time (what other processes
+        # take is not counted) and the figure the best of the runs.
         mm, resync = rig.dev.ppgtt.pin(RootKind.L4, (tree.roots[0],))
         resync.run()
         space = PpgttSpace(rig.dev.runner.walker, mm)
+        anchor = ctypes.c_char.from_buffer(rig.mem.mm)  # released below: the mapping closes after
+        base = ctypes.addressof(anchor)
+        src_addr, dst_addr = base + (1 << 20), base + (1 << 20) + size
 
-        def job(rec: ColorBlt | SrcCopyBlt) -> float:
-            start = time.perf_counter()
-            BlitJob(space, rec).run()
-            return size / (time.perf_counter() - start) / 1e9
-
-        job_fill = median_of(runs, lambda: job(ColorBlt(BUF, 4096, 0, 0, 1024, rows, 0x11223344, 0xF0)))
-        job_copy = median_of(
-            runs, lambda: job(SrcCopyBlt(BUF + 0x1000_0000, 4096, 0, 0, 1024, rows, BUF, 4096, 0, 0, 0xCC))
-        )
-        rig.dev.ppgtt.unpin(mm)
-        view = memoryview(rig.mem.mm)
-        src, dst = view[1 << 20 : (1 << 20) + size], view[(1 << 20) + size : (1 << 20) + 2 * size]
-        pattern = struct.pack("<I", 0x11223344) * (size // 4)
-
-        def plain(fn: Callable[[], None]) -> float:
-            start = time.perf_counter()
+        def rate(fn: Callable[[], object]) -> float:
+            start = time.thread_time()
             fn()
-            return size / (time.perf_counter() - start) / 1e9
+            return size / max(time.thread_time() - start, 1e-9) / 1e9
 
-        def do_fill() -> None:
-            dst[:] = pattern
+        def job(rec: ColorBlt | SrcCopyBlt, swctrl: int = 0) -> float:
+            return rate(lambda: BlitJob(space, rec, blit_accel, swctrl).run())
 
-        def do_copy() -> None:
-            dst[:] = src
-
-        mem_fill = median_of(runs, lambda: plain(do_fill))
-        mem_copy = median_of(runs, lambda: plain(do_copy))
-        src.release()
-        dst.release()
-        view.release()
-        return {
-            "fill": fill,
-            "copy": copy,
-            "job_fill": job_fill,
-            "job_copy": job_copy,
-            "mem_fill": mem_fill,
-            "mem_copy": mem_copy,
+        fill_rec = ColorBlt(BUF, 4096, 0, 0, 1024, rows, 0x11223344, 0xF0)
+        copy_rec = SrcCopyBlt(BUF + 0x1000_0000, 4096, 0, 0, 1024, rows, BUF, 4096, 0, 0, 0xCC)
+        tiled_recs = {
+            "copy_xx": (SrcCopyBlt(*copy_rec[:11], True, True), 0),
+            "copy_yy": (SrcCopyBlt(*copy_rec[:11], True, True), SWCTRL_SRC_Y | SWCTRL_DST_Y),
+            "copy_ly": (SrcCopyBlt(*copy_rec[:11], True, False), SWCTRL_DST_Y),
         }
+        best: dict[str, float] = {}
+        for _ in range(runs):
+            for key, value in (
+                ("job_fill", job(fill_rec)),
+                ("mem_fill", rate(lambda: ctypes.memset(dst_addr, 0x44, size))),
+                ("job_copy", job(copy_rec)),
+                ("mem_copy", rate(lambda: ctypes.memmove(dst_addr, src_addr, size))),
+                *((key, job(rec, sw)) for key, (rec, sw) in tiled_recs.items()),
+            ):
+                best[key] = max(best.get(key, 0.0), value)
+        rig.dev.ppgtt.unpin(mm)
+        del anchor
+        return {"fill": fill, "copy": copy, **best}
     finally:
         rig.close()
 
@@ -205,7 +214,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one short pass (checks the benchmark works)")
     args = ap.parse_args()
-    n, runs, size = (50, 3, 1 << 20) if args.quick else (2000, 9, 8 << 20)
+    n, runs, size = (50, 3, 1 << 20) if args.quick else (2000, 15, 8 << 20)
 
     rate, p50, p99 = client_submissions(n)
     print(f"host client, {n} RCS submissions of one MI_STORE_DATA_IMM (ELSP over vfio-user, CSB polled)")
@@ -213,16 +222,33 @@ def main() -> None:
     full, base = null_render_state(runs)
     print(f"i915 record-defaults request, GEN9 null render state as a GGTT batch: {full:.2f} ms")
     print(f"  the same request with an empty batch: {base:.2f} ms (the batch costs {full - base:.2f} ms)")
-    for shuffle in (False, True):
-        r = blits(size, runs, shuffle)
-        order = "pages reversed (4 KiB runs)" if shuffle else "pages in order (one run)"
-        print(f"blits of {size >> 20} MiB, 32 bpp, pitch 4096, {order}:")
-        for name, kind, plain in (("XY_COLOR_BLT", "fill", "mem_fill"), ("XY_SRC_COPY_BLT", "copy", "mem_copy")):
-            print(
-                f"  {name:15} blit {r['job_' + kind]:6.2f} GB/s ({r['job_' + kind] / r[plain]:.2f}x)"
-                f"   whole workload {r[kind]:6.2f} GB/s ({r[kind] / r[plain]:.2f}x)"
-                f"   memory {kind} {r[plain]:6.2f} GB/s"
-            )
+    accel = load(True)
+    paths: list[tuple[str, Accel | None]] = []
+    if has_blit_accel(accel):
+        paths.append(("compiled accelerator", accel))
+    else:
+        print("blits: the compiled accelerator is not installed (ci/setup-python builds it); Python alone")
+    paths.append(("Python alone", None))
+    for label, path_accel in paths:
+        for shuffle in (False, True):
+            r = blits(size, runs, shuffle, path_accel)
+            order = "pages reversed (4 KiB runs)" if shuffle else "pages in order (one run)"
+            target = 0.5 if shuffle else 0.9
+            print(f"blits of {size >> 20} MiB, 32 bpp, pitch 4096, {order}, {label}:")
+            for name, kind, plain in (("XY_COLOR_BLT", "fill", "mem_fill"), ("XY_SRC_COPY_BLT", "copy", "mem_copy")):
+                ratio = r["job_" + kind] / r[plain]
+                verdict = f"target >= {target}x: {'met' if ratio >= target else 'not met'}"
+                print(
+                    f"  {name:15} blit {r['job_' + kind]:6.2f} GB/s ({ratio:.2f}x, {verdict})"
+                    f"   whole workload {r[kind]:6.2f} GB/s ({r[kind] / r[plain]:.2f}x)"
+                    f"   memory {kind} {r[plain]:6.2f} GB/s"
+                )
+            for key, what in (("copy_xx", "X to X"), ("copy_yy", "Y to Y"), ("copy_ly", "linear to Y")):
+                ratio = r[key] / r["job_copy"]
+                print(
+                    f"  tiled copy {what:11} {r[key]:6.2f} GB/s ({ratio:.2f}x the linear copy, "
+                    f"target >= 0.5x: {'met' if ratio >= 0.5 else 'not met'})"
+                )
 
 
 if __name__ == "__main__":

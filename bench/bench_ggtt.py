@@ -126,15 +126,23 @@ def scenario(name: str, entry_of: Callable[[int], int], victim: tuple[int, int],
     m_run = Run(entry_of, victim, 1, trace=True)
     m = m_run.mem_points
     print(f"{name}:")
-    print(f"  fill of {GGTT_ENTRY_COUNT} entries via region_write_multi: {t.fill:.2f} s "
-          f"({GGTT_ENTRY_COUNT / t.fill / 1e3:.0f}k entries/s)")
-    print(f"  GGTT memory: {m['created'] / MiB:.1f} MiB at creation, {m['filled'] / MiB:.1f} MiB after the fill, "
-          f"{m['unmapped'] / MiB:.1f} MiB after the unmap, {m['revived'] / MiB:.1f} MiB after the re-map "
-          f"(its guest and shadow arrays are 16.0 MiB)")
-    print(f"  DMA_UNMAP: median {statistics.median(t.unmaps) * 1e3:.1f} ms, max {max(t.unmaps) * 1e3:.1f} ms "
-          f"(transient peak {m_run.peak / MiB:.1f} MiB)")
-    print(f"  DMA_MAP (revives the entries): median {statistics.median(t.maps) * 1e3:.1f} ms, "
-          f"max {max(t.maps) * 1e3:.1f} ms; entries live again: {t.live}")
+    print(
+        f"  fill of {GGTT_ENTRY_COUNT} entries via region_write_multi: {t.fill:.2f} s "
+        f"({GGTT_ENTRY_COUNT / t.fill / 1e3:.0f}k entries/s)"
+    )
+    print(
+        f"  GGTT memory: {m['created'] / MiB:.1f} MiB at creation, {m['filled'] / MiB:.1f} MiB after the fill, "
+        f"{m['unmapped'] / MiB:.1f} MiB after the unmap, {m['revived'] / MiB:.1f} MiB after the re-map "
+        f"(its guest and shadow arrays are 16.0 MiB)"
+    )
+    print(
+        f"  DMA_UNMAP: median {statistics.median(t.unmaps) * 1e3:.1f} ms, max {max(t.unmaps) * 1e3:.1f} ms "
+        f"(transient peak {m_run.peak / MiB:.1f} MiB)"
+    )
+    print(
+        f"  DMA_MAP (revives the entries): median {statistics.median(t.maps) * 1e3:.1f} ms, "
+        f"max {max(t.maps) * 1e3:.1f} ms; entries live again: {t.live}"
+    )
 
 
 def main() -> None:
@@ -142,15 +150,24 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5, help="unmap/map pairs per scenario")
     ap.add_argument("--quick", action="store_true", help="the i915-style clear only")
     args = ap.parse_args()
-    scenario("i915-style clear (every entry -> one scratch GFN)", lambda i: (SCRATCH_GFN << 12) | 1,
-             (0, HALF), args.repeat)
+    scenario(
+        "i915-style clear (every entry -> one scratch GFN)", lambda i: (SCRATCH_GFN << 12) | 1, (0, HALF), args.repeat
+    )
     if args.quick:
         return
     pages = HALF >> 12
-    scenario("distinct pages (entry i -> GFN i mod 8192, one window)",
-             lambda i: ((i % pages) << 12) | 1, (0, HALF), args.repeat)
-    scenario("alternating windows (even entries low window, odd high)",
-             lambda i: (((i & 1) * pages + (i >> 1) % pages) << 12) | 1, (0, HALF), args.repeat)
+    scenario(
+        "distinct pages (entry i -> GFN i mod 8192, one window)",
+        lambda i: ((i % pages) << 12) | 1,
+        (0, HALF),
+        args.repeat,
+    )
+    scenario(
+        "alternating windows (even entries low window, odd high)",
+        lambda i: (((i & 1) * pages + (i >> 1) % pages) << 12) | 1,
+        (0, HALF),
+        args.repeat,
+    )
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 import numpy as np  # noqa: E402
 
 from devmodel.device.tasks import STEP_TIME  # noqa: E402
-from gen_vgpu.engine.memory import PpgttSpace, read, write  # noqa: E402
 from gen_vgpu.gtt.mm import RootKind  # noqa: E402
+from gen_vgpu.gtt.space import PpgttSpace, read, write  # noqa: E402
 from gen_vgpu.render.pipeline import Pipeline  # noqa: E402
 from tests.unit.gen_vgpu.engine_rig import Rig, Tree  # noqa: E402
 from tests.unit.gen_vgpu.render_rig import copy_kernel, tile_offset  # noqa: E402

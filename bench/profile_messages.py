@@ -30,8 +30,21 @@ def profile(workload: str, n: int, top: int, extra_env: dict[str, str]) -> None:
     with tempfile.TemporaryDirectory() as d:
         path, out = os.path.join(d, "prof.sock"), os.path.join(d, "server.prof")
         cmd = [
-            *placement_prefix("pinned"), sys.executable, "-m", "cProfile", "-o", out,
-            "-m", "devmodel", "serve", "--socket", path, "--device", "gen_vgpu", "--log-level", "warning",
+            *placement_prefix("pinned"),
+            sys.executable,
+            "-m",
+            "cProfile",
+            "-o",
+            out,
+            "-m",
+            "devmodel",
+            "serve",
+            "--socket",
+            path,
+            "--device",
+            "gen_vgpu",
+            "--log-level",
+            "warning",
         ]
         proc = subprocess.Popen(cmd, env={**ENV, **extra_env})
         try:

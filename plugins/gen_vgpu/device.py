@@ -18,13 +18,14 @@ from .bar0 import Bar0, TracedBar0, traced
 from .bar0_accel import Bar0Accel
 from .display import DisplayOptions, DisplayParts, build_display
 from .display.control import inspect_display, page_reader
+from .engine.blit_accel import BlitAccel, has_blit_accel
 from .engine.execlist import Engines
-from .engine.memory import GgttSpace
 from .engine.run import Runner, Watchdog
 from .graphics_memory import DEFAULT_APERTURE_SIZE, DEFAULT_HIDDEN_SIZE, GraphicsMemory
 from .gtt.ggtt import GGTT_ENTRY_COUNT, Ggtt
 from .gtt.mm import DEFAULT_MAX_SHADOW_MMS, Ppgtt, RootKind, parse_roots
 from .gtt.shadow import DEFAULT_MAX_SHADOW_PAGES
+from .gtt.space import GgttSpace
 from .gtt.walker import ShadowWalker
 from .interrupts import Interrupts
 from .mmio import regs
@@ -94,7 +95,7 @@ class GenVgpu(Device):
         self.registers = RegisterFile(regs.MMIO_SIZE)  # filled from the table by _build_engines
         self.ggtt = Ggtt(self.dma, info.pte_ops, self.scratch_hfn)
         self.bar0 = Bar0(self.registers, self.ggtt)
-        self.aperture = Aperture(self.ggtt, self.dma, aperture_size)
+        self.aperture = Aperture(self.ggtt, self.dma, aperture_size, self.registers)
         # Tracing BAR0 is chosen once, here: the untraced path never tests an event.
         self.bar0_traced = traced()
         self.set_region(Region(0, regs.BAR0_SIZE, TracedBar0(self.bar0) if self.bar0_traced else self.bar0))
@@ -165,6 +166,12 @@ class GenVgpu(Device):
     def region_accel(self, accel: Accel) -> RegionAccel | None:
         if self.bar0_traced:
             return None  # every BAR0 access through Python, where the trace sees it
+        if self.ppgtt.store.accel is None:
+            # The same module does the shadow PPGTT's per-table work (gtt/shadow_accel.py)
+            # and the blits (engine/blit_accel.py).
+            self.ppgtt.store.use_accel(accel)
+            if has_blit_accel(accel):
+                self.runner.blit_accel = BlitAccel(accel, self.dma, self.info.pte_ops)
         if self._bar0_accel is None:
             self._bar0_accel = Bar0Accel(accel, self.bar0, 0, regs.BAR0_SIZE)
         return self._bar0_accel

@@ -199,14 +199,14 @@ def gfx_state(b: Dwords, p: int, n: int, dw0: int) -> Command:
     return GfxState(dw0, n, tuple(b[p : p + n]))
 
 
-def _blt_header(dw0: int, src: bool) -> None:
+def _blt_header(dw0: int, src: bool) -> tuple[bool, bool]:
+    """(destination tiled, source tiled): DW0 bits 11 and 15."""
     if dw0 & (3 << 20) != 3 << 20:
         raise FieldError("only 32 bpp writes of all four channels (DW0 bits 21:20 = 3) are supported")
-    if dw0 & _B11 or (src and dw0 & _B15):
-        raise FieldError("tiled surfaces are not supported (DW0 bit 11 / 15)")
+    return bool(dw0 & _B11), src and bool(dw0 & _B15)
 
 
-def _br13(dw: int, rop: int) -> int:
+def _br13(dw: int, rop: int, tiled: bool) -> int:
     """Check BR13 (depth, ROP, clipping) and return the destination pitch in bytes."""
     if dw >> 26:
         raise FieldError(f"BR13 {dw:#x}: clipping and bits 31:26 are not supported")
@@ -214,14 +214,28 @@ def _br13(dw: int, rop: int) -> int:
         raise FieldError(f"BR13 {dw:#x}: colour depth {(dw >> 24) & 3} is not 32 bpp (3)")
     if (dw >> 16) & 0xFF != rop:
         raise FieldError(f"BR13 {dw:#x}: ROP {(dw >> 16) & 0xFF:#x} is not {rop:#x}")
-    return _pitch(dw, "destination")
+    return _pitch(dw, "destination", tiled)
 
 
-def _pitch(dw: int, what: str) -> int:
+def _pitch(dw: int, what: str, tiled: bool) -> int:
+    """The pitch in bytes: the field is in bytes for a linear surface, in dwords for a tiled
+    one, whose rows of tiles it must hold whole (a multiple of 128 bytes, Y's tile width)."""
     pitch = dw & 0xFFFF
-    if pitch & 0x8000 or pitch & 3:
-        raise FieldError(f"{what} pitch {pitch:#x} is negative or not a multiple of 4")
-    return pitch
+    if pitch & 0x8000:
+        raise FieldError(f"{what} pitch {pitch:#x} is negative")
+    if not tiled:
+        if pitch & 3:
+            raise FieldError(f"{what} pitch {pitch:#x} is not a multiple of 4")
+        return pitch
+    if (pitch * 4) % 128:
+        raise FieldError(f"tiled {what} pitch {pitch:#x} dwords is not a multiple of 128 bytes")
+    return pitch * 4
+
+
+def _tiled_address(address: int, tiled: bool, what: str) -> int:
+    if tiled and address & 0xFFF:
+        raise FieldError(f"tiled {what} {address:#x} is not 4 KiB aligned")
+    return address
 
 
 def _corner(dw: int, what: str) -> tuple[int, int]:
@@ -240,24 +254,24 @@ def _rect(b: Dwords, p: int) -> tuple[int, int, int, int]:
 
 
 def color_blt(b: Dwords, p: int, n: int, dw0: int) -> Command:
-    _blt_header(dw0, src=False)
-    pitch = _br13(b[p + 1], ROP_PATCOPY)
+    tiled, _ = _blt_header(dw0, src=False)
+    pitch = _br13(b[p + 1], ROP_PATCOPY, tiled)
     x1, y1, x2, y2 = _rect(b, p + 2)
-    dst = _address(b[p + 4], b[p + 5], "destination address")
-    return ColorBlt(dst, pitch, x1, y1, x2, y2, b[p + 6], ROP_PATCOPY)
+    dst = _tiled_address(_address(b[p + 4], b[p + 5], "destination address"), tiled, "destination address")
+    return ColorBlt(dst, pitch, x1, y1, x2, y2, b[p + 6], ROP_PATCOPY, tiled)
 
 
 def src_copy_blt(b: Dwords, p: int, n: int, dw0: int) -> Command:
-    _blt_header(dw0, src=True)
-    dst_pitch = _br13(b[p + 1], ROP_SRCCOPY)
+    dst_tiled, src_tiled = _blt_header(dw0, src=True)
+    dst_pitch = _br13(b[p + 1], ROP_SRCCOPY, dst_tiled)
     x1, y1, x2, y2 = _rect(b, p + 2)
-    dst = _address(b[p + 4], b[p + 5], "destination address")
+    dst = _tiled_address(_address(b[p + 4], b[p + 5], "destination address"), dst_tiled, "destination address")
     src_x, src_y = _corner(b[p + 6], "source corner")
     if b[p + 7] >> 16:
         raise FieldError(f"source pitch dword {b[p + 7]:#x} has bits 31:16 set")
-    src_pitch = _pitch(b[p + 7], "source")
-    src = _address(b[p + 8], b[p + 9], "source address")
-    return SrcCopyBlt(dst, dst_pitch, x1, y1, x2, y2, src, src_pitch, src_x, src_y, ROP_SRCCOPY)
+    src_pitch = _pitch(b[p + 7], "source", src_tiled)
+    src = _tiled_address(_address(b[p + 8], b[p + 9], "source address"), src_tiled, "source address")
+    return SrcCopyBlt(dst, dst_pitch, x1, y1, x2, y2, src, src_pitch, src_x, src_y, ROP_SRCCOPY, dst_tiled, src_tiled)
 
 
 def report_head(b: Dwords, p: int, n: int, dw0: int) -> Command:

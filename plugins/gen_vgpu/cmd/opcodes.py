@@ -87,13 +87,13 @@ GFX_STATE = CommandSpec(
 XY_COLOR_BLT = CommandSpec(
     "XY_COLOR_BLT", (2 << 29) | (0x50 << 22), _BLT, LengthRule.FIELD, _BCS, d.color_blt, rec.ColorBlt,
     handler="start_blit", len_mask=0xFF, lengths=frozenset({7}), flags=(3 << 20) | bit(11),
-    doc_dw0="0x54000005 \\| 3 << 20", doc_flags="21:20 must be 3 (32 bpp RGBA); 11 tiled refused",
-    doc_does="fills a rectangle (PPGTT)")
+    doc_dw0="0x54000005 \\| 3 << 20", doc_flags="21:20 must be 3 (32 bpp RGBA); 11 destination tiled",
+    doc_does="fills a rectangle (PPGTT), linear or X/Y-tiled (BCS_SWCTRL picks Y)")
 XY_SRC_COPY_BLT = CommandSpec(
     "XY_SRC_COPY_BLT", (2 << 29) | (0x53 << 22), _BLT, LengthRule.FIELD, _BCS, d.src_copy_blt, rec.SrcCopyBlt,
     handler="start_blit", len_mask=0xFF, lengths=frozenset({10}), flags=(3 << 20) | bit(15) | bit(11),
-    doc_dw0="0x54C00008 \\| 3 << 20", doc_flags="21:20 must be 3; 15, 11 tiled refused",
-    doc_does="copies a rectangle (PPGTT)")
+    doc_dw0="0x54C00008 \\| 3 << 20", doc_flags="21:20 must be 3; 11 destination, 15 source tiled",
+    doc_does="copies a rectangle (PPGTT), linear or X/Y-tiled (BCS_SWCTRL picks Y)")
 MI_REPORT_HEAD = CommandSpec(
     "MI_REPORT_HEAD", _mi(0x07), _MI, LengthRule.ONE, ALL_ENGINES, d.report_head, rec.ReportHead,
     doc_does="skipped: a legacy ring's head report, nothing under execlists")

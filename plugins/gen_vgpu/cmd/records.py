@@ -127,7 +127,8 @@ class GfxState(NamedTuple):
 
 
 class ColorBlt(NamedTuple):
-    """XY_COLOR_BLT: fill [x1, x2) x [y1, y2) of a linear 32 bpp surface."""
+    """XY_COLOR_BLT: fill [x1, x2) x [y1, y2) of a 32 bpp surface (pitch in bytes; tiled: X or Y
+    as BCS_SWCTRL says when it runs)."""
 
     dst: int
     pitch: int
@@ -137,10 +138,12 @@ class ColorBlt(NamedTuple):
     y2: int
     color: int
     rop: int
+    tiled: bool = False
 
 
 class SrcCopyBlt(NamedTuple):
-    """XY_SRC_COPY_BLT: copy a (x2 - x1) x (y2 - y1) rectangle between linear 32 bpp surfaces."""
+    """XY_SRC_COPY_BLT: copy a (x2 - x1) x (y2 - y1) rectangle between 32 bpp surfaces (pitches
+    in bytes; a tiled one X or Y as BCS_SWCTRL says when it runs)."""
 
     dst: int
     dst_pitch: int
@@ -153,6 +156,8 @@ class SrcCopyBlt(NamedTuple):
     src_x: int
     src_y: int
     rop: int
+    dst_tiled: bool = False
+    src_tiled: bool = False
 
 
 class CondBatchEnd(NamedTuple):

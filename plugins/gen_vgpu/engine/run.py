@@ -66,6 +66,7 @@ from ..cmd.records import (
 )
 from ..graphics_memory import GraphicsMemory
 from ..gtt.mm import Ppgtt, ResyncTask, RootKind, ShadowMm
+from ..gtt.space import AddressSpace, GgttSpace, PpgttSpace, SpaceSource, read, write
 from ..gtt.walker import ShadowWalker
 from ..interrupts import GtEvent
 from ..mmio import engine_regs as r
@@ -74,10 +75,11 @@ from ..render.pipeline import Job as RenderJob
 from ..render.pipeline import Pipeline as RenderPipeline
 from ..trace_events import SCAN_REJECT
 from .blit import BlitJob
+from .blit_accel import BlitAccel
 from .context import ADDRESSING_LEGACY_32
 from .execlist import Engines
 from .executor import Workload
-from .memory import AddressSpace, GgttSpace, PpgttSpace, SpaceSource, read, write
+from .tiling import BCS_SWCTRL
 
 __all__ = ["TIMESTAMP_NS", "Runner", "RunnerCounters", "Watchdog"]
 
@@ -637,7 +639,8 @@ class _Run:
 
     def start_blit(self, rec: ColorBlt | SrcCopyBlt, child: Frame | None) -> None:
         assert self.ppgtt_space is not None
-        self.blit = BlitJob(self.ppgtt_space, rec)
+        runner = self.runner
+        self.blit = BlitJob(self.ppgtt_space, rec, runner.blit_accel, runner.registers.read32(BCS_SWCTRL))
 
     # --- ends ------------------------------------------------------------------------------
 
@@ -728,6 +731,7 @@ class Runner:
         self.ggtt_space = ggtt_space
         self.ppgtt = ppgtt
         self.walker = ShadowWalker(ppgtt)
+        self.blit_accel: BlitAccel | None = None  # the blitter in the compiled accelerator
         self.registers = registers
         self.memory = memory
         self.watchdog = watchdog or Watchdog()

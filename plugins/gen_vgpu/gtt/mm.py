@@ -16,16 +16,19 @@ import enum
 import logging
 import math
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from devmodel.accel import Accel
 from devmodel.device.dma import PAGE_SHIFT, DmaMap, DmaWindow
 from devmodel.errors import NoSpace
 
 from .ops import PteOps
 from .scratch import ScratchTree
 from .shadow import DEFAULT_MAX_SHADOW_PAGES, ShadowTable, StoreCounters, TableStore
+from .shadow_accel import LEAF_BATCH
 from .types import GttType, next_pt_type
 
 # Shadow mms kept at once: each i915 context with its own PPGTT is one (and each g2v create
@@ -78,6 +81,7 @@ class ShadowMm:
     resyncing: int = 0  # resync tasks in flight (an mm being synced is never reclaimed)
     resyncs: int = 0
     last_resync: ResyncStats = field(default_factory=ResyncStats)
+    flat: FlatTree | None = None  # the compiled path's list of its tables, as of a full walk
 
     def __repr__(self) -> str:
         return f"ShadowMm({self.kind.name}, roots={_hexes(self.roots)}, pincount={self.pincount}, claims={self.claims})"
@@ -89,6 +93,36 @@ class ShadowMm:
     @property
     def shadowed(self) -> bool:
         return any(t is not None for t in self.root_tables)
+
+
+@dataclass(eq=False)
+class FlatTree:
+    """Every table reachable from an mm with its guest table in memory, as its last full
+    walk found them: where each guest table and its snapshot are (array of addresses, for
+    dm_pt_first_changed). Valid while the store's generation and the DMA map stay; a resync
+    then compares the lot in C and syncs only the leaves that differ."""
+
+    generation: int
+    map_changes: int
+    tables: list[ShadowTable]
+    guest: array[int]
+    snap: array[int]
+
+    @classmethod
+    def of(cls, ppgtt: Ppgtt, seen: Iterable[ShadowTable]) -> FlatTree:
+        tables = [t for t in seen if t.alive and t.gaddr and t.saddr > 0]
+        return cls(
+            ppgtt.store.generation,
+            ppgtt.map_changes,
+            tables,
+            array("Q", [t.gaddr for t in tables]),
+            array("Q", [t.saddr for t in tables]),
+        )
+
+
+# Tables compared per dm_pt_first_changed call between two looks at the step's deadline
+# (1 MiB of guest tables and as much of snapshots).
+_FLAT_CHUNK = 256
 
 
 class ResyncTask:
@@ -106,8 +140,11 @@ class ResyncTask:
         self._mm: ShadowMm | None = None
         self._work: list[ShadowTable] = []
         self._seen: set[ShadowTable] = set()
+        self._leaves: list[ShadowTable] = []  # leaves seen, waiting for one sync_leaves call
         self._map_changes = 0
         self._stats = ResyncStats()
+        self._flat: FlatTree | None = None  # comparing this list in C instead of walking
+        self._flat_pos = 0
         self.done = False
 
     def add(self, mm: ShadowMm) -> None:
@@ -148,26 +185,89 @@ class ResyncTask:
                     # Tables already visited may have been re-pointed at scratch: start over.
                     stats.restarts += 1
                     self._restart(mm)
-                sync = self.ppgtt.store.sync
-                work, seen = self._work, self._seen
-                while work:
-                    t = work.pop()
-                    if not t.alive or t in seen:
+                if self._flat is not None:
+                    if self._step_flat(mm, deadline):
+                        return True
+                    if self._flat is not None:
+                        mm.last_resync = stats
+                        mm.resyncs += 1
+                        self._end()
                         continue
-                    seen.add(t)
-                    stats.tables += 1
-                    n = sync(t, work)
-                    if n:
-                        stats.tables_changed += 1
-                        stats.entries_changed += n
+                store = self.ppgtt.store
+                sync = store.sync
+                batched = store.batches_leaves
+                work, seen, leaves = self._work, self._seen, self._leaves
+                while work or leaves:
+                    if work:
+                        t = work.pop()
+                        if not t.alive or t in seen:
+                            continue
+                        seen.add(t)
+                        stats.tables += 1
+                        if batched(t):
+                            leaves.append(t)
+                            if len(leaves) < LEAF_BATCH and work:
+                                continue
+                            counts = store.sync_leaves(leaves)
+                            leaves.clear()
+                        else:
+                            counts = [sync(t, work)]
+                    else:
+                        counts = store.sync_leaves(leaves)
+                        leaves.clear()
+                    for n in counts:
+                        if n:
+                            stats.tables_changed += 1
+                            stats.entries_changed += n
                     if time.monotonic() >= deadline:
                         return True
+                if self.ppgtt.store.accel is not None:
+                    mm.flat = FlatTree.of(self.ppgtt, seen)
                 mm.last_resync = stats
                 mm.resyncs += 1
                 self._end()
         finally:
             self._stats.steps += 1
             self._stats.seconds += time.perf_counter() - start
+
+    def _step_flat(self, mm: ShadowMm, deadline: float) -> bool:
+        """Compare the mm's flat list in C, syncing the leaves that changed; whether there is
+        more to do. Drops the list (self._flat None) and starts a walk when it no longer
+        holds: a directory changed or a table went."""
+        flat = self._flat
+        assert flat is not None
+        store = self.ppgtt.store
+        accel = store.accel
+        stats = self._stats
+        n = len(flat.tables)
+        pos = self._flat_pos
+        while pos < n:
+            if flat.generation != store.generation or flat.map_changes != self.ppgtt.map_changes or accel is None:
+                self._abandon_flat(mm)
+                return False
+            stop = min(n, pos + _FLAT_CHUNK)
+            j = accel.first_changed(flat.guest, flat.snap, pos, stop)
+            if j < stop:
+                t = flat.tables[j]
+                if not t.is_leaf:
+                    self._abandon_flat(mm)
+                    return False
+                changed = store.sync(t, [])
+                if changed:
+                    stats.tables_changed += 1
+                    stats.entries_changed += changed
+                stop = j + 1
+            stats.tables += stop - pos
+            pos = self._flat_pos = stop
+            if time.monotonic() >= deadline and pos < n:
+                return True
+        return False
+
+    def _abandon_flat(self, mm: ShadowMm) -> None:
+        self._flat = None
+        mm.flat = None
+        self._stats.tables = 0
+        self._restart(mm)
 
     def run(self) -> None:
         """Run to completion (tests, and callers that may block)."""
@@ -200,6 +300,17 @@ class ResyncTask:
         self.ppgtt.shadow_roots(mm)
         self._work = [t for t in mm.root_tables if t is not None]
         self._seen = set()
+        self._leaves = []
+        flat = mm.flat
+        self._flat = None
+        if (
+            flat is not None
+            and flat.generation == self.ppgtt.store.generation
+            and flat.map_changes == self.ppgtt.map_changes
+            and self.ppgtt.store.accel is not None
+        ):
+            self._flat = flat
+            self._flat_pos = 0
 
     def _end(self) -> None:
         mm = self._mm
@@ -220,11 +331,13 @@ class Ppgtt:
         has_ips: bool,
         max_shadow_pages: int = DEFAULT_MAX_SHADOW_PAGES,
         max_mms: int = DEFAULT_MAX_SHADOW_MMS,
+        accel: Accel | None = None,
     ) -> None:
         self.dma = dma
         self.ops = ops
         self.scratch = ScratchTree(dma, ops)
         self.store = TableStore(dma, ops, self.scratch, has_ips, max_shadow_pages, reclaim=self._reclaim_one)
+        self.store.use_accel(accel)
         self.mms: OrderedDict[tuple[RootKind, tuple[int, ...]], ShadowMm] = OrderedDict()  # oldest use first
         self.max_mms = max_mms
         self.map_changes = 0
@@ -370,6 +483,7 @@ class Ppgtt:
                 continue
             t = store.get(mm.kind.root_table_type, ops.get_pfn(root))
             if t is not None:
+                mm.flat = None
                 t.refs += 1
                 mm.root_tables[i] = t
                 mm.shadow_roots[i] = t.hfn << PAGE_SHIFT
@@ -378,6 +492,7 @@ class Ppgtt:
         scratch_root = self.scratch.table_hfn[mm.kind.root_table_type] << PAGE_SHIFT
         for i, t in enumerate(mm.root_tables):
             if t is not None:
+                mm.flat = None
                 mm.root_tables[i] = None
                 mm.shadow_roots[i] = scratch_root
                 if t.alive:

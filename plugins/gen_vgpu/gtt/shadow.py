@@ -20,6 +20,7 @@ from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from devmodel.accel import Accel
 from devmodel.device.dma import PAGE_SHIFT, PAGE_SIZE, PROT_READ, PROT_WRITE, DmaMap, DmaWindow
 from devmodel.errors import NoSpace
 from devmodel.logbound import OncePerReason
@@ -27,6 +28,7 @@ from devmodel.logbound import OncePerReason
 from .lanes import FRAME_STEPS, LANES, ONES, TABLE_BYTES, WindowShift, lanes_of, repeat
 from .ops import PteOps
 from .scratch import ScratchTree
+from .shadow_accel import LEAF_BATCH, ShadowAccel, has_shadow_accel
 from .types import GttType, next_pt_type
 
 __all__ = ["DEFAULT_MAX_SHADOW_PAGES", "IPS_GROUP", "ShadowTable", "StoreCounters", "TableKey", "TableStore"]
@@ -53,7 +55,7 @@ class StoreCounters:
     mms_refused: int = 0  # new roots refused: the mm cap reached and every mm held
 
 
-@dataclass(eq=False, repr=False)  # a generated repr would follow the children: 512^depth
+@dataclass(eq=False, repr=False, slots=True)  # a generated repr would follow the children: 512^depth
 class ShadowTable:
     key: TableKey
     pt_type: GttType  # the kind of table (a split 2 MiB page is a PTE_PT)
@@ -63,7 +65,13 @@ class ShadowTable:
     page: memoryview
     synth: bytes | None = None  # a split page's guest-equivalent PT (no guest memory behind it)
     refs: int = 0
-    snapshot: bytes | None = None  # guest bytes as last shadowed; None: rebuild at the next sync
+    snapshot: bytes | memoryview | None = None  # guest bytes as last shadowed; None: rebuild at the next sync
+    # The compiled path's addresses: the snapshot (a 4 KiB slot refilled in place; 0 on the
+    # Python path, whose snapshots are bytes), the shadow page, and the guest table as last
+    # read (0: none).
+    saddr: int = 0
+    haddr: int = 0
+    gaddr: int = 0
     children: list[ShadowTable | None] | None = None  # directories: the child per entry
     child_refs: dict[ShadowTable, int] = field(default_factory=dict)  # child -> entries naming it
     windows: set[DmaWindow] = field(default_factory=set)  # leaves: windows whose frames it holds
@@ -106,6 +114,20 @@ class TableStore:
         self._leaf_scratch = scratch.leaf_entry
         self._scratch_fill = repeat(scratch.leaf_entry)
         self._keep_ro = repeat(_LANE_ALL & ~ops.rw_bit)
+        self.accel: ShadowAccel | None = None
+        # Moves whenever a table goes, is blanked or loses its snapshot, or a directory entry
+        # changes: a list of the tables reachable from an mm taken at one value stays that list
+        # while the value stays (ShadowMm.flat).
+        self.generation = 0
+
+    def use_accel(self, accel: Accel | None) -> None:
+        """Do the per-table work in the compiled accelerator (None: on Python alone)."""
+        self.generation += 1
+        if has_shadow_accel(accel):
+            assert accel is not None
+            self.accel = ShadowAccel(accel, self.dma, self.ops, self._leaf_scratch)
+        else:
+            self.accel = None
 
     def __len__(self) -> int:
         return len(self.tables)
@@ -174,6 +196,7 @@ class TableStore:
             self._free(t)
 
     def _free(self, t: ShadowTable) -> None:
+        self.generation += 1
         t.alive = False
         t.child_refs = {}
         t.children = None
@@ -194,6 +217,7 @@ class TableStore:
 
     def clear(self) -> None:
         """Free every shadow table (reset): nothing refers to them any more."""
+        self.generation += 1
         for t in list(self.tables.values()):
             t.alive = False
             self.dma.free_device_page(t.hfn)
@@ -208,6 +232,8 @@ class TableStore:
     def sync(self, t: ShadowTable, queue: list[ShadowTable]) -> int:
         """Re-shadow what changed in ``t``'s guest table since its snapshot; put the distinct
         child tables on ``queue``. Returns the number of shadow entries rewritten."""
+        if self.accel is not None and t.synth is None:
+            return self._sync_compiled(t, queue, self.accel)
         if t.synth is not None:
             data: bytes | None = t.synth
         else:
@@ -226,11 +252,121 @@ class TableStore:
             changed = self._sync_directory(t, data)
             queue.extend(t.child_refs)
         t.snapshot = data
+        t.saddr = 0  # a Python snapshot (bytes): a compiled sync takes a slot again
+        return changed
+
+    def _sync_compiled(self, t: ShadowTable, queue: list[ShadowTable], accel: ShadowAccel) -> int:
+        """``sync`` with the compare, the copy and the leaf's translation in C, reading the
+        guest table where it is mapped."""
+        gaddr = t.gaddr = accel.guest_address(t.gfn)
+        if not gaddr:
+            changed = self._blank(t)
+            self.unbacked.add(t)
+            return changed
+        snap = t.snapshot
+        valid = snap is not None and t.saddr > 0
+        if not valid:
+            snap, t.saddr = accel.snapshot()
+            t.snapshot = snap
+        assert isinstance(snap, memoryview)
+        if t.is_leaf:
+            if not t.haddr:
+                t.haddr = accel.address(t.page)
+            done = accel.sync_leaf(gaddr, t.saddr, t.haddr, t.ips, valid)
+            if done is None:
+                return 0
+            windows, unbacked, unusable = done
+            self._forget_windows(t)
+            if unusable:
+                self.log_once(
+                    "a page in a window without an fd or read permission is mapped to scratch", f"PT gfn {t.gfn:#x}"
+                )
+            self._note_windows(t, windows)
+            if unbacked:
+                self.unbacked.add(t)
+            else:
+                self.unbacked.discard(t)
+            return LANES
+        if valid and accel.same(gaddr, t.saddr):
+            queue.extend(t.child_refs)
+            return 0
+        data = accel.read(gaddr)
+        if not valid:
+            t.snapshot = None  # every entry is new
+        changed = self._sync_directory(t, data)
+        t.snapshot = snap
+        snap[:] = data
+        queue.extend(t.child_refs)
+        return changed
+
+    def batches_leaves(self, t: ShadowTable) -> bool:
+        """Whether ``t`` goes to :meth:`sync_leaves` rather than :meth:`sync`."""
+        return self.accel is not None and t.synth is None and t.pt_type is T.PPGTT_PTE_PT
+
+    def sync_leaves(self, batch: list[ShadowTable]) -> list[int]:
+        """``sync`` for leaf tables of guest memory (``batches_leaves``), at most LEAF_BATCH of
+        them, compared and translated in one call to C; the entries rewritten per table."""
+        accel = self.accel
+        assert accel is not None and len(batch) <= LEAF_BATCH
+        changed = [0] * len(batch)
+        todo: list[int] = []
+        for k, t in enumerate(batch):
+            if not t.alive:  # freed by a directory synced after it was queued
+                continue
+            gaddr = t.gaddr = accel.guest_address(t.gfn)
+            if not gaddr:
+                changed[k] = self._blank(t)
+                self.unbacked.add(t)
+                continue
+            if t.snapshot is None or not t.saddr:
+                t.snapshot, t.saddr = accel.snapshot()
+                t.saddr = -t.saddr  # negative: not valid yet
+            if not t.haddr:
+                t.haddr = accel.address(t.page)
+            todo.append(k)
+        if not todo:
+            return changed
+        tables = [batch[k] for k in todo]
+        flags = bytes((t.ips | (t.saddr > 0) << 1) for t in tables)
+        for t in tables:
+            if t.saddr < 0:
+                t.saddr = -t.saddr
+        results, window_of = accel.sync_leaves(
+            array("Q", [t.gaddr for t in tables]),
+            array("Q", [t.saddr for t in tables]),
+            array("Q", [t.haddr for t in tables]),
+            flags,
+        )
+        windows = accel.windows
+        same, unbacked_flag = accel.same_flag, accel.unbacked_flag
+        for k, t, result, w in zip(todo, tables, results, window_of, strict=True):
+            if result & same:
+                continue
+            changed[k] = LANES
+            if t.windows:
+                self._forget_windows(t)
+            if w >= 0:
+                self._note_windows(t, {windows[w]})
+            elif w == -2:
+                # Several windows: C lists them for one table at a time.
+                done = accel.sync_leaf(t.gaddr, t.saddr, t.haddr, t.ips, False)
+                assert done is not None
+                self._note_windows(t, done[0])
+            if result & accel.unusable_flag:
+                self.log_once(
+                    "a page in a window without an fd or read permission is mapped to scratch", f"PT gfn {t.gfn:#x}"
+                )
+            if result & unbacked_flag:
+                self.unbacked.add(t)
+            else:
+                self.unbacked.discard(t)
         return changed
 
     def _blank(self, t: ShadowTable) -> int:
+        self.generation += 1
         was = t.snapshot
         t.snapshot = None
+        t.saddr = 0
         t.page[:] = self.scratch.filled[t.pt_type]
         self._forget_windows(t)
         if t.children is not None:
@@ -242,12 +378,15 @@ class TableStore:
         return 0 if was is None else LANES
 
     def _sync_directory(self, t: ShadowTable, data: bytes) -> int:
+        self.generation += 1
         new = array("Q", data)
         changed: range | list[int]
         if t.snapshot is None:
             changed = range(LANES)
+        elif self.accel is not None and t.saddr > 0:
+            changed = self.accel.diff(t.saddr, data)
         else:
-            old = array("Q", t.snapshot)
+            old = array("Q", bytes(t.snapshot))
             changed = [i for i, (a, b) in enumerate(zip(old, new, strict=True)) if a != b]
         entries = t.entries
         children = t.children
@@ -409,13 +548,20 @@ class TableStore:
     # --- the DMA map changes -----------------------------------------------------------------
 
     def on_dma_map(self, window: DmaWindow) -> None:
+        self.generation += 1
+        if self.accel is not None:
+            self.accel.windows_changed()
         # Entries that found no window may find this one: rebuild them at the next sync.
         for t in self.unbacked:
             t.snapshot = None
+            t.saddr = 0
         self.unbacked.clear()
 
     def on_dma_unmap(self, window: DmaWindow) -> None:
         """Stop using the window's frames now; the tables are rebuilt at the next sync."""
+        self.generation += 1
+        if self.accel is not None:
+            self.accel.windows_changed()
         self._shifts.pop(window, None)
         users = self.by_window.pop(window, None)
         if not users:
@@ -432,4 +578,5 @@ class TableStore:
                     if lo <= self.ops.get_pfn(e) < hi:
                         entries[i] = scratch
             t.snapshot = None
+            t.saddr = 0
             self.counters.unmap_fallbacks += 1

@@ -90,6 +90,11 @@ class ShadowWalker:
             hfn = self.ops.get_pfn(e)
         return path
 
+    def leaf_table(self, mm: ShadowMm, gma: int) -> int:
+        """The host frame of the shadow PT (or scratch PT) that maps ``gma``'s 2 MiB."""
+        self._check(mm, gma, 1)
+        return self._shadow_pt(mm, gma)[-1][0]
+
     def leaf_entry(self, mm: ShadowMm, gma: int) -> int:
         """The shadow PTE that maps ``gma`` (its cache bits are what an engine passes on)."""
         self._check(mm, gma, 1)

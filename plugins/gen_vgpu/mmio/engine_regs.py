@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 
-from ..engines import ENGINE_MMIO_PAGE
+from ..engines import ENGINE_MMIO_PAGE, EngineId
 from .row import RO, Cmd, Kind, Row
 
 # Ring registers: plain storage in execlist mode (the context image carries the live values).
@@ -109,8 +109,23 @@ def csb_next_slot(write_pointer: int) -> int:
 
 _MAY_NOT_LOAD = Cmd.READ  # see the module's docstring
 
+# The blitter's tile walk for Y-tiled surfaces (engine/tiling.py): a masked register that
+# IGT and i915 load from the command stream before a Y-tiled blit.
+BCS_SWCTRL = 0x22200
+SWCTRL_SRC_Y = 1 << 0
+SWCTRL_DST_Y = 1 << 1
+
 
 ROWS: tuple[Row, ...] = (
+    Row(
+        "BCS_SWCTRL",
+        BCS_SWCTRL,
+        masked=True,
+        rw_mask=SWCTRL_SRC_Y | SWCTRL_DST_Y,
+        cmd=Cmd.RW,
+        cmd_engines=frozenset({EngineId.BCS}),
+        note="bit 0 source, bit 1 destination Y-tiled",
+    ),
     Row(
         "ENGINE_PAGE",
         0,

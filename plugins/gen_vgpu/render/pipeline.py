@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ..engine.memory import AddressSpace, read
 from ..eu.decode import MAX_KERNEL, Instruction, decode_kernel
 from ..eu.interp import Threads
 from ..eu.isa import EuError
+from ..gtt.space import AddressSpace, read
 from .errors import RenderRefused
 from .shared import Sampler, SharedFunctions
 from .state import (

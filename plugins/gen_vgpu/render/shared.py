@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from ..engine.memory import AddressSpace
 from ..eu.decode import Instruction
 from ..eu.isa import EuError, Sfid
+from ..gtt.space import AddressSpace
 from .surface import Surface, gather, scatter
 
 __all__ = ["Sampler", "SharedFunctions"]

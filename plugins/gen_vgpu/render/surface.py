@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ..engine.memory import AddressSpace
+from ..gtt.space import AddressSpace
 from .errors import RenderRefused
 
 __all__ = ["FORMATS", "Format", "Surface", "gather", "scatter"]

@@ -103,10 +103,10 @@ def check_table(ppgtt: Ppgtt, mem: GuestMemory, t: ShadowTable, live: dict[int, 
     below = scratch.entry_below[t.pt_type]
     guest = None
     if t.snapshot is not None and t.synth is None:
-        guest = array("Q", t.snapshot)
+        guest = array("Q", bytes(t.snapshot))  # bytes, or the compiled path's slot (a memoryview)
         # Right after a resync the snapshot is the guest's table.
         if synced and readable_gfn(dma, t.gfn):
-            assert t.snapshot == mem.read(t.gfn << 12, 4096)
+            assert bytes(t.snapshot) == mem.read(t.gfn << 12, 4096)
     for i, s in enumerate(shadow):
         assert s & PRESENT, "a shadow entry is not present"
         hfn = OPS.get_pfn(s)

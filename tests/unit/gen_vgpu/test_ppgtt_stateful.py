@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from devmodel import accel as accel_module
 from devmodel.device.dma import PROT_READ, PROT_WRITE, DmaMap, DmaWindow
 from devmodel.testing import GuestMemory
 from gen_vgpu.gtt.mm import Ppgtt, RootKind, ShadowMm
 from gen_vgpu.gtt.ops import GEN8_PTE_OPS
+from gen_vgpu.gtt.shadow_accel import has_shadow_accel
 from gen_vgpu.gtt.walker import ShadowWalker
 
 from .ppgtt_model import IPS, PRESENT, PS, RW, check_structure, shadow_matches_guest
@@ -68,12 +71,16 @@ ADDRESSES = {
 
 class PpgttMachine(RuleBasedStateMachine):
     has_ips = True
+    compiled = False  # the shadow PPGTT's per-table work in the compiled accelerator
 
     @initialize()
     def setup(self) -> None:
         self.mem = GuestMemory(MEM_SIZE)
         self.dma = DmaMap()
-        self.ppgtt = Ppgtt(self.dma, GEN8_PTE_OPS, has_ips=self.has_ips, max_shadow_pages=4096)
+        accel = accel_module.load(True) if self.compiled else None
+        assert accel is not None or not self.compiled
+        self.ppgtt = Ppgtt(self.dma, GEN8_PTE_OPS, has_ips=self.has_ips, max_shadow_pages=4096, accel=accel)
+        assert (self.ppgtt.store.accel is not None) == self.compiled
         self.walker = ShadowWalker(self.ppgtt)
         self.windows: dict[str, DmaWindow | None] = {"main": None, "ro": None, "nofd": None}
         for name in self.windows:
@@ -231,6 +238,14 @@ class PpgttMachineBdw(PpgttMachine):
     has_ips = False
 
 
+class PpgttMachineSklCompiled(PpgttMachine):
+    compiled = True
+
+
+class PpgttMachineBdwCompiled(PpgttMachineBdw):
+    compiled = True
+
+
 SETTINGS = settings(
     max_examples=40, stateful_step_count=25, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
@@ -238,3 +253,11 @@ TestPpgttSkl = PpgttMachine.TestCase
 TestPpgttSkl.settings = SETTINGS
 TestPpgttBdw = PpgttMachineBdw.TestCase
 TestPpgttBdw.settings = SETTINGS
+
+_no_accel = pytest.mark.skipif(
+    not has_shadow_accel(accel_module.load(True)), reason="the compiled accelerator is not installed"
+)
+TestPpgttSklCompiled = _no_accel(PpgttMachineSklCompiled.TestCase)
+TestPpgttSklCompiled.settings = SETTINGS
+TestPpgttBdwCompiled = _no_accel(PpgttMachineBdwCompiled.TestCase)
+TestPpgttBdwCompiled.settings = SETTINGS

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from gen_vgpu.engine.memory import PpgttSpace, read, write
 from gen_vgpu.engines import EngineId, engine_by_id
 from gen_vgpu.gtt.mm import RootKind, ShadowMm
+from gen_vgpu.gtt.space import PpgttSpace, read, write
 from gen_vgpu.platform import Platform
 
 from . import cmd_streams as c

@@ -18,9 +18,9 @@ from typing import NamedTuple, Protocol
 
 from devmodel.device.dma import PAGE_SHIFT, PAGE_SIZE, DmaMap
 
-from ..gtt.ggtt import GGTT_ENTRY_COUNT, Ggtt
-from ..gtt.mm import ShadowMm
-from ..gtt.walker import ADDRESS_BITS, ShadowWalker
+from .ggtt import GGTT_ENTRY_COUNT, Ggtt
+from .mm import ShadowMm
+from .walker import ADDRESS_BITS, ShadowWalker
 
 __all__ = [
     "AddressSpace",

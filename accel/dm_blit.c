@@ -1,0 +1,283 @@
+/* The blitter's compiled helpers (see dm_blit.h): what plugins/gen_vgpu/engine/blit.py does
+ * with memoryviews, with memcpy and memset over host addresses the caller resolved. */
+#include <string.h>
+
+#include "dm_blit.h"
+
+#define PAGE_SHIFT 12
+#define PAGE_SIZE ((uint64_t)1 << PAGE_SHIFT)
+#define PAGE_MASK (PAGE_SIZE - 1)
+
+void dm_frames_resolve(const struct dm_frames *f, uint64_t entries_addr, uint64_t n, uint32_t write, uint64_t *out)
+{
+    const uint64_t *entries = (const uint64_t *)(uintptr_t)entries_addr;
+    const struct dm_frame_window *w = NULL;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t e = entries[i];
+        out[i] = 0;
+        if (!(e & f->present_bit) || (write && f->need_rw && !(e & f->rw_bit)))
+            continue;
+        uint64_t hfn = (e & f->frame_mask) >> PAGE_SHIFT;
+        if (w == NULL || hfn < w->hfn_base || hfn >= w->hfn_end) {
+            uint32_t lo = 0, hi = f->nwindows;
+            while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+                if (f->windows[mid].hfn_end <= hfn)
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            w = lo < f->nwindows && f->windows[lo].hfn_base <= hfn ? &f->windows[lo] : NULL;
+            if (w == NULL)
+                continue;
+        }
+        if (!w->addr || !(write ? w->writable : w->readable))
+            continue;
+        out[i] = w->addr + ((hfn - w->hfn_base) << PAGE_SHIFT);
+    }
+}
+
+/* Byte x of row y of a surface: its graphics address, and *seg, how many bytes of the row from
+ * there stay in the same 4 KiB page (a tile is one page; a linear row crosses pages). */
+static uint64_t locate(const struct dm_surface *s, uint64_t x, uint64_t y, uint64_t *seg)
+{
+    uint64_t gma;
+    switch (s->tiling) {
+    case DM_TILE_X:
+    case DM_TILE_Y: {
+        uint64_t w = s->tiling == DM_TILE_X ? 512 : 128, h = s->tiling == DM_TILE_X ? 8 : 32;
+        uint64_t tiles = s->pitch / w; /* tiles per row of tiles */
+        uint64_t tx = x / w;
+        if (tx >= tiles) /* past the pitch (a guest's error): kept inside the row of tiles */
+            tx = tiles ? tiles - 1 : 0;
+        *seg = w - x % w;
+        gma = s->base + ((y / h) * tiles + tx) * PAGE_SIZE;
+        return gma; /* the tile's page; in_tile() gives the byte in it */
+    }
+    default:
+        gma = s->base + y * s->pitch + x;
+        *seg = PAGE_SIZE - (gma & PAGE_MASK);
+        return gma;
+    }
+}
+
+/* Where byte x of row y is inside its tile (tiled) or page (linear, given its address), and how
+ * many bytes from there are contiguous. */
+static inline uint64_t in_tile(uint32_t tiling, uint64_t x, uint64_t y, uint64_t gma, uint64_t *run)
+{
+    if (tiling == DM_TILE_X) {
+        uint64_t in_x = x % 512;
+        *run = 512 - in_x;
+        return (y % 8) * 512 + in_x;
+    }
+    if (tiling == DM_TILE_Y) {
+        uint64_t in_x = x % 128;
+        *run = 16 - in_x % 16;
+        return (in_x / 16) * 512 + (y % 32) * 16 + in_x % 16;
+    }
+    *run = PAGE_SIZE - (gma & PAGE_MASK);
+    return gma & PAGE_MASK;
+}
+
+/* The host page holding gma, or NULL (outside the band, or scratch). */
+static uint8_t *host_page(const struct dm_surface *s, uint64_t gma)
+{
+    uint64_t page = (gma - s->page_gma) >> PAGE_SHIFT;
+    if (gma < s->page_gma || page >= s->npages || !s->pages[page])
+        return NULL;
+    return (uint8_t *)(uintptr_t)s->pages[page];
+}
+
+/* The host address of byte x of row y, or NULL (scratch, outside the band). */
+static uint8_t *byte_at(const struct dm_surface *s, uint64_t x, uint64_t y)
+{
+    uint64_t seg, run;
+    uint64_t g = locate(s, x, y, &seg);
+    uint8_t *page = host_page(s, g);
+    return page == NULL ? NULL : page + in_tile(s->tiling, x, y, g, &run);
+}
+
+static inline void put(uint8_t *d, const uint8_t *s, uint64_t n)
+{
+    if (d == NULL)
+        return;
+    if (s == NULL)
+        memset(d, 0, n);
+    else
+        memcpy(d, s, n);
+}
+
+/* Whole destination tiles (the band starts and ends on tile boundaries): a tile from a tile of
+ * the same layout at the same alignment is one 4 KiB copy; from a linear surface, X tiles take
+ * rows of 512 bytes and Y tiles columns of 16-byte OWords, each piece inside one source page
+ * (the source offsets are as aligned as the pieces). Returns 0 when the blit is not such. */
+static int copy_tiles(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const struct dm_surface *src,
+                      uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows)
+{
+    if (dst->tiling == DM_TILE_LINEAR)
+        return 0;
+    uint64_t w = dst->tiling == DM_TILE_X ? 512 : 128, h = dst->tiling == DM_TILE_X ? 8 : 32;
+    if (dx % w || dy % h || width % w || rows % h || (dx + width) / w > dst->pitch / w)
+        return 0;
+    int same = src->tiling == dst->tiling && sx % w == 0 && sy % h == 0 && (sx + width) / w <= src->pitch / w;
+    int linear = src->tiling == DM_TILE_LINEAR && (dst->tiling == DM_TILE_X ? sx % 512 == 0 && src->pitch % 512 == 0
+                                                                              : sx % 16 == 0 && src->pitch % 16 == 0);
+    if (!same && !linear)
+        return 0;
+    for (uint64_t ty = 0; ty < rows; ty += h) {
+        for (uint64_t tx = 0; tx < width; tx += w) {
+            uint64_t seg;
+            uint8_t *d = host_page(dst, locate(dst, dx + tx, dy + ty, &seg));
+            if (d == NULL)
+                continue;
+            if (same) {
+                put(d, host_page(src, locate(src, sx + tx, sy + ty, &seg)), PAGE_SIZE);
+            } else if (dst->tiling == DM_TILE_X) {
+                for (uint64_t r = 0; r < 8; r++)
+                    put(d + r * 512, byte_at(src, sx + tx, sy + ty + r), 512);
+            } else {
+                for (uint64_t c = 0; c < 8; c++)
+                    for (uint64_t r = 0; r < 32; r++)
+                        put(d + c * 512 + r * 16, byte_at(src, sx + tx + c * 16, sy + ty + r), 16);
+            }
+        }
+    }
+    return 1;
+}
+
+void dm_blit_copy(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const struct dm_surface *src,
+                  uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows)
+{
+    if (copy_tiles(dst, dx, dy, src, sx, sy, width, rows))
+        return;
+    int both_linear = dst->tiling == DM_TILE_LINEAR && src->tiling == DM_TILE_LINEAR;
+    if (both_linear && dst->pitch == width && src->pitch == width) {
+        /* the rows touch on both sides: one row of them all */
+        dx += dy * width, sx += sy * width, dy = sy = 0;
+        width *= rows, rows = 1;
+    }
+    for (uint64_t r = 0; r < rows; r++) {
+        uint64_t yd = dy + r, ys = sy + r;
+        for (uint64_t done = 0; done < width;) {
+            /* a chunk inside one page of each surface: one lookup each */
+            uint64_t dseg, sseg;
+            uint64_t dg = locate(dst, dx + done, yd, &dseg);
+            uint64_t sg = locate(src, sx + done, ys, &sseg);
+            uint64_t n = width - done;
+            if (n > dseg) n = dseg;
+            if (n > sseg) n = sseg;
+            uint8_t *d = host_page(dst, dg), *s = host_page(src, sg);
+            if (both_linear && d != NULL && s != NULL) {
+                /* linear on both sides: one copy for as long as the next pages follow in the host too */
+                uint8_t *dp = d + (dg & PAGE_MASK), *sp = s + (sg & PAGE_MASK);
+                while (done + n < width) {
+                    uint64_t dseg2, sseg2, m = width - done - n;
+                    uint64_t dg2 = locate(dst, dx + done + n, yd, &dseg2);
+                    uint64_t sg2 = locate(src, sx + done + n, ys, &sseg2);
+                    uint8_t *d2 = host_page(dst, dg2), *s2 = host_page(src, sg2);
+                    if (d2 == NULL || s2 == NULL || d2 + (dg2 & PAGE_MASK) != dp + n || s2 + (sg2 & PAGE_MASK) != sp + n)
+                        break;
+                    if (m > dseg2) m = dseg2;
+                    if (m > sseg2) m = sseg2;
+                    n += m;
+                }
+                memmove(dp, sp, n);
+                done += n;
+                continue;
+            }
+            if (d != NULL) {
+                for (uint64_t k = 0; k < n;) {
+                    uint64_t drun, srun;
+                    uint64_t doff = in_tile(dst->tiling, dx + done + k, yd, dg + k, &drun);
+                    uint64_t soff = in_tile(src->tiling, sx + done + k, ys, sg + k, &srun);
+                    uint64_t m = n - k;
+                    if (m > drun) m = drun;
+                    if (m > srun) m = srun;
+                    if (m == 16 && s != NULL)
+                        memcpy(d + doff, s + soff, 16);
+                    else if (s != NULL)
+                        memmove(d + doff, s + soff, m);
+                    else
+                        memset(d + doff, 0, m);
+                    k += m;
+                }
+            }
+            done += n;
+        }
+    }
+}
+
+/* n bytes of the repeated colour from byte phase (0-3) of it: 8-byte stores (which the compiler
+ * widens) once d is aligned, so a fill runs as fast as memset. */
+static void fill_pattern(uint8_t *d, uint64_t n, uint64_t phase, uint32_t color)
+{
+    uint8_t c[4];
+    memcpy(c, &color, 4);
+    while (n && ((uintptr_t)d & 7)) {
+        *d++ = c[phase++ & 3];
+        n--;
+    }
+    uint64_t word = 0;
+    for (uint64_t i = 0; i < 8; i++)
+        word |= (uint64_t)c[(phase + i) & 3] << (8 * i);
+    uint64_t *q = (uint64_t *)(void *)d;
+    for (uint64_t i = 0; i < n / 8; i++)
+        q[i] = word;
+    d += n & ~(uint64_t)7;
+    for (uint64_t i = 0; i < (n & 7); i++)
+        d[i] = c[(phase + i) & 3];
+}
+
+void dm_blit_fill(const struct dm_surface *dst, uint64_t dx, uint64_t dy, uint64_t width, uint64_t rows,
+                  uint32_t color)
+{
+    int bytewise = (color & 0xFF) * 0x01010101u == color;
+    int linear = dst->tiling == DM_TILE_LINEAR;
+    if (linear && dst->pitch == width) {
+        /* the rows touch: one row of them all (width is a multiple of 4: the phase holds) */
+        dx += dy * width, dy = 0;
+        width *= rows, rows = 1;
+    }
+    for (uint64_t r = 0; r < rows; r++) {
+        uint64_t y = dy + r;
+        for (uint64_t done = 0; done < width;) {
+            uint64_t dseg;
+            uint64_t dg = locate(dst, dx + done, y, &dseg);
+            uint64_t n = width - done;
+            if (n > dseg) n = dseg;
+            uint8_t *d = host_page(dst, dg);
+            if (linear && d != NULL) {
+                /* one fill for as long as the next pages follow in the host too */
+                uint8_t *dp = d + (dg & PAGE_MASK);
+                while (done + n < width) {
+                    uint64_t seg2, m = width - done - n;
+                    uint64_t g2 = locate(dst, dx + done + n, y, &seg2);
+                    uint8_t *d2 = host_page(dst, g2);
+                    if (d2 == NULL || d2 + (g2 & PAGE_MASK) != dp + n)
+                        break;
+                    n += m < seg2 ? m : seg2;
+                }
+                if (bytewise)
+                    memset(dp, (int)(color & 0xFF), n);
+                else
+                    fill_pattern(dp, n, done & 3, color);
+                done += n;
+                continue;
+            }
+            if (d != NULL) {
+                for (uint64_t k = 0; k < n;) {
+                    uint64_t drun;
+                    uint64_t doff = in_tile(dst->tiling, dx + done + k, y, dg + k, &drun);
+                    uint64_t m = n - k;
+                    if (m > drun) m = drun;
+                    if (bytewise)
+                        memset(d + doff, (int)(color & 0xFF), m);
+                    else /* byte j of the row is byte j % 4 of the colour */
+                        fill_pattern(d + doff, m, (done + k) & 3, color);
+                    k += m;
+                }
+            }
+            done += n;
+        }
+    }
+}

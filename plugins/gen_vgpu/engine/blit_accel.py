@@ -1,0 +1,174 @@
+"""The blitter in the compiled accelerator (accel/dm_blit.c).
+
+A band of a blit's rows is resolved to host addresses one 4 KiB graphics page at a time, a
+page table (512 pages) per call: the shadow PPGTT's leaf tables, or the shadow GGTT's entries,
+read by C through the current DMA windows (scratch, absent and read-only entries resolve to 0:
+reads give zeros, writes are dropped, as on the Python path). C then copies or fills the
+band's rows in the largest pieces both surfaces keep contiguous (a page of a linear row, a
+tile's row of an X-tiled one, an OWord of a Y-tiled one).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from devmodel.accel import Accel
+from devmodel.device.dma import PAGE_SHIFT, PAGE_SIZE, PROT_READ, PROT_WRITE, DmaMap
+
+from ..gtt.lanes import LANES
+from ..gtt.ops import PteOps
+from ..gtt.space import GgttSpace, PpgttSpace
+from ..gtt.walker import ADDRESS_BITS
+from .tiling import Tiling
+
+__all__ = ["MAX_PAGES", "BlitAccel", "has_blit_accel"]
+
+_FUNCTIONS = ("dm_frames_resolve", "dm_blit_copy", "dm_blit_fill")
+# Pages one surface of a band may span: one row of Y tiles at the largest pitch a blit
+# decodes (256 KiB) is 2048 pages; a band asks for at most that much more.
+MAX_PAGES = 4096
+_GGTT_PAGES = 1 << 20  # 4 GiB of graphics memory
+
+
+def has_blit_accel(accel: Accel | None) -> bool:
+    return accel is not None and all(hasattr(accel.lib, f) for f in _FUNCTIONS)
+
+
+class _Surface:
+    """A struct dm_surface and the page array behind it."""
+
+    def __init__(self, ffi: Any) -> None:
+        self.pages = ffi.new("uint64_t[]", MAX_PAGES)
+        self.struct = ffi.new("struct dm_surface *")
+        self.struct.pages = self.pages
+
+
+class BlitAccel:
+    def __init__(self, accel: Accel, dma: DmaMap, ops: PteOps) -> None:
+        if type(ops) is not PteOps:
+            raise ValueError(f"no compiled blitter for {type(ops).__name__}")
+        self.ffi = ffi = accel.ffi
+        self.lib = accel.lib
+        self.dma = dma
+        self.ops = ops
+        self.dst = _Surface(ffi)
+        self.src = _Surface(ffi)
+        f = self.frames = ffi.new("struct dm_frames *")
+        f.present_bit = ops.present_bit
+        f.rw_bit = ops.rw_bit
+        f.frame_mask = ops.addr_mask
+        self._key: tuple[int, int] | None = None
+        self._table: Any = None
+
+    def _load(self) -> None:
+        """The window table, when the DMA map changed since it was built."""
+        dma = self.dma
+        # Every unmap moves the generation and every map the count: the pair moves with any change.
+        key = (dma.generation, len(dma))
+        if key == self._key:
+            return
+        windows = dma.windows
+        ordered = sorted(windows, key=lambda w: w.hfn_base)
+        table = self.ffi.new("struct dm_frame_window[]", max(1, len(ordered)))
+        for slot, w in zip(table, ordered, strict=False):
+            slot.hfn_base = w.hfn_base
+            slot.hfn_end = w.hfn_base + w.page_count
+            view = None if w.mapping is None else (w.mapping.view or w.mapping.read_view)
+            slot.addr = 0 if view is None else int(self.ffi.cast("uintptr_t", self.ffi.from_buffer(view)))
+            slot.readable = int(bool(w.prot & PROT_READ) and w.mapping is not None and w.mapping.read_view is not None)
+            slot.writable = int(bool(w.prot & PROT_WRITE) and w.mapping is not None and w.mapping.view is not None)
+        self.frames.windows = table
+        self.frames.nwindows = len(ordered)
+        self._table = table
+        self._key = key
+
+    def _resolve(self, space: PpgttSpace | GgttSpace, first: int, n: int, write: bool, out: Any) -> None:
+        """out[0:n]: the host pages of graphics pages [first, first + n)."""
+        ffi, lib, f = self.ffi, self.lib, self.frames
+        if isinstance(space, GgttSpace):
+            f.need_rw = 0
+            shadow = space.ggtt.shadow
+            inside = max(0, min(n, _GGTT_PAGES - first))
+            if inside:
+                base = int(ffi.cast("uintptr_t", ffi.from_buffer(shadow)))
+                lib.dm_frames_resolve(f, base + 8 * first, inside, write, out)
+            for i in range(inside, n):
+                out[i] = 0
+            return
+        f.need_rw = 1
+        walker, mm = space.walker, space.mm
+        limit = 1 << (ADDRESS_BITS[mm.kind] - PAGE_SHIFT)
+        done = 0
+        while done < n:
+            page = first + done
+            take = min(n - done, LANES - (page & (LANES - 1)))
+            if page >= limit:
+                for i in range(done, n):
+                    out[i] = 0
+                return
+            take = min(take, limit - page)
+            pt = self.dma.page(walker.leaf_table(mm, page << PAGE_SHIFT))
+            if pt is None:
+                for i in range(done, done + take):
+                    out[i] = 0
+            else:
+                base = int(ffi.cast("uintptr_t", ffi.from_buffer(pt)))
+                lib.dm_frames_resolve(f, base + 8 * (page & (LANES - 1)), take, write, out + done)
+            done += take
+
+    def _surface(
+        self,
+        s: _Surface,
+        space: PpgttSpace | GgttSpace,
+        base: int,
+        pitch: int,
+        tiling: Tiling,
+        lo: int,
+        hi: int,
+        write: bool,
+    ) -> Any:
+        first = (base + lo) >> PAGE_SHIFT
+        n = ((base + hi + PAGE_SIZE - 1) >> PAGE_SHIFT) - first
+        if n > MAX_PAGES:
+            raise ValueError(f"a band of {n} pages")
+        self._resolve(space, first, n, write, s.pages)
+        st = s.struct
+        st.page_gma = first << PAGE_SHIFT
+        st.npages = n
+        st.base = base
+        st.pitch = pitch
+        st.tiling = int(tiling)
+        return st
+
+    def copy(
+        self,
+        space: PpgttSpace | GgttSpace,
+        dst: tuple[int, int, Tiling, int, int],
+        src: tuple[int, int, Tiling, int, int],
+        dx: int,
+        dy: int,
+        sx: int,
+        sy: int,
+        width: int,
+        rows: int,
+    ) -> None:
+        """Rows [dy, dy + rows) of the copy; dst and src: (address, pitch, tiling, band lo,
+        band hi), the band being the offsets the rows touch."""
+        self._load()
+        d = self._surface(self.dst, space, dst[0], dst[1], dst[2], dst[3], dst[4], True)
+        s = self._surface(self.src, space, src[0], src[1], src[2], src[3], src[4], False)
+        self.lib.dm_blit_copy(d, dx, dy, s, sx, sy, width, rows)
+
+    def fill(
+        self,
+        space: PpgttSpace | GgttSpace,
+        dst: tuple[int, int, Tiling, int, int],
+        dx: int,
+        dy: int,
+        width: int,
+        rows: int,
+        color: int,
+    ) -> None:
+        self._load()
+        d = self._surface(self.dst, space, dst[0], dst[1], dst[2], dst[3], dst[4], True)
+        self.lib.dm_blit_fill(d, dx, dy, width, rows, color & 0xFFFFFFFF)

@@ -1,0 +1,173 @@
+"""The shadow PPGTT's per-table work in the compiled accelerator (accel/dm_ppgtt.c).
+
+:class:`~.shadow.TableStore` calls it where its Python path works entry by entry or lane by
+lane: the shadow of a leaf table (every present frame moved into its DMA window's host frames,
+across any number of windows, 64 KiB pages included), the entries of a directory that changed,
+and the first table of a list whose guest bytes differ from their snapshot (a resync of an
+unchanged tree is that one call). The results are the Python path's, entry for entry; the
+stateful PPGTT tests run both.
+
+C reads the window table built here from the DMA map (rebuilt after every map and unmap) and
+the entry encoding of :class:`~.ops.PteOps`; it keeps no state between calls.
+"""
+
+from __future__ import annotations
+
+from array import array
+from typing import Any
+
+from devmodel.accel import Accel
+from devmodel.device.dma import PAGE_SHIFT, PAGE_SIZE, PROT_READ, PROT_WRITE, DmaMap, DmaWindow
+
+from .ops import PteOps
+from .types import GttType
+
+__all__ = ["LEAF_BATCH", "ShadowAccel", "has_shadow_accel"]
+
+# Leaf tables synced per call (their bookkeeping is Python's, one by one, after it).
+LEAF_BATCH = 64
+SNAPSHOT_SLAB = 64
+_FUNCTIONS = ("dm_pt_sync_leaf", "dm_pt_sync_leaves", "dm_pt_same", "dm_pt_diff", "dm_pt_first_changed")
+
+
+def has_shadow_accel(accel: Accel | None) -> bool:
+    """Whether the module has the PPGTT helpers (one built from older sources has not)."""
+    return accel is not None and all(hasattr(accel.lib, f) for f in _FUNCTIONS)
+
+
+class ShadowAccel:
+    def __init__(self, accel: Accel, dma: DmaMap, ops: PteOps, scratch_entry: int) -> None:
+        if type(ops) is not PteOps:
+            raise ValueError(f"no compiled PPGTT for {type(ops).__name__}")
+        ffi = self.ffi = accel.ffi
+        self.lib = accel.lib
+        self.dma = dma
+        o = self.struct = ffi.new("struct dm_pt_ops *")
+        o.present_bit = ops.present_bit
+        o.rw_bit = ops.rw_bit
+        o.addr_mask = ops.addr_mask
+        o.addr_mask_64k = ops.addr_mask & ~((1 << 16) - 1)
+        assert ops.get_pfn(o.addr_mask_64k, GttType.PPGTT_PTE_64K_ENTRY) == o.addr_mask_64k >> 12
+        o.scratch_entry = scratch_entry
+        self._used = ffi.new("uint32_t[512]")
+        self._nused = ffi.new("uint32_t *")
+        self._diff = ffi.new("uint16_t[512]")
+        self._results = ffi.new("uint32_t[]", LEAF_BATCH)
+        self._window_of = ffi.new("int32_t[]", LEAF_BATCH)
+        self.same_flag = accel.lib.DM_PT_SAME
+        self.unbacked_flag = accel.lib.DM_PT_UNBACKED
+        self.unusable_flag = accel.lib.DM_PT_UNUSABLE
+        self._table: Any = None
+        self._bases: dict[DmaWindow, int] = {}  # window -> address of its mapping
+        self._slots: list[tuple[memoryview, int]] = []
+        self._windows: tuple[DmaWindow, ...] = ()
+
+    def windows_changed(self) -> None:
+        self._table = None
+        self._bases.clear()
+
+    def _load(self) -> None:
+        windows = self.dma.windows  # iova order: gfn order
+        table = self.ffi.new("struct dm_pt_window[]", max(1, len(windows)))
+        for slot, w in zip(table, windows, strict=False):
+            slot.first_gfn = w.first_gfn
+            slot.end_gfn = w.first_gfn + w.page_count
+            slot.hfn_base = w.hfn_base
+            slot.usable = int(w.view is not None and bool(w.prot & PROT_READ))
+            slot.writable = int(bool(w.prot & PROT_WRITE))
+        self.struct.windows = table
+        self.struct.nwindows = len(windows)
+        self._table = table
+        self._windows = windows
+
+    def address(self, buffer: Any) -> int:
+        """Where a buffer's bytes are. No export is kept: the caller keeps the object alive and
+        never resizes it (snapshots, device pages; a window's mapping lives until unmapped)."""
+        ffi = self.ffi
+        return int(ffi.cast("uintptr_t", ffi.from_buffer(buffer)))
+
+    def snapshot(self) -> tuple[memoryview, int]:
+        """A 4 KiB slot for a table's snapshot and its address: slices of one allocation per
+        SNAPSHOT_SLAB tables (one address lookup for them all); a slot is released with the
+        last reference to it (the slab with the last of its slots)."""
+        if not self._slots:
+            slab = memoryview(bytearray(SNAPSHOT_SLAB * PAGE_SIZE))
+            base = self.address(slab)
+            slots = [(slab[k * PAGE_SIZE : (k + 1) * PAGE_SIZE], base + k * PAGE_SIZE) for k in range(SNAPSHOT_SLAB)]
+            slots.reverse()
+            self._slots = slots
+        return self._slots.pop()
+
+    def guest_address(self, gfn: int) -> int:
+        """Where the guest page ``gfn`` is in this process, if a readable window with an fd
+        holds it; else 0."""
+        w = self.dma.find(gfn << PAGE_SHIFT, PAGE_SIZE)
+        if w is None:
+            return 0
+        base = self._bases.get(w)
+        if base is None:
+            view = w.view
+            if view is None or not w.prot & PROT_READ:
+                return 0
+            base = self._bases[w] = self.address(view)
+        return base + ((gfn - w.first_gfn) << PAGE_SHIFT)
+
+    def read(self, address: int) -> bytes:
+        ffi = self.ffi
+        return ffi.buffer(ffi.cast("char *", address), PAGE_SIZE)[:]  # type: ignore[no-any-return]
+
+    def sync_leaf(
+        self, guest: int, snap: int, shadow: int, ips: bool, valid: bool
+    ) -> tuple[set[DmaWindow], bool, bool] | None:
+        """dm_pt_sync_leaf: None when the guest table equals the valid snapshot; else the
+        windows whose frames the shadow now holds, whether a present entry found no usable
+        window, and whether one of those lay in a window without an fd or read right."""
+        if self._table is None:
+            self._load()
+        lib = self.lib
+        flags = lib.dm_pt_sync_leaf(self.struct, guest, snap, shadow, ips, valid, self._used, self._nused)
+        if flags & lib.DM_PT_SAME:
+            return None
+        windows = self._windows
+        used = {windows[i] for i in self._used[0 : self._nused[0]]}
+        return used, bool(flags & lib.DM_PT_UNBACKED), bool(flags & lib.DM_PT_UNUSABLE)
+
+    def sync_leaves(
+        self, guest: array[int], snap: array[int], shadow: array[int], flags: bytes
+    ) -> tuple[list[int], list[int]]:
+        """dm_pt_sync_leaves over at most LEAF_BATCH tables: each one's dm_pt_sync_leaf result and
+        the index in :attr:`windows` of the one window it uses (-1 none, -2 several)."""
+        if self._table is None:
+            self._load()
+        ffi = self.ffi
+        n = len(flags)
+        self.lib.dm_pt_sync_leaves(
+            self.struct,
+            n,
+            ffi.from_buffer("uint64_t[]", guest),
+            ffi.from_buffer("uint64_t[]", snap),
+            ffi.from_buffer("uint64_t[]", shadow),
+            flags,
+            self._results,
+            self._window_of,
+        )
+        return self._results[0:n], self._window_of[0:n]
+
+    @property
+    def windows(self) -> tuple[DmaWindow, ...]:
+        return self._windows
+
+    def same(self, a: int, b: int) -> bool:
+        return bool(self.lib.dm_pt_same(a, b))
+
+    def diff(self, old: int, new: bytes) -> list[int]:
+        n = self.lib.dm_pt_diff(old, new, self._diff)
+        return self._diff[0:n]  # type: ignore[no-any-return]
+
+    def first_changed(self, guest: Any, snap: Any, start: int, n: int) -> int:
+        """The first of tables [start, n) whose guest table (at the address in ``guest``,
+        an array of "Q") differs from its snapshot (``snap``), or n."""
+        ffi = self.ffi
+        return self.lib.dm_pt_first_changed(  # type: ignore[no-any-return]
+            ffi.from_buffer("uint64_t[]", guest), ffi.from_buffer("uint64_t[]", snap), start, n
+        )
