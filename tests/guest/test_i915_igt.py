@@ -17,6 +17,7 @@ import re
 import pytest
 
 import harness
+from script_boots import boot, check_line
 from test_i915_probe import guest_checks
 
 pytestmark = pytest.mark.guest
@@ -64,28 +65,7 @@ def boots():
     return {}
 
 
-def boot(boots, script, platform):
-    if (script, platform) not in boots:
-        outdir = harness.output_dir(f"guest/test_i915_igt.py/{script}-{platform}")
-        try:
-            boots[script, platform] = harness.run_guest([script], outdir, platform=platform,
-                                                        timeout=harness.script_options(script)["timeout"])
-        except harness.HarnessError as e:
-            boots[script, platform] = e
-    result = boots[script, platform]
-    if isinstance(result, harness.HarnessError):
-        pytest.fail(f"the boot of test_{script}.py on {platform} did not complete: {result}", pytrace=False)
-    return result
-
-
 @pytest.mark.parametrize("script,platform,key", list(cases()))
 def test_i915_igt(script, platform, key, boots):
-    result = boot(boots, script, platform)
-    section = result.sections.get(script)
-    assert section is not None and not section.open, f"test_{script}.py did not finish:\n" + result.console[-4000:]
-    desc = dict(CHECKS[script])[key]
-    found = [r for r in section.results if r.description == desc]
-    if not found:
-        pytest.fail(f"test_{script}.py reported no line for {desc!r} (logs in {result.outdir})", pytrace=False)
-    line = found[0]
-    assert line.ok, f"{line}\n(logs in {result.outdir}: console.log, dmesg.log, device.log)"
+    result = boot(boots, "test_i915_igt.py", script, platform)
+    check_line(result, script, dict(CHECKS[script])[key])
