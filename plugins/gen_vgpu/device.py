@@ -134,7 +134,7 @@ class GenVgpu(Device):
         self.gt = GtRegisters(
             self.info.platform, engines.reset_engines, lambda e: engines[e].idle, self.runner.invalidate_tlb
         )
-        self.display = display.make(self.tasks, self.interrupts, self.gt)
+        self.display = display.make(self.tasks, self.interrupts, self.gt, page_reader(self.ggtt, self.dma))
         rom = display.rom_region()
         if rom is not None:
             self.set_region(rom)

@@ -18,6 +18,8 @@ from devmodel.errors import OutOfRange
 from ..interrupts import Interrupts
 from ..mmio.gt import GtRegisters
 from ..platform import Platform, PlatformInfo
+from .crc import pipe_crc
+from .decode import PageOf
 from .display import Display, DisplayConfig
 from .edid import make_edid
 from .monitor import Monitor
@@ -82,14 +84,17 @@ class DisplayParts:
     def present(self) -> bool:
         return self.options.mode == "dp"
 
-    def make(self, tasks: TaskQueue, interrupts: Interrupts, gt: GtRegisters) -> Display | None:
-        """The display part (None headless) with its pcode answers; the device passes its
-        handlers to the table's ``populate`` and attaches it once the rows are in."""
+    def make(self, tasks: TaskQueue, interrupts: Interrupts, gt: GtRegisters, page_of: PageOf) -> Display | None:
+        """The display part (None headless) with its pcode answers and its pipe CRC, which
+        reads the planes through ``page_of``; the device passes its handlers to the table's
+        ``populate`` and attaches it once the rows are in."""
         if not self.present:
             return None
         monitor = Monitor(self.options.edid or make_edid())
         gt.pcode_reply = pcode_reply
-        return Display(self.info.platform, tasks, interrupts, DisplayConfig(monitor))
+        display = Display(self.info.platform, tasks, interrupts, DisplayConfig(monitor))
+        display.frame_crc = lambda pipe, ctl: pipe_crc(display, page_of, pipe, ctl)
+        return display
 
     def rom_region(self) -> Region | None:
         """Region 6, the expansion ROM with the VBT, when there is one."""

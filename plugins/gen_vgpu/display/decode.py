@@ -20,7 +20,7 @@ from ..mmio import display_regs as r
 from ..platform import Platform
 from .display import Display, PlaneState
 
-__all__ = ["Frame", "Surface", "decode_screen", "read_surface", "tiled_offset"]
+__all__ = ["Frame", "Surface", "decode_pipe", "decode_screen", "read_surface", "tiled_offset"]
 
 log = logging.getLogger(__name__)
 _unsupported = OncePerReason(log)
@@ -260,13 +260,23 @@ def decode_screen(display: Display, page_of: PageOf) -> Frame:
     p = display.lit_pipe()
     if p is None:
         return Frame(0, 0, bytearray(), None)
+    return decode_pipe(display, page_of, p)
+
+
+def decode_pipe(display: Display, page_of: PageOf, p: int, layers: int | None = None) -> Frame:
+    """Pipe ``p``'s latched planes composed at its source size, without catching up on vblanks
+    (the pipe CRC calls this from inside one). ``layers``: a bit per plane (the cursor last)
+    to compose, every one when None."""
     src = display.rf.get(r.pipe_reg(r.PIPESRC, p))
     width, height = (src >> 16) + 1, (src & 0xFFFF) + 1
     frame = Frame(width, height, bytearray(width * height * 4), p)
     pipe = display.pipes[p]
-    for plane in pipe.planes[:-1]:
+    for i, plane in enumerate(pipe.planes[:-1]):
+        if layers is not None and not layers >> i & 1:
+            continue
         surface = _plane_surface(display, plane, width, height)
         if surface is not None:
             _draw_plane(frame, page_of, surface)
-    _draw_cursor(frame, page_of, pipe.planes[-1].live)
+    if layers is None or layers >> (len(pipe.planes) - 1) & 1:
+        _draw_cursor(frame, page_of, pipe.planes[-1].live)
     return frame

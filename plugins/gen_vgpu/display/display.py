@@ -82,6 +82,7 @@ class DisplayCounters:
     aux_timeouts: int = 0
     hotplugs: int = 0
     timers: int = 0
+    crcs: int = 0
 
 
 class Display(RegisterBlock):
@@ -104,6 +105,8 @@ class Display(RegisterBlock):
         self._monitor_aux = r.aux_channels(platform)[self.port if platform is Platform.SKL else 1]
         self._delivery_queued = False
         self.on_frame: list[Callable[[int], None]] = []  # hears of each processed vblank (pipe)
+        # (pipe, PIPE_CRC_CTL) -> the CRC of the source's picture (crc.py, set by DisplayParts)
+        self.frame_crc: Callable[[int, int], int] | None = None
 
     # --- the table's handlers (mmio/display_regs.py) ----------------------------------------
 
@@ -118,6 +121,7 @@ class Display(RegisterBlock):
             "frmcount": Hooks(read=self._read_frmcount),
             "plane_surf": Hooks(write=self._write_surf),
             "plane_surflive": Hooks(read=self._read_surflive),
+            "pipe_crc_ctl": Hooks(write=self._write_crc_ctl),
         }
         if self.platform is Platform.BDW:
             out["lcpll"] = Hooks(write=self._write_lcpll)
@@ -330,11 +334,32 @@ class Display(RegisterBlock):
         for hear in self.on_frame:
             hear(pipe.index)
         bank = r.DE_PIPE_BANK + 0x10 * pipe.index
-        if not self.rf.get(bank + BANK_IMR) & r.DE_PIPE_VBLANK:
-            self.counters.vblank_irqs += 1
-            self.interrupts.fire_bank(bank, r.DE_PIPE_VBLANK, deliver=not in_read)
+        events = r.DE_PIPE_VBLANK
+        if self._crc(pipe):
+            events |= r.DE_PIPE_CRC_DONE
+        events &= ~self.rf.get(bank + BANK_IMR)
+        if events:
+            self.counters.vblank_irqs += bool(events & r.DE_PIPE_VBLANK)
+            self.interrupts.fire_bank(bank, events, deliver=not in_read)
             if in_read:
                 self._deliver_later()
+
+    def _crc(self, pipe: _Pipe) -> bool:
+        """At a vblank: the CRC of the picture just latched into PIPE_CRC_RES_1, if enabled.
+        Vblanks processed together give one CRC, of the picture now (the last frame's)."""
+        ctl = self.rf.get(r.pipe_reg(r.PIPE_CRC_CTL, pipe.index))
+        if not ctl & r.PIPE_CRC_ENABLE or self.frame_crc is None:
+            return False
+        self.counters.crcs += 1
+        self.rf.set(r.pipe_reg(r.PIPE_CRC_RES_1, pipe.index), self.frame_crc(pipe.index, ctl))
+        return True
+
+    def _write_crc_ctl(self, offset: int, old: int, new: int) -> None:
+        # A CRC-done interrupt is due at each vblank while enabled: the timer follows.
+        pipe = self._pipe_of(offset)
+        if pipe.on:
+            self._advance(pipe, self.clock())
+        self._update_timer(pipe)
 
     def _line(self, pipe: _Pipe, now: float) -> int:
         since = now - (pipe.t0 + pipe.frames * pipe.period)
@@ -358,7 +383,10 @@ class Display(RegisterBlock):
     def _wants_timer(self, pipe: _Pipe) -> bool:
         bank = r.DE_PIPE_BANK + 0x10 * pipe.index
         rf = self.rf
-        return pipe.on and bool(~rf.get(bank + BANK_IMR) & rf.get(bank + BANK_IER) & r.DE_PIPE_VBLANK)
+        events = r.DE_PIPE_VBLANK
+        if rf.get(r.pipe_reg(r.PIPE_CRC_CTL, pipe.index)) & r.PIPE_CRC_ENABLE:
+            events |= r.DE_PIPE_CRC_DONE
+        return pipe.on and bool(~rf.get(bank + BANK_IMR) & rf.get(bank + BANK_IER) & events)
 
     def _update_timer(self, pipe: _Pipe) -> None:
         if not self._wants_timer(pipe):
@@ -441,5 +469,6 @@ class Display(RegisterBlock):
         return (
             f"display: monitor {'connected' if self.monitor.connected else 'unplugged'}, pipes on: "
             f"{', '.join(on) or 'none'}; vblanks={c.vblanks} irqs={c.vblank_irqs} flips={c.flips} "
-            f"aux={c.aux_transfers} (timeouts {c.aux_timeouts}) hotplugs={c.hotplugs} timers={c.timers}"
+            f"aux={c.aux_transfers} (timeouts {c.aux_timeouts}) hotplugs={c.hotplugs} timers={c.timers} "
+            f"crcs={c.crcs}"
         )

@@ -78,7 +78,17 @@ TRANS_DDI_FUNC_ENABLE = 1 << 31
 TRANS_DDI_PORT_SHIFT = 28
 LINK_M1 = 0x60040
 LINK_N1 = 0x60044
-PIPE_CRC_CTL = 0x60050
+PIPE_CRC_CTL = 0x60050  # per transcoder; i915's debugfs crtc-N/crc/control writes it
+PIPE_CRC_ENABLE = 1 << 31
+PIPE_CRC_SOURCE_SHIFT_IVB = 29  # BDW: 30:29
+PIPE_CRC_SOURCE_MASK_IVB = 3 << PIPE_CRC_SOURCE_SHIFT_IVB
+PIPE_CRC_SOURCE_PRIMARY_IVB = 0
+PIPE_CRC_SOURCE_SPRITE_IVB = 1
+PIPE_CRC_SOURCE_PF_IVB = 2  # the pipe: i915's "pipe" and "auto"
+PIPE_CRC_SOURCE_SHIFT_SKL = 28  # SKL: 30:28
+PIPE_CRC_SOURCE_MASK_SKL = 7 << PIPE_CRC_SOURCE_SHIFT_SKL
+PIPE_CRC_SOURCE_DMUX_SKL = 4  # the pipe; planes 1-7 are 0, 2, 6, 7, 5, 3, 1
+PIPE_CRC_RES_1 = 0x60064  # PIPE_CRC_RES_1_IVB: the only result i915 reads on gen8+
 PIPEDSL = 0x70000
 TRANSCONF = 0x70008
 TRANSCONF_ENABLE = 1 << 31
@@ -316,6 +326,22 @@ def _rows() -> tuple[Row, ...]:
                 rw_mask=RO,
                 handler="frmcount",
                 note="vblanks since the pipe was enabled",
+            ),
+        ]
+        rows += [
+            Row(
+                f"PIPE_CRC_CTL_{n}",
+                pipe_reg(PIPE_CRC_CTL, p),
+                display=d,
+                handler="pipe_crc_ctl",
+                note="enable and source: a CRC of the source's picture at each vblank",
+            ),
+            Row(
+                f"PIPE_CRC_RES_1_{n}",
+                pipe_reg(PIPE_CRC_RES_1, p),
+                display=d,
+                rw_mask=RO,
+                note="the last vblank's CRC (CRC-32 of the decoded picture, display/crc.py)",
             ),
         ]
         rows += [*_plane_rows(BDW, p), *_plane_rows(SKL, p)]
