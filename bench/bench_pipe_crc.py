@@ -79,8 +79,7 @@ def main() -> int:
         verdict = ""
         if width == 1024:
             verdict = f" (target {TARGET_MS:.0f} ms: {'met' if med <= TARGET_MS else 'not met'})"
-        print(f"pipe CRC {width}x{height} XRGB8888 + 64x64 cursor: median {med:.2f} ms, best {min(ms):.2f} ms"
-              f"{verdict}")
+        print(f"pipe CRC {width}x{height} XRGB8888 + 64x64 cursor: median {med:.2f} ms, best {min(ms):.2f} ms{verdict}")
     return 0
 
 

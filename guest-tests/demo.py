@@ -5,6 +5,11 @@ on every engine, 1,000 batches in a row with their rate, and the test picture dr
 XY_COLOR_BLT and XY_SRC_COPY_BLT on the blitter by execbuf, checked pixel by pixel in the guest
 (guest-tests/guest/test_i915_demo.py); the host saves it as a PNG.
 
+Then the display (the i915 image, the vGPU's DisplayPort monitor on): the console i915's fbcon
+draws, decoded by the host through devmodel's inspection socket and saved as a PNG with what it
+shows, and a small KMS client in the guest (test_i915_kms_demo.py: dumb buffers, SETCRTC and a
+page flip with its event) whose test pattern the host decodes and checks pixel for pixel.
+
 Then the vGPU driven directly, without i915 (the base image): the guest finds the device,
 builds an i915-style 4-level PPGTT in its own memory and draws the same picture through the
 vGPU's blitter, with the other engines, interrupts and a hang (test_enum, bar0, ggtt, intx,
@@ -28,11 +33,12 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(1, str(HERE / "guest"))  # gpulib: the picture the guest must have drawn
 
 import gpulib  # noqa: E402
-from harness import DeviceModel, HarnessError, picture_from_console, run_guest, write_png  # noqa: E402
+from harness import DeviceModel, GuestChannel, HarnessError, picture_from_console, run_guest, write_png  # noqa: E402
+from harness.screen import Screen, describe_console  # noqa: E402
 
 PICTURE_ARG = "devmodel.picture=1"
 TAP_LINE = re.compile(r"^(ok|not ok) \d+ - (.*)$")
-COUNTERS = re.compile(r"devmodel: (execlists|workloads|interrupts|shadow PPGTT): (.*)$", re.MULTILINE)
+COUNTERS = re.compile(r"devmodel: (execlists|workloads|interrupts|shadow PPGTT|display): (.*)$", re.MULTILINE)
 FIGURE = "# figure: "
 
 
@@ -46,11 +52,14 @@ class Part:
     timeout: float     # the boot's deadline, seconds
     drawn_by: str      # who drew the picture, for the line that names its PNG
     every_line: bool   # print each TAP result; else one line per script (and every failure)
+    display: bool = False  # the monitor on; the host answers the guest's screen questions
 
 
 PARTS = (
     Part("i915", "Debian's generic 6.1 kernel with its own, unmodified i915",
          ("i915_demo",), 300.0, "by the vGPU's blitter through i915 (execbuf from guest user space)", True),
+    Part("display", "i915 with the vGPU's display: fbcon's console and a KMS client's page flip",
+         ("i915_kms_demo",), 600.0, "by a KMS client (dumb buffer, page flip)", True, display=True),
     # What each base-image script shows, in the order a reader wants it: the device, its
     # registers and GGTT, INTx, then the engines and the picture.
     Part("direct", "scripts that drive the vGPU directly, without i915 (PPGTT, execlists, CSB, INTx)",
@@ -154,11 +163,41 @@ def summary(lines: dict[str, str]) -> list[str]:
         i = fields(lines["interrupts"])
         out.append(f"interrupts: {i.get('events', 0)} engine events reached an IIR ({i.get('masked_events', 0)} "
                    f"masked by IMR); {i.get('raised', 0)} raised to QEMU")
+    if "display" in lines:
+        out.append(f"display: {lines['display']}")
     if "shadow PPGTT" in lines:
         s = fields(lines["shadow PPGTT"])
         out.append(f"shadow page tables: {s.get('tables_created', 0)} built for the guest's PPGTT "
                    f"({s.get('tables_freed', 0)} freed when the guest went away)")
     return out
+
+
+class ScreenQuestions:
+    """The host's answers to the display part's guest: it decodes the screen (devmodel inspect
+    screen), keeps it as a PNG and says what it is. ``ok`` holds each question's verdict."""
+
+    def __init__(self, socket: str, logs: Path) -> None:
+        self.screen = Screen(socket, logs)
+        self.logs = logs
+        self.ok: dict[str, bool] = {}
+
+    def __call__(self, tag: str, payload: dict[str, int]) -> str:
+        if tag == "console":
+            width, height, rgb, ms = self.screen.grab("console.png")
+            d = describe_console(rgb, width, height)
+            say(f"  [display] the console fbcon drew, decoded in {ms:.1f} ms and saved: {self.logs / 'console.png'}")
+            say(f"  [display]   {width}x{height}, {d['colours']} colours, {d['lit_pixels']} lit pixels; text on "
+                f"{d['text_lines']} of {height // 16} console lines (16 pixel rows each), the widest "
+                f"{d['widest_line_cells']} of {width // 8} character cells")
+            good = d["colours"] > 1 and d["text_lines"] >= payload["lines"] and d["lit_pixels"] < width * height // 4
+            self.ok[tag] = good
+            return ("ok: " if good else "fail: ") + ", ".join(f"{k} {v}" for k, v in d.items())
+        if tag == "pattern":
+            answer = self.screen.check_pattern("kms.png", payload["width"], payload["height"])
+            say(f"  [display] the KMS client's flip, decoded and saved: {self.logs / 'kms.png'}: {answer}")
+            self.ok[tag] = answer.startswith("ok")
+            return answer
+        return f"fail: unknown question {tag}"
 
 
 def boot(part: Part, out: Path, platform: str, trace: str | None = None) -> bool:
@@ -171,16 +210,27 @@ def boot(part: Part, out: Path, platform: str, trace: str | None = None) -> bool
     say(f"[{part.name} 1/3] devmodel serve --device gen_vgpu --platform {platform}{traced}; QEMU (TCG) boots a "
         f"Linux guest on it: {part.title}")
     extra = ("--trace", trace, "--trace-file", str(logs / "trace.log")) if trace else ()
-    device = DeviceModel(logs, platform=platform, log_level="info", extra_args=extra)
+    device = DeviceModel(logs, platform=platform, log_level="info", extra_args=extra,
+                         display="dp" if part.display else "none")
     follower = ConsoleFollower(logs / "console.log", part.name, part.every_line)
+    channel = GuestChannel() if part.display else None
+    questions = None
     try:
         device.start()
         follower.start()
+        qemu_args: list[str] = []
+        if channel is not None:
+            questions = ScreenQuestions(str(device.socket), logs)
+            channel.serve(questions)
+            qemu_args = channel.qemu_args()
         try:
-            result = run_guest(list(part.scripts), logs, timeout=part.timeout, device=device, append=PICTURE_ARG)
+            result = run_guest(list(part.scripts), logs, timeout=part.timeout, device=device, append=PICTURE_ARG,
+                               qemu_args=qemu_args)
         finally:
             follower.done.set()
             follower.join(5.0)
+            if channel is not None:
+                channel.close()
             device.stop()  # the device model logs its counters as it exits
     except HarnessError as exc:
         say(f"  FAILED: {exc}")
@@ -191,7 +241,12 @@ def boot(part: Part, out: Path, platform: str, trace: str | None = None) -> bool
             say(f"  problem in test_{name}.py: {p}")
 
     say(f"[{part.name} 2/3] the picture")
-    picture_ok = save_picture(result.console, logs / "picture.png", part.drawn_by)
+    if questions is not None:
+        picture_ok = questions.ok.get("console", False) and questions.ok.get("pattern", False)
+        say("  the host found the console's text and every pixel of the pattern" if picture_ok
+            else f"  the host's screen checks: {questions.ok}")
+    else:
+        picture_ok = save_picture(result.console, logs / "picture.png", part.drawn_by)
     say(f"[{part.name} 3/3] what the device did (its counters at exit)")
     for line in summary(counters(device.log_text())):
         say(f"  {line}")
@@ -259,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
         say("FAILED: " + ", ".join(f"the {name} part" for name, ok in passed.items() if not ok))
         return 1
     say("PASSED: Debian's unmodified i915 bound to the vGPU and ran batches on its four engines from guest user "
-        f"space; the picture it drew: {out / 'i915' / 'picture.png'}")
+        f"space; the picture it drew: {out / 'i915' / 'picture.png'}; its console on the vGPU's monitor: "
+        f"{out / 'display' / 'console.png'}, a KMS client's page flip: {out / 'display' / 'kms.png'}")
     return 0
 
 

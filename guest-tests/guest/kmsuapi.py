@@ -159,7 +159,7 @@ class Card:
         return data.raw[: f[1]]
 
     def create_blob(self, data):
-        keep, addr = _buf(len(data))
+        _keep, addr = _buf(len(data))  # alive until the ioctl returns
         ctypes.memmove(addr, data, len(data))
         return self.ioctl(IOCTL_CREATEPROPBLOB, CREATE_BLOB, addr, len(data), 0)[2]
 
@@ -189,7 +189,7 @@ class Card:
         self.ioctl(IOCTL_RMFB, RMFB, fb_id)
 
     def set_crtc(self, crtc_id, fb_id, conn_ids, mode):
-        ids, addr = _buf(4 * len(conn_ids))
+        _ids, addr = _buf(4 * len(conn_ids))  # alive until the ioctl returns
         ctypes.memmove(addr, struct.pack("%dI" % len(conn_ids), *conn_ids), 4 * len(conn_ids))
         fields = struct.unpack(MODEINFO, mode.raw) if mode else (0,) * 14 + (b"",)
         self.ioctl(IOCTL_SETCRTC, CRTC, addr, len(conn_ids), crtc_id, fb_id, 0, 0, 0, 1 if mode else 0, *fields)

@@ -11,6 +11,8 @@ are printed as "# figure NAME: VALUE". Needs devmodel.channel=1 on the command l
 """
 # devmodel-guest: image=i915 timeout=900
 import errno
+import functools
+import itertools
 import os
 import re
 import select
@@ -58,8 +60,8 @@ def pattern_row(y, width, height, order="xrgb", square=False):
     a black column every 16 pixels; ``square``: the 8x8 white square of the different picture."""
     shade = 96 + y * 159 // (height - 1)
     out = []
-    for r, g, b in BARS:
-        r, g, b = r * shade // 255, g * shade // 255, b * shade // 255
+    for bar in BARS:
+        r, g, b = (c * shade // 255 for c in bar)
         px = bytes((b, g, r, 0)) if order == "xrgb" else bytes((r, g, b, 0))
         out.append((bytes(4) + px * 15) * (width // 8 // 16))
     row = b"".join(out)
@@ -90,7 +92,7 @@ def pipe_crc(frames=2, timeout=30.0):
         f.write("auto")
     fd = os.open(CRC_DIR + "/data", os.O_RDONLY)
     try:
-        got = []
+        got: list[tuple[int, int]] = []
         deadline = time.monotonic() + timeout
         buf = b""
         while len(got) < frames:
@@ -132,6 +134,10 @@ def set_status(name, value):
         f.write(value)
 
 
+def has_status(name, want):
+    return read_status(name) == want
+
+
 def read_status(name):
     with open("/sys/class/drm/card0-%s/status" % name) as f:
         return f.read().strip()
@@ -163,7 +169,7 @@ def main():
     if card is not None:
         run(card, tap, host, results, platform)
         card.close()
-    figures = {}
+    figures: dict[str, str] = {}
     results["kms_vblank"] = kms_vblank(tap, figures)
     results["forced"] = forced(tap)
     for key, value in figures.items():
@@ -230,7 +236,7 @@ def run(card, tap, host, results, platform):
                     fb = card.add_fb2(w, h, fmt, handle, pitch, mod)
                     card.rm_fb(fb)
                 except OSError as e:
-                    got = e.errno
+                    got = e.errno or errno.EIO
                 matrix.append("%s/%s:%s" % (fname, mname, "ok" if not got else errno.errorcode.get(got, got)))
                 tiled_y = mname in ("Y", "Yf")
                 if platform == "skl" or mname == "linear" or (mname == "X" and fname != "ARGB8888"):
@@ -308,7 +314,7 @@ def run(card, tap, host, results, platform):
         secs = time.monotonic() - start
         tap.diag("figure flips_per_second: %.1f (%d flips with events in %.2f s; vblanks %d..%d)"
                  % (FLIPS / secs, FLIPS, secs, seqs[0], seqs[-1]))
-        if any(b <= a for a, b in zip(seqs, seqs[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(seqs)):
             return "sequence numbers do not increase: %s" % seqs
         return ""
 
@@ -375,7 +381,8 @@ def kms_vblank(tap, figures):
         return "%s is not in the image" % KMS_VBLANK
     for what in ("query", "event"):
         try:
-            r = subprocess.run([KMS_VBLANK, "-w", what, "-r", "1"], capture_output=True, text=True, timeout=120)
+            r = subprocess.run([KMS_VBLANK, "-w", what, "-r", "1"], capture_output=True, text=True, timeout=120,
+                               check=False)
         except subprocess.TimeoutExpired:
             return "kms_vblank -w %s: still running after 120 s" % what
         out = (r.stdout + r.stderr).strip()
@@ -394,7 +401,7 @@ def forced(tap):
     seen = []
     for value, want in (("off", "disconnected"), ("on", "connected"), ("detect", "connected")):
         set_status(name, value)
-        ok = i915lib.wait_for(lambda w=want: read_status(name) == w, 30.0)
+        ok = i915lib.wait_for(functools.partial(has_status, name, want), 30.0)
         seen.append("%s->%s" % (value, read_status(name)))
         if not ok:
             return "status %s: %s" % (value, ", ".join(seen))
