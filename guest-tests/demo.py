@@ -34,7 +34,7 @@ sys.path.insert(1, str(HERE / "guest"))  # gpulib: the picture the guest must ha
 
 import gpulib  # noqa: E402
 from harness import DeviceModel, GuestChannel, HarnessError, picture_from_console, run_guest, write_png  # noqa: E402
-from harness.screen import Screen, describe_console  # noqa: E402
+from harness.screen import ScreenQuestions  # noqa: E402
 
 PICTURE_ARG = "devmodel.picture=1"
 TAP_LINE = re.compile(r"^(ok|not ok) \d+ - (.*)$")
@@ -172,34 +172,6 @@ def summary(lines: dict[str, str]) -> list[str]:
     return out
 
 
-class ScreenQuestions:
-    """The host's answers to the display part's guest: it decodes the screen (devmodel inspect
-    screen), keeps it as a PNG and says what it is. ``ok`` holds each question's verdict."""
-
-    def __init__(self, socket: str, logs: Path) -> None:
-        self.screen = Screen(socket, logs)
-        self.logs = logs
-        self.ok: dict[str, bool] = {}
-
-    def __call__(self, tag: str, payload: dict[str, int]) -> str:
-        if tag == "console":
-            width, height, rgb, ms = self.screen.grab("console.png")
-            d = describe_console(rgb, width, height)
-            say(f"  [display] the console fbcon drew, decoded in {ms:.1f} ms and saved: {self.logs / 'console.png'}")
-            say(f"  [display]   {width}x{height}, {d['colours']} colours, {d['lit_pixels']} lit pixels; text on "
-                f"{d['text_lines']} of {height // 16} console lines (16 pixel rows each), the widest "
-                f"{d['widest_line_cells']} of {width // 8} character cells")
-            good = d["colours"] > 1 and d["text_lines"] >= payload["lines"] and d["lit_pixels"] < width * height // 4
-            self.ok[tag] = good
-            return ("ok: " if good else "fail: ") + ", ".join(f"{k} {v}" for k, v in d.items())
-        if tag == "pattern":
-            answer = self.screen.check_pattern("kms.png", payload["width"], payload["height"])
-            say(f"  [display] the KMS client's flip, decoded and saved: {self.logs / 'kms.png'}: {answer}")
-            self.ok[tag] = answer.startswith("ok")
-            return answer
-        return f"fail: unknown question {tag}"
-
-
 def boot(part: Part, out: Path, platform: str, trace: str | None = None) -> bool:
     """One part: a device model of its own, one boot, the picture and the counters. True when
     every script passed and the picture is right. ``trace``: devmodel serve --trace patterns,
@@ -220,7 +192,7 @@ def boot(part: Part, out: Path, platform: str, trace: str | None = None) -> bool
         follower.start()
         qemu_args: list[str] = []
         if channel is not None:
-            questions = ScreenQuestions(str(device.socket), logs)
+            questions = ScreenQuestions(str(device.socket), logs, lambda line: say(f"  [{part.name}] {line}"))
             channel.serve(questions)
             qemu_args = channel.qemu_args()
         try:

@@ -42,11 +42,10 @@ def main():
     tap.ok(bound and not failed, CHECKS[0][1], failed or ("" if bound else "no /dev/fb0"))
     host = gvtlib.HostChannel()
     tty = os.open("/dev/tty1", os.O_WRONLY)
-    text = "".join("devmodel demo %02d: Debian's i915 draws this console on the vGPU's DisplayPort monitor\n" % i
-                   for i in range(LINES))
-    os.write(tty, text.encode())
-    time.sleep(1.0)  # fbcon draws from a work item
-    answer = host.ask("console", {"lines": LINES})
+    lines = ["devmodel demo %02d: Debian's i915 draws this console on the vGPU's DisplayPort monitor" % i
+             for i in range(LINES)]
+    os.write(tty, "".join(line + "\n" for line in lines).encode())
+    answer = host.ask("console", {"lines": LINES, "cells": max(map(len, lines))})
     tap.diag("host: %s" % answer)
     tap.ok(answer.startswith("ok"), CHECKS[1][1], answer)
     reason = ""

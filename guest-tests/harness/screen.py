@@ -1,12 +1,17 @@
 """The host's view of what a guest shows on the vGPU's display: the screen decoded through
 devmodel's inspection socket (`inspect screen`, a PNG), the KMS test pattern that
 guest-tests/guest/test_i915_kms.py draws (the host's copy of its pattern_row), checked pixel for
-pixel, and a description of a text console (fbcon) picture."""
+pixel, a description of a text console (fbcon) picture, and the answers to the demo's display
+part."""
 import base64
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from devmodel.transport.control import control_path, query
 from gen_vgpu.display.png import decode_png_rgb
+
+from .paths import timeout_scale
 
 BARS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (255, 0, 255), (255, 255, 255),
         (128, 128, 128))
@@ -80,3 +85,45 @@ class Screen:
         if wrong:
             return "fail: " + wrong
         return "ok: %dx%d, every pixel is the pattern's, decoded in %.1f ms" % (w, h, ms)
+
+
+CONSOLE_DEADLINE = 60.0  # seconds for fbcon to draw a guest's console lines
+
+
+class ScreenQuestions:
+    """The host's answers to guest-tests/guest/test_i915_kms_demo.py (ci/demo's display part):
+    "console" decodes the screen, keeps it as console.png, says what it shows and checks that the
+    guest's text lines are on it; "pattern" checks the KMS client's test pattern pixel for pixel
+    (kms.png). ``ok`` holds each question's verdict; ``report`` gets the lines to show."""
+
+    def __init__(self, socket: str, outdir: Path, report: Callable[[str], None]) -> None:
+        self.screen = Screen(socket, outdir)
+        self.outdir = Path(outdir)
+        self.report = report
+        self.ok: dict[str, bool] = {}
+
+    def __call__(self, tag: str, payload: dict[str, int]) -> str:
+        if tag == "console":
+            # fbcon draws from a work item, through the trapped aperture: look again until the
+            # guest's lines are all there, under a deadline.
+            deadline = time.monotonic() + CONSOLE_DEADLINE * timeout_scale()
+            while True:
+                width, height, rgb, ms = self.screen.grab("console.png")
+                d = describe_console(rgb, width, height)
+                if d["text_lines"] >= payload["lines"] or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            self.report(f"the console fbcon drew, decoded in {ms:.1f} ms and saved: {self.outdir / 'console.png'}")
+            self.report(f"  {width}x{height}, {d['colours']} colours, {d['lit_pixels']} lit pixels; text on "
+                        f"{d['text_lines']} of {height // CELL_ROWS} console lines ({CELL_ROWS} pixel rows each), "
+                        f"the widest {d['widest_line_cells']} of {width // 8} character cells")
+            good = (d["colours"] > 1 and d["text_lines"] >= payload["lines"]
+                    and d["widest_line_cells"] == payload["cells"] and d["lit_pixels"] < width * height // 4)
+            self.ok[tag] = good
+            return ("ok: " if good else "fail: ") + ", ".join(f"{k} {v}" for k, v in d.items())
+        if tag == "pattern":
+            answer = self.screen.check_pattern("kms.png", payload["width"], payload["height"])
+            self.report(f"the KMS client's flip, decoded and saved: {self.outdir / 'kms.png'}: {answer}")
+            self.ok[tag] = answer.startswith("ok")
+            return answer
+        return f"fail: unknown question {tag}"

@@ -6,12 +6,16 @@ test here. This test answers the script's "pattern" questions: it decodes the sc
 devmodel's inspection socket and checks the test pattern pixel for pixel (kept as
 OUTDIR/kms-N.png). The figures the script prints (flips per second, the vblank clock's error,
 kms_vblank's rates) are in the boot test's output.
+
+Then ci/demo's display part on BDW (guest-tests/guest/test_i915_kms_demo.py, the host's side
+harness/screen.py ScreenQuestions, as the demo runs it): the console fbcon draws, decoded and
+checked for the guest's text lines, and a KMS client's page flip to the test pattern.
 """
 
 import pytest
 
 import harness
-from harness.screen import Screen
+from harness.screen import Screen, ScreenQuestions
 from test_i915_probe import guest_checks
 
 pytestmark = pytest.mark.guest
@@ -83,3 +87,24 @@ def test_kms(platform, key, desc, boots):
     if not found:
         pytest.fail(f"test_{SCRIPT}.py reported no line for {desc!r} (logs in {result.outdir})", pytrace=False)
     assert found[0].ok, f"{found[0]}\n(logs in {result.outdir}: console.log, dmesg.log, device.log, kms-*.png)"
+
+
+DEMO = "i915_kms_demo"
+
+
+@pytest.mark.xdist_group("i915-kms-demo-bdw")
+@pytest.mark.timeout((harness.script_options(DEMO)["timeout"] + 120) * harness.timeout_scale())
+def test_demo_display_part():
+    outdir = harness.output_dir("guest/test_kms_guest.py/demo-bdw")
+    lines = []
+    with harness.DeviceModel(outdir, platform="bdw", display="dp") as dev, harness.GuestChannel() as channel:
+        questions = ScreenQuestions(dev.socket, outdir, lines.append)
+        channel.serve(questions)
+        result = harness.run_guest([DEMO], outdir, timeout=harness.script_options(DEMO)["timeout"], device=dev,
+                                   qemu_args=channel.qemu_args())
+    section = result.sections.get(DEMO)
+    print("\n".join(lines))
+    print(section.text() if section else result.console[-4000:])
+    assert not channel.errors, "the host's answers failed:\n" + "\n".join(channel.errors)
+    assert questions.ok == {"console": True, "pattern": True}, questions.ok
+    assert section is not None and not section.open and not result.problems(DEMO), result.problems(DEMO)
