@@ -96,7 +96,7 @@ DEMO = "i915_kms_demo"
 @pytest.mark.timeout((harness.script_options(DEMO)["timeout"] + 120) * harness.timeout_scale())
 def test_demo_display_part():
     outdir = harness.output_dir("guest/test_kms_guest.py/demo-bdw")
-    lines = []
+    lines: list[str] = []
     with harness.DeviceModel(outdir, platform="bdw", display="dp") as dev, harness.GuestChannel() as channel:
         questions = ScreenQuestions(dev.socket, outdir, lines.append)
         channel.serve(questions)
