@@ -11,6 +11,10 @@ the framebuffers' formats, tilings and addresses; any pixel that differs changes
 Sources (i915 6.1 ``ivb_pipe_crc_ctl_reg``, ``skl_pipe_crc_ctl_reg``): a plane alone on black
 at the pipe's source size, or the pipe (every plane and the cursor composed). BDW's sprite is
 not decoded, so its source is a black picture.
+
+A pipe source larger than MAX_PIXELS is not decoded and reports 0: the CRC runs at every vblank
+inside the frame clock's processing, and a guest's PIPESRC can ask for 8192x4096 (128 MiB a
+frame); real modes, up to 4096x2304, stay below it.
 """
 
 from __future__ import annotations
@@ -22,10 +26,11 @@ from ..platform import Platform
 from .decode import PageOf, decode_pipe
 from .display import Display
 
-__all__ = ["pipe_crc", "source_layers"]
+__all__ = ["MAX_PIXELS", "pipe_crc", "source_layers"]
 
 # SKL's source field (30:28) -> the plane (0-based) it selects; DMUX is the whole pipe.
 _SKL_PLANE_OF_SOURCE = {0: 0, 2: 1, 6: 2, 7: 3, 5: 4, 3: 5, 1: 6}
+MAX_PIXELS = 4096 * 2304
 
 
 def source_layers(platform: Platform, ctl: int, planes: int) -> int | None:
@@ -47,6 +52,9 @@ def source_layers(platform: Platform, ctl: int, planes: int) -> int | None:
 
 def pipe_crc(display: Display, page_of: PageOf, pipe: int, ctl: int) -> int:
     """The CRC of pipe ``pipe``'s picture from the source PIPE_CRC_CTL ``ctl`` selects."""
+    src = display.rf.get(r.pipe_reg(r.PIPESRC, pipe))
+    if ((src >> 16) + 1) * ((src & 0xFFFF) + 1) > MAX_PIXELS:
+        return 0
     layers = source_layers(display.platform, ctl, len(display.pipes[pipe].planes) - 1)
     frame = decode_pipe(display, page_of, pipe, layers)
     pixels = frame.pixels
