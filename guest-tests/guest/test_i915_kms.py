@@ -41,7 +41,7 @@ CHECKS = (
     ("modeset", "SETCRTC lights the connector with a dumb buffer; GETCRTC reads its fb and mode back"),
     ("host-pattern", "the host decodes the test pattern pixel for pixel (linear and X-tiled XRGB8888, XBGR8888)"),
     ("flips", "page flips with events: each completes, vblank sequence numbers increase"),
-    ("vblank", "WAIT_VBLANK: the counter advances by the vblanks waited for, timestamps increase"),
+    ("vblank", "WAIT_VBLANK: the counter advances by at least the vblanks waited for, timestamps increase"),
     ("cursor", "the legacy cursor: set, moved, removed; the pipe CRC sees it and comes back without it"),
     ("blobs", "property blobs: created, read back, destroyed; the connector's EDID blob"),
     ("crc-equal", "pipe CRC: the same picture as linear and X-tiled XRGB8888 and as XBGR8888 gives equal CRCs"),
@@ -330,7 +330,10 @@ def run(card, tap, host, results, platform):
                  % (100 * (wall - expected) / expected, s1 - s0, wall, expected, mode.refresh))
         tap.diag("figure vblank_timestamp_error: %+.2f%% (timestamps %.3f s apart)"
                  % (100 * ((ts1 - ts0) - expected) / expected, ts1 - ts0))
-        if s1 - s0 != VBLANKS:
+        # The reply holds the counter when the waiter ran again: on a loaded host the vblank
+        # interrupt can come late and the counter then moves by several at once (drm reads
+        # PIPE_FRMCOUNT), so it is at least, not exactly, the vblanks waited for.
+        if s1 - s0 < VBLANKS:
             return "waited for %d vblanks, the counter moved %d" % (VBLANKS, s1 - s0)
         return "" if ts1 > ts0 else "timestamps %.6f then %.6f" % (ts0, ts1)
 
