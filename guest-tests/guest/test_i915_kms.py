@@ -112,12 +112,13 @@ def pipe_crc(frames=2, timeout=30.0):
 class Fb:
     """A dumb buffer mapped into this process and a framebuffer on it."""
 
-    def __init__(self, card, width, height, fmt=kms.XRGB8888, modifier=None, tiling="linear", **kw):
+    def __init__(self, card, width, height, fmt=kms.XRGB8888, modifier=None, tiling="linear", blank=False, **kw):
         self.card = card
         self.handle, self.pitch, self.size = card.create_dumb(width, height)
-        m = card.map_dumb(self.handle, self.size)
-        fill(m, self.pitch, width, height, tiling, **kw)
-        m.close()
+        if not blank:  # a new dumb buffer reads as zeros: black
+            m = card.map_dumb(self.handle, self.size)
+            fill(m, self.pitch, width, height, tiling, **kw)
+            m.close()
         self.id = card.add_fb2(width, height, fmt, self.handle, self.pitch, modifier)
 
 

@@ -56,9 +56,7 @@ def main():
         _connection, _type, _enc, modes = card.connector(conns[0])
         mode = modes[0]
         w, h = mode.hdisplay, mode.vdisplay
-        black = Fb.__new__(Fb)
-        black.handle, black.pitch, black.size = card.create_dumb(w, h)  # dumb buffers start zeroed
-        black.id = card.add_fb2(w, h, kms.XRGB8888, black.handle, black.pitch)
+        black = Fb(card, w, h, blank=True)
         start = time.monotonic()
         pattern = Fb(card, w, h)
         tap.diag("figure: the %dx%d pattern written into a dumb buffer in %.2f s" % (w, h, time.monotonic() - start))
