@@ -50,8 +50,11 @@ EXECLIST_STATUS_LO = 0x234
 EXECLIST_STATUS_HI = 0x238
 CONTEXT_CONTROL = 0x244
 GFX_MODE = 0x29C
+RING_TIMESTAMP = 0x358
+RING_TIMESTAMP_UDW = 0x35C
 CSB_BASE = 0x370  # CSB_ENTRIES x (status dword, context-ID dword)
 CSB_PTR = 0x3A0
+RING_CTX_TIMESTAMP = 0x3A8
 
 # RING_CTL: the ring's size in pages, minus one, in bits 20:12 (i915's RING_CTL_SIZE)
 RING_NR_PAGES = 0x001FF000
@@ -215,5 +218,34 @@ ROWS: tuple[Row, ...] = (
         rw_mask=CSB_PTR_READ_MASK | CSB_PTR_WRITE_MASK,
         cmd=_MAY_NOT_LOAD,
         note="read pointer 0, write pointer 7 after reset",
+    ),
+    # The command streamer's timestamp clock (timestamp.py). A command stream stores them with
+    # MI_STORE_REGISTER_MEM (i915's cmd parser and GVT-g allow it); a load of RING_TIMESTAMP
+    # changes nothing, one of CTX_TIMESTAMP sets the running context's count.
+    Row(
+        "RING_TIMESTAMP",
+        RING_TIMESTAMP,
+        engine=True,
+        rw_mask=RO,
+        handler="ring_timestamp",
+        cmd=Cmd.RW,
+        note="the timestamp clock's low dword: 12.5 MHz (BDW), 12 MHz (SKL)",
+    ),
+    Row(
+        "RING_TIMESTAMP_UDW",
+        RING_TIMESTAMP_UDW,
+        engine=True,
+        rw_mask=RO,
+        handler="ring_timestamp_udw",
+        cmd=Cmd.RW,
+        note="the timestamp clock's high dword",
+    ),
+    Row(
+        "CTX_TIMESTAMP",
+        RING_CTX_TIMESTAMP,
+        engine=True,
+        handler="ctx_timestamp",
+        cmd=Cmd.RW,
+        note="counts while a context is active; loaded from and saved to its image",
     ),
 )

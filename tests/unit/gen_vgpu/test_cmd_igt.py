@@ -187,6 +187,21 @@ def test_math_gprs_lrr_lrm_srm_and_timestamps(rig: Rig) -> None:
     assert not rig.dev.engines[EngineId.RCS].hung and ctx_id
 
 
+def test_the_blitter_timestamp_through_mmio_and_srm_is_one_clock(rig: Rig) -> None:
+    """gem_latency: BCS RING_TIMESTAMP read through the BAR before and after a batch that
+    stores it with MI_STORE_REGISTER_MEM; the stored value lies between the two reads."""
+    tree = Tree(rig.guest, 4)
+    batch, data = tree.buffer(BUF, 2 * PAGE, shuffle=False)
+    bcs_timestamp = engine_by_id(EngineId.BCS).reg(c.RING_TIMESTAMP)
+    before = rig.r(bcs_timestamp)
+    run_batch(rig, tree, batch, [*c.srm(bcs_timestamp, BUF + PAGE), c.MI_BATCH_BUFFER_END], EngineId.BCS)
+    rig.run()
+    after = rig.r(bcs_timestamp)
+    stored = rig.guest.d(data)
+    assert before <= stored <= after and after > before
+    assert not rig.dev.engines[EngineId.BCS].hung
+
+
 def test_copy_atomics_store_index_and_a_canonical_store(rig: Rig) -> None:
     tree = Tree(rig.guest, 4)
     batch, data = tree.buffer(BUF, 2 * PAGE, shuffle=False)
