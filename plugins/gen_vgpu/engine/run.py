@@ -585,6 +585,13 @@ class _Run:
         write(space, rec.address, new.to_bytes(rec.size, "little"))
 
     def store_data_index(self, rec: StoreDataIndex, child: Frame | None) -> None:
+        if not self.stack[-1].frame.privileged:
+            # A privileged command in a user batch: a no-op with CP_PRIV in EIR (which i915
+            # masks in EMR: "the HW is validating and suppressing the mistakes").
+            eir = self.workload.engine.reg(r.EIR)
+            rf = self.runner.registers
+            rf.set(eir, rf.get(eir) | r.EIR_CP_PRIV)
+            return
         data = rec.value.to_bytes(8, "little")[: rec.size]
         write(self.space_ggtt, self.workload.descriptor.lrca + rec.offset, data)
 

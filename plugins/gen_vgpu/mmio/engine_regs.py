@@ -64,6 +64,8 @@ def ring_size(ring_ctl: int) -> int:
     return (ring_ctl & RING_NR_PAGES) + 0x1000
 
 
+# EIR / EMR: a privilege violation, the command replaced by a no-op (i915's CP_PRIV; it masks it)
+EIR_CP_PRIV = 1 << 2
 # MI_MODE (masked)
 STOP_RING = 1 << 8
 MODE_IDLE = 1 << 9
