@@ -34,12 +34,8 @@ def igt_checks():
 
 
 CHECKS = {"igt": igt_checks(), "i915_sync": guest_checks("i915_sync")}
-_BOTH = {"bdw", "skl"}
 # (script, key) -> (platforms, reason): what fails today for want of other work.
-EXPECTED_TO_FAIL: dict[tuple[str, str], tuple[set[str], str]] = {
-    ("igt", "gem_latency"): (_BOTH, "registers: BCS RING_TIMESTAMP (0x22358) reads 0; gem_latency waits on it"),
-    ("igt", "gem_wsim"): (_BOTH, "commands: MI_LOAD_REGISTER_IMM with header bit 19 (0x11080001) is refused"),
-}
+EXPECTED_TO_FAIL: dict[tuple[str, str], tuple[set[str], str]] = {}
 
 _unknown = {k for k in EXPECTED_TO_FAIL if k[1] not in dict(CHECKS[k[0]])}
 assert not _unknown, f"EXPECTED_TO_FAIL names checks the scripts do not have: {sorted(_unknown)}"
