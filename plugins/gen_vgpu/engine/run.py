@@ -444,6 +444,11 @@ class _Run:
 
     def batch_start(self, rec: BatchStart, child: Frame | None) -> None:
         assert child is not None  # the scanner gives every batch start its frame
+        # The batch the engine is in, as i915's error capture and debugfs read it.
+        rf, base = self.runner.registers, self.workload.engine.base
+        rf.set(base + r.RING_BBADDR, rec.address & 0xFFFFFFFF)
+        rf.set(base + r.RING_BBADDR_UDW, rec.address >> 32)
+        rf.set(base + r.RING_BBSTATE, r.BBSTATE_PPGTT if rec.ppgtt else 0)
         chained = bool(self.stack[-1].frame.level) and not rec.second_level
         if chained and rec.address == self.stack[-1].address:
             # A batch that starts itself again (IGT's spinner): it runs until the CPU writes

@@ -64,6 +64,8 @@ def ring_size(ring_ctl: int) -> int:
     return (ring_ctl & RING_NR_PAGES) + 0x1000
 
 
+# RING_BBSTATE: the batch is in the PPGTT (the address-space indicator)
+BBSTATE_PPGTT = 1 << 5
 # EIR / EMR: a privilege violation, the command replaced by a no-op (i915's CP_PRIV; it masks it)
 EIR_CP_PRIV = 1 << 2
 # MI_MODE (masked)
@@ -171,12 +173,12 @@ ROWS: tuple[Row, ...] = (
         cmd=_MAY_NOT_LOAD,
         note="READY_TO_RESET follows REQUEST_RESET at once",
     ),
-    Row("RING_BBSTATE", RING_BBSTATE, engine=True, cmd=_MAY_NOT_LOAD),
-    Row("RING_SBBADDR", RING_SBBADDR, engine=True, cmd=_MAY_NOT_LOAD),
-    Row("RING_SBBSTATE", RING_SBBSTATE, engine=True, cmd=_MAY_NOT_LOAD),
-    Row("RING_SBBADDR_UDW", RING_SBBADDR_UDW, engine=True, cmd=_MAY_NOT_LOAD),
-    Row("RING_BBADDR", RING_BBADDR, engine=True, cmd=_MAY_NOT_LOAD),
-    Row("RING_BBADDR_UDW", RING_BBADDR_UDW, engine=True, cmd=_MAY_NOT_LOAD),
+    Row("RING_BBSTATE", RING_BBSTATE, engine=True, cmd=_MAY_NOT_LOAD, note="bit 5: the last batch started is PPGTT"),
+    Row("RING_SBBADDR", RING_SBBADDR, engine=True, cmd=_MAY_NOT_LOAD, note="0: i915 only prints it"),
+    Row("RING_SBBSTATE", RING_SBBSTATE, engine=True, cmd=_MAY_NOT_LOAD, note="0: i915 prints it"),
+    Row("RING_SBBADDR_UDW", RING_SBBADDR_UDW, engine=True, cmd=_MAY_NOT_LOAD, note="0: i915 prints it"),
+    Row("RING_BBADDR", RING_BBADDR, engine=True, cmd=_MAY_NOT_LOAD, note="the last batch the engine started"),
+    Row("RING_BBADDR_UDW", RING_BBADDR_UDW, engine=True, cmd=_MAY_NOT_LOAD, note="its bits 47:32"),
     # Execlists (engine/execlist.py).
     Row("ELSP", ELSP, engine=True, handler="elsp", cmd=_MAY_NOT_LOAD, note="four writes submit; reads 0"),
     Row(

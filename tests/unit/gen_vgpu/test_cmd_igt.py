@@ -327,3 +327,15 @@ def test_a_semaphore_wait_holds_the_batch_until_memory_says_go(rig: Rig) -> None
     rig.mem.write(data, struct.pack("<I", 1))
     rig.run_until(lambda: rig.dev.engines[EngineId.RCS].running is None)
     assert rig.guest.d(data + 8) == 0x600D and not rig.dev.engines[EngineId.RCS].hung
+
+
+def test_the_engine_reports_the_batch_it_is_in(rig: Rig) -> None:
+    """RING_BBADDR/_UDW and RING_BBSTATE, as i915's error capture reads them."""
+    tree = Tree(rig.guest, 4)
+    (batch,) = tree.buffer(HIGH & ((1 << 48) - 1), PAGE)
+    rig.mem.write(batch, struct.pack("<I", c.MI_BATCH_BUFFER_END))
+    ctx = rig.context(ENG, tree)
+    rig.submit(ctx, c.bb_start(HIGH & ((1 << 48) - 1)))
+    rig.run()
+    assert rig.r(RCS_BASE + 0x140) == 0x1000 and rig.r(RCS_BASE + 0x168) == 0x8000
+    assert rig.r(RCS_BASE + 0x110) == 1 << 5  # PPGTT
