@@ -33,12 +33,8 @@ def script_options(name):
     for m in OPTION.finditer(text):
         for word in m.group(1).split():
             key, _, val = word.partition("=")
-            if key == "timeout":
-                opts[key] = float(val)
-            elif key == "memory":
-                opts[key] = int(val)
-            else:
-                opts[key] = val if key == "image" else True
+            opts[key] = (float(val) if key == "timeout" else int(val) if key == "memory"
+                         else val if key == "image" else True)
     return opts
 
 
