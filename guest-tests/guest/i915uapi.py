@@ -63,9 +63,12 @@ DRM_IOCTL_I915_QUERY = _iowr(DRM_COMMAND_BASE + 0x39, struct.calcsize(QUERY))
 GEM_BUSY = "II"                       # handle, busy (out: bits 31:16 engines reading, 15:0 the writer)
 GEM_SET_DOMAIN = "III"                # handle, read_domains, write_domain
 GEM_MMAP_OFFSET = "IIQQQ"             # handle, pad, offset (out: the fake offset to mmap), flags, extensions
+GEM_SET_TILING = "IIII"               # handle, tiling_mode, stride, swizzle_mode (out)
 DRM_IOCTL_I915_GEM_BUSY = _iowr(DRM_COMMAND_BASE + 0x17, struct.calcsize(GEM_BUSY))
 DRM_IOCTL_I915_GEM_SET_DOMAIN = _iow(DRM_COMMAND_BASE + 0x1F, struct.calcsize(GEM_SET_DOMAIN))
 DRM_IOCTL_I915_GEM_MMAP_OFFSET = _iowr(DRM_COMMAND_BASE + 0x24, struct.calcsize(GEM_MMAP_OFFSET))
+DRM_IOCTL_I915_GEM_SET_TILING = _iowr(DRM_COMMAND_BASE + 0x21, struct.calcsize(GEM_SET_TILING))
+TILING_NONE, TILING_X, TILING_Y = 0, 1, 2
 # mmap_offset flags: through the aperture (GGTT, BAR2) or a CPU mapping of the pages.
 MMAP_OFFSET_GTT, MMAP_OFFSET_WC, MMAP_OFFSET_WB = 0, 1, 2
 DOMAIN_CPU, DOMAIN_GTT = 0x1, 0x40
@@ -196,6 +199,10 @@ class Drm:
 
     def set_domain(self, handle, read_domains, write_domain=0):
         self.ioctl(DRM_IOCTL_I915_GEM_SET_DOMAIN, GEM_SET_DOMAIN, handle, read_domains, write_domain)
+
+    def set_tiling(self, handle, mode, stride):
+        """The object's tiling (TILING_*) and stride; returns the swizzle mode i915 reports."""
+        return self.ioctl(DRM_IOCTL_I915_GEM_SET_TILING, GEM_SET_TILING, handle, mode, stride, 0)[3]
 
     def mmap(self, handle, size, kind):
         """An mmap.mmap of the object: kind MMAP_OFFSET_GTT (through the aperture) or a CPU

@@ -7,7 +7,7 @@ Every wait has a deadline; a failure raises HarnessError with the logs that expl
 from .channel import GuestChannel
 from .device import DeviceModel
 from .errors import HarnessError
-from .guest import GuestResult, dmesg_of, guest_scripts, run_guest, script_image, script_options
+from .guest import GuestResult, dmesg_of, guest_scripts, run_guest, script_image, script_memory, script_options
 from .paths import GUEST_IMAGES, find_guest_image, find_qemu, output_dir, repo_root, timeout_scale
 from .picture import Picture, picture_from_console, png_bytes, write_png
 from .qemu import Qemu, Qtest, vfio_user_device
@@ -16,6 +16,6 @@ from .tap import Section, parse_console
 __all__ = [
     "HarnessError", "GUEST_IMAGES", "find_guest_image", "find_qemu", "repo_root", "output_dir", "timeout_scale",
     "DeviceModel", "GuestChannel", "Qemu", "Qtest", "vfio_user_device", "Section", "parse_console",
-    "GuestResult", "dmesg_of", "guest_scripts", "run_guest", "script_image", "script_options",
+    "GuestResult", "dmesg_of", "guest_scripts", "run_guest", "script_image", "script_memory", "script_options",
     "Picture", "picture_from_console", "png_bytes", "write_png",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 from .device import DeviceModel
 from .errors import HarnessError
 from .paths import find_guest_image, repo_root, timeout_scale
-from .qemu import Qemu
+from .qemu import DEFAULT_MEMORY_MB, Qemu
 from .tap import parse_console
 
 GUEST_DIR = repo_root() / "guest-tests" / "guest"
@@ -24,7 +24,7 @@ def script_options(name):
     the lane on its own), timeout=SECONDS, image=NAME (the guest image it needs; "base" when
     not given), no-posted-writes (QEMU's vfio-user client waits for each BAR write's reply:
     the script reads back at once, through guest RAM, what it wrote through the aperture;
-    docs/igt.md)."""
+    docs/igt.md), memory=MIB (guest RAM; DEFAULT_MEMORY_MB when not given)."""
     path = GUEST_DIR / ("test_%s.py" % name)
     if not path.is_file():
         raise HarnessError("no guest script %s" % path.relative_to(repo_root()))
@@ -33,8 +33,14 @@ def script_options(name):
     for m in OPTION.finditer(text):
         for word in m.group(1).split():
             key, _, val = word.partition("=")
-            opts[key] = float(val) if key == "timeout" else val if key == "image" else True
+            opts[key] = (float(val) if key == "timeout" else int(val) if key == "memory"
+                         else val if key == "image" else True)
     return opts
+
+
+def script_memory(tests):
+    """The guest RAM a boot of TESTS needs, in MiB: the most any of them asks for."""
+    return max([DEFAULT_MEMORY_MB] + [script_options(t).get("memory", 0) for t in tests])
 
 
 def script_image(name):
@@ -111,7 +117,7 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
     cmdline = "console=ttyS0 panic=-1 quiet no_timer_check devmodel.tests=%s%s %s %s" % (
         ",".join(tests), " devmodel.dmesg=1 log_buf_len=1M" if dmesg else "", append,
         os.environ.get("DEVMODEL_GUEST_APPEND", ""))
-    qemu = Qemu(outdir, socket=socket, kernel=kernel, initrd=initrd,
+    qemu = Qemu(outdir, socket=socket, kernel=kernel, initrd=initrd, memory_mb=script_memory(tests),
                 append=cmdline.strip(), reboot=reboot, device_props=device_props, extra_args=qemu_args)
     try:
         qemu.start()

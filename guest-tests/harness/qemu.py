@@ -22,11 +22,17 @@ def vfio_user_device(socket, dev_id="vgpu0", addr="03.0", **props):
     return json.dumps(dev, separators=(",", ":"))
 
 
+# Guest RAM unless a script asks for more (its memory=MIB option). The memory is a shared memfd
+# QEMU and the device both map; a guest touches only what it uses, so a larger size costs the
+# host only the pages the guest's working set reaches.
+DEFAULT_MEMORY_MB = 512
+
+
 class Qemu:
     """One QEMU process. Its serial console goes to OUTDIR/console.log, stderr to
     OUTDIR/qemu.log; with qmp=True a QMP socket is at self.qmp_path."""
 
-    def __init__(self, outdir, socket=None, kernel=None, initrd=None, append="", memory_mb=512,
+    def __init__(self, outdir, socket=None, kernel=None, initrd=None, append="", memory_mb=DEFAULT_MEMORY_MB,
                  qmp=False, reboot=False, device_props=None, extra_args=(), qemu=None):
         self.outdir = Path(outdir)
         self.qemu = qemu or find_qemu()

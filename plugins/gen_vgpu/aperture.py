@@ -10,7 +10,7 @@ Fences: an access inside the range of a valid fence register (0x100000 + 8 * i, 
 ``i965_write_fence_reg`` writes them on GEN6+: low dword start address bits 31:12, bit 1 Y
 tiling, bit 0 valid; high dword the last page's address bits 31:12 and pitch / 128 - 1 in
 bits 11:0) sees the fenced surface linear: byte L of the range is byte L % pitch of row
-L // pitch, found in the tiled memory (engine/tiling.py's layouts; no bit-6 swizzling).
+L // pitch, found in the tiled memory (tiles.py's layouts; no bit-6 swizzling).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import NamedTuple
 from devmodel.device.dma import DmaMap
 from devmodel.device.registers import RegisterFile
 
-from .engine.tiling import Tiling, locate
 from .gtt.ggtt import Ggtt
 from .mmio.regs import FENCE_COUNT, FENCE_REG_BASE, FENCE_REG_STRIDE
+from .tiles import Tiling, locate
 
 __all__ = ["Aperture", "Fence", "decode_fence"]
 

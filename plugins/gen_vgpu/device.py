@@ -36,6 +36,7 @@ from .mmio.row import Hooks
 from .mmio.table import populate, table_for
 from .mmio.unlisted import UnlistedLog
 from .platform import PLATFORMS, Platform, PlatformInfo
+from .timestamp import CsClock
 from .trace_events import PPGTT_CREATE, PPGTT_DESTROY
 
 __all__ = ["CLASS_CODE", "DEFAULT_APERTURE_SIZE", "DEFAULT_HIDDEN_SIZE", "GenVgpu"]
@@ -118,17 +119,21 @@ class GenVgpu(Device):
         self.ppgtt = Ppgtt(  # a DMA listener
             self.dma, self.info.pte_ops, self.info.has_ips, max_shadow_pages, max_shadow_mms
         )
+        timestamp = CsClock.for_platform(self.info.platform, self.tasks.clock)
         self.runner = Runner(
             self.tasks,
             self.ggtt_space,
             self.ppgtt,
             self.registers,
             gm,
+            timestamp,
             watchdog,
             gen=self.info.gen,
         )
         self.interrupts = Interrupts(self.raise_interrupt, lambda: self.set_intx(False))
-        self.engines = Engines(self.interrupts, self.runner, self.ggtt_space.read, self.ggtt_space.write, gm)
+        self.engines = Engines(
+            self.interrupts, self.runner, self.ggtt_space.read, self.ggtt_space.write, gm, timestamp
+        )
         self.runner.attach(self.engines)
         engines = self.engines
         self.gt = GtRegisters(

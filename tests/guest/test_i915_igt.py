@@ -6,7 +6,9 @@ and guest script, each of the script's checks one pytest test here:
   0, its figure printed, no i915 warning, hang or reset);
 - guest-tests/guest/test_i915_sync.py: the busy ioctl and fence waits on a running batch, a
   GTT-mmap write read back through a CPU mmap, parallel submission on every engine for 10 s
-  with i915's heartbeat alive.
+  with i915's heartbeat alive;
+- guest-tests/guest/test_i915_tiled.py: blits between linear, X- and Y-tiled objects and GTT-mmap
+  reads and writes through fences, checked against a CPU tiler (gem_tiled_blits' row).
 
 The checks that fail for want of work outside this area are xfail(strict=True) with the owner
 and reason in EXPECTED_TO_FAIL (docs/igt.md has the device log behind each); a change that
@@ -33,13 +35,9 @@ def igt_checks():
     return (("loaded", "i915 binds, renderD128 exists, the GT is not wedged"),) + tuple((k, k) for k in keys)
 
 
-CHECKS = {"igt": igt_checks(), "i915_sync": guest_checks("i915_sync")}
-_BOTH = {"bdw", "skl"}
+CHECKS = {"igt": igt_checks(), "i915_sync": guest_checks("i915_sync"), "i915_tiled": guest_checks("i915_tiled")}
 # (script, key) -> (platforms, reason): what fails today for want of other work.
-EXPECTED_TO_FAIL: dict[tuple[str, str], tuple[set[str], str]] = {
-    ("igt", "gem_latency"): (_BOTH, "registers: BCS RING_TIMESTAMP (0x22358) reads 0; gem_latency waits on it"),
-    ("igt", "gem_wsim"): (_BOTH, "commands: MI_LOAD_REGISTER_IMM with header bit 19 (0x11080001) is refused"),
-}
+EXPECTED_TO_FAIL: dict[tuple[str, str], tuple[set[str], str]] = {}
 
 _unknown = {k for k in EXPECTED_TO_FAIL if k[1] not in dict(CHECKS[k[0]])}
 assert not _unknown, f"EXPECTED_TO_FAIL names checks the scripts do not have: {sorted(_unknown)}"

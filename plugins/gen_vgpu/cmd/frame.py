@@ -27,7 +27,6 @@ from .records import (
     PostSync,
     SemaphoreWait,
     StoreDataImm,
-    StoreDataIndex,
     StoreRegisterMem,
 )
 from .reject import FieldError
@@ -41,7 +40,6 @@ __all__ = [
     "check_lrm",
     "check_lrr",
     "check_semaphore_wait",
-    "check_store_data_index",
     "check_batch_end",
     "check_batch_start",
     "check_flush_dw",
@@ -194,9 +192,4 @@ def check_copy_mem_mem(rec: CopyMemMem, frame: Frame) -> Frame | None:
 def check_atomic(rec: Atomic, frame: Frame) -> Frame | None:
     if rec.ggtt:
         ggtt_access(frame, rec.address, rec.size)
-    return None
-
-
-def check_store_data_index(rec: StoreDataIndex, frame: Frame) -> Frame | None:
-    store_index(frame)
     return None

@@ -27,6 +27,16 @@ def _mi(opcode: int) -> int:
     return opcode << 23
 
 
+# The register commands' command-streamer-relative MMIO bits (i915's MI_LRI_LRM_CS_MMIO, bit 19,
+# and MI_LRR_SOURCE_CS_MMIO, bit 18) are GEN11+: i915 6.1 sets them only from GEN11, and on
+# GEN8/GEN9 they are reserved bits the command streamer does not act on. IGT's gem_wsim sets
+# them on every generation with absolute offsets below GEN11 (its mmio_base() is the engine's
+# base there), GVT-g's parser reads only these commands' length field, and i915's own parser
+# masks the length alone: the bits are accepted here and the offsets stay absolute.
+_CS_MMIO = bit(19)
+_CS_MMIO_SRC = bit(18)
+
+
 # fmt: off
 MI_NOOP = CommandSpec(
     "MI_NOOP", _mi(0x00), _MI, LengthRule.ONE, ALL_ENGINES, d.noop, rec.Noop,
@@ -52,14 +62,15 @@ MI_STORE_DATA_IMM = CommandSpec(
 MI_LOAD_REGISTER_IMM = CommandSpec(
     "MI_LOAD_REGISTER_IMM", _mi(0x22), _MI, LengthRule.LRI, ALL_ENGINES, d.load_register_imm, rec.LoadRegisterImm,
     check=f.check_lri, handler="load_register",
-    len_mask=0xFF, flags=bit(12),  # 12: force posted; 11:8 byte disables refused
-    doc_dw0="0x11000000 \\| (2n - 1)", doc_flags="12 force-posted (11:8 byte disables refused)",
+    len_mask=0xFF, flags=_CS_MMIO | bit(12),  # 12: force posted; 11:8 byte disables refused
+    doc_dw0="0x11000000 \\| (2n - 1)",
+    doc_flags="19 CS-relative MMIO (GEN11+; ignored, offsets absolute), 12 force-posted (11:8 byte disables refused)",
     doc_does="writes each register, all on the write allow-list")
 MI_STORE_REGISTER_MEM = CommandSpec(
     "MI_STORE_REGISTER_MEM", _mi(0x24), _MI, LengthRule.FIELD, ALL_ENGINES, d.store_register_mem,
     rec.StoreRegisterMem, check=f.check_srm, handler="store_register",
-    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22),
-    doc_flags="22 GGTT", doc_does="stores a register on the read allow-list")
+    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22) | _CS_MMIO,
+    doc_flags="22 GGTT, 19 CS-relative MMIO (GEN11+; ignored)", doc_does="stores a register on the read allow-list")
 MI_FLUSH_DW = CommandSpec(
     "MI_FLUSH_DW", _mi(0x26), _MI, LengthRule.FIELD, _NOT_RCS, d.flush_dw, rec.FlushDw,
     check=f.check_flush_dw, handler="flush_dw",
@@ -116,13 +127,15 @@ MI_MATH = CommandSpec(
 MI_LOAD_REGISTER_REG = CommandSpec(
     "MI_LOAD_REGISTER_REG", _mi(0x2A), _MI, LengthRule.FIELD, ALL_ENGINES, d.load_register_reg,
     rec.LoadRegisterReg, check=f.check_lrr, handler="load_register_reg",
-    len_mask=0xFF, lengths=frozenset({3}),
+    len_mask=0xFF, lengths=frozenset({3}), flags=_CS_MMIO | _CS_MMIO_SRC,
+    doc_flags="19 destination, 18 source CS-relative MMIO (GEN11+; ignored)",
     doc_does="copies a register on the read allow-list to one on the write allow-list")
 MI_LOAD_REGISTER_MEM = CommandSpec(
     "MI_LOAD_REGISTER_MEM", _mi(0x29), _MI, LengthRule.FIELD, ALL_ENGINES, d.load_register_mem,
     rec.LoadRegisterMem, check=f.check_lrm, handler="load_register_mem",
-    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22) | bit(21),
-    doc_flags="22 GGTT, 21 async mode", doc_does="loads a register on the write allow-list from memory")
+    len_mask=0xFF, lengths=frozenset({4}), flags=bit(22) | bit(21) | _CS_MMIO,
+    doc_flags="22 GGTT, 21 async mode, 19 CS-relative MMIO (GEN11+; ignored)",
+    doc_does="loads a register on the write allow-list from memory")
 MI_COPY_MEM_MEM = CommandSpec(
     "MI_COPY_MEM_MEM", _mi(0x2E), _MI, LengthRule.FIELD, ALL_ENGINES, d.copy_mem_mem, rec.CopyMemMem,
     check=f.check_copy_mem_mem, handler="copy_mem_mem",
@@ -138,9 +151,11 @@ MI_ATOMIC = CommandSpec(
     doc_does="read-modify-write of a dword or qword; without inline data only INC, DEC, PREDEC")
 MI_STORE_DATA_INDEX = CommandSpec(
     "MI_STORE_DATA_INDEX", _mi(0x21), _MI, LengthRule.FIELD, ALL_ENGINES, d.store_data_index, rec.StoreDataIndex,
-    check=f.check_store_data_index, handler="store_data_index",
+    handler="store_data_index",
     len_mask=0xFF, lengths=frozenset({3, 4}), flags=bit(21),
-    doc_flags="21 qword", doc_does="writes a dword or qword at an offset in the context's PPHWSP")
+    doc_flags="21 qword",
+    doc_does="writes a dword or qword at an offset in the context's PPHWSP; in a PPGTT batch a no-op that sets "
+             "EIR's privilege-violation bit, as hardware does (i915 masks it; IGT's gem_wsim emits it there)")
 # fmt: on
 
 # Most specific first: a header that matches none of these is unknown.

@@ -32,8 +32,9 @@ from collections.abc import Callable, Iterator
 
 from ..cmd.records import ColorBlt, SrcCopyBlt
 from ..gtt.space import AddressSpace, GgttSpace, PpgttSpace, Span
+from ..tiles import Tiling, locate
 from .blit_accel import BlitAccel
-from .tiling import SWCTRL_DST_Y, SWCTRL_SRC_Y, Tiling, blit_tiling, locate, rows_span
+from .tiling import SWCTRL_DST_Y, SWCTRL_SRC_Y, blit_tiling, rows_span
 
 __all__ = ["BAND", "LINE", "BlitJob"]
 

@@ -19,7 +19,7 @@ from ..gtt.lanes import LANES
 from ..gtt.ops import PteOps
 from ..gtt.space import GgttSpace, PpgttSpace
 from ..gtt.walker import ADDRESS_BITS
-from .tiling import Tiling
+from ..tiles import Tiling
 
 __all__ = ["MAX_PAGES", "BlitAccel", "has_blit_accel"]
 

@@ -23,6 +23,8 @@ __all__ = [
     "RingContext",
     "read_ring_context",
     "write_ring_head",
+    "read_ctx_timestamp",
+    "write_ctx_timestamp",
     "PAGE_SIZE",
     "CONTEXT_MIN_PAGES",
 ]
@@ -49,6 +51,7 @@ CTX_RING_HEAD = 0x05
 CTX_RING_TAIL = 0x07
 CTX_RING_START = 0x09
 CTX_RING_CTL = 0x0B
+CTX_TIMESTAMP = 0x23
 CTX_PDP_UDW = (0x31, 0x2D, 0x29, 0x25)  # PDP0..PDP3 upper dword
 CTX_PDP_LDW = (0x33, 0x2F, 0x2B, 0x27)  # PDP0..PDP3 lower dword
 _CTX_READ_DWORDS = 0x34  # the prefix that holds every field above
@@ -138,3 +141,12 @@ def read_ring_context(read: GmReader, lrca: int) -> RingContext:
 
 def write_ring_head(write: GmWriter, lrca: int, head: int) -> None:
     write(_state_page(lrca) + CTX_RING_HEAD * 4, struct.pack("<I", head & 0xFFFFFFFF))
+
+
+def read_ctx_timestamp(read: GmReader, lrca: int) -> int:
+    value: int = struct.unpack("<I", read(_state_page(lrca) + CTX_TIMESTAMP * 4, 4))[0]
+    return value
+
+
+def write_ctx_timestamp(write: GmWriter, lrca: int, value: int) -> None:
+    write(_state_page(lrca) + CTX_TIMESTAMP * 4, struct.pack("<I", value & 0xFFFFFFFF))

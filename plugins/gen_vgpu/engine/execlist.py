@@ -25,7 +25,10 @@ Event sequences (each CSB write raises the engine's context-switch interrupt):
 - element 0 done and element 1 follows: {ELEMENT_SWITCH | COMPLETE}, element 1 starts;
 - last element done: {ACTIVE_IDLE | COMPLETE}.
 
-Completion writes the image's RING_HEAD := tail before the CSB entry. A hung workload gets no
+Completion writes the image's RING_HEAD := tail before the CSB entry. CTX_TIMESTAMP counts the
+timestamp clock while a context is active: loaded from the image when the context switches in
+and saved to it when it switches out (completed or preempted), before the CSB entry, as
+hardware's context save does (i915 reads the saved value for each context's run time). A hung workload gets no
 event and stays current, as a hung context does on hardware: EXECLIST_STATUS shows it active
 with its context ID, nothing behind it on this engine runs (a lite restore or element 1 waits,
 a preemption request is never served: a hung context reaches no arbitration point), and only
@@ -50,6 +53,7 @@ from ..graphics_memory import GraphicsMemory
 from ..interrupts import GtEvent, Interrupts
 from ..mmio import engine_regs as r
 from ..mmio.row import Hooks
+from ..timestamp import CsClock
 from ..trace_events import (
     CSB,
     EXECLIST_COMPLETE,
@@ -66,7 +70,9 @@ from .context import (
     GmReader,
     GmWriter,
     RingContext,
+    read_ctx_timestamp,
     read_ring_context,
+    write_ctx_timestamp,
     write_ring_head,
 )
 from .executor import Executor, Workload
@@ -123,8 +129,10 @@ class Execlist(RegisterBlock):
         read_gm: GmReader,
         write_gm: GmWriter,
         memory: GraphicsMemory,
+        timestamp: CsClock,
     ) -> None:
         self.engine = engine
+        self.timestamp = timestamp
         self.interrupts = interrupts
         self.executor = executor
         self.read_gm = read_gm
@@ -139,6 +147,10 @@ class Execlist(RegisterBlock):
         self.hung = False  # the current element hung: it stays current until GDRST
         self._seq = 0
         self.last_hang: tuple[Workload, str] | None = None
+        # The active context's CTX_TIMESTAMP is ``_ctx_count`` at tick ``_ctx_since``; no
+        # context active: None, and the register holds the last one's saved count.
+        self._ctx_count = 0
+        self._ctx_since: int | None = None
 
     # --- declarations ----------------------------------------------------------------------
 
@@ -153,6 +165,9 @@ class Execlist(RegisterBlock):
             "elsp": Hooks(read=lambda off: 0, write=self._write_elsp),
             "execlist_status_lo": Hooks(read=self._status_lo),
             "execlist_status_hi": Hooks(read=self._status_hi),
+            "ring_timestamp": Hooks(read=lambda off: self.timestamp.ticks() & 0xFFFFFFFF),
+            "ring_timestamp_udw": Hooks(read=lambda off: self.timestamp.ticks() >> 32 & 0xFFFFFFFF),
+            "ctx_timestamp": Hooks(read=self._ctx_timestamp, write=self._write_ctx_timestamp),
         }
 
     # --- state -----------------------------------------------------------------------------
@@ -181,6 +196,29 @@ class Execlist(RegisterBlock):
 
     def _status_hi(self, offset: int) -> int:
         return self._current[0].descriptor.context_id if self._current else 0
+
+    # --- CTX_TIMESTAMP -----------------------------------------------------------------------
+
+    def _ctx_timestamp(self, offset: int) -> int:
+        if self._ctx_since is None:
+            return self.rf.get(offset)
+        return (self._ctx_count + self.timestamp.ticks() - self._ctx_since) & 0xFFFFFFFF
+
+    def _write_ctx_timestamp(self, offset: int, old: int, new: int) -> None:
+        if self._ctx_since is not None:
+            self._ctx_count = new
+            self._ctx_since = self.timestamp.ticks()
+
+    def _context_in(self, lrca: int) -> None:
+        self._ctx_count = read_ctx_timestamp(self.read_gm, lrca)
+        self._ctx_since = self.timestamp.ticks()
+
+    def _context_out(self, lrca: int) -> None:
+        reg = self.engine.reg(r.RING_CTX_TIMESTAMP)
+        count = self._ctx_timestamp(reg)
+        self._ctx_since = None
+        self.rf.set(reg, count)
+        write_ctx_timestamp(self.write_gm, lrca, count)
 
     # --- submission ------------------------------------------------------------------------
 
@@ -280,6 +318,7 @@ class Execlist(RegisterBlock):
             first = execlist[0].segments[0]
             second = f" then ctx {execlist[1].descriptor.context_id:#x}" if len(execlist) > 1 else ""
             EXECLIST_SUBMIT(self.engine.name, first.context_id, first.descriptor.lrca, first.head, first.tail, second)
+        self._context_in(execlist[0].lrca)
         # GVT-g reports idle-to-active with context ID 0; i915 looks only at the status.
         self._csb(_IDLE_ACTIVE, 0)
         self._start_next()
@@ -309,8 +348,10 @@ class Execlist(RegisterBlock):
             self._start_next()
             return
         self._current.pop(0)
+        self._context_out(element.lrca)
         ctx = element.descriptor.context_id
         if self._current:
+            self._context_in(self._current[0].lrca)
             self._csb(_ELEMENT_SWITCH, ctx)
             self._start_next()
             return
@@ -329,6 +370,8 @@ class Execlist(RegisterBlock):
             if el.lrca == element.lrca:
                 el.segments[0] = dataclasses.replace(el.segments[0], head=stop)
         self._current = pending
+        self._context_out(element.lrca)
+        self._context_in(pending[0].lrca)
         self._csb(_PREEMPTED, element.descriptor.context_id)
         self._start_next()
 
@@ -377,6 +420,7 @@ class Execlist(RegisterBlock):
         self.hung = False
         self._current = []
         self._pending = None
+        self._ctx_since = None  # a reset saves no context
         if running is not None and cancel:
             self.counters.cancelled += 1
             self.executor.cancel(running)
@@ -417,9 +461,11 @@ class Engines:
         read_gm: GmReader,
         write_gm: GmWriter,
         memory: GraphicsMemory,
+        timestamp: CsClock,
     ) -> None:
+        self.timestamp = timestamp
         self.execlists: dict[EngineId, Execlist] = {
-            e.id: Execlist(e, interrupts, executor, read_gm, write_gm, memory) for e in ENGINES
+            e.id: Execlist(e, interrupts, executor, read_gm, write_gm, memory, self.timestamp) for e in ENGINES
         }
 
     def __getitem__(self, engine_id: EngineId) -> Execlist:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import struct
-import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +72,7 @@ from ..mmio import engine_regs as r
 from ..render.errors import RenderRefused
 from ..render.pipeline import Job as RenderJob
 from ..render.pipeline import Pipeline as RenderPipeline
+from ..timestamp import CsClock
 from ..trace_events import SCAN_REJECT
 from .blit import BlitJob
 from .blit_accel import BlitAccel
@@ -81,11 +81,10 @@ from .execlist import Engines
 from .executor import Workload
 from .tiling import BCS_SWCTRL
 
-__all__ = ["TIMESTAMP_NS", "Runner", "RunnerCounters", "Watchdog"]
+__all__ = ["Runner", "RunnerCounters", "Watchdog"]
 
 log = logging.getLogger(__name__)
 
-TIMESTAMP_NS = 80  # the command streamer's timestamp ticks at 12.5 MHz (GEN8; GEN9 12 MHz)
 _USER = int(GtEvent.USER)
 _NOTIFY = int(GtEvent.NOTIFY)
 
@@ -107,9 +106,6 @@ class Watchdog:
 POLL_INTERVAL = 0.001
 # Registers the engine itself produces (offsets from the engine's base).
 GPR_BASE = 0x600  # 16 64-bit general purpose registers, the MI_MATH ALU's
-RING_TIMESTAMP = 0x358
-RING_TIMESTAMP_UDW = 0x35C
-CTX_TIMESTAMP = 0x3A8
 _M64 = (1 << 64) - 1
 
 
@@ -448,6 +444,11 @@ class _Run:
 
     def batch_start(self, rec: BatchStart, child: Frame | None) -> None:
         assert child is not None  # the scanner gives every batch start its frame
+        # The batch the engine is in, as i915's error capture and debugfs read it.
+        rf, base = self.runner.registers, self.workload.engine.base
+        rf.set(base + r.RING_BBADDR, rec.address & 0xFFFFFFFF)
+        rf.set(base + r.RING_BBADDR_UDW, rec.address >> 32)
+        rf.set(base + r.RING_BBSTATE, r.BBSTATE_PPGTT if rec.ppgtt else 0)
         chained = bool(self.stack[-1].frame.level) and not rec.second_level
         if chained and rec.address == self.stack[-1].address:
             # A batch that starts itself again (IGT's spinner): it runs until the CPU writes
@@ -488,17 +489,7 @@ class _Run:
             rf.write32(register, value)
 
     def store_register(self, rec: StoreRegisterMem, child: Frame | None) -> None:
-        write(self._space(rec.ggtt), rec.address, struct.pack("<I", self._register(rec.register)))
-
-    def _register(self, register: int) -> int:
-        """A register as a command reads it: the timestamps tick, the rest is the register file."""
-        off = register - self.workload.engine.base
-        if off in (RING_TIMESTAMP, RING_TIMESTAMP_UDW):
-            ticks = time.monotonic_ns() // TIMESTAMP_NS
-            return (ticks if off == RING_TIMESTAMP else ticks >> 32) & 0xFFFFFFFF
-        if off == CTX_TIMESTAMP:
-            return int(self.engine_time * 1e9) // TIMESTAMP_NS & 0xFFFFFFFF
-        return self.runner.registers.read32(register)
+        write(self._space(rec.ggtt), rec.address, struct.pack("<I", self.runner.registers.read32(rec.register)))
 
     def _dword(self, ggtt: bool, address: int) -> int:
         value: int = struct.unpack("<I", read(self._space(ggtt), address, 4))[0]
@@ -581,7 +572,7 @@ class _Run:
                 zf = accu == 0
 
     def load_register_reg(self, rec: LoadRegisterReg, child: Frame | None) -> None:
-        self.runner.registers.write32(rec.dst, self._register(rec.src))
+        self.runner.registers.write32(rec.dst, self.runner.registers.read32(rec.src))
 
     def load_register_mem(self, rec: LoadRegisterMem, child: Frame | None) -> None:
         self.runner.registers.write32(rec.register, self._dword(rec.ggtt, rec.address))
@@ -599,6 +590,13 @@ class _Run:
         write(space, rec.address, new.to_bytes(rec.size, "little"))
 
     def store_data_index(self, rec: StoreDataIndex, child: Frame | None) -> None:
+        if not self.stack[-1].frame.privileged:
+            # A privileged command in a user batch: a no-op with CP_PRIV in EIR (which i915
+            # masks in EMR: "the HW is validating and suppressing the mistakes").
+            eir = self.workload.engine.reg(r.EIR)
+            rf = self.runner.registers
+            rf.set(eir, rf.get(eir) | r.EIR_CP_PRIV)
+            return
         data = rec.value.to_bytes(8, "little")[: rec.size]
         write(self.space_ggtt, self.workload.descriptor.lrca + rec.offset, data)
 
@@ -606,7 +604,7 @@ class _Run:
         if op is PostSync.NONE:
             return
         if op is PostSync.TIMESTAMP:
-            value = time.monotonic_ns() // TIMESTAMP_NS
+            value = self.runner.timestamp.ticks()
         elif op is PostSync.DEPTH_COUNT:
             value = 0  # nothing is rasterised
         data = (value & 0xFFFFFFFFFFFFFFFF).to_bytes(8, "little")[:size]
@@ -722,10 +720,12 @@ class Runner:
         ppgtt: Ppgtt,
         registers: RegisterFile,
         memory: GraphicsMemory,
+        timestamp: CsClock,
         watchdog: Watchdog | None = None,
         gen: int = 8,
     ) -> None:
         self.tasks = tasks
+        self.timestamp = timestamp
         self.gen = gen  # the EU instruction set and state layouts the render pipeline reads
         self.clock = tasks.clock
         self.ggtt_space = ggtt_space

@@ -50,8 +50,11 @@ EXECLIST_STATUS_LO = 0x234
 EXECLIST_STATUS_HI = 0x238
 CONTEXT_CONTROL = 0x244
 GFX_MODE = 0x29C
+RING_TIMESTAMP = 0x358
+RING_TIMESTAMP_UDW = 0x35C
 CSB_BASE = 0x370  # CSB_ENTRIES x (status dword, context-ID dword)
 CSB_PTR = 0x3A0
+RING_CTX_TIMESTAMP = 0x3A8
 
 # RING_CTL: the ring's size in pages, minus one, in bits 20:12 (i915's RING_CTL_SIZE)
 RING_NR_PAGES = 0x001FF000
@@ -61,6 +64,10 @@ def ring_size(ring_ctl: int) -> int:
     return (ring_ctl & RING_NR_PAGES) + 0x1000
 
 
+# RING_BBSTATE: the batch is in the PPGTT (the address-space indicator)
+BBSTATE_PPGTT = 1 << 5
+# EIR / EMR: a privilege violation, the command replaced by a no-op (i915's CP_PRIV; it masks it)
+EIR_CP_PRIV = 1 << 2
 # MI_MODE (masked)
 STOP_RING = 1 << 8
 MODE_IDLE = 1 << 9
@@ -166,12 +173,12 @@ ROWS: tuple[Row, ...] = (
         cmd=_MAY_NOT_LOAD,
         note="READY_TO_RESET follows REQUEST_RESET at once",
     ),
-    Row("RING_BBSTATE", RING_BBSTATE, engine=True, cmd=_MAY_NOT_LOAD),
-    Row("RING_SBBADDR", RING_SBBADDR, engine=True, cmd=_MAY_NOT_LOAD),
-    Row("RING_SBBSTATE", RING_SBBSTATE, engine=True, cmd=_MAY_NOT_LOAD),
-    Row("RING_SBBADDR_UDW", RING_SBBADDR_UDW, engine=True, cmd=_MAY_NOT_LOAD),
-    Row("RING_BBADDR", RING_BBADDR, engine=True, cmd=_MAY_NOT_LOAD),
-    Row("RING_BBADDR_UDW", RING_BBADDR_UDW, engine=True, cmd=_MAY_NOT_LOAD),
+    Row("RING_BBSTATE", RING_BBSTATE, engine=True, cmd=_MAY_NOT_LOAD, note="bit 5: the last batch started is PPGTT"),
+    Row("RING_SBBADDR", RING_SBBADDR, engine=True, cmd=_MAY_NOT_LOAD, note="0: i915 only prints it"),
+    Row("RING_SBBSTATE", RING_SBBSTATE, engine=True, cmd=_MAY_NOT_LOAD, note="0: i915 prints it"),
+    Row("RING_SBBADDR_UDW", RING_SBBADDR_UDW, engine=True, cmd=_MAY_NOT_LOAD, note="0: i915 prints it"),
+    Row("RING_BBADDR", RING_BBADDR, engine=True, cmd=_MAY_NOT_LOAD, note="the last batch the engine started"),
+    Row("RING_BBADDR_UDW", RING_BBADDR_UDW, engine=True, cmd=_MAY_NOT_LOAD, note="its bits 47:32"),
     # Execlists (engine/execlist.py).
     Row("ELSP", ELSP, engine=True, handler="elsp", cmd=_MAY_NOT_LOAD, note="four writes submit; reads 0"),
     Row(
@@ -215,5 +222,34 @@ ROWS: tuple[Row, ...] = (
         rw_mask=CSB_PTR_READ_MASK | CSB_PTR_WRITE_MASK,
         cmd=_MAY_NOT_LOAD,
         note="read pointer 0, write pointer 7 after reset",
+    ),
+    # The command streamer's timestamp clock (timestamp.py). A command stream stores them with
+    # MI_STORE_REGISTER_MEM (i915's cmd parser and GVT-g allow it); a load of RING_TIMESTAMP
+    # changes nothing, one of CTX_TIMESTAMP sets the running context's count.
+    Row(
+        "RING_TIMESTAMP",
+        RING_TIMESTAMP,
+        engine=True,
+        rw_mask=RO,
+        handler="ring_timestamp",
+        cmd=Cmd.RW,
+        note="the timestamp clock's low dword: 12.5 MHz (BDW), 12 MHz (SKL)",
+    ),
+    Row(
+        "RING_TIMESTAMP_UDW",
+        RING_TIMESTAMP_UDW,
+        engine=True,
+        rw_mask=RO,
+        handler="ring_timestamp_udw",
+        cmd=Cmd.RW,
+        note="the timestamp clock's high dword",
+    ),
+    Row(
+        "CTX_TIMESTAMP",
+        RING_CTX_TIMESTAMP,
+        engine=True,
+        handler="ctx_timestamp",
+        cmd=Cmd.RW,
+        note="counts while a context is active; loaded from and saved to its image",
     ),
 )

@@ -15,6 +15,7 @@ from devmodel.device.registers import RegisterBlock
 
 from ..engines import ENGINES, EngineId, EngineInfo
 from ..platform import Platform
+from ..timestamp import CTC_MODE, CTC_MODE_SKL
 from . import engine_regs as er
 from . import gt_status, regs
 from .row import BDW, RO, SKL, Hooks, Kind, Row
@@ -121,6 +122,14 @@ ROWS: tuple[Row, ...] = (
         note="pipes A-C fused off",
     ),
     Row("SKL_FUSE_STATUS", SKL_FUSE_STATUS, platforms=SKL, reset=SKL_FUSE_STATUS_DONE, rw_mask=RO),
+    Row(
+        "CTC_MODE",
+        CTC_MODE,
+        platforms=SKL,
+        reset=CTC_MODE_SKL,
+        rw_mask=RO,
+        note="timestamp clock: the 24 MHz crystal, shift 2 (12 MHz)",
+    ),
     Row("GUC_STATUS", GUC_STATUS, platforms=SKL, reset=GUC_STATUS_MIA_IN_RESET, rw_mask=RO, note="held in reset"),
     # The flush only orders GGTT updates on hardware; here writes act at once.
     Row("GFX_FLSH_CNTL", regs.GFX_FLSH_CNTL, rw_mask=RO),

@@ -349,6 +349,8 @@ def apply(st: RenderState, dw: Sequence[int]) -> str:
         fn(st, dw)
     except RenderRefused as exc:  # a state command never fails: the draw that needs it does
         st.note(name, str(exc))
+    except IndexError:  # a guest's length field shorter than the command's fields
+        st.note(name, f"{len(dw)} dwords: shorter than its fields")
     else:
         if name in st.unmodelled and name not in _RECORDS_ITSELF:
             st.note(name, None)

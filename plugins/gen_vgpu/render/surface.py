@@ -2,9 +2,7 @@
 gathers and scatters of many texels at once through an address space (a page at a time,
 never outside what the shadow tables map).
 
-Tiles are 4 KiB: X tiles are 512 bytes by 8 rows, row-major inside; Y tiles are 128 bytes by
-32 rows made of 16-byte-wide columns (PRM Volume 5, "Memory Views"). No address swizzling
-(bit 6): the vGPU reports none.
+The tile layouts are tiles.py's; SURFACE_STATE names them with its own codes.
 """
 
 from __future__ import annotations
@@ -16,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..gtt.space import AddressSpace
+from ..tiles import TILE_BYTES, Tiling, offset
 from .errors import RenderRefused
 
 __all__ = ["FORMATS", "Format", "Surface", "gather", "scatter"]
@@ -25,7 +24,8 @@ U8 = npt.NDArray[np.uint8]
 F32 = npt.NDArray[np.float32]
 
 PAGE = 4096
-TILE_LINEAR, TILE_X, TILE_Y = 0, 2, 3
+# SURFACE_STATE DW0 bits 13:12 (1 is W tiling, not modelled)
+_SURFACE_TILING = {0: Tiling.LINEAR, 2: Tiling.X, 3: Tiling.Y}
 SURFTYPE_2D, SURFTYPE_BUFFER, SURFTYPE_NULL = 1, 4, 7
 
 
@@ -53,7 +53,7 @@ class Surface:
     width: int
     height: int
     pitch: int
-    tiling: int
+    tiling: Tiling
     format: Format
 
     @classmethod
@@ -61,13 +61,14 @@ class Surface:
         """A 2D surface from the 16 dwords of a GEN8 SURFACE_STATE."""
         stype = dw[0] >> 29 & 7
         fmt_code = dw[0] >> 18 & 0x1FF
-        tiling = dw[0] >> 12 & 3
+        code = dw[0] >> 12 & 3
         if stype != SURFTYPE_2D:
             raise RenderRefused(f"{where}: surface type {stype} is not modelled (2D only)")
         fmt = FORMATS.get(fmt_code)
         if fmt is None:
             raise RenderRefused(f"{where}: surface format {fmt_code:#x} is not modelled")
-        if tiling == 1:
+        tiling = _SURFACE_TILING.get(code)
+        if tiling is None:
             raise RenderRefused(f"{where}: W tiling is not modelled")
         width = (dw[2] & 0x3FFF) + 1
         height = (dw[2] >> 16 & 0x3FFF) + 1
@@ -82,25 +83,15 @@ class Surface:
             raise RenderRefused(f"{where}: base {base:#x} not aligned to its {fmt.bpp}-byte texels")
         if width * fmt.bpp > pitch:
             raise RenderRefused(f"{where}: width {width} x {fmt.bpp} bytes exceeds pitch {pitch}")
-        if (tiling == TILE_X and pitch % 512) or (tiling == TILE_Y and pitch % 128):
+        if tiling is not Tiling.LINEAR and pitch % tiling.width:
             raise RenderRefused(f"{where}: pitch {pitch} is not a whole number of tiles")
-        if tiling != TILE_LINEAR and base % PAGE:
+        if tiling is not Tiling.LINEAR and base % TILE_BYTES:
             raise RenderRefused(f"{where}: tiled surface base {base:#x} is not 4 KiB aligned")
         return cls(base, width, height, pitch, tiling, fmt)
 
     def offsets(self, xb: Any, y: Any) -> I64:
         """Byte offsets from the base of byte column ``xb`` (bytes into the row) of row ``y``."""
-        xb = np.asarray(xb, dtype=np.int64)
-        y = np.asarray(y, dtype=np.int64)
-        if self.tiling == TILE_X:
-            tile = (y >> 3) * (self.pitch >> 9) + (xb >> 9)
-            out: I64 = tile * PAGE + (y & 7) * 512 + (xb & 511)
-            return out
-        if self.tiling == TILE_Y:
-            tile = (y >> 5) * (self.pitch >> 7) + (xb >> 7)
-            out = tile * PAGE + ((xb & 127) >> 4) * 512 + (y & 31) * 16 + (xb & 15)
-            return out
-        out = y * self.pitch + xb
+        out: I64 = offset(self.tiling, self.pitch, np.asarray(xb, dtype=np.int64), np.asarray(y, dtype=np.int64))
         return out
 
     def texel_addresses(self, x: Any, y: Any) -> I64:

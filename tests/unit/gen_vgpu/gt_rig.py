@@ -19,6 +19,7 @@ from gen_vgpu.mmio.gt import GtRegisters
 from gen_vgpu.mmio.row import Hooks
 from gen_vgpu.mmio.table import populate, table_for
 from gen_vgpu.platform import Platform
+from gen_vgpu.timestamp import CsClock
 
 PAGE = 4096
 GM_SIZE = 4 << 20  # graphics memory [0, 4 MiB) backs every test context and status page
@@ -78,7 +79,9 @@ class Rig:
         self.gm = GraphicsMemory()
         self.irq = Interrupts(self._raise, self._lower)
         self.executor = ManualExecutor(auto=auto)
-        self.engines = Engines(self.irq, self.executor, self.gm.read, self.gm.write, GM)
+        self.now = 0.0  # the timestamp clock's time source, in seconds: a test moves it
+        self.timestamp = CsClock.for_platform(platform, lambda: self.now)
+        self.engines = Engines(self.irq, self.executor, self.gm.read, self.gm.write, GM, self.timestamp)
         self.executor.engines = self.engines
         self.tlb_invalidations = 0
         self.gt = GtRegisters(platform, self.engines.reset_engines, lambda e: self.engines[e].idle, self._tlb)

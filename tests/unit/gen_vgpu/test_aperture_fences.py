@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from gen_vgpu.aperture import decode_fence
-from gen_vgpu.engine.tiling import Tiling
 from gen_vgpu.mmio.regs import FENCE_REG_BASE
+from gen_vgpu.tiles import Tiling
 
 from .engine_rig import GGTT_GPA, Rig
 from .test_blit_tiling import detile

@@ -116,7 +116,6 @@ def test_scanner_checks_for_the_new_commands() -> None:
     assert "GGTT access from a non-privileged" in batch_refused(c.semaphore_wait(0x1000, 0, ggtt=True))
     assert "GGTT access from a non-privileged" in batch_refused(c.copy_mem_mem(0x10, 0x20, src_ggtt=True))
     assert "GGTT access from a non-privileged" in batch_refused(c.atomic(0x40, AtomicOp.INC, ggtt=True))
-    assert "store-index form from a non-privileged" in batch_refused(c.store_data_index(0x40, 1))
     assert "outside this vGPU's graphics memory" in batch_refused(c.lrm(0x2600, 0xF000_0000, ggtt=True), GGTT_BATCH)
     assert "write allow-list" in batch_refused(c.lrr(0x2600, RCS_BASE + 0x30))  # RING_TAIL
     assert "write allow-list" in batch_refused(c.lrm(RCS_BASE + 0x234, 0x1000))  # EXECLIST_STATUS
@@ -185,6 +184,77 @@ def test_math_gprs_lrr_lrm_srm_and_timestamps(rig: Rig) -> None:
     assert words[:7] == (12, 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 12, 0xFFFFFFFF)
     assert 0 < words[7] and (words[8] - words[7]) & 0xFFFFFFFF < 1 << 31  # the timestamp ticks on
     assert not rig.dev.engines[EngineId.RCS].hung and ctx_id
+
+
+def test_the_blitter_timestamp_through_mmio_and_srm_is_one_clock(rig: Rig) -> None:
+    """gem_latency: BCS RING_TIMESTAMP read through the BAR before and after a batch that
+    stores it with MI_STORE_REGISTER_MEM; the stored value lies between the two reads."""
+    tree = Tree(rig.guest, 4)
+    batch, data = tree.buffer(BUF, 2 * PAGE, shuffle=False)
+    bcs_timestamp = engine_by_id(EngineId.BCS).reg(c.RING_TIMESTAMP)
+    before = rig.r(bcs_timestamp)
+    run_batch(rig, tree, batch, [*c.srm(bcs_timestamp, BUF + PAGE), c.MI_BATCH_BUFFER_END], EngineId.BCS)
+    rig.run()
+    after = rig.r(bcs_timestamp)
+    stored = rig.guest.d(data)
+    assert before <= stored <= after and after > before
+    assert not rig.dev.engines[EngineId.BCS].hung
+
+
+CS_MMIO, CS_MMIO_SRC = 1 << 19, 1 << 18  # GEN11+ command-streamer-relative MMIO bits
+
+
+def test_the_gen11_cs_mmio_bits_are_accepted_and_the_offsets_stay_absolute() -> None:
+    """gem_wsim sets them on every generation, with absolute offsets below GEN11."""
+    gpr0 = RCS_BASE + c.GPR
+    lri = c.lri((gpr0 + 4, 0))
+    assert lri[0] | CS_MMIO == 0x11080001  # the header the scanner refused
+    assert dec([lri[0] | CS_MMIO, *lri[1:]]) == dec(lri)
+    srm = c.srm(gpr0, 0x1000)
+    assert dec([srm[0] | CS_MMIO, *srm[1:]]) == dec(srm)
+    lrm = c.lrm(gpr0, 0x1000)
+    assert dec([lrm[0] | CS_MMIO, *lrm[1:]]) == dec(lrm)
+    lrr = c.lrr(RCS_BASE + 0x3A8, gpr0)
+    assert dec([lrr[0] | CS_MMIO | CS_MMIO_SRC, *lrr[1:]]) == LoadRegisterReg(RCS_BASE + 0x3A8, gpr0)
+    # Other reserved header bits are still refused.
+    assert "reserved" in refused([lri[0] | 1 << 17, *lri[1:]]) or refused([lri[0] | 1 << 17, *lri[1:]])
+    assert refused([srm[0] | CS_MMIO_SRC, *srm[1:]])
+
+
+def wsim_duration_loop(base: int, result: int, ticks: int) -> list[int]:
+    """gem_wsim's batch (benchmarks/gem_wsim.c, create_bb) as its dwords: CTX_TIMESTAMP into
+    GPR0, then a loop that reads it into GPR1, stores ~(GPR1 - GPR0) and ends the batch with
+    MI_CONDITIONAL_BATCH_BUFFER_END once that is at most ~ticks, with the CS-MMIO bits set."""
+    ctx_timestamp, gpr0, gpr1 = base + 0x3A8, base + c.GPR, base + c.GPR + 8
+    lrr = c.MI_LOAD_REGISTER_REG | CS_MMIO | CS_MMIO_SRC
+    head = [c.lri((gpr0 + 4, 0))[0] | CS_MMIO, gpr0 + 4, 0, lrr, ctx_timestamp, gpr0, c.MI_NOOP]
+    loop = [
+        c.MI_ARB_CHECK,
+        c.lri((gpr1 + 4, 0))[0] | CS_MMIO, gpr1 + 4, 0,
+        lrr, ctx_timestamp, gpr1,
+        *c.math(c.alu(c.ALU_LOAD, c.SRCA, 1), c.alu(c.ALU_LOAD, c.SRCB, 0), c.alu(c.ALU_SUB),
+                c.alu(c.ALU_STOREINV, 1, c.ACCU)),
+        c.srm(gpr1, result)[0] | CS_MMIO, gpr1, c.lo(result), c.hi(result),
+        *[dw for _ in range(8) for dw in c.store_data_index(2048, 0)],
+        *c.cond_bb_end(result, ~ticks & 0xFFFFFFFF),
+    ]
+    jump = BUF + 4 * len(head)
+    return [*head, *loop, *c.bb_start(jump)]
+
+
+def test_gem_wsims_duration_loop_runs_for_its_context_time(rig: Rig) -> None:
+    tree = Tree(rig.guest, 4)
+    batch, data = tree.buffer(BUF, 2 * PAGE, shuffle=False)
+    ticks = 12_500  # 1 ms at BDW's 12.5 MHz
+    ctx_id = run_batch(rig, tree, batch, wsim_duration_loop(RCS_BASE, BUF + PAGE, ticks))
+    rig.run()
+    execlist = rig.dev.engines[EngineId.RCS]
+    assert execlist.running is None and not execlist.hung and ctx_id
+    elapsed = ~rig.guest.d(data) & 0xFFFFFFFF
+    assert ticks <= elapsed < 1 << 31
+    assert rig.dev.runner.counters.completed == 1
+    # Its MI_STORE_DATA_INDEX padding, privileged, ran as no-ops that flag the violation.
+    assert rig.r(RCS_BASE + 0xB0) & 1 << 2  # EIR: CP_PRIV
 
 
 def test_copy_atomics_store_index_and_a_canonical_store(rig: Rig) -> None:
@@ -257,3 +327,15 @@ def test_a_semaphore_wait_holds_the_batch_until_memory_says_go(rig: Rig) -> None
     rig.mem.write(data, struct.pack("<I", 1))
     rig.run_until(lambda: rig.dev.engines[EngineId.RCS].running is None)
     assert rig.guest.d(data + 8) == 0x600D and not rig.dev.engines[EngineId.RCS].hung
+
+
+def test_the_engine_reports_the_batch_it_is_in(rig: Rig) -> None:
+    """RING_BBADDR/_UDW and RING_BBSTATE, as i915's error capture reads them."""
+    tree = Tree(rig.guest, 4)
+    (batch,) = tree.buffer(HIGH & ((1 << 48) - 1), PAGE)
+    rig.mem.write(batch, struct.pack("<I", c.MI_BATCH_BUFFER_END))
+    ctx = rig.context(ENG, tree)
+    rig.submit(ctx, c.bb_start(HIGH & ((1 << 48) - 1)))
+    rig.run()
+    assert rig.r(RCS_BASE + 0x140) == 0x1000 and rig.r(RCS_BASE + 0x168) == 0x8000
+    assert rig.r(RCS_BASE + 0x110) == 1 << 5  # PPGTT

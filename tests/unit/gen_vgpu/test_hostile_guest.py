@@ -150,6 +150,7 @@ def test_a_ring_is_refused_exactly_when_the_scanner_refuses_it(dwords: list[int]
         (page,) = tree.buffer(BUF, PAGE)
         ctx = rig.context(RCS, tree)
         ring = c.sdi(BUF, 0x600D) + dwords
+        ring += [c.MI_NOOP] * (len(ring) % 2)  # the ring as the engine sees it: Rig.emit pads to a qword
         try:
             scan_ring(array("I", ring), Engine.RCS, rig.dev.graphics_memory)
             verdict = None

@@ -314,3 +314,13 @@ def test_guest_kernels_are_the_assemblers() -> None:
         "MEDIA_FILL_KERNEL": fill_kernel(8, 16),
         "GPGPU_FILL_KERNEL": fill_kernel(8, 1, gpgpu=True),
     }
+
+
+def test_a_state_command_shorter_than_its_fields_is_unmodelled_state() -> None:
+    """A guest's MEDIA_VFE_STATE with a 1-dword length: noted, so the dispatch that needs it is
+    refused, instead of an exception in the engine's task."""
+    from gen_vgpu.render.state import RenderState, apply
+
+    st = RenderState(8)
+    assert apply(st, [0x70000001, 0, 0]) == "MEDIA_VFE_STATE"
+    assert "shorter than its fields" in st.unmodelled["MEDIA_VFE_STATE"]
