@@ -254,6 +254,8 @@ class GenVgpu(Device):
             return inspect_display(self.display, page_reader(self.ggtt, self.dma), what, args)
         if what == "ppgtt":
             return self._inspect_ppgtt(args)
+        if what == "stats":
+            return {**super().inspect(what, args), "counters": self.counters()}
         if what != "ggtt":
             return super().inspect(what, args)
         if len(args) != 1:
@@ -282,6 +284,17 @@ class GenVgpu(Device):
             "state": found.state,
             "counters": vars(self.ggtt.counters),
         }
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """The counters by part, as numbers (``inspect stats``, the view's table)."""
+        out: dict[str, dict[str, int]] = {}
+        if self.display is not None:
+            pipes = {f"pipe {'ABC'[p.index]} PIPE_FRMCOUNT": p.frame_count for p in self.display.pipes if p.on}
+            out["display"] = {**pipes, **vars(self.display.counters)}
+        out["interrupts"] = dict(vars(self.interrupts.counters))
+        out["workloads"] = dict(vars(self.runner.counters))
+        out["ggtt"] = dict(vars(self.ggtt.counters))
+        return out
 
     def _inspect_ppgtt(self, args: list[str]) -> dict[str, Any]:
         if len(args) != 2:
