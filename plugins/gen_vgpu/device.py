@@ -18,6 +18,7 @@ from .bar0 import Bar0, TracedBar0, traced
 from .bar0_accel import Bar0Accel
 from .display import DisplayOptions, DisplayParts, build_display
 from .display.control import inspect_display, page_reader
+from .display.decode_fast import FastDecode
 from .engine.blit_accel import BlitAccel, has_blit_accel
 from .engine.execlist import Engines
 from .engine.run import Runner, Watchdog
@@ -103,6 +104,7 @@ class GenVgpu(Device):
         self._build_engines(watchdog, max_shadow_pages, max_shadow_mms, display_parts)
         self.ppgtt_walker = ShadowWalker(self.ppgtt)  # for inspection; the engines have their own
         self._bar0_accel: Bar0Accel | None = None
+        self.screen_decode: FastDecode | None = None  # the compiled screen decode, with the accelerator
 
     # --- the engines (contract §4, §5) -----------------------------------------------------
 
@@ -172,6 +174,7 @@ class GenVgpu(Device):
             self.ppgtt.store.use_accel(accel)
             if has_blit_accel(accel):
                 self.runner.blit_accel = BlitAccel(accel, self.dma, self.info.pte_ops)
+                self.screen_decode = FastDecode(self.runner.blit_accel, self.ggtt)
         if self._bar0_accel is None:
             self._bar0_accel = Bar0Accel(accel, self.bar0, 0, regs.BAR0_SIZE)
         return self._bar0_accel
@@ -251,7 +254,7 @@ class GenVgpu(Device):
 
     def inspect(self, what: str, args: list[str]) -> dict[str, Any]:
         if what in ("display", "screen"):
-            return inspect_display(self.display, page_reader(self.ggtt, self.dma), what, args)
+            return inspect_display(self.display, page_reader(self.ggtt, self.dma), what, args, self.screen_decode)
         if what == "ppgtt":
             return self._inspect_ppgtt(args)
         if what == "stats":

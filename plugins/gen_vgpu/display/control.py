@@ -11,7 +11,7 @@ from typing import Any
 from devmodel.device.dma import DmaMap
 
 from ..gtt.ggtt import Ggtt
-from .decode import PageOf, decode_screen
+from .decode import FastPlanes, PageOf, decode_screen
 from .display import Display
 from .edid import make_edid, preferred_timing, validate_edid
 from .png import encode_png
@@ -29,7 +29,9 @@ def page_reader(ggtt: Ggtt, dma: DmaMap) -> PageOf:
     return page_of
 
 
-def inspect_display(display: Display | None, page_of: PageOf, what: str, args: list[str]) -> dict[str, Any]:
+def inspect_display(
+    display: Display | None, page_of: PageOf, what: str, args: list[str], fast: FastPlanes | None = None
+) -> dict[str, Any]:
     if display is None:
         raise ValueError("this vGPU has no display (--display none)")
     if what == "screen":
@@ -38,7 +40,7 @@ def inspect_display(display: Display | None, page_of: PageOf, what: str, args: l
         if args and (len(args) != 2 or args[0] != "unless"):
             raise ValueError("screen takes nothing, or: unless CRC32")
         start = time.perf_counter()
-        frame = decode_screen(display, page_of)
+        frame = decode_screen(display, page_of, fast)
         decoded = time.perf_counter() - start
         if frame.pipe is None:
             raise ValueError("no pipe drives the monitor: the screen is dark")
