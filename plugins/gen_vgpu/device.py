@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 VENDOR_INTEL = 0x8086
 CLASS_CODE = 0x038000  # display controller, other: a non-primary vGPU, outside the VGA arbiter
+APERTURE_REGION = 2  # BAR2, the aperture: graphics memory through the GGTT (region 0 is BAR0)
 GMCH_CTRL = 0x50
 _PPGTT_NOTIFICATIONS = frozenset(
     {G2vNotify.PPGTT_L3_CREATE, G2vNotify.PPGTT_L3_DESTROY, G2vNotify.PPGTT_L4_CREATE, G2vNotify.PPGTT_L4_DESTROY}
@@ -100,7 +101,7 @@ class GenVgpu(Device):
         # Tracing BAR0 is chosen once, here: the untraced path never tests an event.
         self.bar0_traced = traced()
         self.set_region(Region(0, regs.BAR0_SIZE, TracedBar0(self.bar0) if self.bar0_traced else self.bar0))
-        self.set_region(Region(2, aperture_size, self.aperture))
+        self.set_region(Region(APERTURE_REGION, aperture_size, self.aperture))
         self._build_engines(watchdog, max_shadow_pages, max_shadow_mms, display_parts)
         self.ppgtt_walker = ShadowWalker(self.ppgtt)  # for inspection; the engines have their own
         self._bar0_accel: Bar0Accel | None = None
@@ -182,11 +183,28 @@ class GenVgpu(Device):
     def region_write_multi(self, writes: list[tuple[int, int, bytes]]) -> None:
         ggtt_base = regs.GGTT_OFFSET
         ggtt = self.ggtt
+        aperture = self.aperture
+        # Contiguous aperture writes (fbcon's rows of pixels) become one write: the aperture
+        # is memory, so one store of the run leaves what the stores one by one would.
+        run_at, run = 0, bytearray()
         for offset, index, data in writes:
+            if index == APERTURE_REGION:
+                if run and offset == run_at + len(run):
+                    run += data
+                    continue
+                if run:
+                    aperture.write(run_at, run)
+                run_at, run = offset, bytearray(data)
+                continue
+            if run:
+                aperture.write(run_at, run)
+                run = bytearray()
             if index == 0 and offset >= ggtt_base and len(data) == 8 and not offset & 7 and not self.bar0_traced:
                 ggtt.write((offset - ggtt_base) >> 3, int.from_bytes(data, "little"), 8, False)
             else:
                 self.region_write(index, offset, data)
+        if run:
+            aperture.write(run_at, run)
 
     # --- guest-to-host notifications (PVINFO g2v_notify) -----------------------------------
 
