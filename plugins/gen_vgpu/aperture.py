@@ -135,7 +135,7 @@ class Aperture:
             out[at : at + n] = self._read(gma, n)
         return bytes(out)
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | bytearray) -> None:
         pieces = self._detiled(offset, len(data))
         if pieces is None:
             self._write(offset, data)
@@ -151,7 +151,7 @@ class Aperture:
                 out[at : at + n] = page[in_page : in_page + n]
         return bytes(out)
 
-    def _write(self, offset: int, data: bytes | memoryview) -> None:
+    def _write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         for page, in_page, n, at in self._pages(offset, len(data), True):
             if page is not None:
                 page[in_page : in_page + n] = data[at : at + n]
