@@ -178,6 +178,8 @@ class GenVgpu(Device):
                 self.screen_decode = FastDecode(self.runner.blit_accel, self.ggtt)
         if self._bar0_accel is None:
             self._bar0_accel = Bar0Accel(accel, self.bar0, 0, regs.BAR0_SIZE)
+            if self.runner.blit_accel is not None:
+                self._bar0_accel.serve_aperture(APERTURE_REGION, self.aperture, self.runner.blit_accel)
         return self._bar0_accel
 
     def region_write_multi(self, writes: list[tuple[int, int, bytes]]) -> None:

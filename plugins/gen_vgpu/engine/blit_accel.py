@@ -61,7 +61,7 @@ class BlitAccel:
         self._key: tuple[int, int] | None = None
         self._table: Any = None
 
-    def _load(self) -> None:
+    def load_windows(self) -> None:
         """The window table, when the DMA map changed since it was built."""
         dma = self.dma
         # Every unmap moves the generation and every map the count: the pair moves with any change.
@@ -121,7 +121,7 @@ class BlitAccel:
         """The host addresses of GGTT pages [first, first + n) for reading, 0 where the page
         reads as zeros (scratch, absent, past the 4 GiB): a uint64_t[n] (the screen decode's
         planes)."""
-        self._load()
+        self.load_windows()
         out = self.ffi.new("uint64_t[]", max(1, n))
         self._resolve(GgttSpace(ggtt, self.dma), first, n, False, out)
         return out
@@ -195,7 +195,7 @@ class BlitAccel:
     ) -> None:
         """Rows [dy, dy + rows) of the copy; dst and src: (address, pitch, tiling, band lo,
         band hi), the band being the offsets the rows touch."""
-        self._load()
+        self.load_windows()
         d = self._surface(self.dst, space, dst[0], dst[1], dst[2], dst[3], dst[4], True)
         s = self._surface(self.src, space, src[0], src[1], src[2], src[3], src[4], False)
         self.lib.dm_blit_copy(d, dx, dy, s, sx, sy, width, rows)
@@ -210,6 +210,6 @@ class BlitAccel:
         rows: int,
         color: int,
     ) -> None:
-        self._load()
+        self.load_windows()
         d = self._surface(self.dst, space, dst[0], dst[1], dst[2], dst[3], dst[4], True)
         self.lib.dm_blit_fill(d, dx, dy, width, rows, color & 0xFFFFFFFF)
