@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "dm_accel.h"
+#include "dm_blit.h"
 
 #define HEADER_SIZE ((uint32_t)sizeof(struct dm_header))
 #define ACCESS_SIZE ((uint32_t)sizeof(struct dm_region_access))
@@ -304,6 +305,48 @@ static void bar_read(struct dm_gen_bar0 *b, uint64_t offset, uint8_t *out, uint3
     }
 }
 
+/* --- the aperture ------------------------------------------------------------------------ */
+
+/* Device.check_write's bounds, no valid fence (Aperture._detiled), and for every page the
+ * access touches: Aperture._pages' page or scratch, never its warning. *addr[i]: where page i
+ * of the access is written (0: dropped). */
+static int aperture_servable(const struct dm_aperture *a, uint64_t offset, uint32_t count, uint64_t addr[2])
+{
+    if (offset > a->size || count > a->size - offset)
+        return 0;
+    for (uint32_t k = 0; k < a->fence_count; k++) {
+        uint32_t lo;
+        memcpy(&lo, a->fence_regs + (uint64_t)k * a->fence_stride, 4);
+        if (lo & a->valid_bit)
+            return 0;
+    }
+    uint64_t first = offset >> PAGE_SHIFT, last = (offset + count - 1) >> PAGE_SHIFT;
+    for (uint64_t p = first; p <= last; p++) {
+        uint64_t e = a->shadow[p], out = 0;
+        const struct dm_frames *f = a->frames;
+        if (e & f->present_bit && ((e & f->frame_mask) >> PAGE_SHIFT) != a->scratch_hfn) {
+            dm_frames_resolve(f, (uint64_t)(uintptr_t)&a->shadow[p], 1, 1, &out);
+            if (!out)
+                return 0;
+        }
+        addr[p - first] = out;
+    }
+    return 1;
+}
+
+/* Aperture.write of an access aperture_servable passed (at most two pages: count <= 4096) */
+static void aperture_write(uint64_t offset, const uint8_t *data, uint32_t count, const uint64_t addr[2])
+{
+    uint64_t in_page = offset & ((1u << PAGE_SHIFT) - 1);
+    uint64_t n = (1u << PAGE_SHIFT) - in_page;
+    if (n > count)
+        n = count;
+    if (addr[0])
+        memcpy((uint8_t *)(uintptr_t)addr[0] + in_page, data, n);
+    if (n < count && addr[1])
+        memcpy((uint8_t *)(uintptr_t)addr[1], data + n, count - n);
+}
+
 /* --- messages ------------------------------------------------------------------------- */
 
 /* Send what the socket takes now; what it does not stays at the front of out for the
@@ -368,15 +411,26 @@ static int region_write(struct dm_conn *c, const struct dm_header *h, const uint
     if (plen < ACCESS_SIZE)
         return DM_PYTHON;
     memcpy(&a, p, ACCESS_SIZE);
-    if (a.count > c->max_xfer || plen != ACCESS_SIZE + a.count || a.region != c->region_index || !a.count)
+    if (a.count > c->max_xfer || plen != ACCESS_SIZE + a.count || !a.count)
         return DM_PYTHON;
-    if (!in_region(c->bar, a.offset, a.count) || !servable(c->bar, a.offset, a.count))
+    uint64_t addr[2];
+    int to_aperture = c->aperture && a.region == c->aperture_index;
+    if (to_aperture) {
+        if (a.count > (1u << PAGE_SHIFT) || !aperture_servable(c->aperture, a.offset, a.count, addr))
+            return DM_PYTHON;
+    } else if (a.region != c->region_index || !in_region(c->bar, a.offset, a.count) ||
+               !servable(c->bar, a.offset, a.count)) {
         return DM_PYTHON;
+    }
     uint32_t size = HEADER_SIZE + ACCESS_SIZE;
     uint8_t *at = 0;
     if (reply && !(at = reply_room(c, size)))
         return DM_OUT_FULL;
-    int st = bar_write(c->bar, a.offset, p + ACCESS_SIZE, a.count);
+    int st = DM_DONE;
+    if (to_aperture)
+        aperture_write(a.offset, p + ACCESS_SIZE, a.count, addr);
+    else
+        st = bar_write(c->bar, a.offset, p + ACCESS_SIZE, a.count);
     if (st != DM_DONE)
         return st;
     if (reply) {
@@ -400,19 +454,38 @@ static int region_write_multi(struct dm_conn *c, const struct dm_header *h, cons
         return DM_PYTHON;
     const uint8_t *entries = p + sizeof wr_cnt;
     struct dm_write_multi_entry e;
+    /* A batch is BAR0's or the aperture's, never both: a register or GGTT write would change
+     * what the aperture's later entries reach (a fence, a mapping) after they were checked. */
+    uint64_t addr[2];
+    uint32_t regions = 0;
     for (uint64_t k = 0; k < wr_cnt; k++) {
         memcpy(&e, entries + k * entry_size, entry_size);
-        if (e.count == 0 || e.count > c->multi_data_size || e.region != c->region_index)
+        if (e.count == 0 || e.count > c->multi_data_size)
             return DM_PYTHON;
-        if (!in_region(c->bar, e.offset, e.count) || !servable(c->bar, e.offset, e.count))
+        if (c->aperture && e.region == c->aperture_index) {
+            regions |= 2;
+            if (!aperture_servable(c->aperture, e.offset, e.count, addr))
+                return DM_PYTHON;
+        } else if (e.region != c->region_index || !in_region(c->bar, e.offset, e.count) ||
+                   !servable(c->bar, e.offset, e.count)) {
             return DM_PYTHON;
+        } else {
+            regions |= 1;
+        }
     }
+    if (regions == 3)
+        return DM_PYTHON;
     uint32_t size = HEADER_SIZE + (uint32_t)sizeof wr_cnt;
     uint8_t *at = 0;
     if (reply && !(at = reply_room(c, size)))
         return DM_OUT_FULL;
     for (uint64_t k = c->multi_done; k < wr_cnt; k++) {
         memcpy(&e, entries + k * entry_size, entry_size);
+        if (regions == 2) {
+            aperture_servable(c->aperture, e.offset, e.count, addr);  /* as checked: nothing moved */
+            aperture_write(e.offset, e.data, e.count, addr);
+            continue;
+        }
         int st = bar_write(c->bar, e.offset, e.data, e.count);
         if (st != DM_DONE) {
             c->multi_done = (uint32_t)k;

@@ -12,7 +12,7 @@
 
 /* Raised whenever a struct below or a status changes meaning: devmodel/accel.py refuses a
  * module built from other sources and falls back to Python. */
-#define DM_ABI_VERSION 3
+#define DM_ABI_VERSION 4
 
 /* What dm_drain returns. Every status leaves dm_conn.pos at the first message not handled;
  * the NEED and OUT statuses change nothing of that message (a WRITE_MULTI resumes at entry
@@ -129,6 +129,26 @@ struct dm_gen_bar0 {
     uint32_t unlisted[256];  /* accesses for the unlisted hook, in order: dword offset | 1 if a write */
 };
 
+struct dm_frames;  /* dm_blit.h: the DMA windows as the engines reach their frames */
+
+/* The aperture (plugins/gen_vgpu/aperture.py) for writes: graphics page p of [0, size) is the
+ * GGTT's shadow[p], reached through frames' windows; a present entry of scratch_hfn is scratch
+ * (the write is dropped). C takes a write only while no fence register is valid (fence_count
+ * of them in BAR0's storage at fence_regs, fence_stride bytes apart, valid_bit in the low
+ * dword) and every page it touches is scratch, not present, or writable in a window; anything
+ * else is Python's (its fences, its warning about a window it cannot write). */
+struct dm_aperture {
+    uint64_t size;
+    const uint64_t *shadow;
+    uint64_t scratch_hfn;
+    const struct dm_frames *frames;
+    const uint8_t *fence_regs;
+    uint32_t fence_count;
+    uint32_t fence_stride;
+    uint32_t valid_bit;
+    uint32_t reserved;
+};
+
 /* One client connection in the RUNNING state. */
 struct dm_conn {
     uint32_t max_msg_size;
@@ -147,6 +167,9 @@ struct dm_conn {
     uint32_t multi_done;      /* WRITE_MULTI entries of the message at pos already applied */
     int32_t sock_fd;          /* replies are sent here (non-blocking); -1: left in out for the caller */
     struct dm_gen_bar0 *bar;
+    struct dm_aperture *aperture;  /* region aperture_index, or NULL: its accesses are Python's */
+    uint32_t aperture_index;
+    uint32_t reserved;
     uint8_t *out;             /* replies not sent yet, for the caller to send in order */
     uint64_t out_cap;
     uint64_t out_len;

@@ -7,6 +7,11 @@ The frame lives in guest RAM (a DMA window), its pages scattered in reverse orde
 GGTT as a shmem object's are; the pipe is lit through the registers i915 programs. Target:
 a linear frame decoded in 5 ms or less.
 
+Both decodes are measured: the compiled one (the blitter's C resolves and detiles the pages,
+numpy converts and blends: display/decode_fast.py), which `inspect screen` and `devmodel view`
+use when the accelerator is installed, and the Python one, its oracle. The target is judged on
+the compiled one.
+
 Run: python bench/bench_display.py [--repeat N] [--quick]
 """
 
@@ -21,12 +26,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
 
+from devmodel import accel as accel_module  # noqa: E402
 from devmodel.device.dma import PROT_READ, PROT_WRITE  # noqa: E402
 from devmodel.testing import GuestMemory  # noqa: E402
-from gen_vgpu import GenVgpu  # noqa: E402
+from gen_vgpu import GenVgpu, Platform  # noqa: E402
 from gen_vgpu.display.control import page_reader  # noqa: E402
-from gen_vgpu.display.decode import decode_screen  # noqa: E402
+from gen_vgpu.display.decode import FastPlanes, decode_screen  # noqa: E402
+from gen_vgpu.display.decode_fast import FastDecode  # noqa: E402
 from gen_vgpu.display.png import encode_png  # noqa: E402
+from gen_vgpu.engine.blit_accel import BlitAccel, has_blit_accel  # noqa: E402
 from gen_vgpu.mmio import display_regs as r  # noqa: E402
 
 GGTT = 8 << 20
@@ -36,8 +44,8 @@ SURF = 0x100000  # graphics address of the frame
 CURSOR = 0x1000
 
 
-def setup() -> tuple[GenVgpu, GuestMemory]:
-    dev = GenVgpu()
+def setup(platform: Platform = Platform.BDW) -> tuple[GenVgpu, GuestMemory]:
+    dev = GenVgpu(platform)
     pages = (W * H * 4 + 4095) // 4096
     mem = GuestMemory((pages + 64) * 4096)
     dev.dma.add(0, mem.size, PROT_READ | PROT_WRITE, mem.dup_fd(), 0)
@@ -49,9 +57,11 @@ def setup() -> tuple[GenVgpu, GuestMemory]:
     mem.write((pages + 8) << 12, bytes([0xFF, 0xFF, 0xFF, 0x80]) * 1024)
     rf = dev.registers
     rf.write32(r.PIPESRC, (W - 1) << 16 | (H - 1))
-    rf.write32(r.TRANS_DDI_FUNC_CTL, r.TRANS_DDI_FUNC_ENABLE | 1 << r.TRANS_DDI_PORT_SHIFT)  # port B
+    port = 1 if platform is Platform.BDW else 3  # the monitor's: DDI B on BDW, DDI D on SKL
+    rf.write32(r.TRANS_DDI_FUNC_CTL, r.TRANS_DDI_FUNC_ENABLE | port << r.TRANS_DDI_PORT_SHIFT)
     rf.write32(r.PLANE_STRIDE, W * 4)
-    rf.write32(r.PLANE_CTL, 1 << 31 | 6 << 26)  # enabled, XRGB8888, linear
+    rf.write32(r.PLANE_CTL, 1 << 31 | 6 << 26)  # enabled, XRGB8888, linear (BDW's encoding)
+    rf.write32(r.PLANE_SIZE, (H - 1) << 16 | (W - 1))
     rf.write32(r.PLANE_SURF, SURF)  # latches at once: the pipe is off
     rf.write32(r.CURCNTR, 0x27)
     rf.write32(r.CURPOS, 500 << 16 | 700)
@@ -60,16 +70,25 @@ def setup() -> tuple[GenVgpu, GuestMemory]:
     return dev, mem
 
 
-def measure(dev: GenVgpu, repeat: int) -> list[float]:
+def measure(dev: GenVgpu, repeat: int, fast: FastPlanes | None) -> list[float]:
     page_of = page_reader(dev.ggtt, dev.dma)
     assert dev.display is not None
     out = []
+    decode_screen(dev.display, page_of, fast)  # warm: the window table built, the heap grown
     for _ in range(repeat):
         t = time.perf_counter()
-        frame = decode_screen(dev.display, page_of)
+        frame = decode_screen(dev.display, page_of, fast)
         out.append((time.perf_counter() - t) * 1e3)
         assert (frame.width, frame.height) == (W, H)
     return out
+
+
+def retile(dev: GenVgpu, ctl: int) -> None:
+    """The plane's control changed with the pipe off (it latches at once), then the pipe on."""
+    dev.registers.write32(r.TRANSCONF, 0)
+    dev.registers.write32(r.PLANE_CTL, ctl)
+    dev.registers.write32(r.PLANE_SURF, SURF)
+    dev.registers.write32(r.TRANSCONF, r.TRANSCONF_ENABLE)
 
 
 def main() -> int:
@@ -81,23 +100,45 @@ def main() -> int:
     dev, _mem = setup()
     display = dev.display
     assert display is not None
-    linear = measure(dev, repeat)
-    med = statistics.median(linear)
+    accel = accel_module.load(True)
+    fast = None
+    if accel is not None and has_blit_accel(accel):
+        fast = FastDecode(BlitAccel(accel, dev.dma, dev.info.pte_ops), dev.ggtt)
+    if fast is None:
+        print("the compiled accelerator is not installed (ci/setup-python builds it): Python only")
+    med = None
+    for name, ctl in (("linear", 1 << 31 | 6 << 26), ("X-tiled", 1 << 31 | 6 << 26 | 1 << 10)):
+        retile(dev, ctl)
+        py = statistics.median(measure(dev, max(1, repeat // 4), None))
+        line = f"decode 1920x1080 {name} XRGB8888 + 64x64 ARGB cursor: Python {py:.2f} ms"
+        if fast is not None:
+            times = measure(dev, repeat, fast)
+            m = statistics.median(times)
+            line += f", compiled median {m:.2f} ms (best {min(times):.2f} ms)"
+            if name == "linear":
+                med = m
+        print(line)
+    # Y tiling is SKL's (BDW's primary plane has none): the same pages as a Y-tiled surface.
+    skl, _skl_mem = setup(Platform.SKL)
+    accel_skl = None
+    if accel is not None and fast is not None:
+        accel_skl = FastDecode(BlitAccel(accel, skl.dma, skl.info.pte_ops), skl.ggtt)
+    retile(skl, 1 << 31 | 4 << 24 | 4 << 10)
+    skl.registers.write32(r.PLANE_STRIDE, W * 4 // 128)
+    retile(skl, 1 << 31 | 4 << 24 | 4 << 10)
+    py = statistics.median(measure(skl, max(1, repeat // 4), None))
+    line = f"decode 1920x1080 Y-tiled XRGB8888 + cursor (SKL): Python {py:.2f} ms"
+    if accel_skl is not None:
+        line += f", compiled median {statistics.median(measure(skl, repeat, accel_skl)):.2f} ms"
+    print(line)
     print(
-        f"decode 1920x1080 linear XRGB8888 + 64x64 ARGB cursor: median {med:.2f} ms, best {min(linear):.2f} ms "
-        f"(target {TARGET_MS:.0f} ms: {'met' if med <= TARGET_MS else 'not met'})"
+        f"target {TARGET_MS:.0f} ms for the linear frame: "
+        + ("not measured (no compiled decode)" if med is None else "met" if med <= TARGET_MS else "not met")
     )
-    frame = decode_screen(display, page_reader(dev.ggtt, dev.dma))
+    frame = decode_screen(display, page_reader(dev.ggtt, dev.dma), fast)
     t = time.perf_counter()
     png = encode_png(frame.width, frame.height, frame.pixels, level=1)
     print(f"PNG of that frame (zlib level 1): {(time.perf_counter() - t) * 1e3:.1f} ms, {len(png) // 1024} KiB")
-    dev.registers.write32(r.PLANE_CTL, 1 << 31 | 6 << 26 | 1 << 10)  # X-tiled
-    dev.registers.write32(r.PLANE_STRIDE, W * 4)
-    dev.registers.write32(r.TRANSCONF, 0)
-    dev.registers.write32(r.PLANE_SURF, SURF)
-    dev.registers.write32(r.TRANSCONF, r.TRANSCONF_ENABLE)
-    xt = measure(dev, max(1, repeat // 4))
-    print(f"decode 1920x1080 X-tiled XRGB8888: median {statistics.median(xt):.2f} ms")
     return 0
 
 

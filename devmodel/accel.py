@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 MODULE = "_devmodel_accel"
 ENV = "DEVMODEL_ACCEL"
 # accel/dm_accel.h's DM_ABI_VERSION this Python side is written for.
-ABI_VERSION = 3
+ABI_VERSION = 4
 # The accelerator's sources in a source checkout (absent in an installed copy of devmodel).
 SOURCE_DIR = Path(__file__).resolve().parents[1] / "accel"
 _SOURCE_SUFFIXES = (".c", ".h", ".py")
@@ -81,6 +81,7 @@ class RegionAccel(Protocol):
 
     index: int  # the region's index
     ptr: Any  # its struct, for dm_conn.bar
+    aperture: tuple[int, Any] | None  # another region C writes (index, its struct dm_aperture), or None
 
     def prepare(self) -> None:
         """Before the loop's wait in C: load ahead what C will likely ask for."""

@@ -144,7 +144,41 @@ def _parser() -> argparse.ArgumentParser:
         help="ggtt: a graphics address; ppgtt: the PML4 address, or four PDP addresses comma-separated, "
         "then a graphics address; display: connect, disconnect or edid FILE; screen: the PNG file to write",
     )
+
+    v = sub.add_parser("view", help="serve a web page that shows a running server's screen and counters")
+    v.add_argument("--socket", required=True, metavar="PATH", help="the server's vfio-user socket (or --control)")
+    v.add_argument("--control", metavar="PATH", help="the inspection socket, if not SOCKET.ctl")
+    v.add_argument(
+        "--listen",
+        default="127.0.0.1:8086",
+        metavar="HOST:PORT",
+        help="where the page is served (default 127.0.0.1:8086; port 0 picks a free one)",
+    )
     return p
+
+
+def _view(args: argparse.Namespace) -> int:
+    from .view import ViewServer
+
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit():
+        print(f"devmodel view: --listen wants HOST:PORT, not {args.listen!r}", file=sys.stderr)
+        return 2
+    path = args.control or control_path(os.path.abspath(args.socket))
+    try:
+        httpd = ViewServer(path, host or "127.0.0.1", int(port))
+    except OSError as exc:
+        print(f"devmodel view: cannot listen on {args.listen}: {exc}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # serve_forever unwinds, the socket closes
+    print(f"devmodel view: {httpd.url} shows {path}", flush=True)
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        httpd.server_close()
+    return 0
 
 
 def _drain(fd: int) -> None:
@@ -317,4 +351,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "trace":
         return _trace_list(args)
+    if args.command == "view":
+        return _view(args)
     return _inspect(args)

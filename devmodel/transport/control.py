@@ -146,7 +146,13 @@ class ControlServer:
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             return {"error": "args must be a list of strings"}
         try:
-            return self.server.device.inspect(request["what"], args)
+            answer = self.server.device.inspect(request["what"], args)
+            client = self.server.client
+            if request["what"] == "stats" and client is not None:
+                # the vfio-user messages of the attached client (region accesses are most)
+                counters = answer.setdefault("counters", {})
+                counters["messages"] = dict(client.dispatcher.stats)
+            return answer
         except (LookupError, ValueError) as exc:
             return {"error": str(exc)}
         except Exception:

@@ -166,8 +166,21 @@ class Dispatcher:
         if not self.conn.write_multiple:
             raise MalformedRequest("REGION_WRITE_MULTI was not negotiated")
         writes = m.decode_write_multi(msg.payload, msg.fds)
+        # Checked whole before any write acts: each region once, up to the batch's furthest
+        # end there (every entry writes at least a byte); the first failing entry's own check
+        # gives the error.
+        ends: dict[int, int] = {}
         for offset, region, data in writes:
-            self.device.check_write(region, offset, len(data))
+            end = offset + len(data)
+            if end > ends.get(region, 0):
+                ends[region] = end
+        try:
+            for region, end in ends.items():
+                self.device.check_write(region, 0, end)
+        except DevModelError:
+            for offset, region, data in writes:
+                self.device.check_write(region, offset, len(data))
+            raise
         self.device.region_write_multi(writes)
         return len(writes).to_bytes(8, "little"), []
 

@@ -82,6 +82,8 @@ class CompiledDrain:
         c.write_multiple = conn.write_multiple
         c.region_index = region.index
         c.bar = region.ptr
+        if region.aperture is not None:
+            c.aperture_index, c.aperture = region.aperture
         self._out = memoryview(bytearray(OUT_SIZE))
         self._out_buffer = ffi.from_buffer(self._out)
         c.out = ffi.cast("uint8_t *", self._out_buffer)
@@ -111,6 +113,7 @@ class CompiledDrain:
             self._bind()
         c = self._c
         c.pos = start
+        self._region.prepare()  # what C reads must be current (the aperture's windows)
         outbox = self._outbox
         c.sock_fd = -1 if outbox.queued else self._fd  # behind queued bytes, replies queue too
         status = self._drain(c, self._buf_ptr, end)

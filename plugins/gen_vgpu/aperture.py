@@ -26,12 +26,12 @@ from .gtt.ggtt import Ggtt
 from .mmio.regs import FENCE_COUNT, FENCE_REG_BASE, FENCE_REG_STRIDE
 from .tiles import Tiling, locate
 
-__all__ = ["Aperture", "Fence", "decode_fence"]
+__all__ = ["FENCE_VALID", "Aperture", "Fence", "decode_fence"]
 
 log = logging.getLogger(__name__)
 
 
-_FENCE_VALID = 1 << 0
+FENCE_VALID = 1 << 0  # of a fence's low dword (accel/dm_accel.c reads it too)
 _FENCE_Y = 1 << 1
 _FENCE_ADDRESS = 0xFFFFF000
 _FENCE_PITCH = 0xFFF  # in the high dword: pitch / 128 - 1
@@ -46,7 +46,7 @@ class Fence(NamedTuple):
 
 def decode_fence(lo: int, hi: int) -> Fence | None:
     """A fence register's two dwords, or None when it is not valid (or its range is empty)."""
-    if not lo & _FENCE_VALID:
+    if not lo & FENCE_VALID:
         return None
     start = lo & _FENCE_ADDRESS
     end = (hi & _FENCE_ADDRESS) + 4096
@@ -135,7 +135,7 @@ class Aperture:
             out[at : at + n] = self._read(gma, n)
         return bytes(out)
 
-    def write(self, offset: int, data: bytes) -> None:
+    def write(self, offset: int, data: bytes | bytearray) -> None:
         pieces = self._detiled(offset, len(data))
         if pieces is None:
             self._write(offset, data)
@@ -151,7 +151,7 @@ class Aperture:
                 out[at : at + n] = page[in_page : in_page + n]
         return bytes(out)
 
-    def _write(self, offset: int, data: bytes | memoryview) -> None:
+    def _write(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         for page, in_page, n, at in self._pages(offset, len(data), True):
             if page is not None:
                 page[in_page : in_page + n] = data[at : at + n]

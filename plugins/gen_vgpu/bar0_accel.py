@@ -9,10 +9,14 @@ handler) comes back to Python.
 
 from __future__ import annotations
 
+from typing import Any
+
 from devmodel.accel import Accel
 from devmodel.device.registers import CLASS_BASE, MAX_CLASSES, PLAIN_TOLD_LATER
 
+from .aperture import FENCE_VALID, Aperture
 from .bar0 import Bar0
+from .engine.blit_accel import BlitAccel
 from .gtt.ggtt_accel import GgttAccel
 from .mmio import regs
 
@@ -24,7 +28,10 @@ class Bar0Accel:
 
     def __init__(self, accel: Accel, bar0: Bar0, index: int, size: int) -> None:
         ffi, lib = accel.ffi, accel.lib
+        self._ffi = ffi
         self.index = index
+        self.aperture: tuple[int, Any] | None = None  # serve_aperture
+        self._blit: BlitAccel | None = None
         self._need_sync = lib.DM_NEED_SYNC
         self._need_code = lib.DM_NEED_CODE
         self._need_room = lib.DM_NEED_ROOM
@@ -49,9 +56,34 @@ class Bar0Accel:
         b.size = size
         b.ggtt = self.ggtt.struct
 
+    def serve_aperture(self, index: int, aperture: Aperture, blit: BlitAccel) -> None:
+        """Let C take the aperture's (region ``index``) writes too, reaching its pages through
+        the blitter's window table (kept current by prepare)."""
+        ffi = self._ffi
+        a = self._aperture = ffi.new("struct dm_aperture *")
+        self._blit = blit
+        self._shadow = ffi.from_buffer(aperture.ggtt.shadow)
+        a.size = aperture.size
+        a.shadow = ffi.cast("uint64_t *", self._shadow)
+        a.scratch_hfn = aperture.ggtt.scratch_hfn
+        # Its own copy of the blitter's window table pointer: GGTT pages need no RW bit.
+        f = self._frames = ffi.new("struct dm_frames *")
+        f.present_bit, f.rw_bit, f.frame_mask = blit.frames.present_bit, blit.frames.rw_bit, blit.frames.frame_mask
+        f.need_rw = 0
+        a.frames = f
+        a.fence_regs = ffi.cast("uint8_t *", self._buffers[0]) + regs.FENCE_REG_BASE
+        a.fence_count = regs.FENCE_COUNT
+        a.fence_stride = regs.FENCE_REG_STRIDE
+        a.valid_bit = FENCE_VALID
+        self.aperture = (index, a)
+
     def prepare(self) -> None:
         if self._ggtt_busy and not self.ggtt.struct.synced:
             self.ggtt.sync()
+        if self._blit is not None:
+            self._blit.load_windows()
+            f, b = self._frames, self._blit.frames
+            f.windows, f.nwindows = b.windows, b.nwindows
 
     def resolve(self, status: int) -> None:
         if status == self._need_sync:

@@ -18,6 +18,7 @@ from .bar0 import Bar0, TracedBar0, traced
 from .bar0_accel import Bar0Accel
 from .display import DisplayOptions, DisplayParts, build_display
 from .display.control import inspect_display, page_reader
+from .display.decode_fast import FastDecode
 from .engine.blit_accel import BlitAccel, has_blit_accel
 from .engine.execlist import Engines
 from .engine.run import Runner, Watchdog
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 VENDOR_INTEL = 0x8086
 CLASS_CODE = 0x038000  # display controller, other: a non-primary vGPU, outside the VGA arbiter
+APERTURE_REGION = 2  # BAR2, the aperture: graphics memory through the GGTT (region 0 is BAR0)
 GMCH_CTRL = 0x50
 _PPGTT_NOTIFICATIONS = frozenset(
     {G2vNotify.PPGTT_L3_CREATE, G2vNotify.PPGTT_L3_DESTROY, G2vNotify.PPGTT_L4_CREATE, G2vNotify.PPGTT_L4_DESTROY}
@@ -100,10 +102,11 @@ class GenVgpu(Device):
         # Tracing BAR0 is chosen once, here: the untraced path never tests an event.
         self.bar0_traced = traced()
         self.set_region(Region(0, regs.BAR0_SIZE, TracedBar0(self.bar0) if self.bar0_traced else self.bar0))
-        self.set_region(Region(2, aperture_size, self.aperture))
+        self.set_region(Region(APERTURE_REGION, aperture_size, self.aperture))
         self._build_engines(watchdog, max_shadow_pages, max_shadow_mms, display_parts)
         self.ppgtt_walker = ShadowWalker(self.ppgtt)  # for inspection; the engines have their own
         self._bar0_accel: Bar0Accel | None = None
+        self.screen_decode: FastDecode | None = None  # the compiled screen decode, with the accelerator
 
     # --- the engines (contract §4, §5) -----------------------------------------------------
 
@@ -139,7 +142,9 @@ class GenVgpu(Device):
         self.gt = GtRegisters(
             self.info.platform, engines.reset_engines, lambda e: engines[e].idle, self.runner.invalidate_tlb
         )
-        self.display = display.make(self.tasks, self.interrupts, self.gt, page_reader(self.ggtt, self.dma))
+        self.display = display.make(
+            self.tasks, self.interrupts, self.gt, page_reader(self.ggtt, self.dma), lambda: self.screen_decode
+        )
         rom = display.rom_region()
         if rom is not None:
             self.set_region(rom)
@@ -177,18 +182,38 @@ class GenVgpu(Device):
             self.ppgtt.store.use_accel(accel)
             if has_blit_accel(accel):
                 self.runner.blit_accel = BlitAccel(accel, self.dma, self.info.pte_ops)
+                self.screen_decode = FastDecode(self.runner.blit_accel, self.ggtt)
         if self._bar0_accel is None:
             self._bar0_accel = Bar0Accel(accel, self.bar0, 0, regs.BAR0_SIZE)
+            if self.runner.blit_accel is not None:
+                self._bar0_accel.serve_aperture(APERTURE_REGION, self.aperture, self.runner.blit_accel)
         return self._bar0_accel
 
     def region_write_multi(self, writes: list[tuple[int, int, bytes]]) -> None:
         ggtt_base = regs.GGTT_OFFSET
         ggtt = self.ggtt
+        aperture = self.aperture
+        # Contiguous aperture writes (fbcon's rows of pixels) become one write: the aperture
+        # is memory, so one store of the run leaves what the stores one by one would.
+        run_at, run = 0, bytearray()
         for offset, index, data in writes:
+            if index == APERTURE_REGION:
+                if run and offset == run_at + len(run):
+                    run += data
+                    continue
+                if run:
+                    aperture.write(run_at, run)
+                run_at, run = offset, bytearray(data)
+                continue
+            if run:
+                aperture.write(run_at, run)
+                run = bytearray()
             if index == 0 and offset >= ggtt_base and len(data) == 8 and not offset & 7 and not self.bar0_traced:
                 ggtt.write((offset - ggtt_base) >> 3, int.from_bytes(data, "little"), 8, False)
             else:
                 self.region_write(index, offset, data)
+        if run:
+            aperture.write(run_at, run)
 
     # --- guest-to-host notifications (PVINFO g2v_notify) -----------------------------------
 
@@ -256,9 +281,11 @@ class GenVgpu(Device):
 
     def inspect(self, what: str, args: list[str]) -> dict[str, Any]:
         if what in ("display", "screen"):
-            return inspect_display(self.display, page_reader(self.ggtt, self.dma), what, args)
+            return inspect_display(self.display, page_reader(self.ggtt, self.dma), what, args, self.screen_decode)
         if what == "ppgtt":
             return self._inspect_ppgtt(args)
+        if what == "stats":
+            return {**super().inspect(what, args), "counters": self.counters()}
         if what != "ggtt":
             return super().inspect(what, args)
         if len(args) != 1:
@@ -287,6 +314,17 @@ class GenVgpu(Device):
             "state": found.state,
             "counters": vars(self.ggtt.counters),
         }
+
+    def counters(self) -> dict[str, dict[str, int]]:
+        """The counters by part, as numbers (``inspect stats``, the view's table)."""
+        out: dict[str, dict[str, int]] = {}
+        if self.display is not None:
+            pipes = {f"pipe {'ABC'[p.index]} PIPE_FRMCOUNT": p.frame_count for p in self.display.pipes if p.on}
+            out["display"] = {**pipes, **vars(self.display.counters)}
+        out["interrupts"] = dict(vars(self.interrupts.counters))
+        out["workloads"] = dict(vars(self.runner.counters))
+        out["ggtt"] = dict(vars(self.ggtt.counters))
+        return out
 
     def _inspect_ppgtt(self, args: list[str]) -> dict[str, Any]:
         if len(args) != 2:

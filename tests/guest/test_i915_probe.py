@@ -43,11 +43,10 @@ EXPECTED_TO_FAIL: dict[str, set[str]] = {
     "skl": set(),
 }
 
-# With the display on, QEMU times out on a few reads of display registers in a boot (all ones
-# after 5 s: docs/display.md, "Open"); i915 then warns ("not started" on AUX, "The master
-# control interrupt lied"). Not every boot meets it, so these are not strict.
-SOMETIMES_FAILS_WITH_DISPLAY = {"no-drm-warnings": "QEMU read time-outs with the display on (docs/display.md, Open)",
-                                "no-timeouts": "QEMU read time-outs with the display on (docs/display.md, Open)"}
+# Checks that fail now and then with the display on: none today. (QEMU's read time-outs behind
+# fbcon's posted aperture writes made no-drm-warnings and no-timeouts two; docs/display.md
+# says why they are gone.)
+SOMETIMES_FAILS_WITH_DISPLAY: dict[str, str] = {}
 
 _unknown = set().union(*EXPECTED_TO_FAIL.values()) - {k for k, _d in CHECKS}
 assert not _unknown, f"EXPECTED_TO_FAIL names checks test_i915.py does not have: {sorted(_unknown)}"

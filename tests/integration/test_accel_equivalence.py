@@ -233,3 +233,68 @@ def test_the_accelerator_answers_and_keeps_state_as_python_does(stream: bytes, m
             for s, c in ((fast, fast_client), (slow, slow_client)):
                 c.close()
                 s.stop()
+
+
+# --- the aperture (BAR2): fbcon's path ---------------------------------------------------
+
+APERTURE = 2
+APERTURE_PAGES = 8  # graphics pages 0-7, mapped by the stream's GGTT writes
+aperture_offsets = st.one_of(
+    st.integers(0, APERTURE_PAGES * 4096 - 8),
+    st.sampled_from([4096 - 4, 4096 - 2, 2 * 4096 - 1, (1 << 28) - 4, 1 << 28, 2**64 - 4]),  # across, past
+)
+aperture_gfns = st.sampled_from([0x10, 0x11, 0x20, 0xFF, 0x400, 0x40F, 0x12345])
+
+
+@st.composite
+def aperture_messages(draw: st.DrawFn, msg_id: int) -> bytes:
+    kind = draw(st.sampled_from(["map", "fence", "write", "multi", "multi", "read"]))
+    flags = draw(st.sampled_from([CMD, POSTED, POSTED]))
+    if kind == "map":  # a GGTT entry of the aperture's pages: present or not, in a window or not
+        index = draw(st.integers(0, APERTURE_PAGES - 1))
+        value = draw(aperture_gfns) << 12 | draw(st.sampled_from([1, 1, 0]))
+        access = REGION_ACCESS.pack(GGTT + 8 * index, 0, 8)
+        return encode_message(msg_id, Command.REGION_WRITE, flags, access + value.to_bytes(8, "little"))
+    if kind == "fence":  # valid or not: a valid fence sends the aperture's writes to Python
+        lo = draw(st.sampled_from([0, 0, 0x1000 | 1, 0x1000 | 3]))
+        access = REGION_ACCESS.pack(regs.FENCE_REG_BASE + 8 * draw(st.integers(0, 3)), 0, 4)
+        return encode_message(msg_id, Command.REGION_WRITE, flags, access + lo.to_bytes(4, "little"))
+    if kind == "read":
+        access = REGION_ACCESS.pack(draw(aperture_offsets), APERTURE, draw(st.sampled_from([4, 8])))
+        return encode_message(msg_id, Command.REGION_READ, CMD, access)
+    if kind == "write":
+        count = draw(st.sampled_from([1, 2, 4, 8, 64]))
+        access = REGION_ACCESS.pack(draw(aperture_offsets), APERTURE, count)
+        data = draw(st.binary(min_size=count, max_size=count))
+        return encode_message(msg_id, Command.REGION_WRITE, flags, access + data)
+    n = draw(st.integers(1, 30))
+    at = draw(aperture_offsets)
+    body = WRITE_MULTI.pack(n)
+    for _ in range(n):
+        count = draw(st.sampled_from([4, 4, 8, 1, 2]))
+        region = draw(st.sampled_from([APERTURE] * 12 + [0]))  # now and then a register among them
+        offset = at if region == APERTURE else 0x4000
+        at = (at + count) % 2**64 if draw(st.integers(0, 5)) else draw(aperture_offsets)
+        data = draw(st.binary(min_size=count, max_size=count)).ljust(8, b"\0")
+        body += WRITE_MULTI_ENTRY.pack(offset, region, count, int.from_bytes(data, "little"))
+    return encode_message(msg_id, Command.REGION_WRITE_MULTI, flags, body)
+
+
+@settings(max_examples=40, deadline=None)
+@given(stream=st.integers(1, 50).flatmap(lambda n: st.tuples(*[aperture_messages(i) for i in range(n)])))
+def test_aperture_writes_in_c_leave_what_python_leaves(stream: tuple[bytes, ...]) -> None:
+    """Aperture writes, single and batched, among GGTT entry writes (mappings into windows
+    with and without an fd, scratch, absent) and fence writes: both servers answer alike and
+    leave the same guest memory and device state."""
+    data = b"".join(stream)
+    with tempfile.TemporaryDirectory(prefix="devmodel-") as d, GuestMemory(MEM) as m1, GuestMemory(MEM) as m2:
+        fast, fast_client = _start(True, m1, d, "accel.sock")
+        slow, slow_client = _start(False, m2, d, "python.sock")
+        try:
+            assert _exchange(fast_client, data) == _exchange(slow_client, data)
+            assert _state(fast) == _state(slow)
+            assert _digest(m1.read(0, MEM)) == _digest(m2.read(0, MEM))
+        finally:
+            for s, c in ((fast, fast_client), (slow, slow_client)):
+                c.close()
+                s.stop()

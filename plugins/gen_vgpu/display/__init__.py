@@ -9,6 +9,7 @@ whose handlers device.py passes to the register table's ``populate`` with the ot
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from devmodel.device.region import Region, RegionFlags
@@ -19,7 +20,7 @@ from ..interrupts import Interrupts
 from ..mmio.gt import GtRegisters
 from ..platform import Platform, PlatformInfo
 from .crc import pipe_crc
-from .decode import PageOf
+from .decode import FastPlanes, PageOf
 from .display import Display, DisplayConfig
 from .edid import make_edid
 from .monitor import Monitor
@@ -84,16 +85,24 @@ class DisplayParts:
     def present(self) -> bool:
         return self.options.mode == "dp"
 
-    def make(self, tasks: TaskQueue, interrupts: Interrupts, gt: GtRegisters, page_of: PageOf) -> Display | None:
+    def make(
+        self,
+        tasks: TaskQueue,
+        interrupts: Interrupts,
+        gt: GtRegisters,
+        page_of: PageOf,
+        fast: Callable[[], FastPlanes | None],
+    ) -> Display | None:
         """The display part (None headless) with its pcode answers and its pipe CRC, which
-        reads the planes through ``page_of``; the device passes its handlers to the table's
+        reads the planes through ``page_of`` (with the compiled drawing ``fast()`` returns once
+        the accelerator is attached: a CRC decodes a frame at every vblank); the device passes its handlers to the table's
         ``populate`` and attaches it once the rows are in."""
         if not self.present:
             return None
         monitor = Monitor(self.options.edid or make_edid())
         gt.pcode_reply = pcode_reply
         display = Display(self.info.platform, tasks, interrupts, DisplayConfig(monitor))
-        display.frame_crc = lambda pipe, ctl: pipe_crc(display, page_of, pipe, ctl)
+        display.frame_crc = lambda pipe, ctl: pipe_crc(display, page_of, pipe, ctl, fast())
         return display
 
     def rom_region(self) -> Region | None:

@@ -23,7 +23,7 @@ import zlib
 
 from ..mmio import display_regs as r
 from ..platform import Platform
-from .decode import PageOf, decode_pipe
+from .decode import FastPlanes, PageOf, decode_pipe
 from .display import Display
 
 __all__ = ["MAX_PIXELS", "pipe_crc", "source_layers"]
@@ -50,13 +50,13 @@ def source_layers(platform: Platform, ctl: int, planes: int) -> int | None:
     return 1 << plane if plane < planes else 0
 
 
-def pipe_crc(display: Display, page_of: PageOf, pipe: int, ctl: int) -> int:
+def pipe_crc(display: Display, page_of: PageOf, pipe: int, ctl: int, fast: FastPlanes | None = None) -> int:
     """The CRC of pipe ``pipe``'s picture from the source PIPE_CRC_CTL ``ctl`` selects."""
     src = display.rf.get(r.pipe_reg(r.PIPESRC, pipe))
     if ((src >> 16) + 1) * ((src & 0xFFFF) + 1) > MAX_PIXELS:
         return 0
     layers = source_layers(display.platform, ctl, len(display.pipes[pipe].planes) - 1)
-    frame = decode_pipe(display, page_of, pipe, layers)
+    frame = decode_pipe(display, page_of, pipe, layers, fast)
     pixels = frame.pixels
     pixels[3::4] = bytes(len(pixels) // 4)
     return zlib.crc32(pixels)

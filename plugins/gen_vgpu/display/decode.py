@@ -13,6 +13,7 @@ import logging
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from devmodel.logbound import OncePerReason
 
@@ -20,7 +21,16 @@ from ..mmio import display_regs as r
 from ..platform import Platform
 from .display import Display, PlaneState
 
-__all__ = ["Frame", "Surface", "decode_pipe", "decode_screen", "read_surface", "tiled_offset"]
+__all__ = [
+    "FastPlanes",
+    "Frame",
+    "Surface",
+    "cursor_surface",
+    "decode_pipe",
+    "decode_screen",
+    "read_surface",
+    "tiled_offset",
+]
 
 log = logging.getLogger(__name__)
 _unsupported = OncePerReason(log)
@@ -217,10 +227,11 @@ def _draw_plane(frame: Frame, page_of: PageOf, s: Surface) -> None:
 _CURSOR_SIZES = {0x27: 64, 0x22: 128, 0x23: 256}
 
 
-def _draw_cursor(frame: Frame, page_of: PageOf, live: dict[int, int]) -> None:
+def cursor_surface(live: dict[int, int]) -> Surface | None:
+    """The cursor's ARGB surface (its position may be negative), or None when it is off."""
     size = _CURSOR_SIZES.get(live.get(0, 0) & 0x3F)
     if size is None:
-        return
+        return None
     height = size
     fbc = live.get(0x20, 0)
     if fbc & (1 << 31):
@@ -228,7 +239,12 @@ def _draw_cursor(frame: Frame, page_of: PageOf, live: dict[int, int]) -> None:
     pos = live.get(0x8, 0)
     cx = -(pos & 0x7FFF) if pos & 0x8000 else pos & 0x7FFF
     cy = -((pos >> 16) & 0x7FFF) if pos & 0x80000000 else (pos >> 16) & 0x7FFF
-    pixels = read_surface(page_of, live.get(0x4, 0) & ~0xFFF, size * 4 * height)
+    return Surface(live.get(0x4, 0) & ~0xFFF, size * 4, "linear", "argb8888", 0, 0, size, height, cx, cy)
+
+
+def _draw_cursor(frame: Frame, page_of: PageOf, c: Surface) -> None:
+    size, height, cx, cy = c.width, c.height, c.pos_x, c.pos_y
+    pixels = read_surface(page_of, c.gma, size * 4 * height)
     src = array("I", bytes(pixels))
     out = frame.pixels
     for y in range(height):
@@ -248,25 +264,40 @@ def _draw_cursor(frame: Frame, page_of: PageOf, live: dict[int, int]) -> None:
                 out[at : at + 4] = (p | 0xFF000000).to_bytes(4, "little")
                 continue
             # premultiplied alpha: out = src + dst x (1 - a)
-            for c in range(3):
-                s = (p >> (8 * c)) & 0xFF
-                out[at + c] = min(255, s + out[at + c] * (255 - a) // 255)
+            for ch in range(3):
+                sc = (p >> (8 * ch)) & 0xFF
+                out[at + ch] = min(255, sc + out[at + ch] * (255 - a) // 255)
 
 
-def decode_screen(display: Display, page_of: PageOf) -> Frame:
+class FastPlanes(Protocol):
+    """A faster way to draw the same planes (display/decode_fast.py); this module's Python
+    drawing is its oracle."""
+
+    def draw_plane(self, frame: Frame, s: Surface) -> None: ...
+
+    def draw_cursor(self, frame: Frame, c: Surface) -> None: ...
+
+
+def decode_screen(display: Display, page_of: PageOf, fast: FastPlanes | None = None) -> Frame:
     """The monitor's picture now: the live planes of the pipe driving it, bottom to top.
     With no pipe lit, an empty frame of the monitor's size is 0 x 0."""
     display.catch_up()
     p = display.lit_pipe()
     if p is None:
         return Frame(0, 0, bytearray(), None)
-    return decode_pipe(display, page_of, p)
+    return decode_pipe(display, page_of, p, fast=fast)
 
 
-def decode_pipe(display: Display, page_of: PageOf, p: int, layers: int | None = None) -> Frame:
+def decode_pipe(
+    display: Display,
+    page_of: PageOf,
+    p: int,
+    layers: int | None = None,
+    fast: FastPlanes | None = None,
+) -> Frame:
     """Pipe ``p``'s latched planes composed at its source size, without catching up on vblanks
     (the pipe CRC calls this from inside one). ``layers``: a bit per plane (the cursor last)
-    to compose, every one when None."""
+    to compose, every one when None; ``fast``: the compiled drawing, when there is one."""
     src = display.rf.get(r.pipe_reg(r.PIPESRC, p))
     width, height = (src >> 16) + 1, (src & 0xFFFF) + 1
     frame = Frame(width, height, bytearray(width * height * 4), p)
@@ -276,7 +307,15 @@ def decode_pipe(display: Display, page_of: PageOf, p: int, layers: int | None = 
             continue
         surface = _plane_surface(display, plane, width, height)
         if surface is not None:
-            _draw_plane(frame, page_of, surface)
+            if fast is not None:
+                fast.draw_plane(frame, surface)
+            else:
+                _draw_plane(frame, page_of, surface)
     if layers is None or layers >> (len(pipe.planes) - 1) & 1:
-        _draw_cursor(frame, page_of, pipe.planes[-1].live)
+        cursor = cursor_surface(pipe.planes[-1].live)
+        if cursor is not None:
+            if fast is not None:
+                fast.draw_cursor(frame, cursor)
+            else:
+                _draw_cursor(frame, page_of, cursor)
     return frame

@@ -15,6 +15,7 @@ from typing import Any
 from devmodel.accel import Accel
 from devmodel.device.dma import PAGE_SHIFT, PAGE_SIZE, PROT_READ, PROT_WRITE, DmaMap
 
+from ..gtt.ggtt import Ggtt
 from ..gtt.lanes import LANES
 from ..gtt.ops import PteOps
 from ..gtt.space import GgttSpace, PpgttSpace
@@ -60,7 +61,7 @@ class BlitAccel:
         self._key: tuple[int, int] | None = None
         self._table: Any = None
 
-    def _load(self) -> None:
+    def load_windows(self) -> None:
         """The window table, when the DMA map changed since it was built."""
         dma = self.dma
         # Every unmap moves the generation and every map the count: the pair moves with any change.
@@ -116,6 +117,46 @@ class BlitAccel:
                 lib.dm_frames_resolve(f, base + 8 * (page & (LANES - 1)), take, write, out + done)
             done += take
 
+    def ggtt_pages(self, ggtt: Ggtt, first: int, n: int) -> Any:
+        """The host addresses of GGTT pages [first, first + n) for reading, 0 where the page
+        reads as zeros (scratch, absent, past the 4 GiB): a uint64_t[n] (the screen decode's
+        planes)."""
+        self.load_windows()
+        out = self.ffi.new("uint64_t[]", max(1, n))
+        self._resolve(GgttSpace(ggtt, self.dma), first, n, False, out)
+        return out
+
+    def copy_out(
+        self,
+        pages: Any,
+        page_gma: int,
+        npages: int,
+        src: tuple[int, int, Tiling],
+        sx: int,
+        sy: int,
+        dst: Any,
+        dst_pitch: int,
+        dx: int,
+        dy: int,
+        width: int,
+        rows: int,
+    ) -> None:
+        """Rows of a graphics surface (src: address, pitch, tiling; its pages resolved by
+        ggtt_pages from page_gma) into a host buffer of dst_pitch bytes per row, detiled."""
+        s = self.src.struct
+        s.pages, s.page_gma, s.npages = pages, page_gma, npages
+        s.base, s.pitch, s.tiling = src[0], src[1], int(src[2])
+        buf = self.ffi.from_buffer(dst)
+        nbuf = (len(dst) + PAGE_SIZE - 1) >> PAGE_SHIFT
+        addr = int(self.ffi.cast("uintptr_t", buf))
+        dpages = self.ffi.new("uint64_t[]", [addr + (i << PAGE_SHIFT) for i in range(nbuf)])
+        d = self.dst.struct
+        d.pages, d.page_gma, d.npages, d.base, d.pitch, d.tiling = dpages, 0, nbuf, 0, dst_pitch, int(Tiling.LINEAR)
+        try:
+            self.lib.dm_blit_copy(d, dx, dy, s, sx, sy, width, rows)
+        finally:
+            s.pages, d.pages = self.src.pages, self.dst.pages
+
     def _surface(
         self,
         s: _Surface,
@@ -154,7 +195,7 @@ class BlitAccel:
     ) -> None:
         """Rows [dy, dy + rows) of the copy; dst and src: (address, pitch, tiling, band lo,
         band hi), the band being the offsets the rows touch."""
-        self._load()
+        self.load_windows()
         d = self._surface(self.dst, space, dst[0], dst[1], dst[2], dst[3], dst[4], True)
         s = self._surface(self.src, space, src[0], src[1], src[2], src[3], src[4], False)
         self.lib.dm_blit_copy(d, dx, dy, s, sx, sy, width, rows)
@@ -169,6 +210,6 @@ class BlitAccel:
         rows: int,
         color: int,
     ) -> None:
-        self._load()
+        self.load_windows()
         d = self._surface(self.dst, space, dst[0], dst[1], dst[2], dst[3], dst[4], True)
         self.lib.dm_blit_fill(d, dx, dy, width, rows, color & 0xFFFFFFFF)

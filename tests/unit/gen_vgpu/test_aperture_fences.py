@@ -68,3 +68,37 @@ def test_fenced_reads_and_writes_are_detiled(rig: Rig, tiling: str) -> None:
     # The fence off: the same bytes read tiled again.
     rig.w(FENCE_REG_BASE + 16, 0)
     assert ap.read(START, SIZE) == rig.mem.read(GGTT_GPA + START, SIZE)
+
+
+@pytest.mark.parametrize("fenced", [False, True], ids=["linear", "fenced"])
+def test_write_multi_runs_leave_what_single_writes_leave(fenced: bool) -> None:
+    """REGION_WRITE_MULTI's aperture entries joined into runs (fbcon's rows of pixels), among
+    BAR0 writes and jumps, leave the memory the same writes one by one leave."""
+    rnd = random.Random(7)
+    writes: list[tuple[int, int, bytes]] = []
+    at = START - 64
+    for _ in range(600):
+        kind = rnd.random()
+        if kind < 0.05:
+            writes.append((0x4000, 0, rnd.randbytes(4)))  # a register between runs
+        elif kind < 0.15:
+            at = START + rnd.randrange(0, SIZE - 64, 4) - (64 if kind < 0.1 else 0)  # a jump
+        else:
+            n = rnd.choice((1, 2, 4, 8))
+            writes.append((at, 2, rnd.randbytes(n)))
+            at += n
+    images = []
+    for joined in (False, True):
+        rig = Rig()
+        try:
+            if fenced:
+                fence(rig, 1, START, SIZE, "X", 512 * 2)
+            if joined:
+                rig.dev.region_write_multi(writes)
+            else:
+                for offset, index, data in writes:
+                    rig.dev.region_write(index, offset, data)
+            images.append((rig.mem.read(GGTT_GPA + START - 4096, SIZE + 4096), rig.dev.registers.read32(0x4000)))
+        finally:
+            rig.close()
+    assert images[0] == images[1]
