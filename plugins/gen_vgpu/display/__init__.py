@@ -95,8 +95,8 @@ class DisplayParts:
     ) -> Display | None:
         """The display part (None headless) with its pcode answers and its pipe CRC, which
         reads the planes through ``page_of`` (with the compiled drawing ``fast()`` returns once
-        the accelerator is attached: a CRC decodes a frame at every vblank); the device passes its handlers to the table's
-        ``populate`` and attaches it once the rows are in."""
+        the accelerator is attached: a CRC decodes a frame at every vblank); the device passes
+        its handlers to the table's ``populate`` and attaches it once the rows are in."""
         if not self.present:
             return None
         monitor = Monitor(self.options.edid or make_edid())

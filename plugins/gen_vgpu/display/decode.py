@@ -17,14 +17,17 @@ from typing import Protocol
 
 from devmodel.logbound import OncePerReason
 
+from .. import tiles
 from ..mmio import display_regs as r
 from ..platform import Platform
+from ..tiles import Tiling
 from .display import Display, PlaneState
 
 __all__ = [
     "FastPlanes",
     "Frame",
     "Surface",
+    "TILING",
     "cursor_surface",
     "decode_pipe",
     "decode_screen",
@@ -65,6 +68,7 @@ class Surface:
 
 _BDW_FORMATS = {6: "xrgb8888", 14: "xbgr8888", 5: "rgb565", 10: "xrgb2101010", 8: "xbgr2101010"}
 _SKL_TILING = {0: "linear", 1: "x", 4: "y"}
+TILING = {"linear": Tiling.LINEAR, "x": Tiling.X, "y": Tiling.Y}  # a plane's tiling name
 _SKL_STRIDE_MULT = {"linear": 64, "x": 512, "y": 128}
 _CPP = {"rgb565": 2}
 
@@ -82,18 +86,9 @@ def _skl_format(ctl: int) -> str | None:
 
 
 def tiled_offset(tiling: str, stride: int, x_bytes: int, y: int) -> int:
-    """Byte offset of (x_bytes, y) in a surface of ``stride`` bytes per row (no swizzling on
-    gen8+). X tiles are 512 B x 8 rows; Y tiles 128 B x 32 rows of 16-byte columns."""
-    if tiling == "x":
-        return ((y >> 3) * (stride >> 9) + (x_bytes >> 9)) * PAGE + (y & 7) * 512 + (x_bytes & 511)
-    if tiling == "y":
-        return (
-            ((y >> 5) * (stride >> 7) + (x_bytes >> 7)) * PAGE
-            + ((x_bytes & 127) >> 4) * 512
-            + (y & 31) * 16
-            + (x_bytes & 15)
-        )
-    return y * stride + x_bytes
+    """Byte offset of (x_bytes, y) in a surface of ``stride`` bytes per row, for a plane's
+    tiling name (the layouts are tiles.py's)."""
+    return int(tiles.offset(TILING[tiling], stride, x_bytes, y))
 
 
 def read_surface(page_of: PageOf, gma: int, size: int) -> memoryview:
@@ -203,12 +198,12 @@ def _draw_plane(frame: Frame, page_of: PageOf, s: Surface) -> None:
             out[at : at + w * 4] = _to_xrgb(s.fmt, row)
         return
     # Tiled: gather the tiles the visible rows cross, then copy each row piece by piece.
-    tile_rows = 8 if s.tiling == "x" else 32
+    tiling = TILING[s.tiling]
+    tile_rows = tiling.height
     y_last = s.y + h - 1
     first_tile_row, last_tile_row = s.y // tile_rows, y_last // tile_rows
     span_start = first_tile_row * tile_rows * s.stride
     span = read_surface(page_of, s.gma + span_start, (last_tile_row - first_tile_row + 1) * tile_rows * s.stride)
-    piece = 512 if s.tiling == "x" else 16
     x0 = s.x * cpp
     for y in range(h):
         sy = s.y + y
@@ -216,8 +211,9 @@ def _draw_plane(frame: Frame, page_of: PageOf, s: Surface) -> None:
         xb = x0
         end = x0 + row_bytes
         while xb < end:
-            n = min(piece - (xb % piece), end - xb)
-            o = tiled_offset(s.tiling, s.stride, xb, sy) - span_start
+            o, run = tiles.locate(tiling, s.stride, xb, sy)
+            o -= span_start
+            n = min(run, end - xb)
             parts.append(span[o : o + n])
             xb += n
         at = (s.pos_y + y) * out_stride + s.pos_x * 4

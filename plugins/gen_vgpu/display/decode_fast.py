@@ -10,16 +10,13 @@ from __future__ import annotations
 import numpy as np
 
 from ..engine.blit_accel import BlitAccel
-from ..engine.tiling import Tiling
 from ..gtt.ggtt import Ggtt
-from .decode import Frame, Surface
+from .decode import TILING, Frame, Surface
 
 __all__ = ["FastDecode"]
 
 PAGE = 4096
 _GGTT_PAGES = 1 << 20
-_TILING = {"linear": Tiling.LINEAR, "x": Tiling.X, "y": Tiling.Y}
-_TILE_ROWS = {"linear": 1, "x": 8, "y": 32}
 
 
 def _to_xrgb(fmt: str, raw: bytearray, w: int, h: int) -> np.ndarray:
@@ -46,7 +43,7 @@ class FastDecode:
 
     def _copy(self, s: Surface, cpp: int, w: int, h: int, dst: bytearray, dst_pitch: int, dx: int, dy: int) -> None:
         """Rows [s.y, s.y + h) of the surface, w pixels from s.x, into dst at (dx bytes, dy)."""
-        rows = _TILE_ROWS[s.tiling]
+        rows = TILING[s.tiling].height
         lo = s.y // rows * rows * s.stride
         if s.tiling == "linear":
             hi = (s.y + h - 1) * s.stride + (s.x + w) * cpp
@@ -61,7 +58,7 @@ class FastDecode:
             pages,
             first * PAGE,
             n,
-            (s.gma, s.stride, _TILING[s.tiling]),
+            (s.gma, s.stride, TILING[s.tiling]),
             s.x * cpp,
             s.y,
             dst,
