@@ -1,7 +1,8 @@
 """Pipe CRC (display/crc.py): PIPE_CRC_CTL/RES_1 and the CRC-done interrupt as i915 6.1 uses
 them on gen8+ (``hsw_pipe_crc_irq_handler`` reads RES_1 at each CRC-done), computed from the
 decoded picture: equal pictures give equal CRCs whatever their format, tiling and address;
-different ones do not."""
+different ones do not. Each test runs with the Python decode and with the compiled drawing the
+device uses once the accelerator is attached: both must give the same CRCs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import zlib
 
 import pytest
 
+from devmodel import accel as accel_module
 from devmodel.device.dma import PROT_READ, PROT_WRITE
 from devmodel.testing import GuestMemory
 from gen_vgpu import GenVgpu, Platform
@@ -33,8 +35,13 @@ def pattern(x: int, y: int) -> tuple[int, int, int]:
 class Rig:
     """A device with guest memory behind graphics pages, pipe A lit at W x H."""
 
-    def __init__(self, platform: Platform) -> None:
+    def __init__(self, platform: Platform, compiled: bool) -> None:
         self.dev = GenVgpu(platform)
+        if compiled:
+            accel = accel_module.load(True)
+            assert accel is not None  # tests/conftest.py fails the run when it is missing
+            self.dev.region_accel(accel)
+            assert self.dev.screen_decode is not None
         self.mem = GuestMemory(16 << 20)
         self.dev.dma.add(0, self.mem.size, PROT_READ | PROT_WRITE, self.mem.dup_fd(), 0)
         self.next_page = 16
@@ -109,9 +116,10 @@ def pipe_source(platform: Platform) -> int:
     return r.PIPE_CRC_SOURCE_DMUX_SKL << r.PIPE_CRC_SOURCE_SHIFT_SKL
 
 
-@pytest.fixture(params=["bdw", "skl"])
+@pytest.fixture(params=["bdw-python", "skl-python", "bdw-compiled", "skl-compiled"])
 def rig(request: pytest.FixtureRequest) -> Rig:
-    return Rig(Platform(request.param))
+    platform, path = request.param.split("-")
+    return Rig(Platform(platform), path == "compiled")
 
 
 def test_equal_pictures_equal_crcs_different_pictures_differ(rig: Rig) -> None:
