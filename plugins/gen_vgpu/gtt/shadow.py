@@ -147,6 +147,7 @@ class TableStore:
         self.unbacked: set[ShadowTable] = set()  # hold entries no window covered: redo on a map
         self.counters = StoreCounters()
         self._shifts: dict[DmaWindow, WindowShift] = {}
+        self._last_window: tuple[int, int, DmaWindow] | None = None  # _guest_window's last find
         self._once = OncePerReason(log)
         self._leaf_scratch = scratch.leaf_entry
         self._scratch_fill = repeat(scratch.leaf_entry)
@@ -263,6 +264,7 @@ class TableStore:
         self.by_window.clear()
         self.unbacked.clear()
         self._shifts.clear()
+        self._last_window = None
 
     # --- bringing a table up to date ---------------------------------------------------------
 
@@ -382,10 +384,25 @@ class TableStore:
         )
         windows = accel.windows
         same, unbacked_flag = accel.same_flag, accel.unbacked_flag
+        unbacked = self.unbacked
         for k, t, result, w in zip(todo, tables, results, window_of, strict=True):
             if result & same:
                 continue
             changed[k] = LANES
+            if not result and w != -2:
+                # The common case: every present frame in one usable window (or none present).
+                if w >= 0:
+                    window = windows[w]
+                    held = t.windows
+                    if len(held) != 1 or window not in held:
+                        if held:
+                            self._forget_windows(t)
+                        self._note_windows(t, {window})
+                elif t.windows:
+                    self._forget_windows(t)
+                if unbacked:
+                    unbacked.discard(t)
+                continue
             if t.windows:
                 self._forget_windows(t)
             if w >= 0:
@@ -505,6 +522,14 @@ class TableStore:
         if not ops.test_present(e):
             return None, scratch
         child: ShadowTable | None
+        if pt_type is T.PPGTT_PDE_PT and not e & (ops.ps_bit | ops.ips_bit):
+            # The common case (a PT of 4 KiB pages), without the general path's calls.
+            mask = ops.addr_mask
+            gfn = (e & mask) >> PAGE_SHIFT
+            child = self.tables.get(("guest", T.PPGTT_PTE_PT, gfn, False)) or self.get(T.PPGTT_PTE_PT, gfn)
+            if child is None:
+                return None, scratch
+            return child, (e & ~mask) | (child.hfn << PAGE_SHIFT)
         if pt_type is T.PPGTT_PDE_PT and ops.test_pse(e):
             gfn = ops.get_pfn(e, T.PPGTT_PTE_2M_ENTRY)
             flags = e & ~ops.addr_mask & ~(ops.ps_bit | ops.ips_bit)
@@ -594,9 +619,14 @@ class TableStore:
     # --- guest memory ----------------------------------------------------------------------
 
     def _guest_window(self, gfn: int) -> DmaWindow | None:
+        last = self._last_window
+        if last is not None and last[0] <= gfn < last[1]:
+            return last[2]
         w = self.dma.find(gfn << PAGE_SHIFT, PAGE_SIZE)
         if w is None or w.view is None or not w.prot & PROT_READ:
             return None
+        # Guest tables sit together: the next lookup is most likely in the same window.
+        self._last_window = (w.first_gfn, w.first_gfn + w.page_count, w)
         return w
 
     def _usable_window(self, gfn: int) -> DmaWindow | None:
@@ -627,6 +657,7 @@ class TableStore:
 
     def on_dma_map(self, window: DmaWindow) -> None:
         self.generation += 1
+        self._last_window = None
         if self.accel is not None:
             self.accel.windows_changed()
         # Entries that found no window may find this one: rebuild them at the next sync.
@@ -637,6 +668,7 @@ class TableStore:
     def on_dma_unmap(self, window: DmaWindow) -> None:
         """Stop using the window's frames now; the tables are rebuilt at the next sync."""
         self.generation += 1
+        self._last_window = None
         if self.accel is not None:
             self.accel.windows_changed()
         self._shifts.pop(window, None)
