@@ -109,6 +109,29 @@ def devmodel_process(placement: str, *extra: str) -> Iterator[tuple[str, int]]:
 
 
 @contextlib.contextmanager
+def reference_server(placement: str, command: Sequence[str]) -> Iterator[str]:
+    """A vfio-user server binary the user names (e.g. libvfio-user's sample server, built by
+    the user), started on a socket of ours: ``{socket}`` in its arguments is replaced by the
+    socket's path, which is otherwise appended. Yields the path once the socket exists."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "reference.sock")
+        args = [a.replace("{socket}", path) for a in command]
+        if not any("{socket}" in a for a in command):
+            args.append(path)
+        proc = subprocess.Popen([*placement_prefix(placement), *args], stdout=subprocess.DEVNULL)
+        try:
+            wait_for_socket(proc, path)
+            yield path
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@contextlib.contextmanager
 def devmodel_server(placement: str, *extra: str) -> Iterator[str]:
     """``devmodel serve`` in its own process; yields its socket path."""
     with devmodel_process(placement, *extra) as (path, _pid):
