@@ -1,6 +1,7 @@
 /* The blitter's compiled helpers (see dm_blit.h): what plugins/gen_vgpu/engine/blit.py does
  * with memoryviews, with memcpy and memset over host addresses the caller resolved. */
 #include <string.h>
+#include <wchar.h>
 
 #include "dm_blit.h"
 
@@ -136,9 +137,22 @@ static int copy_tiles(const struct dm_surface *dst, uint64_t dx, uint64_t dy, co
                 for (uint64_t r = 0; r < 8; r++)
                     put(d + r * 512, byte_at(src, sx + tx, sy + ty + r), 512);
             } else {
-                for (uint64_t c = 0; c < 8; c++)
-                    for (uint64_t r = 0; r < 32; r++)
-                        put(d + c * 512 + r * 16, byte_at(src, sx + tx + c * 16, sy + ty + r), 16);
+                /* Y: a tile row is 8 OWords 512 bytes apart; its 128 source bytes are one
+                 * lookup when they lie in one page (else one per OWord) */
+                for (uint64_t r = 0; r < 32; r++) {
+                    uint64_t seg;
+                    uint64_t g = locate(src, sx + tx, sy + ty + r, &seg);
+                    if (seg >= 128) {
+                        uint8_t *sp = host_page(src, g);
+                        if (sp != NULL)
+                            sp += g & PAGE_MASK;
+                        for (uint64_t c = 0; c < 8; c++)
+                            put(d + c * 512 + r * 16, sp == NULL ? NULL : sp + c * 16, 16);
+                    } else {
+                        for (uint64_t c = 0; c < 8; c++)
+                            put(d + c * 512 + r * 16, byte_at(src, sx + tx + c * 16, sy + ty + r), 16);
+                    }
+                }
             }
         }
     }
@@ -207,12 +221,23 @@ void dm_blit_copy(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const 
     }
 }
 
-/* n bytes of the repeated colour from byte phase (0-3) of it: 8-byte stores (which the compiler
- * widens) once d is aligned, so a fill runs as fast as memset. */
+/* n bytes of the repeated colour from byte phase (0-3) of it. */
 static void fill_pattern(uint8_t *d, uint64_t n, uint64_t phase, uint32_t color)
 {
     uint8_t c[4];
     memcpy(c, &color, 4);
+#if defined(__SIZEOF_WCHAR_T__) && __SIZEOF_WCHAR_T__ == 4
+    if ((phase & 3) == 0 && ((uintptr_t)d & 3) == 0 && n >= 4) {
+        /* whole pixels at a pixel's alignment: libc's wmemset (wchar_t is 4 bytes) stores
+         * as wide as memset does, where the loop below stays at what the baseline ISA has */
+        uint64_t k = n / 4;
+        wmemset((wchar_t *)(void *)d, (wchar_t)color, k);
+        d += 4 * k;
+        for (uint64_t i = 0; i < (n & 3); i++)
+            d[i] = c[i];
+        return;
+    }
+#endif
     while (n && ((uintptr_t)d & 7)) {
         *d++ = c[phase++ & 3];
         n--;

@@ -12,12 +12,22 @@ writes sent one system call each with a REGION_READ as barrier every 1,000 (as t
 in shared/bench/anchors.md measure); GGTT updates as posted 8-byte writes and as
 REGION_WRITE_MULTI batches of 200 (QEMU 11.1's batch size); and the server's drain rate of a
 pre-built burst of posted writes sent in one piece.
+
+``--reference 'PATH [ARGS]'`` also runs a vfio-user server binary the user names (for example
+libvfio-user's sample server, built by the user: ``--reference 'path/to/server {socket}'``;
+``{socket}`` becomes the socket's path, appended when absent) and drives it with the same
+client: after VERSION, read and write round trips and posted writes (a read as barrier every
+1,000) of ``--reference-access REGION:OFFSET:WIDTH`` (default 0:0:8, the one access the sample
+server's BAR0 takes: 8 bytes at offset 0; writes carry a time an hour ahead, which its BAR0
+takes as a timer). devmodel is measured in the same run with the same width at a plain
+register, and the ratio devmodel / reference printed.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import socket
 import sys
 import time
@@ -37,8 +47,10 @@ from bench.floor import (  # noqa: E402
     posted,
     ratio,
     recv_exact,
+    reference_server,
     round_trips,
 )
+from devmodel.errors import ErrorReply  # noqa: E402
 from devmodel.testing import GuestMemory, VfioUserClient  # noqa: E402
 from devmodel.vfio_user.constants import Command, HeaderFlags, MsgType  # noqa: E402
 from devmodel.vfio_user.framing import encode_message  # noqa: E402
@@ -51,12 +63,12 @@ CMD = int(MsgType.COMMAND)
 POSTED = CMD | int(HeaderFlags.NO_REPLY)
 
 
-def region_read_msg(offset: int = REG, count: int = 4) -> bytes:
-    return encode_message(0, Command.REGION_READ, CMD, REGION_ACCESS.pack(offset, 0, count))
+def region_read_msg(offset: int = REG, count: int = 4, region: int = 0) -> bytes:
+    return encode_message(0, Command.REGION_READ, CMD, REGION_ACCESS.pack(offset, region, count))
 
 
-def region_write_msg(offset: int, data: bytes, flags: int) -> bytes:
-    return encode_message(0, Command.REGION_WRITE, flags, REGION_ACCESS.pack(offset, 0, len(data)) + data)
+def region_write_msg(offset: int, data: bytes, flags: int, region: int = 0) -> bytes:
+    return encode_message(0, Command.REGION_WRITE, flags, REGION_ACCESS.pack(offset, region, len(data)) + data)
 
 
 def write_multi_msg(entries: list[tuple[int, int]]) -> bytes:
@@ -187,6 +199,63 @@ def target(key: str, placement: str, dev: float, floor: float) -> str:
     return ""
 
 
+def measure_access(path: str, region: int, offset: int, data: bytes, n: int, runs: int) -> dict[str, list[float]]:
+    """Round trips and posted writes of one access on a server at ``path``, after VERSION
+    only (no DMA map: a server that needs none for its registers is not made to take one)."""
+    width = len(data)
+    read_req = region_read_msg(offset, width, region)
+    write_req = region_write_msg(offset, data, CMD, region)
+    read_reply, write_reply = len(read_req) + width, len(write_req) - width
+    posted_msgs = [region_write_msg(offset, data, POSTED, region)] * n
+    c = VfioUserClient.connect(path)
+    try:
+        c.negotiate()
+        try:  # the access must be one the server serves: an error reply has another length
+            c.region_read(region, offset, width)
+            c.region_write(region, offset, data)
+        except ErrorReply as exc:
+            raise SystemExit(f"{path}: region {region} offset {offset:#x}, {width} bytes refused ({exc}): "
+                             "choose another with --reference-access") from None
+        s = c.sock
+        s.settimeout(None)
+        out: dict[str, list[float]] = {}
+        for _ in range(runs):
+            rate, _lat = round_trips(s, read_req, read_reply, n)
+            out.setdefault("read", []).append(rate)
+            rate, _lat = round_trips(s, write_req, write_reply, n)
+            out.setdefault("write", []).append(rate)
+            t0 = time.perf_counter()
+            for b in range(0, n, 1000):
+                posted(s, posted_msgs[b : b + 1000], read_req, read_reply)
+            out.setdefault("posted", []).append(n / (time.perf_counter() - t0))
+        return out
+    finally:
+        c.close()
+
+
+def compare_reference(placement: str, command: list[str], access: str, n: int, runs: int) -> None:
+    try:
+        region, offset, width = (int(x, 0) for x in access.split(":"))
+    except ValueError:
+        raise SystemExit(f"--reference-access wants REGION:OFFSET:WIDTH, not {access!r}") from None
+    if width not in (1, 2, 4, 8):
+        raise SystemExit("--reference-access: WIDTH is 1, 2, 4 or 8")
+    data = (int(time.time()) + 3600).to_bytes(8, "little")[:width]
+    with placed(placement):
+        with reference_server(placement, command) as path:
+            ref = measure_access(path, region, offset, data, n, runs)
+        with devmodel_server(placement) as path:
+            dev = measure_access(path, 0, REG, data, n, runs)
+    print(f"\ndevmodel vs the reference server {shlex.join(command)!r}, {placement}, {width}-byte accesses")
+    print(f"(median of {runs} runs of {n:,}; ± half the spread; devmodel at BAR0 {REG:#x}, the reference at "
+          f"region {region} offset {offset:#x})")
+    print(f"  {'figure':<44} {'devmodel':>18} {'reference':>18}  devmodel / reference")
+    for key, label in (("read", "REGION_READ round trips/s"), ("write", "REGION_WRITE round trips/s"),
+                       ("posted", "posted writes/s (barrier every 1,000)")):
+        d, r = Figure(tuple(dev[key])), Figure(tuple(ref[key]))
+        print(f"  {label:<44} {d!s:>18} {r!s:>18}  {ratio(d.median, r.median)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=50_000, help="operations per measurement (a multiple of 1,000)")
@@ -201,10 +270,20 @@ def main(argv: list[str] | None = None) -> None:
         help="serve with these trace events on (devmodel serve --trace), their lines to /dev/null: "
         "what tracing costs the message path",
     )
+    ap.add_argument(
+        "--reference",
+        metavar="'PATH [ARGS]'",
+        help="also run this vfio-user server binary with the same client and print devmodel's ratio to it "
+        "({socket} in ARGS becomes the socket's path; appended when absent)",
+    )
+    ap.add_argument("--reference-access", metavar="REGION:OFFSET:WIDTH", default="0:0:8")
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.runs = 2000, 1
     placements = PLACEMENTS if args.placement == "both" else (args.placement,)
+    if args.reference:
+        for placement in placements:
+            compare_reference(placement, shlex.split(args.reference), args.reference_access, args.n, args.runs)
     server_args = ("--trace", args.trace, "--trace-file", os.devnull) if args.trace else ()
     labels = {"read": "REGION_READ 4 B round trips/s", "write": "REGION_WRITE 4 B round trips/s"}
     labels.update({k: v[0] for k, v in workloads(MULTI_BATCH).items()})

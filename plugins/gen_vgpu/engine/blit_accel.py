@@ -19,7 +19,6 @@ from ..gtt.ggtt import Ggtt
 from ..gtt.lanes import LANES
 from ..gtt.ops import PteOps
 from ..gtt.space import GgttSpace, PpgttSpace
-from ..gtt.walker import ADDRESS_BITS
 from ..tiles import Tiling
 
 __all__ = ["MAX_PAGES", "BlitAccel", "has_blit_accel"]
@@ -98,7 +97,7 @@ class BlitAccel:
             return
         f.need_rw = 1
         walker, mm = space.walker, space.mm
-        limit = 1 << (ADDRESS_BITS[mm.kind] - PAGE_SHIFT)
+        limit = space.limit >> PAGE_SHIFT
         done = 0
         while done < n:
             page = first + done

@@ -27,7 +27,7 @@ from devmodel.errors import NoSpace
 
 from .ops import PteOps
 from .scratch import ScratchTree
-from .shadow import DEFAULT_MAX_SHADOW_PAGES, ShadowTable, StoreCounters, TableStore
+from .shadow import DEFAULT_MAX_SHADOW_PAGES, DirectorySync, ShadowTable, StoreCounters, TableStore
 from .shadow_accel import LEAF_BATCH
 from .types import GttType, next_pt_type
 
@@ -109,8 +109,12 @@ class FlatTree:
     snap: array[int]
 
     @classmethod
-    def of(cls, ppgtt: Ppgtt, seen: Iterable[ShadowTable]) -> FlatTree:
-        tables = [t for t in seen if t.alive and t.gaddr and t.saddr > 0]
+    def of(cls, ppgtt: Ppgtt, seen: Iterable[ShadowTable]) -> FlatTree | None:
+        """None when a table of guest memory was left without a snapshot (two syncs of a
+        directory overlapped): only a walk rebuilds it."""
+        tables = [t for t in seen if t.alive and t.gaddr]
+        if any(t.saddr <= 0 for t in tables):
+            return None
         return cls(
             ppgtt.store.generation,
             ppgtt.map_changes,
@@ -141,6 +145,7 @@ class ResyncTask:
         self._work: list[ShadowTable] = []
         self._seen: set[ShadowTable] = set()
         self._leaves: list[ShadowTable] = []  # leaves seen, waiting for one sync_leaves call
+        self._job: DirectorySync | None = None  # a directory's sync under way
         self._map_changes = 0
         self._stats = ResyncStats()
         self._flat: FlatTree | None = None  # comparing this list in C instead of walking
@@ -194,11 +199,17 @@ class ResyncTask:
                         self._end()
                         continue
                 store = self.ppgtt.store
-                sync = store.sync
+                begin = store.begin_sync
                 batched = store.batches_leaves
                 work, seen, leaves = self._work, self._seen, self._leaves
-                while work or leaves:
-                    if work:
+                while work or leaves or self._job is not None:
+                    job = self._job
+                    if job is not None:
+                        if not store.sync_some(job, work, deadline):
+                            return True
+                        self._job = None
+                        counts = [job.entries_changed]
+                    elif work:
                         t = work.pop()
                         if not t.alive or t in seen:
                             continue
@@ -211,7 +222,12 @@ class ResyncTask:
                             counts = store.sync_leaves(leaves)
                             leaves.clear()
                         else:
-                            counts = [sync(t, work)]
+                            done = begin(t, work)
+                            if not isinstance(done, int):
+                                # A changed directory: its entries in bounded chunks.
+                                self._job = done
+                                continue
+                            counts = [done]
                     else:
                         counts = store.sync_leaves(leaves)
                         leaves.clear()
@@ -275,6 +291,7 @@ class ResyncTask:
             pass
 
     def cancel(self) -> None:
+        self._job = None
         if self._mm is not None:
             self._mm.resyncing -= 1
             self._mm = None
@@ -301,6 +318,7 @@ class ResyncTask:
         self._work = [t for t in mm.root_tables if t is not None]
         self._seen = set()
         self._leaves = []
+        self._job = None
         flat = mm.flat
         self._flat = None
         if (
@@ -315,6 +333,7 @@ class ResyncTask:
     def _end(self) -> None:
         mm = self._mm
         self._mm = None
+        self._job = None
         if mm is not None and mm.resyncing:
             mm.resyncing -= 1
             self.ppgtt.releases += 1

@@ -16,6 +16,8 @@ integers (see ``lanes``), when their present entries fall in one DMA window.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +33,16 @@ from .scratch import ScratchTree
 from .shadow_accel import LEAF_BATCH, ShadowAccel, has_shadow_accel
 from .types import GttType, next_pt_type
 
-__all__ = ["DEFAULT_MAX_SHADOW_PAGES", "IPS_GROUP", "ShadowTable", "StoreCounters", "TableKey", "TableStore"]
+__all__ = [
+    "DEFAULT_MAX_SHADOW_PAGES",
+    "DIRECTORY_CHUNK",
+    "DirectorySync",
+    "IPS_GROUP",
+    "ShadowTable",
+    "StoreCounters",
+    "TableKey",
+    "TableStore",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +83,13 @@ class ShadowTable:
     saddr: int = 0
     haddr: int = 0
     gaddr: int = 0
-    children: list[ShadowTable | None] | None = None  # directories: the child per entry
+    # A directory's child per entry is the live table whose frame the shadow entry holds
+    # (TableStore.by_hfn; a scratch entry: none): no list of 512 per directory for the cyclic
+    # garbage collector to traverse on every full collection.
     child_refs: dict[ShadowTable, int] = field(default_factory=dict)  # child -> entries naming it
     windows: set[DmaWindow] = field(default_factory=set)  # leaves: windows whose frames it holds
     alive: bool = True
+    syncs: int = 0  # moves when a directory sync ends or the snapshot is dropped (DirectorySync)
 
     def __repr__(self) -> str:
         return f"ShadowTable({self.key}, hfn={self.hfn:#x}, refs={self.refs}, alive={self.alive})"
@@ -87,6 +101,28 @@ class ShadowTable:
     @property
     def entries(self) -> memoryview:
         return self.page.cast("Q")
+
+
+# Directory entries re-shadowed between two looks at a step's deadline: an entry that creates
+# its child table costs about 10 µs, so a chunk stays well under a step.
+DIRECTORY_CHUNK = 16
+
+
+@dataclass(eq=False, slots=True)
+class DirectorySync:
+    """A directory's sync under way (:meth:`TableStore.sync_some`): plain data between steps."""
+
+    table: ShadowTable
+    data: bytes  # the guest table as read when the job began
+    changed: range | list[int]  # the entries that differ from the snapshot, in order
+    syncs: int  # table.syncs when the job began
+    new: array[int] = field(init=False)
+    pos: int = 0  # changed[:pos] are done
+    unbacked: bool = False  # a present entry found no table in guest memory
+    entries_changed: int = 0  # once done
+
+    def __post_init__(self) -> None:
+        self.new = array("Q", self.data)
 
 
 class TableStore:
@@ -106,10 +142,12 @@ class TableStore:
         self.max_pages = max_pages
         self.reclaim = reclaim  # frees shadow pages of an idle mm; False when none could go
         self.tables: dict[TableKey, ShadowTable] = {}
+        self.by_hfn: dict[int, ShadowTable] = {}  # every live table by its shadow page's frame
         self.by_window: dict[DmaWindow, set[ShadowTable]] = {}
         self.unbacked: set[ShadowTable] = set()  # hold entries no window covered: redo on a map
         self.counters = StoreCounters()
         self._shifts: dict[DmaWindow, WindowShift] = {}
+        self._last_window: tuple[int, int, DmaWindow] | None = None  # _guest_window's last find
         self._once = OncePerReason(log)
         self._leaf_scratch = scratch.leaf_entry
         self._scratch_fill = repeat(scratch.leaf_entry)
@@ -170,9 +208,8 @@ class TableStore:
             return None
         page[:] = self.scratch.filled[pt_type]
         table = ShadowTable(key, pt_type, gfn, ips, hfn, page, synth)
-        if pt_type is not T.PPGTT_PTE_PT:
-            table.children = [None] * LANES
         self.tables[key] = table
+        self.by_hfn[hfn] = table
         self.counters.tables_created += 1
         return table
 
@@ -199,8 +236,8 @@ class TableStore:
         self.generation += 1
         t.alive = False
         t.child_refs = {}
-        t.children = None
         del self.tables[t.key]
+        del self.by_hfn[t.hfn]
         self._forget_windows(t)
         self.unbacked.discard(t)
         self.dma.free_device_page(t.hfn)
@@ -223,15 +260,28 @@ class TableStore:
             self.dma.free_device_page(t.hfn)
         self.counters.tables_freed += len(self.tables)
         self.tables.clear()
+        self.by_hfn.clear()
         self.by_window.clear()
         self.unbacked.clear()
         self._shifts.clear()
+        self._last_window = None
 
     # --- bringing a table up to date ---------------------------------------------------------
 
     def sync(self, t: ShadowTable, queue: list[ShadowTable]) -> int:
         """Re-shadow what changed in ``t``'s guest table since its snapshot; put the distinct
-        child tables on ``queue``. Returns the number of shadow entries rewritten."""
+        child tables on ``queue``. Returns the number of shadow entries rewritten. In one go:
+        :meth:`begin_sync` and :meth:`sync_some` are the same in bounded steps."""
+        job = self.begin_sync(t, queue)
+        if isinstance(job, int):
+            return job
+        self.sync_some(job, queue, math.inf)
+        return job.entries_changed
+
+    def begin_sync(self, t: ShadowTable, queue: list[ShadowTable]) -> int | DirectorySync:
+        """``sync``, done at once (the entries rewritten) for a leaf, an unchanged table or one
+        that left guest memory; for a directory whose guest table changed, its job, to be
+        run by :meth:`sync_some`."""
         if self.accel is not None and t.synth is None:
             return self._sync_compiled(t, queue, self.accel)
         if t.synth is not None:
@@ -246,18 +296,20 @@ class TableStore:
         if data == t.snapshot:
             queue.extend(t.child_refs)
             return 0
-        if t.is_leaf:
-            changed = self._sync_leaf(t, data)
-        else:
-            changed = self._sync_directory(t, data)
-            queue.extend(t.child_refs)
+        if not t.is_leaf:
+            if t.snapshot is None:
+                return DirectorySync(t, data, range(LANES), t.syncs)
+            old = array("Q", bytes(t.snapshot))
+            new = array("Q", data)
+            return DirectorySync(t, data, [i for i, (a, b) in enumerate(zip(old, new, strict=True)) if a != b], t.syncs)
+        changed = self._sync_leaf(t, data)
         t.snapshot = data
         t.saddr = 0  # a Python snapshot (bytes): a compiled sync takes a slot again
         return changed
 
-    def _sync_compiled(self, t: ShadowTable, queue: list[ShadowTable], accel: ShadowAccel) -> int:
-        """``sync`` with the compare, the copy and the leaf's translation in C, reading the
-        guest table where it is mapped."""
+    def _sync_compiled(self, t: ShadowTable, queue: list[ShadowTable], accel: ShadowAccel) -> int | DirectorySync:
+        """``begin_sync`` with the compare, the copy and the leaf's translation in C, reading
+        the guest table where it is mapped."""
         gaddr = t.gaddr = accel.guest_address(t.gfn)
         if not gaddr:
             changed = self._blank(t)
@@ -265,39 +317,32 @@ class TableStore:
             return changed
         snap = t.snapshot
         valid = snap is not None and t.saddr > 0
+        if not t.is_leaf:
+            if valid and accel.same(gaddr, t.saddr):
+                queue.extend(t.child_refs)
+                return 0
+            data = accel.read(gaddr)
+            return DirectorySync(t, data, accel.diff(t.saddr, data) if valid else range(LANES), t.syncs)
         if not valid:
             snap, t.saddr = accel.snapshot()
             t.snapshot = snap
-        assert isinstance(snap, memoryview)
-        if t.is_leaf:
-            if not t.haddr:
-                t.haddr = accel.address(t.page)
-            done = accel.sync_leaf(gaddr, t.saddr, t.haddr, t.ips, valid)
-            if done is None:
-                return 0
-            windows, unbacked, unusable = done
-            self._forget_windows(t)
-            if unusable:
-                self.log_once(
-                    "a page in a window without an fd or read permission is mapped to scratch", f"PT gfn {t.gfn:#x}"
-                )
-            self._note_windows(t, windows)
-            if unbacked:
-                self.unbacked.add(t)
-            else:
-                self.unbacked.discard(t)
-            return LANES
-        if valid and accel.same(gaddr, t.saddr):
-            queue.extend(t.child_refs)
+        if not t.haddr:
+            t.haddr = accel.address(t.page)
+        done = accel.sync_leaf(gaddr, t.saddr, t.haddr, t.ips, valid)
+        if done is None:
             return 0
-        data = accel.read(gaddr)
-        if not valid:
-            t.snapshot = None  # every entry is new
-        changed = self._sync_directory(t, data)
-        t.snapshot = snap
-        snap[:] = data
-        queue.extend(t.child_refs)
-        return changed
+        windows, unbacked, unusable = done
+        self._forget_windows(t)
+        if unusable:
+            self.log_once(
+                "a page in a window without an fd or read permission is mapped to scratch", f"PT gfn {t.gfn:#x}"
+            )
+        self._note_windows(t, windows)
+        if unbacked:
+            self.unbacked.add(t)
+        else:
+            self.unbacked.discard(t)
+        return LANES
 
     def batches_leaves(self, t: ShadowTable) -> bool:
         """Whether ``t`` goes to :meth:`sync_leaves` rather than :meth:`sync`."""
@@ -339,10 +384,25 @@ class TableStore:
         )
         windows = accel.windows
         same, unbacked_flag = accel.same_flag, accel.unbacked_flag
+        unbacked = self.unbacked
         for k, t, result, w in zip(todo, tables, results, window_of, strict=True):
             if result & same:
                 continue
             changed[k] = LANES
+            if not result and w != -2:
+                # The common case: every present frame in one usable window (or none present).
+                if w >= 0:
+                    window = windows[w]
+                    held = t.windows
+                    if len(held) != 1 or window not in held:
+                        if held:
+                            self._forget_windows(t)
+                        self._note_windows(t, {window})
+                elif t.windows:
+                    self._forget_windows(t)
+                if unbacked:
+                    unbacked.discard(t)
+                continue
             if t.windows:
                 self._forget_windows(t)
             if w >= 0:
@@ -365,60 +425,95 @@ class TableStore:
     def _blank(self, t: ShadowTable) -> int:
         self.generation += 1
         was = t.snapshot
-        t.snapshot = None
-        t.saddr = 0
+        self._invalidate(t)
         t.page[:] = self.scratch.filled[t.pt_type]
         self._forget_windows(t)
-        if t.children is not None:
+        if t.child_refs:
             old = t.child_refs
             t.child_refs = {}
-            t.children = [None] * LANES
             for child, n in old.items():
                 self.unref(child, n)
         return 0 if was is None else LANES
 
-    def _sync_directory(self, t: ShadowTable, data: bytes) -> int:
-        self.generation += 1
-        new = array("Q", data)
-        changed: range | list[int]
-        if t.snapshot is None:
-            changed = range(LANES)
-        elif self.accel is not None and t.saddr > 0:
-            changed = self.accel.diff(t.saddr, data)
-        else:
-            old = array("Q", bytes(t.snapshot))
-            changed = [i for i, (a, b) in enumerate(zip(old, new, strict=True)) if a != b]
-        entries = t.entries
-        children = t.children
-        assert children is not None
-        child_refs = t.child_refs
+    def sync_some(self, job: DirectorySync, queue: list[ShadowTable], deadline: float) -> bool:
+        """Re-shadow the job's changed entries, DIRECTORY_CHUNK at a time, until all are done
+        (True: the table's children are then on ``queue``) or ``time.monotonic()`` passes
+        ``deadline`` (False: call again). A job whose table went is done, with nothing queued.
+
+        Between two calls anything may happen to the store: other tasks sync the same table,
+        tables go, the guest writes. Each entry's update is whole (the new child referenced
+        before the old one is dropped) and redoing one is harmless, so a job only has to
+        re-read the table's live fields per chunk and hold no table of its own across calls
+        (the memo of entries is per call). The snapshot becomes the job's guest bytes at the
+        end, unless another sync of the table ended or blanked it meanwhile (``syncs``
+        moved): which entries then follow which bytes is unknown, and the next sync redoes
+        all of them."""
+        t = job.table
+        changed = job.changed
+        n = len(changed)
+        new = job.new
+        pt_type = t.pt_type
+        test_present = self.ops.test_present
+        by_hfn = self.by_hfn
+        addr_mask = self.ops.addr_mask
         memo: dict[int, tuple[ShadowTable | None, int]] = {}
-        unbacked = False
-        for i in changed:
-            e = new[i]
-            found = memo.get(e)
-            if found is None:
-                found = memo[e] = self._directory_entry(t.pt_type, e)
-                if found[0] is None and self.ops.test_present(e):
-                    unbacked = True
-            child, shadow_entry = found
-            # Add before remove: the new child is referenced before the old one may go.
-            if child is not None:
-                child.refs += 1
-                child_refs[child] = child_refs.get(child, 0) + 1
-            entries[i] = shadow_entry
-            old_child = children[i]
-            children[i] = child
-            if old_child is not None:
-                n = child_refs[old_child] - 1
-                if n:
-                    child_refs[old_child] = n
-                else:
-                    del child_refs[old_child]
-                self.unref(old_child)
-        if unbacked:
+        while job.pos < n:
+            if not t.alive:
+                return True
+            self.generation += 1
+            entries = t.entries
+            child_refs = t.child_refs
+            stop = min(n, job.pos + DIRECTORY_CHUNK)
+            for k in range(job.pos, stop):
+                i = changed[k]
+                e = new[i]
+                found = memo.get(e)
+                if found is None:
+                    found = memo[e] = self._directory_entry(pt_type, e)
+                    if found[0] is None and test_present(e):
+                        job.unbacked = True
+                child, shadow_entry = found
+                # Add before remove: the new child is referenced before the old one may go.
+                if child is not None:
+                    child.refs += 1
+                    child_refs[child] = child_refs.get(child, 0) + 1
+                old_child = by_hfn.get((entries[i] & addr_mask) >> PAGE_SHIFT)
+                entries[i] = shadow_entry
+                if old_child is not None:
+                    m = child_refs[old_child] - 1
+                    if m:
+                        child_refs[old_child] = m
+                    else:
+                        del child_refs[old_child]
+                    self.unref(old_child)
+            job.pos = stop
+            if stop < n and time.monotonic() >= deadline:
+                return False
+        if not t.alive:
+            return True
+        if job.syncs != t.syncs:
+            self._invalidate(t)
+        elif self.accel is not None and t.synth is None:
+            snap = t.snapshot
+            if not isinstance(snap, memoryview) or t.saddr <= 0:
+                snap, t.saddr = self.accel.snapshot()
+                t.snapshot = snap
+            snap[:] = job.data
+        else:
+            t.snapshot = job.data
+            t.saddr = 0  # a Python snapshot (bytes): a compiled sync takes a slot again
+        t.syncs += 1
+        if job.unbacked:
             self.unbacked.add(t)
-        return len(changed)
+        job.entries_changed = n
+        queue.extend(t.child_refs)
+        return True
+
+    def _invalidate(self, t: ShadowTable) -> None:
+        """Forget ``t``'s snapshot: its next sync rebuilds every entry."""
+        t.snapshot = None
+        t.saddr = 0
+        t.syncs += 1
 
     def _directory_entry(self, pt_type: GttType, e: int) -> tuple[ShadowTable | None, int]:
         """The child table and shadow entry for guest entry ``e`` of a directory."""
@@ -427,6 +522,14 @@ class TableStore:
         if not ops.test_present(e):
             return None, scratch
         child: ShadowTable | None
+        if pt_type is T.PPGTT_PDE_PT and not e & (ops.ps_bit | ops.ips_bit):
+            # The common case (a PT of 4 KiB pages), without the general path's calls.
+            mask = ops.addr_mask
+            gfn = (e & mask) >> PAGE_SHIFT
+            child = self.tables.get(("guest", T.PPGTT_PTE_PT, gfn, False)) or self.get(T.PPGTT_PTE_PT, gfn)
+            if child is None:
+                return None, scratch
+            return child, (e & ~mask) | (child.hfn << PAGE_SHIFT)
         if pt_type is T.PPGTT_PDE_PT and ops.test_pse(e):
             gfn = ops.get_pfn(e, T.PPGTT_PTE_2M_ENTRY)
             flags = e & ~ops.addr_mask & ~(ops.ps_bit | ops.ips_bit)
@@ -516,9 +619,14 @@ class TableStore:
     # --- guest memory ----------------------------------------------------------------------
 
     def _guest_window(self, gfn: int) -> DmaWindow | None:
+        last = self._last_window
+        if last is not None and last[0] <= gfn < last[1]:
+            return last[2]
         w = self.dma.find(gfn << PAGE_SHIFT, PAGE_SIZE)
         if w is None or w.view is None or not w.prot & PROT_READ:
             return None
+        # Guest tables sit together: the next lookup is most likely in the same window.
+        self._last_window = (w.first_gfn, w.first_gfn + w.page_count, w)
         return w
 
     def _usable_window(self, gfn: int) -> DmaWindow | None:
@@ -549,17 +657,18 @@ class TableStore:
 
     def on_dma_map(self, window: DmaWindow) -> None:
         self.generation += 1
+        self._last_window = None
         if self.accel is not None:
             self.accel.windows_changed()
         # Entries that found no window may find this one: rebuild them at the next sync.
         for t in self.unbacked:
-            t.snapshot = None
-            t.saddr = 0
+            self._invalidate(t)
         self.unbacked.clear()
 
     def on_dma_unmap(self, window: DmaWindow) -> None:
         """Stop using the window's frames now; the tables are rebuilt at the next sync."""
         self.generation += 1
+        self._last_window = None
         if self.accel is not None:
             self.accel.windows_changed()
         self._shifts.pop(window, None)
@@ -577,6 +686,5 @@ class TableStore:
                 for i, e in enumerate(entries):
                     if lo <= self.ops.get_pfn(e) < hi:
                         entries[i] = scratch
-            t.snapshot = None
-            t.saddr = 0
+            self._invalidate(t)
             self.counters.unmap_fallbacks += 1

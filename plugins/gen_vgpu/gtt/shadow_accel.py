@@ -61,10 +61,13 @@ class ShadowAccel:
         self._bases: dict[DmaWindow, int] = {}  # window -> address of its mapping
         self._slots: list[tuple[memoryview, int]] = []
         self._windows: tuple[DmaWindow, ...] = ()
+        # guest_address's last window: (first gfn, end gfn, address of gfn 0 as if mapped).
+        self._last = (0, 0, 0)
 
     def windows_changed(self) -> None:
         self._table = None
         self._bases.clear()
+        self._last = (0, 0, 0)
 
     def _load(self) -> None:
         windows = self.dma.windows  # iova order: gfn order
@@ -101,6 +104,9 @@ class ShadowAccel:
     def guest_address(self, gfn: int) -> int:
         """Where the guest page ``gfn`` is in this process, if a readable window with an fd
         holds it; else 0."""
+        first, end, origin = self._last
+        if first <= gfn < end:
+            return origin + (gfn << PAGE_SHIFT)
         w = self.dma.find(gfn << PAGE_SHIFT, PAGE_SIZE)
         if w is None:
             return 0
@@ -110,7 +116,9 @@ class ShadowAccel:
             if view is None or not w.prot & PROT_READ:
                 return 0
             base = self._bases[w] = self.address(view)
-        return base + ((gfn - w.first_gfn) << PAGE_SHIFT)
+        first = w.first_gfn
+        self._last = (first, first + w.page_count, base - (first << PAGE_SHIFT))
+        return base + ((gfn - first) << PAGE_SHIFT)
 
     def read(self, address: int) -> bytes:
         ffi = self.ffi

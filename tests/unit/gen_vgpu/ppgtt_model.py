@@ -84,12 +84,21 @@ def check_structure(ppgtt: Ppgtt, mem: GuestMemory, synced: bool) -> None:
         for t in mm.root_tables:
             if t is not None:
                 refs[id(t)] += 1
+    assert store.by_hfn == live
     for t in store.tables.values():
         assert t.alive
-        for child in t.children or ():
+        if t.is_leaf:
+            continue
+        # A directory's children are the live tables its shadow entries hold; every other
+        # entry is the scratch of the level below (check_table).
+        named: Counter[int] = Counter()
+        for s in array("Q", t.page.tobytes()):
+            child = live.get(OPS.get_pfn(s))
             if child is not None:
-                assert child.alive, "a live table points at a freed one"
-                refs[id(child)] += 1
+                named[id(child)] += 1
+        refs.update(named)
+        assert named == Counter({id(c): n for c, n in t.child_refs.items()}), "child_refs != the entries"
+        assert all(c.alive for c in t.child_refs), "a live table points at a freed one"
     for t in store.tables.values():
         assert t.refs == refs[id(t)], f"refcount {t.refs} != {refs[id(t)]} parent references"
         assert t.refs > 0, "a table nobody references is still alive"
@@ -123,11 +132,8 @@ def check_table(ppgtt: Ppgtt, mem: GuestMemory, t: ShadowTable, live: dict[int, 
             # Huge pages are split (1 GiB: scratch): no shadow PDE keeps PS or IPS, no PDPE PS.
             dropped = PS | IPS if t.pt_type is T.PPGTT_PDE_PT else PS
             assert s == below or not s & dropped, "a shadow directory entry kept PS or IPS"
-            child = t.children[i] if t.children is not None else None
-            if child is None:
-                assert s == below
-            else:
-                assert live.get(hfn) is child
+            if hfn not in live:
+                assert s == below, "a shadow directory entry names no live table"
 
 
 def shadow_matches_guest(

@@ -12,8 +12,10 @@ from devmodel import accel as accel_module
 from devmodel.device.dma import PROT_READ, PROT_WRITE, DmaMap
 from devmodel.errors import OutOfRange
 from devmodel.testing import GuestMemory
+from gen_vgpu.gtt.lanes import LANES
 from gen_vgpu.gtt.mm import Ppgtt, RootKind, ShadowMm, parse_roots
 from gen_vgpu.gtt.ops import GEN8_PTE_OPS as OPS
+from gen_vgpu.gtt.shadow import DIRECTORY_CHUNK
 from gen_vgpu.gtt.shadow_accel import has_shadow_accel
 from gen_vgpu.gtt.types import GttType
 from gen_vgpu.gtt.walker import ShadowWalker
@@ -286,11 +288,13 @@ def test_stepped_resync_returns_between_tables(guest: Guest) -> None:
     root = i915_tree(guest, 4)
     mm, task = guest.ppgtt.pin(RootKind.L4, (root,))
     steps = 1
-    while task.step(0.0):  # a deadline already passed: one table (or batch of leaves) per step
+    while task.step(0.0):  # a deadline already passed: one leaf (or batch of leaves) per step
         steps += 1
-    # The last step only finds the work done. The compiled path syncs the 5 leaves (4 PTs and
-    # the guest's scratch PT) in one call, after the 5 directories.
-    assert steps == mm.last_resync.steps == (7 if guest.compiled else 11)
+    # A new directory re-shadows its 512 entries DIRECTORY_CHUNK per step. The last step only
+    # finds the work done. The compiled path syncs the 5 leaves (4 PTs and the guest's scratch
+    # PT) in one call, after the 5 directories.
+    per_directory = LANES // DIRECTORY_CHUNK
+    assert steps == mm.last_resync.steps == 5 * per_directory + (2 if guest.compiled else 6)
     assert mm.last_resync.tables == 10
     check_structure(guest.ppgtt, guest.mem, synced=True)
     # Cancelled halfway, the mm can still be reclaimed or destroyed.
@@ -299,6 +303,35 @@ def test_stepped_resync_returns_between_tables(guest: Guest) -> None:
     assert task.step(0.0)
     task.cancel()
     assert mm.resyncing == 0
+
+
+def test_overlapping_directory_syncs_leave_no_stale_snapshot(guest: Guest) -> None:
+    """Two mms share a PD; one's sync of it is halfway when the guest changes an entry the
+    first chunk did and the other mm's sync runs whole. Whatever the first then records as
+    the PD's snapshot, a guest that writes the entry back must see it followed."""
+    for pml4 in (1, 4):
+        guest.put(pml4, 0, 2 << 12 | RWP)  # both PML4s -> PDP 2 -> PD 3
+    guest.put(2, 0, 3 << 12 | RWP)
+    for pt, page in ((10, 0x100), (11, 0x101), (12, 0x102)):
+        guest.put(pt, 0, page << 12 | RWP)
+    guest.fill(3, 10 << 12 | RWP)
+    first, second = (RootKind.L4, (1 << 12,)), (RootKind.L4, (4 << 12,))
+    mm = guest.submit(*first)
+    guest.submit(*second)
+    assert guest.walker.translate(mm, 0).hfn == guest.hfn(0x100)
+    guest.fill(3, 11 << 12 | RWP)
+    mm, task = guest.ppgtt.pin(*first)
+    while task._job is None or task._job.table.gfn != 3 or task._job.pos == 0:
+        assert task.step(0.0)
+    guest.put(3, 0, 12 << 12 | RWP)
+    guest.submit(*second)
+    while task.step(0.0):
+        pass
+    guest.ppgtt.unpin(mm)
+    guest.put(3, 0, 11 << 12 | RWP)  # back to what the first sync read
+    guest.submit(*first)
+    assert guest.walker.translate(mm, 0).hfn == guest.hfn(0x101)
+    check_structure(guest.ppgtt, guest.mem, synced=True)
 
 
 def test_runs_of_a_surface_and_address_checks(guest: Guest) -> None:
@@ -379,7 +412,6 @@ def test_runs_equal_a_page_by_page_walk(guest: Guest, seed: int) -> None:
             k = (base - (r.gma & ~0xFFF)) >> 12
             assert page.hfn == (None if r.hfn is None else r.hfn + k)
             assert page.writable == r.writable
-
 
     def __init__(self, has_ips: bool = True, cap: int = 4096, max_mms: int = 1024, compiled: bool = False) -> None:
         self.mem = GuestMemory(MEM)

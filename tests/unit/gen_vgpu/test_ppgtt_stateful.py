@@ -179,6 +179,44 @@ class PpgttMachine(RuleBasedStateMachine):
         self._resync_all()
         shadow_matches_guest(self.ppgtt, self.walker, self.mem, mm, self.has_ips, ADDRESSES[mm.kind])
 
+    @rule(
+        first=root_sets,
+        second=root_sets,
+        writes=st.lists(
+            st.tuples(st.sampled_from(TABLES), st.sampled_from(INDEXES), entries, st.booleans()), max_size=6
+        ),
+    )
+    def interleaved_resyncs(
+        self,
+        first: tuple[RootKind, tuple[int, ...]],
+        second: tuple[RootKind, tuple[int, ...]],
+        writes: list[tuple[int, int, int, bool]],
+    ) -> None:
+        """Two stepped resyncs of trees that may share tables, taking turns step by step (a
+        directory's sync is then under way in both), with guest writes and destroys between
+        steps."""
+        mm_a, task_a = self.ppgtt.pin(*first)
+        mm_b, task_b = self.ppgtt.pin(*second)
+        self.pinned += [mm_a, mm_b]
+        tasks = [task_a, task_b]
+        pending = list(writes)
+        steps = 0
+        while tasks:
+            for task in list(tasks):
+                if not task.step(0.0):
+                    tasks.remove(task)
+            if pending and steps % 3 == 1:
+                gfn, index, entry, destroy = pending.pop()
+                self._put(gfn, index, entry)
+                if destroy:
+                    self.ppgtt.notify_destroy(*first)  # usually of roots not created: refused
+            steps += 1
+            assert steps < 20_000
+        self._resync_all()
+        for mm, roots in ((mm_a, first), (mm_b, second)):
+            if mm.alive:
+                shadow_matches_guest(self.ppgtt, self.walker, self.mem, mm, self.has_ips, ADDRESSES[roots[0]])
+
     @precondition(lambda self: self.pinned)
     @rule(data=st.data())
     def unpin(self, data: st.DataObject) -> None:
