@@ -26,8 +26,8 @@ class DeviceModel:
         self.log_path = self.outdir / "device.log"
         self.device, self.platform, self.log_level = device, platform, log_level
         self.extra_args = list(extra_args)
-        # Headless unless a test asks for the display: the GT tests stay as they were, and
-        # a boot with the display meets QEMU's read time-outs now and then (docs/display.md).
+        # Headless unless a test asks for the display: the GT lanes boot faster without
+        # fbcon drawing through the trapped aperture.
         self.display = display
         self.proc = None
         self._sockdir = None

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.guest
 SCRIPT = "i915_kms"
 PLATFORMS = ("bdw", "skl")
 CHECKS = guest_checks(SCRIPT)
-# Checks a device gap makes fail now and then (docs/display.md, "Open"): QEMU times out on a
-# few reads of display registers in a boot and i915 may say "The master control interrupt lied".
-SOMETIMES_FAILS = {"clean-dmesg": "QEMU read time-outs with the display on (docs/display.md, Open)"}
+# Checks a device gap makes fail now and then: none today. (QEMU's read time-outs behind
+# fbcon's posted aperture writes made clean-dmesg one; docs/display.md says why they are gone.)
+SOMETIMES_FAILS: dict[str, str] = {}
 
 
 class PatternChecker:
