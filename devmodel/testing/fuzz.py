@@ -150,7 +150,8 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env=self.environment(),
         )
-        deadline = time.monotonic() + 10
+        # A hang guard, not a figure: a loaded machine took more than 10 s to import and start.
+        deadline = time.monotonic() + 60
         while not os.path.exists(self.path):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start:\n" + self.log_tail())
@@ -172,6 +173,15 @@ class ServerProcess:
 
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def fd_targets(self) -> dict[int, str]:
+        """What each fd of the server is (its /proc link): a finding names the fds it is about."""
+        d = f"/proc/{self.proc.pid}/fd"
+        out: dict[int, str] = {}
+        for name in os.listdir(d):
+            with contextlib.suppress(OSError):  # closed between the listing and the link
+                out[int(name)] = os.readlink(f"{d}/{name}")
+        return out
 
     def rss_kib(self) -> int:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -224,6 +234,7 @@ class Fuzzer:
         os.ftruncate(self.memfd, GUEST_RAM)
         fcntl_seal(self.memfd)
         self.idle_fds = idle_fd_count(server)
+        self.idle_targets = server.fd_targets()
         self.conn = self._connect()
 
     # --- connections -----------------------------------------------------------------------
@@ -247,8 +258,14 @@ class Fuzzer:
         while self.server.fd_count() > self.idle_fds and time.monotonic() < deadline:
             time.sleep(0.01)
         if self.server.fd_count() > self.idle_fds:
-            self._finding(f"fd leak after {why}: {self.server.fd_count()} fds held, {self.idle_fds} when idle")
-            self.idle_fds = self.server.fd_count()
+            now = self.server.fd_targets()
+            extra = {fd: t for fd, t in now.items() if self.idle_targets.get(fd) != t}
+            gone = {fd: t for fd, t in self.idle_targets.items() if now.get(fd) != t}
+            self._finding(
+                f"fd leak after {why}: {len(now)} fds held, {self.idle_fds} when idle; "
+                f"not held when idle: {extra}, held when idle and not now: {gone}"
+            )
+            self.idle_fds, self.idle_targets = len(now), now
         self.conn = self._connect()
 
     def _finding(self, what: str) -> None:
