@@ -288,6 +288,7 @@ class Fuzzer:
                 send_message(conn.sock, out.data, out.fds)
         finally:
             close_fds(out.fds)
+            out.fds = []
 
     def _expect(self, conn: Connection, ids: list[int], what: str) -> bool:
         """Read until every id in ``ids`` is answered (in order). False if the connection
@@ -561,6 +562,8 @@ class Fuzzer:
                     send_message(conn.sock, data, fds[:8])
                 finally:
                     close_fds(fds)
+                    for o in outs:
+                        o.fds = []
                 expected = [o.msg_id for o in outs if o.expects_reply]
             else:
                 for out in outs:
@@ -573,6 +576,7 @@ class Fuzzer:
                     if out.expects_reply:
                         expected.append(out.msg_id)
         except (OSError, TransportError):
+            self._discard(outs)
             if framing_broken:
                 self.report.expected_drops += 1
             elif self.server.alive():
@@ -584,6 +588,7 @@ class Fuzzer:
                 )
             self._after_drop()
             return
+        self._discard(outs)
         if framing_broken:
             # The server drops the connection (or, for a size larger than what was sent, waits
             # for the rest): either way this client is done.
@@ -601,6 +606,14 @@ class Fuzzer:
                     + self.server.log_tail(8)
                 )
             self._after_drop()
+
+    @staticmethod
+    def _discard(outs: list[Out]) -> None:
+        """Close the fds of messages never sent (those after a framing error or a failed
+        send): a long run would otherwise run out of them."""
+        for o in outs:
+            close_fds(o.fds)
+            o.fds = []
 
     def _after_drop(self) -> None:
         if not self.server.alive():

@@ -3,6 +3,8 @@ its own process. The long run is ``python -m devmodel.testing.fuzz --seconds N``
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from devmodel.testing import fuzz
@@ -10,7 +12,10 @@ from devmodel.testing import fuzz
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_fuzzed_streams_find_nothing(seed: int) -> None:
+    own_fds = len(os.listdir("/proc/self/fd"))
     report = fuzz.run(seed, steps=400)
+    # The fuzzer closes the fds of messages it never sent (after a framing error) too.
+    assert len(os.listdir("/proc/self/fd")) == own_fds
     assert report.steps == 400
     # The run really exercised the server: requests answered, errors returned, framing
     # errors survived by reconnecting.
