@@ -92,4 +92,3 @@ def test_a_tlb_storm_is_one_task(rig: Rig) -> None:
     assert held.tasks == 1
     # A step every 64 writes: the storm is answered by a handful of sweeps, not one per write.
     assert before < mm.resyncs <= before + WRITES // 64 + 1
-
