@@ -69,6 +69,7 @@ from .client import QEMU_CAPS
 __all__ = ["FuzzReport", "Fuzzer", "main"]
 
 PROBE_TIMEOUT = 5.0  # QEMU's reply timeout
+HANG_UP_GUARD = 60.0  # a hang guard for the server's close of a client that hung up, not a figure
 GUEST_RAM = 16 << 20
 CONFIG_REGION = 7
 _CMD = int(MsgType.COMMAND)
@@ -251,22 +252,41 @@ class Fuzzer:
         conn.negotiated = True
 
     def _reconnect(self, why: str) -> None:
-        self.conn.close()
-        # The server counts a client as gone once its teardown is complete; its fds must be
-        # back to what it held before any client came.
-        deadline = time.monotonic() + 10.0  # a loaded machine is slow; a leak stays forever
-        while self.server.fd_count() > self.idle_fds and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if self.server.fd_count() > self.idle_fds:
+        # Once a client is gone the server must hold again what it held before any client
+        # came. When is told by the server, not by a clock (a 10 s wait once failed on a
+        # loaded machine, where the device has been seen silent for 33 s): it takes the next
+        # client only once the last one's teardown is done, so a reply on the next connection
+        # says it now holds what it held idle and that connection's socket.
+        self._hang_up(self.conn)
+        self.conn = self._connect()
+        check = self._msg(Command.REGION_READ, REGION_ACCESS.pack(0, CONFIG_REGION, 4))
+        try:
+            self._send(self.conn, check)
+            accepted = self._expect(self.conn, [check.msg_id], "the check after a hang-up", HANG_UP_GUARD)
+        except (OSError, TransportError):
+            accepted = False  # the next step's probe reports a server that went
+        if accepted and self.server.fd_count() > self.idle_fds + 1:
             now = self.server.fd_targets()
             extra = {fd: t for fd, t in now.items() if self.idle_targets.get(fd) != t}
             gone = {fd: t for fd, t in self.idle_targets.items() if now.get(fd) != t}
             self._finding(
-                f"fd leak after {why}: {len(now)} fds held, {self.idle_fds} when idle; "
-                f"not held when idle: {extra}, held when idle and not now: {gone}"
+                f"fd leak after {why}: {len(now)} fds held with the next client attached, {self.idle_fds} "
+                f"when idle; not held when idle: {extra}, held when idle and not now: {gone}"
             )
-            self.idle_fds, self.idle_targets = len(now), now
-        self.conn = self._connect()
+            self.idle_fds = len(now) - 1
+
+    @staticmethod
+    def _hang_up(conn: Connection) -> None:
+        """Shut this end for writing and read (discarding replies) until the server closes
+        its end, which it does once it has read everything sent and torn the client down."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+            conn.sock.settimeout(HANG_UP_GUARD)
+            while (chunk := recv_chunk(conn.sock, block=True)) is not None and chunk[0]:
+                close_fds(chunk[1])
+        except (OSError, TransportError):
+            pass  # gone already, or a hang: the fd check and the probe after it report that
+        conn.close()
 
     def _finding(self, what: str) -> None:
         self.report.findings.append(f"step {self.report.steps}: {what}")
@@ -290,11 +310,11 @@ class Fuzzer:
             close_fds(out.fds)
             out.fds = []
 
-    def _expect(self, conn: Connection, ids: list[int], what: str) -> bool:
+    def _expect(self, conn: Connection, ids: list[int], what: str, timeout: float = PROBE_TIMEOUT) -> bool:
         """Read until every id in ``ids`` is answered (in order). False if the connection
-        ended; a finding for a hang or a reply out of order."""
+        ended; a finding for a hang (no reply within ``timeout``) or a reply out of order."""
         want = list(ids)
-        deadline = time.monotonic() + PROBE_TIMEOUT
+        deadline = time.monotonic() + timeout
         while want:
             while (msg := conn.framer.next_message()) is not None:
                 close_fds(msg.fds)
@@ -321,7 +341,7 @@ class Fuzzer:
                 return True
             left = deadline - time.monotonic()
             if left <= 0:
-                self._finding(f"{what}: no reply within {PROBE_TIMEOUT} s (waiting for ids {want[:4]})")
+                self._finding(f"{what}: no reply within {timeout} s (waiting for ids {want[:4]})")
                 return False
             conn.sock.settimeout(left)
             try:
