@@ -72,7 +72,8 @@ def placed(placement: str) -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-def wait_for_socket(proc: subprocess.Popen[bytes], path: str, timeout: float = 10.0) -> None:
+def wait_for_socket(proc: subprocess.Popen[bytes], path: str, timeout: float = 60.0) -> None:
+    # A hang guard, not a figure: a loaded machine took more than 10 s to start a server.
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):
         if proc.poll() is not None or time.monotonic() > deadline:
