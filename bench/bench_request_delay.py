@@ -161,7 +161,7 @@ def main() -> None:
                 cmd = ["taskset", "-c", "0", *cmd]
             proc = subprocess.Popen(cmd)
             try:
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 60  # a hang guard: a loaded machine starts slowly
                 while not os.path.exists(path):
                     if proc.poll() is not None or time.monotonic() > deadline:
                         raise SystemExit("the server did not start")

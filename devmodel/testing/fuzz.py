@@ -69,6 +69,7 @@ from .client import QEMU_CAPS
 __all__ = ["FuzzReport", "Fuzzer", "main"]
 
 PROBE_TIMEOUT = 5.0  # QEMU's reply timeout
+HANG_UP_GUARD = 60.0  # a hang guard for the server's close of a client that hung up, not a figure
 GUEST_RAM = 16 << 20
 CONFIG_REGION = 7
 _CMD = int(MsgType.COMMAND)
@@ -150,7 +151,8 @@ class ServerProcess:
             stderr=subprocess.STDOUT,
             env=self.environment(),
         )
-        deadline = time.monotonic() + 10
+        # A hang guard, not a figure: a loaded machine took more than 10 s to import and start.
+        deadline = time.monotonic() + 60
         while not os.path.exists(self.path):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the server did not start:\n" + self.log_tail())
@@ -172,6 +174,15 @@ class ServerProcess:
 
     def fd_count(self) -> int:
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def fd_targets(self) -> dict[int, str]:
+        """What each fd of the server is (its /proc link): a finding names the fds it is about."""
+        d = f"/proc/{self.proc.pid}/fd"
+        out: dict[int, str] = {}
+        for name in os.listdir(d):
+            with contextlib.suppress(OSError):  # closed between the listing and the link
+                out[int(name)] = os.readlink(f"{d}/{name}")
+        return out
 
     def rss_kib(self) -> int:
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -224,6 +235,7 @@ class Fuzzer:
         os.ftruncate(self.memfd, GUEST_RAM)
         fcntl_seal(self.memfd)
         self.idle_fds = idle_fd_count(server)
+        self.idle_targets = server.fd_targets()
         self.conn = self._connect()
 
     # --- connections -----------------------------------------------------------------------
@@ -240,16 +252,41 @@ class Fuzzer:
         conn.negotiated = True
 
     def _reconnect(self, why: str) -> None:
-        self.conn.close()
-        # The server counts a client as gone once its teardown is complete; its fds must be
-        # back to what it held before any client came.
-        deadline = time.monotonic() + 10.0  # a loaded machine is slow; a leak stays forever
-        while self.server.fd_count() > self.idle_fds and time.monotonic() < deadline:
-            time.sleep(0.01)
-        if self.server.fd_count() > self.idle_fds:
-            self._finding(f"fd leak after {why}: {self.server.fd_count()} fds held, {self.idle_fds} when idle")
-            self.idle_fds = self.server.fd_count()
+        # Once a client is gone the server must hold again what it held before any client
+        # came. When is told by the server, not by a clock (a 10 s wait once failed on a
+        # loaded machine, where the device has been seen silent for 33 s): it takes the next
+        # client only once the last one's teardown is done, so a reply on the next connection
+        # says it now holds what it held idle and that connection's socket.
+        self._hang_up(self.conn)
         self.conn = self._connect()
+        check = self._msg(Command.REGION_READ, REGION_ACCESS.pack(0, CONFIG_REGION, 4))
+        try:
+            self._send(self.conn, check)
+            accepted = self._expect(self.conn, [check.msg_id], "the check after a hang-up", HANG_UP_GUARD)
+        except (OSError, TransportError):
+            accepted = False  # the next step's probe reports a server that went
+        if accepted and self.server.fd_count() > self.idle_fds + 1:
+            now = self.server.fd_targets()
+            extra = {fd: t for fd, t in now.items() if self.idle_targets.get(fd) != t}
+            gone = {fd: t for fd, t in self.idle_targets.items() if now.get(fd) != t}
+            self._finding(
+                f"fd leak after {why}: {len(now)} fds held with the next client attached, {self.idle_fds} "
+                f"when idle; not held when idle: {extra}, held when idle and not now: {gone}"
+            )
+            self.idle_fds = len(now) - 1
+
+    @staticmethod
+    def _hang_up(conn: Connection) -> None:
+        """Shut this end for writing and read (discarding replies) until the server closes
+        its end, which it does once it has read everything sent and torn the client down."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+            conn.sock.settimeout(HANG_UP_GUARD)
+            while (chunk := recv_chunk(conn.sock, block=True)) is not None and chunk[0]:
+                close_fds(chunk[1])
+        except (OSError, TransportError):
+            pass  # gone already, or a hang: the fd check and the probe after it report that
+        conn.close()
 
     def _finding(self, what: str) -> None:
         self.report.findings.append(f"step {self.report.steps}: {what}")
@@ -271,12 +308,13 @@ class Fuzzer:
                 send_message(conn.sock, out.data, out.fds)
         finally:
             close_fds(out.fds)
+            out.fds = []
 
-    def _expect(self, conn: Connection, ids: list[int], what: str) -> bool:
+    def _expect(self, conn: Connection, ids: list[int], what: str, timeout: float = PROBE_TIMEOUT) -> bool:
         """Read until every id in ``ids`` is answered (in order). False if the connection
-        ended; a finding for a hang or a reply out of order."""
+        ended; a finding for a hang (no reply within ``timeout``) or a reply out of order."""
         want = list(ids)
-        deadline = time.monotonic() + PROBE_TIMEOUT
+        deadline = time.monotonic() + timeout
         while want:
             while (msg := conn.framer.next_message()) is not None:
                 close_fds(msg.fds)
@@ -303,7 +341,7 @@ class Fuzzer:
                 return True
             left = deadline - time.monotonic()
             if left <= 0:
-                self._finding(f"{what}: no reply within {PROBE_TIMEOUT} s (waiting for ids {want[:4]})")
+                self._finding(f"{what}: no reply within {timeout} s (waiting for ids {want[:4]})")
                 return False
             conn.sock.settimeout(left)
             try:
@@ -544,6 +582,8 @@ class Fuzzer:
                     send_message(conn.sock, data, fds[:8])
                 finally:
                     close_fds(fds)
+                    for o in outs:
+                        o.fds = []
                 expected = [o.msg_id for o in outs if o.expects_reply]
             else:
                 for out in outs:
@@ -556,6 +596,7 @@ class Fuzzer:
                     if out.expects_reply:
                         expected.append(out.msg_id)
         except (OSError, TransportError):
+            self._discard(outs)
             if framing_broken:
                 self.report.expected_drops += 1
             elif self.server.alive():
@@ -567,6 +608,7 @@ class Fuzzer:
                 )
             self._after_drop()
             return
+        self._discard(outs)
         if framing_broken:
             # The server drops the connection (or, for a size larger than what was sent, waits
             # for the rest): either way this client is done.
@@ -584,6 +626,14 @@ class Fuzzer:
                     + self.server.log_tail(8)
                 )
             self._after_drop()
+
+    @staticmethod
+    def _discard(outs: list[Out]) -> None:
+        """Close the fds of messages never sent (those after a framing error or a failed
+        send): a long run would otherwise run out of them."""
+        for o in outs:
+            close_fds(o.fds)
+            o.fds = []
 
     def _after_drop(self) -> None:
         if not self.server.alive():

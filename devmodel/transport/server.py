@@ -230,6 +230,10 @@ class Server:
         self.device.message_dma = None
         client.conn.abandon_requests()
         close_fds(client.conn.framer.take_fds())
+        # A stray reply's fds are closed after the read that brought it is handled; a
+        # framing error later in that read drops the client first.
+        close_fds(client.conn.stray_fds)
+        client.conn.stray_fds.clear()
         client.sock.close()
         if negotiated:
             # quiesce, unmap every window, reset, close every eventfd

@@ -30,8 +30,9 @@ def _serve(*args: str, **kw: Any) -> subprocess.Popen[str]:
     )
 
 
-# A server process starts in about a second; these only guard against one that never does, so
-# they allow for a machine whose cores other work keeps busy (an import can take many seconds).
+# A server process starts (and stops) in about a second; these only guard against one that never
+# does, so they allow for a machine whose cores other work keeps busy (an import can take many
+# seconds: the fuzzer's server once took more than 10 s to start).
 STARTUP = 60.0
 
 
@@ -65,7 +66,7 @@ def test_serve_socket_mode_and_clean_exit(tmp_path: Path, sig: int) -> None:
             c.negotiate()
             assert c.read64(0, 0x78000) == 0x4776544776544776
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=STARTUP)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -86,7 +87,7 @@ def test_refuse_unsealed_memory_option(tmp_path: Path) -> None:
                 assert e.value.errno == errno.EPERM
                 c.map_memory(sealed)
         proc.terminate()
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=STARTUP)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -109,11 +110,11 @@ def test_a_second_signal_during_the_stop_is_ignored(tmp_path: Path, second: int)
                 c.map_memory(mem)
                 assert c.read32(0, 0x78000) == 0x76544776
                 proc.send_signal(signal.SIGTERM)
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + STARTUP
                 while proc.poll() is None and time.monotonic() < deadline:
                     proc.send_signal(second)
                     time.sleep(0.0005)  # pacing, not a measurement
-                _, err = proc.communicate(timeout=10)
+                _, err = proc.communicate(timeout=STARTUP)
         finally:
             proc.kill()
         assert proc.returncode == 0, (run, proc.returncode, err)
@@ -126,14 +127,14 @@ def test_refuses_a_live_socket_and_replaces_a_stale_one(tmp_path: Path) -> None:
     try:
         _wait_for(path, first)
         second = _serve("--socket", path, "--device", "gen_vgpu")
-        _, err = second.communicate(timeout=10)
+        _, err = second.communicate(timeout=STARTUP)
         assert second.returncode == 1 and "another server is listening" in err
         first.kill()  # no cleanup: leaves a stale socket file behind
         first.wait()
         assert os.path.exists(path)
         third = _serve("--socket", path, "--device", "gen_vgpu")
         try:
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + STARTUP
             while True:
                 try:
                     with VfioUserClient.connect(path) as c:
@@ -144,7 +145,7 @@ def test_refuses_a_live_socket_and_replaces_a_stale_one(tmp_path: Path) -> None:
                     time.sleep(0.05)
         finally:
             third.terminate()
-            third.communicate(timeout=10)
+            third.communicate(timeout=STARTUP)
     finally:
         first.kill()
 
@@ -163,7 +164,7 @@ def test_fd_socket_activation(tmp_path: Path) -> None:
             c.negotiate()
             assert c.read32(0, 0x78000) == 0x76544776
         proc.terminate()
-        proc.communicate(timeout=10)
+        proc.communicate(timeout=STARTUP)
     finally:
         proc.kill()
     assert proc.returncode == 0
@@ -171,7 +172,7 @@ def test_fd_socket_activation(tmp_path: Path) -> None:
 
 def test_unknown_device(tmp_path: Path) -> None:
     proc = _serve("--socket", str(tmp_path / "x.sock"), "--device", "no_such_gpu")
-    _, err = proc.communicate(timeout=10)
+    _, err = proc.communicate(timeout=STARTUP)
     assert proc.returncode == 2 and "no device plugin named 'no_such_gpu'" in err
 
 
@@ -190,7 +191,7 @@ def test_inspect_ggtt(tmp_path: Path) -> None:
             def inspect(*args: str) -> dict[str, Any]:
                 out = subprocess.run(
                     [sys.executable, "-m", "devmodel", "inspect", "--socket", path, *args],
-                    env=ENV, capture_output=True, text=True, timeout=10, check=False,
+                    env=ENV, capture_output=True, text=True, timeout=STARTUP, check=False,
                 )
                 assert out.returncode == 0, out.stderr
                 return json.loads(out.stdout)
@@ -205,25 +206,25 @@ def test_inspect_ggtt(tmp_path: Path) -> None:
             assert any("GGTT writes=2" in line for line in stats["lines"])
         bad = subprocess.run(
             [sys.executable, "-m", "devmodel", "inspect", "--socket", path, "ggtt", "0x100000000"],
-            env=ENV, capture_output=True, text=True, timeout=10, check=False,
+            env=ENV, capture_output=True, text=True, timeout=STARTUP, check=False,
         )
         assert bad.returncode == 1 and "outside the 4 GiB GGTT" in bad.stderr
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=STARTUP)
     assert "GGTT writes=2" in err  # counters in the log at exit
 
 
 def test_trace_list_and_serve_with_a_trace(tmp_path: Path) -> None:
     listed = subprocess.run(
         [sys.executable, "-m", "devmodel", "trace", "--list"],
-        env=ENV, capture_output=True, text=True, timeout=30, check=False,
+        env=ENV, capture_output=True, text=True, timeout=STARTUP, check=False,
     )
     assert listed.returncode == 0, listed.stderr
     names = [line.split()[0] for line in listed.stdout.splitlines()]
     assert {"mmio_write", "execlist_submit", "csb", "irq_raise", "ggtt_write", "scan_reject", "dma_map"} <= set(names)
     bad = _serve("--socket", str(tmp_path / "x.sock"), "--device", "gen_vgpu", "--trace", "no_such_*")
-    _, err = bad.communicate(timeout=30)
+    _, err = bad.communicate(timeout=STARTUP)
     assert bad.returncode == 2 and "no trace event matches 'no_such_*'" in err
     path = str(tmp_path / "vgpu.sock")
     trace_file = tmp_path / "trace.log"
@@ -237,7 +238,7 @@ def test_trace_list_and_serve_with_a_trace(tmp_path: Path) -> None:
             assert c.read32(0, 0x22030) == 0x1A8  # served by Python while traced, accelerator or not
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=10)
+        _, err = proc.communicate(timeout=STARTUP)
     assert "tracing " in err and "mmio_write" in err
     lines = [line.split(" ", 1)[1] for line in trace_file.read_text().splitlines()]
     assert "mmio_write RING_TAIL(bcs) 0x22030 = 0x1a8" in lines

@@ -69,7 +69,7 @@ def _start(server: ServerThread, start: Callable[[], Transfer], out: Outcome) ->
     return out.transfers[-1]
 
 
-def _wait(cond: Callable[[], bool], client: VfioUserClient | None = None, timeout: float = 10.0) -> None:
+def _wait(cond: Callable[[], bool], client: VfioUserClient | None = None, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < deadline, "condition not reached"

@@ -71,7 +71,7 @@ def held(path: str) -> dict[str, Any]:
     return dict(answer["held"])
 
 
-def wait_for(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+def wait_for(cond: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while not cond():
         if time.monotonic() > deadline:

@@ -152,6 +152,30 @@ def test_framing_error_drops_connection_and_next_client_works(
         _alive(again)
 
 
+def test_fds_of_a_stray_reply_before_a_framing_error_are_closed(server: ServerThread, memory: GuestMemory) -> None:
+    """A reply to nothing the server asked is dropped and its fds closed, even when the message
+    after it breaks framing in the same read. The fds ride on the reply's first piece (a read
+    ends where fds came), so its rest and the bad header arrive together in the next read."""
+    before = len(os.listdir("/proc/self/fd"))
+    r, w = os.pipe()
+    stray = encode_message(0x7777, Command.REGION_READ, 1, b"\0" * 48)  # type 1: a reply
+    bad_header = struct.pack("<HHIII", 1, Command.REGION_READ, 8, 0, 0)  # size below 16
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(server.path)
+        s.sendmsg([stray[:20]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("<ii", r, w))])
+        s.sendall(stray[20:] + bad_header)
+        assert s.recv(16) == b""  # dropped for the framing error: the drop is done
+    finally:
+        s.close()
+        os.close(r)
+        os.close(w)
+    assert len(os.listdir("/proc/self/fd")) == before  # the server closed its copies
+    with VfioUserClient.connect(server.path, memory) as c:
+        c.negotiate()
+        _alive(c)
+
+
 def test_posted_malformed_gets_no_reply(client: VfioUserClient) -> None:
     client.send(Command.REGION_WRITE, REGION_ACCESS.pack(0, 0, 8) + b"\0", flags=HeaderFlags.NO_REPLY)
     client.send(Command.DMA_MAP, b"junk", flags=HeaderFlags.NO_REPLY)

@@ -35,8 +35,9 @@ def notify(client: VfioUserClient, kind: G2vNotify) -> None:
 def shadow_of(server: ServerThread, roots: str, gma: int) -> dict[str, Any]:
     """The inspection answer, once the resync task has finished."""
     dev = server.vgpu
-    deadline = time.monotonic() + 10
-    while server.call(dev.tasks.has_ready) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 60  # a hang guard: a loaded machine is slow
+    while server.call(dev.tasks.has_ready):
+        assert time.monotonic() < deadline, "the resync did not finish"
         time.sleep(0.01)
     answer: dict[str, Any] = server.call(lambda: dev.inspect("ppgtt", [roots, hex(gma)]))
     return answer

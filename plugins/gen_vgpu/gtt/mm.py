@@ -35,6 +35,13 @@ from .types import GttType, next_pt_type
 # with new roots). A few hundred covers a busy desktop; past it the least recently used idle
 # one goes, and a guest that holds them all (pinned or claimed) is refused.
 DEFAULT_MAX_SHADOW_MMS = 1024
+# Shadow tables past which an mm no workload has pinned is not shadowed ahead of its use (a
+# g2v create): it waits unshadowed, as a reclaimed one does, and is shadowed at its first pin.
+# Each table costs about 17 KiB (the shadow page, its snapshot, a directory's child list); a
+# create storm naming garbage roots held 2,929 tables (50 MiB) under the mm cap without this.
+# An i915 ppgtt is announced while it is still empty (its roots and scratch), so shadowing it
+# ahead saves its first submission little.
+SHADOW_AHEAD_TABLES = 512
 
 __all__ = ["DEFAULT_MAX_SHADOW_MMS", "Ppgtt", "ResyncStats", "ResyncTask", "RootKind", "ShadowMm", "parse_roots"]
 
@@ -180,7 +187,10 @@ class ResyncTask:
                     if not self._pending:
                         self._finish()
                         return False
-                    self._begin(self._pending.popitem(last=False)[0])
+                    mm = self._pending.popitem(last=False)[0]
+                    if self._sweeps and self.ppgtt.defers_shadow(mm):
+                        continue
+                    self._begin(mm)
                     continue
                 if not mm.alive:
                     self._end()
@@ -351,6 +361,7 @@ class Ppgtt:
         max_shadow_pages: int = DEFAULT_MAX_SHADOW_PAGES,
         max_mms: int = DEFAULT_MAX_SHADOW_MMS,
         accel: Accel | None = None,
+        ahead_tables: int = SHADOW_AHEAD_TABLES,
     ) -> None:
         self.dma = dma
         self.ops = ops
@@ -359,6 +370,8 @@ class Ppgtt:
         self.store.use_accel(accel)
         self.mms: OrderedDict[tuple[RootKind, tuple[int, ...]], ShadowMm] = OrderedDict()  # oldest use first
         self.max_mms = max_mms
+        self.ahead_tables = ahead_tables
+        self.deferred = 0  # background resyncs of unused, unshadowed mms left for their first pin
         self.map_changes = 0
         self.reclaims = 0
         # The one resync not tied to a workload (g2v creates, TLB invalidations), and whether
@@ -487,6 +500,15 @@ class Ppgtt:
         if self.background is not None:
             self.background.cancel()
         self.tlb_stale = False
+
+    def defers_shadow(self, mm: ShadowMm) -> bool:
+        """Whether the background resync leaves ``mm`` unshadowed: nothing uses it and the
+        store already holds ``ahead_tables`` tables. What g2v creates alone make the device
+        hold is then that many tables (and one mm's tree), not a tree per claimed mm."""
+        if mm.pincount or mm.shadowed or len(self.store) < self.ahead_tables:
+            return False
+        self.deferred += 1
+        return True
 
     def drop_if_unused(self, mm: ShadowMm) -> None:
         if mm.doomed and mm.pincount == 0 and mm.claims == 0 and not mm.resyncing:
