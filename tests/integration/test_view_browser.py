@@ -133,9 +133,11 @@ def test_the_page_shows_the_devices_screen_and_counters(lit: tuple[ServerThread,
         assert url.startswith("http://127.0.0.1:")
         with Browser(chromium()) as browser:
             browser.navigate(url)
-            # Dark first: no pipe is lit, the page says why.
+            # Dark first: no pipe is lit, the page says why once the device's first state arrives
+            # (until then it says it waits; on a loaded machine that can be the first thing read).
             assert "no pipe drives the monitor" in browser.wait_for(
-                "!document.getElementById('dark').hidden && document.getElementById('dark').textContent"
+                "(() => { const d = document.getElementById('dark'); const t = d.textContent;"
+                " return !d.hidden && t !== 'waiting for the device' && t; })()"
             )
 
             light_pipe(c)
