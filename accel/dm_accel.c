@@ -2,8 +2,9 @@
  * from a receive buffer and applied to the GEN vGPU's BAR0 in one call.
  *
  * It does exactly what the Python path does for the messages it takes, and takes only those
- * whose every check passes and whose every effect it can reproduce: plain storage registers
- * (no hooks, masks or write-1-to-clear bits; devmodel/device/registers.py marks them) and
+ * whose every check passes and whose every effect it can reproduce: registers
+ * devmodel/device/registers.py marks (plain storage, declared registers without hooks by
+ * their write class, and reads of registers whose read value is in storage) and
  * GGTT entries with the GGTT's bookkeeping (owner codes, pending halves, counts, counters,
  * unbacked bounds) kept as plugins/gen_vgpu/gtt/ggtt.py keeps it. Anything else, and any
  * message that would be an error, stops the drain before it (DM_PYTHON) so that Python
@@ -174,21 +175,28 @@ static int accepted(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count
     return offset < b->mmio_size || offset >= b->ggtt_offset;
 }
 
-/* Whether C may serve this register access: every dword it touches is plain storage. */
-static int plain_registers(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count)
+/* Whether C may serve this dword: marked, and for a write not one whose writes are Python's. */
+static int marked(const struct dm_gen_bar0 *b, uint64_t dword, int is_write)
 {
-    uint64_t dword = offset >> 2;
-    return b->plain[dword] && (count != 8 || b->plain[dword + 1]);
+    uint8_t code = b->plain[dword];
+    return code && !(is_write && code == b->read_storage);
 }
 
-/* Whether C may serve an access at all: accepted, and a plain register or a GGTT entry. */
-static int servable(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count)
+/* Whether C may serve this register access: every dword it touches is marked. */
+static int plain_registers(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count, int is_write)
+{
+    uint64_t dword = offset >> 2;
+    return marked(b, dword, is_write) && (count != 8 || marked(b, dword + 1, is_write));
+}
+
+/* Whether C may serve an access at all: accepted, and a marked register or a GGTT entry. */
+static int servable(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count, int is_write)
 {
     if (!accepted(b, offset, count))
         return 0;
     if (offset >= b->ggtt_offset)
         return b->ggtt && ((offset - b->ggtt_offset) >> 3) < b->ggtt->entries;
-    return plain_registers(b, offset, count);
+    return plain_registers(b, offset, count, is_write);
 }
 
 static uint32_t reg_get(const struct dm_gen_bar0 *b, uint64_t dword)
@@ -386,7 +394,7 @@ static int region_read(struct dm_conn *c, const struct dm_header *h, const uint8
     memcpy(&a, p, ACCESS_SIZE);
     if (a.count > c->max_xfer || a.region != c->region_index || !a.count)
         return DM_PYTHON;
-    if (!in_region(c->bar, a.offset, a.count) || !servable(c->bar, a.offset, a.count))
+    if (!in_region(c->bar, a.offset, a.count) || !servable(c->bar, a.offset, a.count, 0))
         return DM_PYTHON;
     if (!unlisted_room(c->bar, a.offset, a.count))
         return DM_NEED_ROOM;
@@ -419,7 +427,7 @@ static int region_write(struct dm_conn *c, const struct dm_header *h, const uint
         if (a.count > (1u << PAGE_SHIFT) || !aperture_servable(c->aperture, a.offset, a.count, addr))
             return DM_PYTHON;
     } else if (a.region != c->region_index || !in_region(c->bar, a.offset, a.count) ||
-               !servable(c->bar, a.offset, a.count)) {
+               !servable(c->bar, a.offset, a.count, 1)) {
         return DM_PYTHON;
     }
     uint32_t size = HEADER_SIZE + ACCESS_SIZE;
@@ -467,7 +475,7 @@ static int region_write_multi(struct dm_conn *c, const struct dm_header *h, cons
             if (!aperture_servable(c->aperture, e.offset, e.count, addr))
                 return DM_PYTHON;
         } else if (e.region != c->region_index || !in_region(c->bar, e.offset, e.count) ||
-                   !servable(c->bar, e.offset, e.count)) {
+                   !servable(c->bar, e.offset, e.count, 1)) {
             return DM_PYTHON;
         } else {
             regions |= 1;

@@ -12,7 +12,7 @@
 
 /* Raised whenever a struct below or a status changes meaning: devmodel/accel.py refuses a
  * module built from other sources and falls back to Python. */
-#define DM_ABI_VERSION 4
+#define DM_ABI_VERSION 5
 
 /* What dm_drain returns. Every status leaves dm_conn.pos at the first message not handled;
  * the NEED and OUT statuses change nothing of that message (a WRITE_MULTI resumes at entry
@@ -108,10 +108,12 @@ struct dm_reg_class {
 
 /* The GEN vGPU's BAR0 (plugins/gen_vgpu/bar0.py): registers below mmio_size, of which C
  * takes only those the register file marks (one byte per dword, RegisterFile.plain: 1
- * storage and nothing else; 2 storage whose unlisted hook may hear of the access later, from
- * the log below; from class_base on, a declared register without hooks, which reads its
- * storage and takes writes as classes[code - class_base] says), and the GGTT from
- * ggtt_offset. */
+ * storage and nothing else; told_later, storage whose unlisted hook may hear of the access
+ * later, from the log below; read_storage, a register whose read value is its storage (no
+ * read hook, or one whose value its owner publishes there) and whose writes are Python's;
+ * from class_base on, a declared register without hooks, which reads its storage and takes
+ * writes as classes[code - class_base] says), and the GGTT from ggtt_offset. The map changes
+ * between calls (a published register's gate closes while its read must run Python first). */
 struct dm_gen_bar0 {
     uint8_t *regs;
     const uint8_t *plain;
@@ -119,7 +121,7 @@ struct dm_gen_bar0 {
     uint32_t class_base;
     uint32_t nclasses;
     uint32_t told_later;  /* the map's code for storage whose unlisted hook hears later */
-    uint32_t reserved0;
+    uint32_t read_storage;  /* the map's code for reads from storage, writes to Python */
     uint64_t mmio_size;
     uint64_t ggtt_offset;
     uint64_t size;       /* the region's size */

@@ -11,15 +11,25 @@ every guest access to an offset no declaration covers (offset, is_write), before
 offset while no ``on_unlisted`` hook listens, or a declaration with a full writable mask and
 no masked, write-1-to-clear or hook behaviour), ``PLAIN_TOLD_LATER`` for an unlisted offset
 whose hook was set with :meth:`listen_unlisted` (``told_later=True``: it only records, so it
-may hear of an access after the access acted), ``CLASS_BASE + k`` for a declared register
-without hooks whose write behaviour (writable mask, write-1-to-clear bits, masked) is
-``classes[k]`` (four dwords: rw_mask, w1c, masked, 0), 0 elsewhere (hooks, or more kinds of
-write behaviour than the map has codes for). A load at any marked dword is its storage; a
-store at a plain one is the bytes, at a classed one what :meth:`write32` would do; so the
-compiled accelerator may serve them all from ``storage`` (and tell a told-later hook
-afterwards, in order); every other dword goes through :meth:`read32` / :meth:`write32`. The
-map and the classes are kept current by :meth:`add` and by setting the hook, in place (the
-accelerator holds pointers to them).
+may hear of an access after the access acted), ``READ_STORAGE`` for a register with a write
+hook whose read value is its storage, ``CLASS_BASE + k`` for a declared register without a
+write hook whose read value is its storage and whose write behaviour (writable mask,
+write-1-to-clear bits, masked) is ``classes[k]`` (four dwords: rw_mask, w1c, masked, 0), 0
+elsewhere (a read hook, or more kinds of write behaviour than the map has codes for). A load
+at any marked dword is its storage; a store at a plain one is the bytes, at a classed one what
+:meth:`write32` would do, at a ``READ_STORAGE`` one the write hook's (Python's); so the
+compiled accelerator may serve the loads and those stores from ``storage`` (and tell a
+told-later hook afterwards, in order); every other access goes through :meth:`read32` /
+:meth:`write32`. The map and the classes are kept current by :meth:`add`, by setting the hook
+and by a :class:`ReadGate`, in place (the accelerator holds pointers to them).
+
+A register's read value is its storage when it has no read hook, or when it is ``published``:
+its read hook computes a value from device state, and the part that owns that state also
+writes the value into storage whenever the state changes, so storage always holds what the
+hook would return, except while the register's ``gate`` is closed (its owner closes it while
+a read has work to do first, such as a lazy catch-up, and the hook serves every read). The
+hook still serves :meth:`read32`, so the Python path and the accelerator differ exactly when
+a publication is missing, which the equivalence tests look for.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ __all__ = [
     "ReadHook",
     "Register",
     "RegisterBlock",
+    "READ_STORAGE",
+    "ReadGate",
     "RegisterFile",
     "WriteHook",
 ]
@@ -46,8 +58,30 @@ UnlistedHook = Callable[[int, bool], None]  # (offset, is_write)
 
 PLAIN = 1
 PLAIN_TOLD_LATER = 2
-CLASS_BASE = 3
+READ_STORAGE = 3
+CLASS_BASE = 4
 MAX_CLASSES = 256 - CLASS_BASE
+
+
+class ReadGate:
+    """Whether the published registers that name this gate read their storage now. Open at
+    first; the owner closes it while a read of them must run its hook first (work with
+    effects elsewhere, a catch-up that may change the value), and opens it again when their
+    storage holds what the hook returns."""
+
+    def __init__(self) -> None:
+        self.open = True
+        self._members: list[tuple[RegisterFile, int]] = []
+
+    def _join(self, rf: RegisterFile, offset: int) -> None:
+        self._members.append((rf, offset))
+
+    def set_open(self, open_: bool) -> None:
+        if open_ == self.open:
+            return
+        self.open = open_
+        for rf, offset in self._members:
+            rf.plain[offset >> 2] = rf._code(rf.regs[offset])
 
 
 @dataclass(frozen=True)
@@ -60,6 +94,18 @@ class Register:
     w1c: int = 0
     read: ReadHook | None = None
     write: WriteHook | None = None
+    # The read hook's value is in storage whenever ``gate`` (if any) is open (module docstring).
+    published: bool = False
+    gate: ReadGate | None = None
+
+    def __post_init__(self) -> None:
+        if self.published and self.read is None:
+            raise ValueError(f"{self.name}: published, but no read hook computes the value")
+        if self.published and self.rw_mask and self.write is None:
+            # A write would change storage while the hook's value stays: nothing publishes again.
+            raise ValueError(f"{self.name}: published with writable bits but no write hook")
+        if self.gate is not None and not self.published:
+            raise ValueError(f"{self.name}: a read gate on a register that is not published")
 
     @property
     def plain(self) -> bool:
@@ -108,9 +154,11 @@ class RegisterFile:
 
     def _code(self, reg: Register) -> int:
         """The register's byte in ``plain``."""
-        if reg.read is not None or reg.write is not None:
+        if reg.read is not None and not (reg.published and (reg.gate is None or reg.gate.open)):
             return 0
-        if reg.plain:
+        if reg.write is not None:
+            return READ_STORAGE
+        if reg.rw_mask == 0xFFFFFFFF and not reg.masked and not reg.w1c:
             return PLAIN
         key = (reg.rw_mask, reg.w1c, reg.masked)
         code = self._class_codes.get(key)
@@ -134,6 +182,8 @@ class RegisterFile:
         self.regs[reg.offset] = reg
         self.dwords[reg.offset >> 2] = reg.reset
         self.plain[reg.offset >> 2] = self._code(reg)
+        if reg.gate is not None:
+            reg.gate._join(self, reg.offset)
 
     def reset(self) -> None:
         self._store[:] = bytes(self.size)

@@ -3,8 +3,9 @@ register file's storage, its per-dword map and write classes (devmodel/device/re
 built from the register table, mmio/table.py), the MMIO and GGTT layout of mmio/regs.py, and
 the GGTT (gtt/ggtt_accel.py). C takes the accesses :class:`~.bar0.Bar0` serves without hooks:
 plain registers, declared registers without handlers (read-only, masked, write-1-to-clear,
-partly writable: as the table's rows say) and GGTT entries; everything else (a row with a
-handler) comes back to Python.
+partly writable: as the table's rows say), reads of registers whose read value is their
+storage (a handler for writes only, or a published read: the table's ``published`` rows) and
+GGTT entries; everything else (a read or write a handler serves) comes back to Python.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from devmodel.accel import Accel
-from devmodel.device.registers import CLASS_BASE, MAX_CLASSES, PLAIN_TOLD_LATER
+from devmodel.device.registers import CLASS_BASE, MAX_CLASSES, PLAIN_TOLD_LATER, READ_STORAGE
 
 from .aperture import FENCE_VALID, Aperture
 from .bar0 import Bar0
@@ -50,6 +51,7 @@ class Bar0Accel:
         b.classes = ffi.cast("struct dm_reg_class *", self._buffers[2])
         b.class_base = CLASS_BASE
         b.told_later = PLAIN_TOLD_LATER
+        b.read_storage = READ_STORAGE
         b.nclasses = MAX_CLASSES  # codes C meets are only those RegisterFile handed out
         b.mmio_size = regs.MMIO_SIZE
         b.ggtt_offset = regs.GGTT_OFFSET

@@ -16,6 +16,13 @@ interrupt, active-to-idle; the last two in the same step), each an eventfd write
 same calls assert a level; ``lower`` de-asserts it once nothing is pending or bit 31 is
 cleared.
 Which of MSI and INTx is used is the PCI device's business (Device.raise_interrupt).
+
+The master register's storage holds its whole read value, bit 31 and the status bits: every
+change of an IIR or IER reaches :meth:`_evaluate` (or :meth:`fire_bank` without delivery),
+which publishes the status there, so that the compiled path serves i915's master read from
+storage (its row is ``published``). The display's IIR reads and the master read process the
+display's due vblanks first (``before_status``): while a pipe runs, ``read_gate`` is closed
+(:meth:`status_catch_up`) and those reads run here.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from devmodel.device.registers import RegisterBlock
+from devmodel.device.registers import ReadGate, RegisterBlock
 
 from .engines import ENGINES, EngineInfo
 from .mmio.irq import (
@@ -58,6 +65,7 @@ __all__ = [
 ]
 
 _ENGINE_BITS = 0xFFFF  # an engine's 16 bits within its bank
+_MASTER = GEN8_MASTER_IRQ >> 2
 
 
 class GtEvent(enum.IntFlag):
@@ -87,6 +95,8 @@ class Interrupts(RegisterBlock):
         # display bank's IMR or IER changed (its frame timer runs only while someone waits).
         self.before_status: Callable[[], None] | None = None
         self.on_mask_change: Callable[[int], None] | None = None
+        # Open while before_status has nothing to do: the published reads are storage's.
+        self.read_gate = ReadGate()
         # Per engine: IIR and IER dword indexes, the engine's bits, its master status bit.
         self._status_map = [
             (
@@ -102,15 +112,31 @@ class Interrupts(RegisterBlock):
 
     def hooks(self) -> dict[str, Hooks]:
         return {
-            "master_irq": Hooks(read=self._read_master, write=self._write_master),
+            "master_irq": Hooks(read=self._read_master, write=self._write_master, gate=self.read_gate),
             "irq_reevaluate": Hooks(write=self._reevaluate),
-            "irq_status_iir": Hooks(read=self._read_iir, write=self._reevaluate),
+            "irq_status_iir": Hooks(read=self._read_iir, write=self._reevaluate, gate=self.read_gate),
             "irq_mask": Hooks(write=self._write_mask),
         }
 
     def reset(self) -> None:
         """After the register file's reset (the PCI device lowers INTx itself)."""
         self._asserted = False
+        self._publish()
+
+    def status_catch_up(self, active: bool) -> None:
+        """Whether ``before_status`` has work to do on a status read now (the display's frame
+        clock runs): the master and display IIR reads then run it, else they read storage."""
+        if not active:
+            self._publish()  # what the last catch-up set, for the reads C serves from now
+        self.read_gate.set_open(not active)
+
+    def _publish(self) -> int:
+        """The master register's status bits into its storage, after any change of them;
+        returns its value."""
+        d = self.rf.dwords
+        value = d[_MASTER] & MASTER_IRQ_ENABLE | self.status()
+        d[_MASTER] = value
+        return value
 
     # --- state -----------------------------------------------------------------------------
 
@@ -152,6 +178,7 @@ class Interrupts(RegisterBlock):
     def add_status_bank(self, base: int, master_bit: int) -> None:
         """A bank whose (IIR & IER) shows as ``master_bit`` of the master register."""
         self._status_map.append(((base + BANK_IIR) >> 2, (base + BANK_IER) >> 2, 0xFFFFFFFF, 1 << master_bit))
+        self._publish()
 
     def fire_bank(self, base: int, bits: int, deliver: bool = True) -> None:
         """Events of a bank other than the engines': set IIR where IMR lets them through.
@@ -167,17 +194,20 @@ class Interrupts(RegisterBlock):
         rf.set(base + BANK_IIR, rf.get(base + BANK_IIR) | allowed)
         if deliver:
             self._evaluate(edge=True)
+        else:
+            self._publish()
 
     def deliver(self) -> None:
         """Raise the line for events set with ``deliver=False``, if still pending."""
         self._evaluate(edge=True)
 
     def _evaluate(self, edge: bool) -> None:
-        pending = self.pending
+        master = self._publish()
+        pending = bool(master & MASTER_IRQ_ENABLE) and bool(master & ~MASTER_IRQ_ENABLE)
         if pending and (edge or not self._asserted):
             self.counters.raised += 1
             if IRQ_RAISE.on:
-                IRQ_RAISE(self.rf.get(GEN8_MASTER_IRQ) | self.status())
+                IRQ_RAISE(master)
             self._raise()
         elif not pending and self._asserted:
             self.counters.lowered += 1

@@ -11,6 +11,7 @@ counters, unbacked bounds, pending halves, ignored accesses and the dispatcher's
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -28,8 +29,13 @@ from devmodel.vfio_user.framing import encode_message
 from devmodel.vfio_user.layouts import DMA_MAP, DMA_UNMAP, REGION_ACCESS, WRITE_MULTI, WRITE_MULTI_ENTRY
 from gen_vgpu import GenVgpu
 from gen_vgpu.display import DisplayOptions
+from gen_vgpu.engines import ENGINES
+from gen_vgpu.interrupts import BANK_IER, BANK_IMR, GT_BANKS, MASTER_IRQ_ENABLE, gt_bank
+from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio import regs
+from gen_vgpu.mmio.gt import GDRST_FULL
 from gen_vgpu.mmio.unlisted import UnlistedLog
+from tests.unit.gen_vgpu.engine_rig import RAM, Context, Rig, Tree
 
 from .conftest import ServerThread, accel_available
 
@@ -296,5 +302,153 @@ def test_aperture_writes_in_c_leave_what_python_leaves(stream: tuple[bytes, ...]
             assert _digest(m1.read(0, MEM)) == _digest(m2.read(0, MEM))
         finally:
             for s, c in ((fast, fast_client), (slow, slow_client)):
+                c.close()
+                s.stop()
+
+
+# --- published reads: the interrupts and the execlists ----------------------------------------
+
+
+def _published() -> tuple[list[int], list[int]]:
+    """From the register table: every register C now reads from storage although a Python
+    handler owns it (a published read, or a handler for writes only), and the interrupt
+    registers and GDRST the guest writes among those reads."""
+    rf = GenVgpu(display=DisplayOptions("none")).registers
+    reads = [off for off, reg in sorted(rf.regs.items()) if reg.published or (reg.write and not reg.read)]
+    writes = [
+        off
+        for off, reg in sorted(rf.regs.items())
+        if reg.name.endswith(("_IIR", "_IMR", "_IER")) or reg.name in ("GEN8_MASTER_IRQ", "GDRST")
+    ]
+    return reads, writes
+
+
+PUBLISHED_READS, IRQ_WRITES = _published()
+GDRST_VALUES = [0, GDRST_FULL, *(1 << e.gdrst_bit for e in ENGINES)]
+irq_values = st.one_of(st.sampled_from([0, 0xFFFFFFFF, MASTER_IRQ_ENABLE, *GDRST_VALUES]), st.integers(0, 0xFFFFFFFF))
+
+
+@st.composite
+def irq_batches(draw: st.DrawFn, msg_id: int) -> bytes:
+    """Reads of the published registers among writes that change what they read."""
+    out = []
+    for i in range(draw(st.integers(1, 12))):
+        if draw(st.booleans()):
+            access = REGION_ACCESS.pack(draw(st.sampled_from(PUBLISHED_READS)), 0, draw(st.sampled_from([4, 4, 8])))
+            out.append(encode_message(msg_id + i, Command.REGION_READ, CMD, access))
+        else:
+            access = REGION_ACCESS.pack(draw(st.sampled_from(IRQ_WRITES)), 0, 4)
+            value = draw(irq_values).to_bytes(4, "little")
+            out.append(
+                encode_message(msg_id + i, Command.REGION_WRITE, draw(st.sampled_from([CMD, POSTED])), access + value)
+            )
+    return b"".join(out)
+
+
+MI_USER_INTERRUPT = 0x02 << 23
+LRI_RING_TAIL = [0x22 << 23 | 1, er.RING_TAIL, 0]  # refused by the scanner: the context hangs
+# (engine index, context 0 or 1, commands): a batch that completes with a user interrupt, or
+# one that hangs (the context stays current: later submissions queue or lite-restore on it)
+submissions = st.tuples(
+    st.integers(0, len(ENGINES) - 1),
+    st.integers(0, 1),
+    st.sampled_from([[MI_USER_INTERRUPT, 0], [0, 0], LRI_RING_TAIL]),
+)
+# a step: a batch of register accesses, or a submission through ELSP run to idle
+steps = st.lists(
+    st.one_of(st.tuples(st.just("mmio"), irq_batches(0)), st.tuples(st.just("submit"), submissions)),
+    min_size=1,
+    max_size=25,
+)
+
+
+def _rig_server(
+    accel: bool, mem: GuestMemory, sock_dir: str, name: str
+) -> tuple[ServerThread, VfioUserClient, Rig, list[list[Context]]]:
+    """A server whose guest set up graphics memory, status pages and execlists (engine_rig),
+    with two contexts per engine."""
+    dev = GenVgpu(display=DisplayOptions("none"))
+    st_ = ServerThread(dev, os.path.join(sock_dir, name), ServerOptions(write_multiple=True), accel=accel)
+    client = VfioUserClient.connect(st_.path, mem)
+    client.negotiate()
+    client.map_memory(mem)
+    rig: Rig = st_.call(lambda: Rig(dev=dev, mem=mem))
+    contexts: list[list[Context]] = st_.call(
+        lambda: [[rig.context(e, Tree(rig.guest, 4)) for _ in range(2)] for e in ENGINES]
+    )
+    return st_, client, rig, contexts
+
+
+def _untimed(dev: GenVgpu) -> str:
+    """The registers' digest without those that count time (a context's saved CTX_TIMESTAMP:
+    the two servers run their workloads at different instants)."""
+    storage = bytearray(dev.registers.storage)
+    for off, reg in dev.registers.regs.items():
+        if "TIMESTAMP" in reg.name:
+            storage[off : off + 4] = bytes(4)
+    return _digest(storage)
+
+
+def _elsp(ctx: Context, rig: Rig, msg_id: int) -> bytes:
+    """The four ELSP writes i915 makes, element 1 (none) first."""
+    lo, hi = rig.descriptor(ctx)
+    out = b""
+    for i, value in enumerate((0, 0, hi, lo)):
+        access = REGION_ACCESS.pack(ctx.engine.reg(er.ELSP), 0, 4)
+        out += encode_message(msg_id + i, Command.REGION_WRITE, POSTED, access + value.to_bytes(4, "little"))
+    return out
+
+
+def _postinstall() -> bytes:
+    """What i915's irq postinstall leaves: every GT bank unmasked and enabled, the master on."""
+    out = b""
+    for bank in range(GT_BANKS):
+        for reg, value in ((BANK_IMR, 0), (BANK_IER, 0xFFFFFFFF)):
+            access = REGION_ACCESS.pack(gt_bank(bank) + reg, 0, 4)
+            out += encode_message(0, Command.REGION_WRITE, CMD, access + value.to_bytes(4, "little"))
+    access = REGION_ACCESS.pack(regs.GEN8_MASTER_IRQ, 0, 4)
+    return out + encode_message(0, Command.REGION_WRITE, CMD, access + MASTER_IRQ_ENABLE.to_bytes(4, "little"))
+
+
+def _read_all(msg_id: int) -> bytes:
+    return b"".join(
+        encode_message(msg_id + i, Command.REGION_READ, CMD, REGION_ACCESS.pack(off, 0, 4))
+        for i, off in enumerate(PUBLISHED_READS)
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(plan=steps, postinstall=st.integers(0, 3).map(bool))  # 3 in 4 start as i915 does
+def test_published_reads_follow_interrupts_and_execlists(plan: list[tuple[str, Any]], postinstall: bool) -> None:
+    """The master interrupt register, the IIRs and EXECLIST_STATUS read from storage in C, and
+    through their handlers in Python, while submissions complete (CSB entries, context-switch
+    and user interrupts) or hang (a second submission queues behind the hung context, a
+    resubmission lite-restores it), the guest clears IIRs, masks and enables banks, toggles
+    the master enable and resets engines: both servers answer every read alike."""
+    with tempfile.TemporaryDirectory(prefix="devmodel-") as d, GuestMemory(RAM) as m1, GuestMemory(RAM) as m2:
+        pair = [_rig_server(True, m1, d, "accel.sock"), _rig_server(False, m2, d, "python.sock")]
+        try:
+            assert pair[0][0].server.client is not None and pair[0][0].server.client.drain is not None
+            if postinstall:
+                plan = [("mmio", _postinstall()), *plan]
+            for n, (kind, arg) in enumerate(plan):
+                if kind == "mmio":
+                    stream = arg
+                else:
+                    engine, k, commands = arg
+                    for s, _c, rig, contexts in pair:
+                        s.call(functools.partial(rig.emit, contexts[engine][k], commands))
+                    stream = _elsp(pair[0][3][engine][k], pair[0][2], 0)
+                replies = []
+                for s, c, rig, _contexts in pair:
+                    replies.append(_exchange(c, stream))
+                    s.call(rig.run)  # the submission's work, run to idle between the steps
+                    replies.append(_exchange(c, _read_all(0)))
+                assert replies[0] == replies[2], f"step {n}: {kind}"
+                assert replies[1] == replies[3], f"after step {n}: {kind}"
+            fast, slow = (_state(s) | {"registers": s.call(functools.partial(_untimed, s.vgpu))} for s, *_ in pair)
+            assert fast == slow
+        finally:
+            for s, c, _rig, _contexts in pair:
                 c.close()
                 s.stop()

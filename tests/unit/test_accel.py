@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from devmodel import accel
-from devmodel.device.registers import Register, RegisterFile
+from devmodel.device.registers import CLASS_BASE, READ_STORAGE, ReadGate, Register, RegisterFile
 from devmodel.vfio_user.layouts import HEADER, REGION_ACCESS, WRITE_MULTI_ENTRY, Layout
 
 
@@ -63,17 +63,51 @@ def test_plain_map_follows_declarations_and_the_unlisted_hook() -> None:
             Register(0x14, "write hook", write=lambda off, old, new: None),
         ],
     )
-    # masked, W1C and partly writable: write classes 0, 1, 2 (codes from CLASS_BASE); hooks: Python's
-    assert list(rf.plain[:8]) == [1, 3, 4, 5, 0, 0, 1, 1]
+    # masked, W1C and partly writable: write classes 0, 1, 2 (codes from CLASS_BASE); a read
+    # hook: Python's; a write hook alone: reads from storage, writes Python's (READ_STORAGE)
+    assert list(rf.plain[:8]) == [1, 4, 5, 6, 0, 3, 1, 1]
     assert list(rf.classes[:12]) == [0xFFFFFFFF, 0, 1, 0, 0xFFFFFFFF, 1, 0, 0, 0xFF, 0, 0, 0]
     buffer_before = rf.plain
     rf.on_unlisted = lambda off, is_write: None
-    assert list(rf.plain[:8]) == [1, 3, 4, 5, 0, 0, 0, 0]  # unlisted dwords now have a listener
+    assert list(rf.plain[:8]) == [1, 4, 5, 6, 0, 3, 0, 0]  # unlisted dwords now have a listener
     rf.on_unlisted = None
-    assert list(rf.plain[:8]) == [1, 3, 4, 5, 0, 0, 1, 1]
+    assert list(rf.plain[:8]) == [1, 4, 5, 6, 0, 3, 1, 1]
     assert rf.plain is buffer_before  # rewritten in place: the accelerator holds a pointer
     rf.listen_unlisted(lambda off, is_write: None, told_later=True)
-    assert list(rf.plain[:8]) == [1, 3, 4, 5, 0, 0, 2, 2]  # C may serve them and tell the hook after
+    assert list(rf.plain[:8]) == [1, 4, 5, 6, 0, 3, 2, 2]  # C may serve them and tell the hook after
     rf.on_unlisted = None
-    rf.add(Register(0x18, "late hook", write=lambda off, old, new: None))
+    rf.add(Register(0x18, "late hook", read=lambda off: 0))
     assert rf.plain[6] == 0
+
+
+def test_published_reads_are_storage_while_their_gate_is_open() -> None:
+    """A published register's read hook serves Python's reads; C reads its storage, unless its
+    owner closed the gate (a read then has work to do first), and its writes stay Python's."""
+    gate = ReadGate()
+    state = {"value": 7}
+    rf = RegisterFile(
+        0x10,
+        [
+            Register(0x0, "published, read-only", rw_mask=0, read=lambda off: state["value"], published=True),
+            Register(
+                0x4,
+                "published, gated",
+                read=lambda off: state["value"],
+                write=lambda off, old, new: None,
+                published=True,
+                gate=gate,
+            ),
+        ],
+    )
+    assert list(rf.plain[:2]) == [CLASS_BASE, READ_STORAGE]
+    assert rf.read32(0x4) == 7 and rf.get(0x4) == 0  # the hook: what the owner did not publish yet
+    gate.set_open(False)
+    assert list(rf.plain[:2]) == [CLASS_BASE, 0]
+    gate.set_open(True)
+    assert list(rf.plain[:2]) == [CLASS_BASE, READ_STORAGE]
+    with pytest.raises(ValueError):  # nothing would publish again after a write
+        Register(0x8, "writable, no write hook", read=lambda off: 0, published=True)
+    with pytest.raises(ValueError):
+        Register(0x8, "published without a read hook", write=lambda off, old, new: None, published=True)
+    with pytest.raises(ValueError):
+        Register(0x8, "gate, not published", read=lambda off: 0, gate=gate)

@@ -10,7 +10,10 @@ the arming plane registers and hotplug.
 They are processed lazily: before PIPEDSL, PIPE_FRMCOUNT or an interrupt register is
 answered, every vblank that is due is processed (the counter, plane latching, the vblank
 interrupt where unmasked). A timer runs only while a pipe is on and its vblank interrupt is
-unmasked (someone waits for it); with every pipe off, nothing runs.
+unmasked (someone waits for it); with every pipe off, nothing runs. While a pipe is on, the
+master interrupt register's and the display IIRs' reads process the due vblanks first, so the
+interrupts' read gate is closed and those reads run in Python (the compiled path would answer
+from storage without the catch-up); with every pipe off they read storage.
 """
 
 from __future__ import annotations
@@ -277,6 +280,7 @@ class Display(RegisterBlock):
         pipe.vblank_start = min((rf.get(r.pipe_reg(r.VBLANK, p)) & 0xFFFF) + 1, pipe.vtotal - 1)
         pipe.frames = 0
         log.info("pipe %s on: %.3f Hz, %d lines", "ABC"[p], refresh, pipe.vtotal)
+        self.interrupts.status_catch_up(True)
         self._update_timer(pipe)
 
     def _stop(self, pipe: _Pipe) -> None:
@@ -284,6 +288,7 @@ class Display(RegisterBlock):
         if pipe.timer is not None:
             pipe.timer.cancel()
             pipe.timer = None
+        self.interrupts.status_catch_up(any(p.on for p in self.pipes))
 
     def _pixel_clock_khz(self, p: int) -> int:
         """The transcoder's pixel clock: its port's link clock x LINK_M1 / LINK_N1."""

@@ -34,6 +34,10 @@ with its context ID, nothing behind it on this engine runs (a lite restore or el
 a preemption request is never served: a hung context reaches no arbitration point), and only
 the guest's GDRST of the engine (or a device reset) drops it.
 i915 needs that: its engine reset reads EXECLIST_STATUS_HI to find the guilty context.
+
+EXECLIST_STATUS is published (its rows say so): every entry point that changes the current or
+pending execlist (submit, complete, reset, power-on) ends by writing both dwords' values into
+their storage, which the compiled path reads.
 """
 
 from __future__ import annotations
@@ -197,6 +201,11 @@ class Execlist(RegisterBlock):
     def _status_hi(self, offset: int) -> int:
         return self._current[0].descriptor.context_id if self._current else 0
 
+    def _publish_status(self) -> None:
+        rf, e = self.rf, self.engine
+        rf.set(e.reg(r.EXECLIST_STATUS_LO), self._status_lo(0))
+        rf.set(e.reg(r.EXECLIST_STATUS_HI), self._status_hi(0))
+
     # --- CTX_TIMESTAMP -----------------------------------------------------------------------
 
     def _ctx_timestamp(self, offset: int) -> int:
@@ -233,6 +242,10 @@ class Execlist(RegisterBlock):
 
     def submit(self, el0: ContextDescriptor, el1: ContextDescriptor) -> None:
         """An ELSP submission: validate everything, then act; a refused one changes nothing."""
+        self._submit(el0, el1)
+        self._publish_status()
+
+    def _submit(self, el0: ContextDescriptor, el1: ContextDescriptor) -> None:
         try:
             execlist = self._check(el0, el1)
         except BadDescriptor as exc:
@@ -246,8 +259,11 @@ class Execlist(RegisterBlock):
         if cur and self._pending is not None:
             # Hardware takes the newest ELSP; i915 never writes one before the last was served.
             self.counters.requests_replaced += 1
-            log.info("%s: a submission replaces a preemption request not yet served (ctx %#x)",
-                     self.engine.name, self._pending[0].descriptor.context_id)
+            log.info(
+                "%s: a submission replaces a preemption request not yet served (ctx %#x)",
+                self.engine.name,
+                self._pending[0].descriptor.context_id,
+            )
             self._pending = None
         if cur and execlist[0].lrca == cur[0].lrca:
             self._lite_restore(execlist)
@@ -331,6 +347,10 @@ class Execlist(RegisterBlock):
     # --- completion ------------------------------------------------------------------------
 
     def complete(self, w: Workload) -> None:
+        self._complete(w)
+        self._publish_status()
+
+    def _complete(self, w: Workload) -> None:
         if w is not self._running:
             log.debug("%s: completion of %r ignored: not the running workload", self.engine.name, w)
             return
@@ -406,6 +426,7 @@ class Execlist(RegisterBlock):
         self._elsp.clear()
         rf = self.rf
         rf.set(self.engine.reg(r.CSB_PTR), r.CSB_PTR_RESET)
+        self._publish_status()
 
     def power_on(self) -> None:
         """Device reset, after the register file's: no registers to touch, state only."""
@@ -413,6 +434,7 @@ class Execlist(RegisterBlock):
         self._elsp.clear()
         self._seq = 0
         self.last_hang = None
+        self._publish_status()
 
     def _drop_all(self, cancel: bool) -> None:
         running = self._running

@@ -187,6 +187,7 @@ ROWS: tuple[Row, ...] = (
         engine=True,
         rw_mask=RO,
         handler="execlist_status_lo",
+        published=True,
         cmd=_MAY_NOT_LOAD,
     ),
     Row(
@@ -195,6 +196,7 @@ ROWS: tuple[Row, ...] = (
         engine=True,
         rw_mask=RO,
         handler="execlist_status_hi",
+        published=True,
         cmd=_MAY_NOT_LOAD,
     ),
     Row("CONTEXT_CONTROL", CONTEXT_CONTROL, engine=True, masked=True, cmd=_MAY_NOT_LOAD),

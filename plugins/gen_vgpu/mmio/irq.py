@@ -35,6 +35,8 @@ _BANK_STRIDE = 0x10
 # report through the master register. Their IIR reads process the display's due events first
 # (``irq_status_iir``) and a change of IMR or IER may start or stop its frame timer
 # (``irq_mask``): the interrupts supply both handlers, the display listens through them.
+# Such an IIR read is published (its storage is the value while no pipe runs, when there is
+# nothing to process first); the banks' other registers read storage (write handlers only).
 DISPLAY_BANKS: dict[str, int] = {
     "DE_PIPE_A": 0x44400,
     "DE_PIPE_B": 0x44410,
@@ -59,7 +61,15 @@ def _bank(name: str, base: int, count: int = 1, display: bool = False) -> tuple[
         Row(f"{name}_ISR", base + BANK_ISR, count=count, stride=stride, rw_mask=RO),
         # Power-on: everything masked, nothing enabled; i915 programs both.
         Row(f"{name}_IMR", base + BANK_IMR, count=count, stride=stride, reset=0xFFFFFFFF, handler=mask),
-        Row(f"{name}_IIR", base + BANK_IIR, count=count, stride=stride, w1c=0xFFFFFFFF, handler=iir),
+        Row(
+            f"{name}_IIR",
+            base + BANK_IIR,
+            count=count,
+            stride=stride,
+            w1c=0xFFFFFFFF,
+            handler=iir,
+            published=display,
+        ),
         Row(f"{name}_IER", base + BANK_IER, count=count, stride=stride, handler=mask),
     )
 
@@ -70,6 +80,7 @@ ROWS: tuple[Row, ...] = (
         GEN8_MASTER_IRQ,
         rw_mask=MASTER_IRQ_ENABLE,
         handler="master_irq",
+        published=True,
         note="status bits: (IIR & IER) per half-bank, whatever bit 31 says",
     ),
     *_bank("GT{i}", GT_BANK_BASE, GT_BANKS),

@@ -57,6 +57,12 @@ def _cmd_text(row: Row) -> str:
     return what + " (" + ", ".join(e.name for e in sorted(row.cmd_engines)) + ")"
 
 
+def _handler_text(row: Row) -> str:
+    if row.handler is None:
+        return ""
+    return f"`{row.handler}`, published" if row.published else f"`{row.handler}`"
+
+
 def _platforms_text(row: Row) -> str:
     if row.platforms == ALL_PLATFORMS:
         return "all"
@@ -91,7 +97,13 @@ def markdown() -> str:
         "",
         "The compiled accelerator serves every row without a handler itself (plain, read-only,",
         "masked, W1C, partly writable: the register file's per-dword map and write classes,",
-        "built from these rows); a row with a handler goes to Python.",
+        "built from these rows). A row with a handler goes to Python for its writes, and for",
+        "its reads when the handler computes the read value, unless the row is *published*:",
+        "the device part that owns the state behind the value writes it into the register's",
+        "storage whenever that state changes, and the accelerator reads storage (except while",
+        "the part says a read has work to do first: the display's frame clock, while a pipe",
+        "runs, for the master interrupt register and the display IIRs). A handler for writes",
+        "alone leaves reads to storage, and the accelerator serves them.",
         "",
         "*Adding an area*: a module of rows beside these in",
         "`plugins/gen_vgpu/mmio/` (its offsets and `ROWS`, no behaviour), one entry in",
@@ -116,7 +128,7 @@ def markdown() -> str:
                 _reset_text(row),
                 _behaviour_text(row),
                 _cmd_text(row),
-                f"`{row.handler}`" if row.handler else "",
+                _handler_text(row),
                 row.note.replace("|", "\\|"),
             ]
             out.append("| " + " | ".join(cells) + " |")

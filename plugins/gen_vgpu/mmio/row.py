@@ -13,7 +13,7 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from devmodel.device.registers import ReadHook, WriteHook
+from devmodel.device.registers import ReadGate, ReadHook, WriteHook
 
 from ..engines import EngineId
 from ..platform import Platform
@@ -49,10 +49,12 @@ Reset = int | Mapping[Platform, int] | str
 
 @dataclass(frozen=True)
 class Hooks:
-    """A handler: what a device part does on a read (returns the value) or after a write."""
+    """A handler: what a device part does on a read (returns the value) or after a write.
+    ``gate``: for a published row's handler, closed while its read must run first."""
 
     read: ReadHook | None = None
     write: WriteHook | None = None
+    gate: ReadGate | None = None
 
 
 HookTable = Mapping[str, Hooks]
@@ -79,6 +81,10 @@ class Row:
     cmd: Cmd = Cmd.NONE  # per-engine rows: for that engine's command streams
     cmd_engines: frozenset[EngineId] = frozenset()  # BAR0 rows: the engines ``cmd`` is for
     handler: str | None = None
+    # The handler's read value depends on device state without changing anything, and the part
+    # that owns that state publishes it into the register's storage whenever the state
+    # changes: the compiled path reads storage (devmodel/device/registers.py, "published").
+    published: bool = False
     kind: Kind = Kind.REGISTER
     note: str = ""
 
@@ -93,6 +99,8 @@ class Row:
             raise ValueError(f"{self.name}: a plain range has no behaviour")
         if (self.kind is Kind.REGISTER) == bool(self.size) or (self.size and self.count != 1):
             raise ValueError(f"{self.name}: a register row has a count, a range row a size")
+        if self.published and self.handler is None:
+            raise ValueError(f"{self.name}: published, but no handler computes the value")
         if "{i}" in self.name and self.count == 1:
             raise ValueError(f"{self.name}: an index in the name of a single register")
 

@@ -126,6 +126,8 @@ class RegisterTable:
             w1c=row.w1c,
             read=handler.read,
             write=handler.write,
+            published=row.published,
+            gate=handler.gate if row.published else None,
         )
 
     def reset_value(self, row: Row, values: Mapping[str, int]) -> int:

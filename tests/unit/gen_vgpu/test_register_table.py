@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from devmodel.device.registers import CLASS_BASE, MAX_CLASSES, PLAIN, RegisterFile
+from devmodel.device.registers import CLASS_BASE, MAX_CLASSES, PLAIN, READ_STORAGE, RegisterFile
 from gen_vgpu import GenVgpu
 from gen_vgpu.display import DisplayOptions
 from gen_vgpu.engines import ENGINES, EngineId
@@ -150,12 +150,15 @@ def test_a_row_checks_itself() -> None:
 
 def test_the_compiled_path_serves_every_row_without_a_handler() -> None:
     """What the accelerator may serve, and how, is the table's: a row without a handler is
-    served from storage with its write class; a row with one goes to Python."""
+    served from storage with its write class; a row with a read handler goes to Python unless
+    it is published, a write handler's writes go to Python and its reads are storage's."""
     rf = GenVgpu().registers
     for offset, reg in rf.regs.items():
         code = rf.plain[offset >> 2]
-        if reg.read is not None or reg.write is not None:
+        if reg.read is not None and not reg.published:
             assert code == 0, reg.name
+        elif reg.write is not None:
+            assert code == READ_STORAGE, reg.name
         elif reg.plain:
             assert code == PLAIN, reg.name
         else:
@@ -164,4 +167,6 @@ def test_the_compiled_path_serves_every_row_without_a_handler() -> None:
             assert tuple(rf.classes[k : k + 3]) == (reg.rw_mask, reg.w1c, int(reg.masked)), reg.name
     assert rf.plain[regs.PVINFO_MAGIC >> 2] >= CLASS_BASE  # read-only: C's now
     assert rf.plain[0x22230 >> 2] == 0  # ELSP(bcs): its handler is Python's
+    assert rf.plain[regs.GEN8_MASTER_IRQ >> 2] == READ_STORAGE  # published: the interrupts keep it
+    assert rf.plain[0x2234 >> 2] >= CLASS_BASE  # EXECLIST_STATUS(rcs): published, read-only
     assert rf.nclasses < MAX_CLASSES
