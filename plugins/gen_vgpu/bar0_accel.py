@@ -33,6 +33,7 @@ class Bar0Accel:
         self.index = index
         self.aperture: tuple[int, Any] | None = None  # serve_aperture
         self._blit: BlitAccel | None = None
+        self._frames_table: Any = None  # the blitter's window table _frames points into
         self._need_sync = lib.DM_NEED_SYNC
         self._need_code = lib.DM_NEED_CODE
         self._need_room = lib.DM_NEED_ROOM
@@ -82,10 +83,14 @@ class Bar0Accel:
     def prepare(self) -> None:
         if self._ggtt_busy and not self.ggtt.struct.synced:
             self.ggtt.sync()
-        if self._blit is not None:
-            self._blit.load_windows()
-            f, b = self._frames, self._blit.frames
-            f.windows, f.nwindows = b.windows, b.nwindows
+        blit = self._blit
+        if blit is not None:
+            blit.load_windows()
+            # Copied only when rebuilt: this runs before every message Python handles too.
+            if blit.table is not self._frames_table:
+                f, b = self._frames, blit.frames
+                f.windows, f.nwindows = b.windows, b.nwindows
+                self._frames_table = blit.table
 
     def resolve(self, status: int) -> None:
         if status == self._need_sync:

@@ -60,6 +60,11 @@ class BlitAccel:
         self._key: tuple[int, int] | None = None
         self._table: Any = None
 
+    @property
+    def table(self) -> Any:
+        """The window table load_windows built last (a new object each time it rebuilds)."""
+        return self._table
+
     def load_windows(self) -> None:
         """The window table, when the DMA map changed since it was built."""
         dma = self.dma
