@@ -33,7 +33,7 @@ from gen_vgpu.engines import ENGINES
 from gen_vgpu.interrupts import BANK_IER, BANK_IMR, GT_BANKS, MASTER_IRQ_ENABLE, gt_bank
 from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio import regs
-from gen_vgpu.mmio.gt import GDRST_FULL
+from gen_vgpu.mmio.gt import GDRST, GDRST_FULL
 from gen_vgpu.mmio.unlisted import UnlistedLog
 from tests.unit.gen_vgpu.engine_rig import RAM, Context, Rig, Tree
 
@@ -354,9 +354,18 @@ submissions = st.tuples(
     st.integers(0, 1),
     st.sampled_from([[MI_USER_INTERRUPT, 0], [0, 0], LRI_RING_TAIL]),
 )
-# a step: a batch of register accesses, or a submission through ELSP run to idle
+# i915's engine and full resets (GDRST), as a step of their own: a reset of a busy or hung
+# engine is what republishes its EXECLIST_STATUS as idle
+gdrst_writes = st.sampled_from(GDRST_VALUES[1:]).map(
+    lambda v: encode_message(0, Command.REGION_WRITE, CMD, REGION_ACCESS.pack(GDRST, 0, 4) + v.to_bytes(4, "little"))
+)
+# a step: a batch of register accesses, a reset, or a submission through ELSP run to idle
 steps = st.lists(
-    st.one_of(st.tuples(st.just("mmio"), irq_batches(0)), st.tuples(st.just("submit"), submissions)),
+    st.one_of(
+        st.tuples(st.just("mmio"), irq_batches(0)),
+        st.tuples(st.just("mmio"), gdrst_writes),
+        st.tuples(st.just("submit"), submissions),
+    ),
     min_size=1,
     max_size=25,
 )
