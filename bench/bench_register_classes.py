@@ -2,12 +2,12 @@
 """Server CPU per BAR0 access, by the kind of register, from a host client.
 
 For each class (a row of the register table: plain storage, read-only, masked, write-1-to-clear,
-and registers whose behaviour is a Python handler: the master interrupt register, a GT IIR, ELSP,
-EXECLIST_STATUS, GDRST, TLB invalidation) the same neutral client sends n REGION_READ round
-trips, or posted REGION_WRITEs with a read as barrier every 1,000, to ``devmodel serve`` and
-reads the server's CPU time (/proc/PID/schedstat) before and after: server CPU per
-access. Target (issue 20): at most 6 us per access for every class i915 touches in its probe,
-submission and interrupt paths.
+unlisted, and registers with a Python handler: the master interrupt register, the IIRs i915's
+interrupt handler reads, IMR, ELSP, EXECLIST_STATUS, GDRST, TLB invalidation) the same neutral
+client sends n REGION_READ round trips, or posted REGION_WRITEs with a read as barrier every
+1,000, to ``devmodel serve`` (the display present, no pipe lit) and reads the server's CPU time
+(/proc/PID/schedstat) before and after: server CPU per access. Target (issue 20): at most 6 us
+per access for every class i915 touches in its probe, submission and interrupt paths.
 """
 
 from __future__ import annotations
