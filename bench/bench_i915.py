@@ -44,6 +44,14 @@ SCRIPT = "i915_bench"
 BENCH_LINE = re.compile(r"^# bench (\S+) (\S+) (\S+)$")
 FIGURE_LINE = re.compile(r"^# figure (\S+): (.*)$")
 TCG_THREAD = re.compile(r"^CPU \d+/TCG$")  # QEMU's vCPU threads (named with debug-threads=on)
+# What each IGT benchmark prints (IGT's benchmarks/*.c).
+IGT_UNITS = {
+    "gem_exec_nop-rcs": "us per nop batch, back to back for 2 s",
+    "gem_exec_nop-sync": "us per nop batch, each waited (gem_sync)",
+    "gem_exec_ctx": "us per batch",
+    "gem_latency": "(batches/producers: dispatch, wake-up, producer latency, CPU per batch)",
+    "gem_blt": "MiB/s, 1 MiB copies",
+}
 QEMU_ARGS = ("-name", "i915-bench,debug-threads=on")
 
 
@@ -171,6 +179,9 @@ def boot(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, str], Sn
             igt[m.group(1)] = m.group(2)
     figures["boot_seconds"] = result.seconds
     figures["to_probe"] = snaps.snaps["probe", "start"]["wall"] - started
+    last = max(v["wall"] for (_phase, edge), v in snaps.snaps.items() if edge == "end")
+    figures["phases"] = last - snaps.snaps["probe", "start"]["wall"]
+    figures["after"] = started + result.seconds - last
     return figures, igt, snaps, started, out
 
 
@@ -190,11 +201,14 @@ def bound(d: dict[str, float], price: dict[str, float]) -> str:
     beside = {
         "device": d["dev_cpu"],
         "of which serving accesses": n * price["dev_cpu"],
+        "device waiting for a CPU": d["dev_wait"],
         "QEMU's other threads": d["qemu_other"],
     }
     top = max(line, key=lambda k: line[k])
     if top == "vCPU off" and d["dev_cpu"] >= 0.8 * line["vCPU off"]:
-        top = "the device (the vCPU waits on it)"
+        top = "the device (running)"
+    elif top == "vCPU off" and d["dev_cpu"] + d["dev_wait"] >= 0.8 * line["vCPU off"]:
+        top = "the device (waiting for a CPU)"
     elif top == "vCPU off":
         top = "the guest idle (nothing runs)"
     pct = "  ".join("%s %.0f%%" % (k, 100 * v / wall) for k, v in line.items())
@@ -245,14 +259,22 @@ def main() -> int:
         ("nop batches back to back, rate", f("nop_stream_rate"), "batches/s"),
         ("i915 probe (insmod i915)", f("probe_insmod"), "s"),
         ("i915 probe (dmesg: first i915 line to 'Initialized i915')", f("probe_dmesg"), "s"),
-        ("boot: QEMU start to i915's insmod", f("to_probe"), "s"),
+        ("boot: QEMU start to the first insmod (kernel, /init, calibration)", f("to_probe"), "s"),
+        ("boot: the first insmod to the last phase's end", f("phases"), "s"),
+        ("boot: the last phase's end to QEMU's exit (kernel log, power-off)", f("after"), "s"),
         ("boot: QEMU start to exit (this boot's total)", f("boot_seconds"), "s"),
     ]
     for label, value, unit in rows:
         if value is not None:
-            print("  %-60s %12s %s" % (label, ("%.0f" % value) if value >= 100 else "%.3g" % value, unit))
+            print("  %-66s %10s %s" % (label, ("%.0f" % value) if value >= 100 else "%.3g" % value, unit))
     for key, text in igt.items():
-        print("  IGT %-56s %s" % (key, text))
+        unit = IGT_UNITS.get(key, "")
+        try:
+            per = float(text)
+        except ValueError:
+            per = 0.0
+        rate = " (%.0f batches/s)" % (1e6 / per) if per and "batch" in unit else ""
+        print("  IGT %-62s %s %s%s" % (key, text, unit, rate))
 
     deltas = {phase: snaps.delta(phase) for phase in snaps.order}
     calib, none = deltas.pop("calib", None), deltas.pop("calib-none", None)
@@ -271,7 +293,7 @@ def main() -> int:
 
     print()
     print("Per batch (calib: per access; probe: the whole insmod; IGT: per workload the device ran), in ms")
-    head = "%-22s %6s %8s %8s %8s %8s %8s %8s %7s %7s %6s" % (
+    head = "%-22s %6s %8s %8s %8s %8s %8s %8s %7s %7s %6s %6s" % (
         "phase",
         "count",
         "wall",
@@ -283,6 +305,7 @@ def main() -> int:
         "msgs",
         "posted",
         "irqs",
+        "wl",
     )
     print(head)
     print("-" * len(head))
@@ -300,7 +323,7 @@ def main() -> int:
             count = d["workloads"] or 1.0
         cols = ("wall", "vcpu", "vcpu_wait", "qemu_other", "dev_cpu", "dev_wait")
         print(
-            "%-22s %6d %s %7.1f %7.1f %6.2f"
+            "%-22s %6d %s %7.1f %7.1f %6.2f %6.2f"
             % (
                 phase,
                 count,
@@ -308,13 +331,15 @@ def main() -> int:
                 d["msgs"] / count,
                 d["posted"] / count,
                 d["irqs"] / count,
+                d["workloads"] / count,
             )
         )
         if price and phase != "calib":
             bounds.append("  %-21s %s" % (phase, bound(d, price)))
     print("(vCPU: QEMU's TCG thread on a CPU; vCPU-wt: it runnable but waiting for a CPU; qemu: QEMU's other")
     print(" threads; device / dev-wt: the device process on a CPU / waiting for one; msgs, posted: vfio-user")
-    print(" messages the device got, of which posted writes; irqs: interrupts it raised)")
+    print(" messages the device got, of which posted writes; irqs: interrupts it raised; wl: workloads it")
+    print(" ran, one per context submission, which may hold many of i915's requests)")
     if bounds:
         print()
         print("What bounds each phase: the guest's vCPU thread's wall time split (accesses priced at this")
