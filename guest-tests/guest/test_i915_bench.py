@@ -11,7 +11,8 @@ Phases, in order (the host keys on these names):
 - nop: N batches of MI_BATCH_BUFFER_END, each execbuf then a wait on it (submit to completion);
 - store: N batches of one MI_STORE_DWORD_IMM each, waited the same way, every value checked;
 - nop-stream: N nop batches back to back, one wait at the end (i915 may merge requests);
-- igt-KEY: IGT benchmarks (test_igt.py's argv, deadline and figure).
+- igt-KEY: IGT benchmarks (test_igt.py's argv, deadline and figure), the program's run alone
+  (not the kernel log's settling after it).
 
 Figures are TAP comments "# bench NAME VALUE UNIT"; IGT's are "# figure KEY: ..." as in
 test_igt.py. Kernel command line: devmodel.bench_n=N (default 500), devmodel.bench_igt=0 skips
@@ -57,6 +58,10 @@ class Phases:
         answer = self.chan.ask("phase", {"phase": phase, "edge": edge})
         if answer != "ok":
             raise gvtlib.TestError("the host's answer to %s %s: %s" % (phase, edge, answer))
+
+    def igt_runner(self, key, argv, deadline):
+        """test_igt.run with the phase igt-KEY around the program alone."""
+        return self.run("igt-" + key, test_igt.run, key, argv, deadline)
 
     def run(self, phase, fn, *args):
         self.mark(phase, "start")
@@ -208,7 +213,7 @@ def main():
                   lambda: waited(phases, drm, "store", n, True))
         tap.check("nop-stream: %d nop batches back to back" % n, lambda: stream(phases, drm, n))
     for key, argv, deadline, fig in igt:
-        tap.check(key, lambda k=key, a=argv, d=deadline, f=fig: phases.run("igt-" + k, test_igt.check, k, a, d, f))
+        tap.check(key, lambda k=key, a=argv, d=deadline, f=fig: test_igt.check(k, a, d, f, phases.igt_runner))
     return tap.finish()
 
 
