@@ -293,7 +293,7 @@ def main() -> int:
 
     print()
     print("Per batch (calib: per access; probe: the whole insmod; IGT: per workload the device ran), in ms")
-    head = "%-22s %6s %8s %8s %8s %8s %8s %8s %7s %7s %6s %6s" % (
+    head = "%-22s %6s %8s %8s %8s %8s %8s %8s %7s %7s %6s %6s %6s" % (
         "phase",
         "count",
         "wall",
@@ -306,6 +306,7 @@ def main() -> int:
         "posted",
         "irqs",
         "wl",
+        "cmds",
     )
     print(head)
     print("-" * len(head))
@@ -323,7 +324,7 @@ def main() -> int:
             count = d["workloads"] or 1.0
         cols = ("wall", "vcpu", "vcpu_wait", "qemu_other", "dev_cpu", "dev_wait")
         print(
-            "%-22s %6d %s %7.1f %7.1f %6.2f %6.2f"
+            "%-22s %6d %s %7.1f %7.1f %6.2f %6.2f %6.1f"
             % (
                 phase,
                 count,
@@ -332,6 +333,7 @@ def main() -> int:
                 d["posted"] / count,
                 d["irqs"] / count,
                 d["workloads"] / count,
+                d["commands"] / count,
             )
         )
         if price and phase != "calib":
@@ -339,7 +341,8 @@ def main() -> int:
     print("(vCPU: QEMU's TCG thread on a CPU; vCPU-wt: it runnable but waiting for a CPU; qemu: QEMU's other")
     print(" threads; device / dev-wt: the device process on a CPU / waiting for one; msgs, posted: vfio-user")
     print(" messages the device got, of which posted writes; irqs: interrupts it raised; wl: workloads it")
-    print(" ran, one per context submission, which may hold many of i915's requests)")
+    print(" ran, one per context submission, which may hold many of i915's requests; cmds: commands they")
+    print(" ran, i915's own ring commands around each batch included)")
     if bounds:
         print()
         print("What bounds each phase: the guest's vCPU thread's wall time split (accesses priced at this")
