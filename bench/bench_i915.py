@@ -111,6 +111,8 @@ class Snapshots:
         q = thread_times(self.qemu) if self.qemu else {}
         vcpu = [v for k, v in q.items() if TCG_THREAD.match(k)]
         other = [v for k, v in q.items() if not TCG_THREAD.match(k)]
+        if not d or not vcpu:  # figures of zero would pass for measurements
+            return "fail: no CPU times for %s" % ("the device" if not d else "QEMU's vCPU thread")
         state = self.dev.state()
         if "error" in state:
             return "fail: %s" % state["error"]

@@ -4,8 +4,9 @@ benchmarks, each phase bracketed by questions to the host over the harness's cha
 serial port), so the host reads the device's counters and both processes' CPU at each edge.
 
 Phases, in order (the host keys on these names):
-- calib: CALIB 4-byte reads of an unlisted BAR0 register (plain storage), one trapped access each:
-  what one access costs QEMU and the device in this boot, to price the phases' accesses with
+- calib-none, calib: the same native loop making no reads, then CALIB 4-byte reads of an unlisted
+  BAR0 register (plain storage), one trapped access each; the host takes the difference, what
+  one access costs QEMU and the device in this boot, to price the phases' accesses with
   (before i915 binds: it then holds BAR0);
 - probe: insmod of the module closure; i915's insmod returns when its PCI probe is done;
 - nop: N batches of MI_BATCH_BUFFER_END, each execbuf then a wait on it (submit to completion);
@@ -50,8 +51,7 @@ LOAD32 = bytes.fromhex(
 class Phases:
     """Asks the host to snapshot at each phase edge; the host answers "ok"."""
 
-    def __init__(self, tap):
-        self.tap = tap
+    def __init__(self):
         self.chan = gvtlib.HostChannel()
 
     def mark(self, phase, edge):
@@ -197,7 +197,7 @@ def main():
     calib = gvtlib.cmdline_int("devmodel.bench_calib", 2000)
     igt = [p for p in test_igt.PROGRAMS if p[0] in IGT_KEYS] if gvtlib.cmdline_int("devmodel.bench_igt", 1) else []
     tap = gvtlib.Tap(5 + len(igt))
-    phases = Phases(tap)
+    phases = Phases()
     tap.diag("n=%d calib=%d igt=%s" % (n, calib, ",".join(p[0] for p in igt) or "none"))
     # Before i915 binds: it then holds BAR0, and its sysfs resource cannot be mapped. The price of
     # one access is the difference of the two (what the edges' own questions cost cancels).
