@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # bench_*.py print figures (bench/run runs them); profile_messages.py prints a profile.
 BENCHES = sorted([*(ROOT / "bench").glob("bench_*.py"), ROOT / "bench" / "profile_messages.py"])
 # Benchmarks that boot a guest belong to the guest lane (they need QEMU and the guest image).
-GUEST_BENCHES = {"bench_guest_mmio.py"}
+GUEST_BENCHES = {"bench_guest_mmio.py", "bench_i915.py"}
 
 
 def _param(path: Path) -> object:
