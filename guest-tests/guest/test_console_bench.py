@@ -38,7 +38,7 @@ def fb_geometry(fd):
 
 def main():
     tap = gvtlib.Tap(2)
-    rounds = gvtlib.cmdline_int("bench_rounds", 3)
+    rounds = gvtlib.cmdline_int("devmodel.bench_rounds", 3)
     dev = gvtlib.find_device()
     bdf = dev.path.rsplit("/", 1)[-1]
     for name in i915lib.load_order():
