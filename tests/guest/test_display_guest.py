@@ -5,14 +5,13 @@ through devmodel's inspection socket and check it; then to unplug and plug the m
 The console's picture is kept as OUTDIR/console.png and the pattern's as pattern.png.
 """
 
-import base64
 import time
 
 import pytest
 
 import harness
 from devmodel.transport.control import control_path, query
-from gen_vgpu.display.png import decode_png_rgb
+from harness.screen import Screen
 from test_i915_probe import guest_checks
 
 pytestmark = pytest.mark.guest
@@ -41,18 +40,8 @@ def pattern_pixel(x, y, width):
 class ScreenChecker:
     def __init__(self, socket, outdir):
         self.ctl = control_path(socket)
-        self.outdir = outdir
+        self.screen = Screen(socket, outdir).grab
         self.seconds = {}
-
-    def screen(self, name):
-        answer = query(self.ctl, {"what": "screen", "args": []}, timeout=60.0)
-        if "error" in answer:
-            raise AssertionError("inspect screen: %s" % answer["error"])
-        png = base64.b64decode(answer["png_base64"])
-        (self.outdir / name).write_bytes(png)
-        width, height, rgb = decode_png_rgb(png)
-        assert (width, height) == (answer["width"], answer["height"])
-        return width, height, rgb, answer["decode_ms"]
 
     def __call__(self, tag, payload):
         start = time.monotonic()

@@ -338,10 +338,7 @@ class TableStore:
                 "a page in a window without an fd or read permission is mapped to scratch", f"PT gfn {t.gfn:#x}"
             )
         self._note_windows(t, windows)
-        if unbacked:
-            self.unbacked.add(t)
-        else:
-            self.unbacked.discard(t)
+        self._mark_unbacked(t, bool(unbacked))
         return LANES
 
     def batches_leaves(self, t: ShadowTable) -> bool:
@@ -416,10 +413,7 @@ class TableStore:
                 self.log_once(
                     "a page in a window without an fd or read permission is mapped to scratch", f"PT gfn {t.gfn:#x}"
                 )
-            if result & unbacked_flag:
-                self.unbacked.add(t)
-            else:
-                self.unbacked.discard(t)
+            self._mark_unbacked(t, bool(result & unbacked_flag))
         return changed
 
     def _blank(self, t: ShadowTable) -> int:
@@ -605,16 +599,20 @@ class TableStore:
                 out[i + j] = entry if w.prot & PROT_WRITE else entry & ~ops.rw_bit
         t.page[:] = out.tobytes()
         self._note_windows(t, windows)
-        if unbacked:
-            self.unbacked.add(t)
-        else:
-            self.unbacked.discard(t)
+        self._mark_unbacked(t, bool(unbacked))
         return LANES
 
     def _note_windows(self, t: ShadowTable, windows: set[DmaWindow]) -> None:
         t.windows = windows
         for w in windows:
             self.by_window.setdefault(w, set()).add(t)
+
+    def _mark_unbacked(self, t: ShadowTable, unbacked: bool) -> None:
+        """Whether leaf ``t`` holds entries no DMA window backs: a later DMA map rebuilds it."""
+        if unbacked:
+            self.unbacked.add(t)
+        else:
+            self.unbacked.discard(t)
 
     # --- guest memory ----------------------------------------------------------------------
 
