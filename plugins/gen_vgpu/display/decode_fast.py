@@ -7,11 +7,14 @@ cursor's blend done by numpy on whole arrays. decode.py's Python drawing is the 
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..engine.blit_accel import BlitAccel
 from ..gtt.ggtt import Ggtt
 from .decode import TILING, Frame, Surface
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["FastDecode"]
 
@@ -21,6 +24,8 @@ _GGTT_PAGES = 1 << 20
 
 def _to_xrgb(fmt: str, raw: bytearray, w: int, h: int) -> np.ndarray:
     """h x w pixels of ``fmt`` (rows packed) as XRGB8888 words (decode.py's _to_xrgb)."""
+    import numpy as np  # on first use: 11 MiB resident an idle device need not hold
+
     if fmt == "rgb565":
         p = np.frombuffer(raw, dtype="<u2").reshape(h, w).astype(np.uint32)
         r = ((p >> 11) * 527 + 23) >> 6
@@ -70,6 +75,8 @@ class FastDecode:
         )
 
     def draw_plane(self, frame: Frame, s: Surface) -> None:
+        import numpy as np  # on first use: 11 MiB resident an idle device need not hold
+
         cpp = 2 if s.fmt == "rgb565" else 4
         w = min(s.width, frame.width - s.pos_x)
         h = min(s.height, frame.height - s.pos_y)
@@ -84,6 +91,8 @@ class FastDecode:
         out[s.pos_y : s.pos_y + h, s.pos_x : s.pos_x + w] = _to_xrgb(s.fmt, raw, w, h)
 
     def draw_cursor(self, frame: Frame, c: Surface) -> None:
+        import numpy as np  # on first use: 11 MiB resident an idle device need not hold
+
         # The part of the cursor inside the frame: rows y0..y1, columns x0..x1 of the cursor.
         x0, y0 = max(0, -c.pos_x), max(0, -c.pos_y)
         x1, y1 = min(c.width, frame.width - c.pos_x), min(c.height, frame.height - c.pos_y)

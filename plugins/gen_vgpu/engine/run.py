@@ -29,7 +29,7 @@ import struct
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from devmodel.device.registers import RegisterFile
 from devmodel.device.tasks import Task, TaskQueue
@@ -70,8 +70,6 @@ from ..gtt.walker import ShadowWalker
 from ..interrupts import GtEvent
 from ..mmio import engine_regs as r
 from ..render.errors import RenderRefused
-from ..render.pipeline import Job as RenderJob
-from ..render.pipeline import Pipeline as RenderPipeline
 from ..timestamp import CsClock
 from ..trace_events import SCAN_REJECT
 from .blit import BlitJob
@@ -80,6 +78,10 @@ from .context import ADDRESSING_LEGACY_32
 from .execlist import Engines
 from .executor import Workload
 from .tiling import BCS_SWCTRL
+
+if TYPE_CHECKING:
+    from ..render.pipeline import Job as RenderJob
+    from ..render.pipeline import Pipeline as RenderPipeline
 
 __all__ = ["Runner", "RunnerCounters", "Watchdog"]
 
@@ -629,6 +631,10 @@ class _Run:
     def gfx_state(self, rec: GfxState, child: Frame | None) -> None:
         if self.render is None:
             assert self.ppgtt_space is not None
+            # Imported on the first 3D or media state: the render engine and numpy are 11 MiB
+            # resident that a device whose guest never draws need not hold.
+            from ..render.pipeline import Pipeline as RenderPipeline
+
             self.render = RenderPipeline(self.ppgtt_space, self.runner.gen)
         job = self.render.command(rec.dwords)
         if job is not None:
