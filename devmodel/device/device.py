@@ -111,6 +111,10 @@ class Device:
         for offset, index, data in writes:
             self.region_write(index, offset, data)
 
+    def client_attached(self) -> None:
+        """A client connected and nothing of it runs yet: the moment for one-off work a step or
+        a request must not meet (loading the parts a guest may use), not needed before."""
+
     def region_accel(self, accel: Accel) -> RegionAccel | None:
         """The region the compiled accelerator may serve, bound to it, or None (the Python
         path serves every region). A plugin binds only what C does exactly as its Python

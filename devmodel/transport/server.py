@@ -212,6 +212,7 @@ class Server:
         self.loop.unwatch(self.listener)
         self.loop.watch(sock, selectors.EVENT_READ, self._on_client)  # the outbox adds writes when it must
         client.log.info("client attached")
+        self.device.client_attached()
 
     def _wait_in_c(self, timeout: float | None) -> list[tuple[int, int]] | None:
         client = self.client

@@ -244,3 +244,27 @@ def test_trace_list_and_serve_with_a_trace(tmp_path: Path) -> None:
     assert "mmio_write RING_TAIL(bcs) 0x22030 = 0x1a8" in lines
     assert "mmio_read RING_TAIL(bcs) 0x22030 = 0x1a8" in lines
     assert any(line.startswith("dma_map iova 0x0 size 0x100000") for line in lines)
+
+
+def _maps_numpy(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as f:
+        return "_multiarray_umath" in f.read()
+
+
+def test_the_render_engine_loads_when_a_guest_attaches_not_at_start(tmp_path: Path) -> None:
+    """An idle device does not hold numpy and the render engine (11 MiB resident); a client's
+    attach loads them, before any of its workloads could meet the import inside a step."""
+    path = str(tmp_path / "vgpu.sock")
+    proc = _serve("--socket", path, "--device", "gen_vgpu")
+    try:
+        assert proc.stderr is not None
+        while "serving" not in (line := proc.stderr.readline()):
+            assert line, "the server exited before serving"
+        assert not _maps_numpy(proc.pid)
+        with GuestMemory(1 << 20) as mem, VfioUserClient.connect(path, mem) as c:
+            c.negotiate()
+            assert c.read64(0, 0x78000) == 0x4776544776544776  # the attach has been served
+            assert _maps_numpy(proc.pid)
+    finally:
+        proc.kill()
+        proc.communicate()
