@@ -281,6 +281,31 @@ def find_device(ids=VGPU_IDS):
 
 # --- guest-physical memory -----------------------------------------------------------------
 
+class NativeCode:
+    """x86-64 functions (System V ABI) in an executable page, callable through ctypes: loops
+    that run at the speed of the MMIO path, not of the interpreter (which under TCG would swamp
+    what they measure). functions: (machine code, ctypes argument types) each; self.calls holds
+    them in order. Keep the object alive while they are called."""
+
+    SLOT = 256
+
+    def __init__(self, *functions):
+        self.mm = mmap.mmap(-1, PAGE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
+                            mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        self._anchor = ctypes.c_char.from_buffer(self.mm)
+        base = ctypes.addressof(self._anchor)
+        self.calls = []
+        for i, (code, argtypes) in enumerate(functions):
+            assert len(code) <= self.SLOT and (i + 1) * self.SLOT <= PAGE
+            self.mm[i * self.SLOT:i * self.SLOT + len(code)] = code
+            self.calls.append(ctypes.CFUNCTYPE(None, *argtypes)(base + i * self.SLOT))
+
+    def close(self):
+        self.calls = []
+        del self._anchor
+        self.mm.close()
+
+
 class LockedBuffer:
     """Anonymous memory locked in RAM, with the guest-physical address of each page."""
 

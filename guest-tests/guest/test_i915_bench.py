@@ -21,7 +21,6 @@ IGT, devmodel.bench_calib=N (default 2000).
 """
 # devmodel-guest: manual image=i915 timeout=1800
 import ctypes
-import mmap
 import os
 import sys
 import time
@@ -106,20 +105,17 @@ def calibrate(phases, phase, count):
     dev = gvtlib.find_device()
     dev.enable_memory()
     bar = dev.bar(0)
-    code = mmap.mmap(-1, gvtlib.PAGE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                     mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    code = gvtlib.NativeCode((LOAD32, (ctypes.c_void_p, ctypes.c_uint64)))
     try:
-        code[:len(LOAD32)] = LOAD32
-        code_anchor = ctypes.c_char.from_buffer(code)
+        (load32,) = code.calls
         bar_anchor = ctypes.c_char.from_buffer(bar.mm)
-        load32 = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64)(ctypes.addressof(code_anchor))
         reg = ctypes.addressof(bar_anchor) + CALIB_REG
         phases.mark(phase, "start")
         t0 = time.perf_counter()
         load32(reg, count)
         secs = time.perf_counter() - t0
         phases.mark(phase, "end")
-        del load32, code_anchor, bar_anchor
+        del load32, bar_anchor
     finally:
         bar.close()
         code.close()

@@ -12,7 +12,6 @@ devmodel.bench_rounds=R (default 3).
 """
 # devmodel-guest: manual timeout=900
 import ctypes
-import mmap
 import sys
 import time
 
@@ -40,18 +39,12 @@ STORE64 = bytes.fromhex(
 
 
 class Native:
-    """The two store loops in an executable page, callable through ctypes."""
+    """The two store loops, callable."""
 
     def __init__(self):
-        self.mm = mmap.mmap(-1, g.PAGE, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS,
-                            mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-        self.mm[:len(STORE32)] = STORE32
-        self.mm[256:256 + len(STORE64)] = STORE64
-        self._anchor = ctypes.c_char.from_buffer(self.mm)
-        base = ctypes.addressof(self._anchor)
-        proto = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p)
-        self.store32 = proto(base)
-        self.store64 = proto(base + 256)
+        args = (ctypes.c_void_p, ctypes.c_uint64, ctypes.c_void_p)
+        self.code = g.NativeCode((STORE32, args), (STORE64, args))
+        self.store32, self.store64 = self.code.calls
 
 
 def address(mm):

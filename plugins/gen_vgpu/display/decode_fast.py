@@ -13,6 +13,8 @@ from ..engine.blit_accel import BlitAccel
 from ..gtt.ggtt import Ggtt
 from .decode import TILING, Frame, Surface
 
+# numpy (11 MiB resident) is imported by the functions that use it, on the first decode: the
+# device imports this module at start, and an idle device need not hold numpy.
 if TYPE_CHECKING:
     import numpy as np
 
@@ -24,7 +26,7 @@ _GGTT_PAGES = 1 << 20
 
 def _to_xrgb(fmt: str, raw: bytearray, w: int, h: int) -> np.ndarray:
     """h x w pixels of ``fmt`` (rows packed) as XRGB8888 words (decode.py's _to_xrgb)."""
-    import numpy as np  # on first use: 11 MiB resident an idle device need not hold
+    import numpy as np
 
     if fmt == "rgb565":
         p = np.frombuffer(raw, dtype="<u2").reshape(h, w).astype(np.uint32)
@@ -75,7 +77,7 @@ class FastDecode:
         )
 
     def draw_plane(self, frame: Frame, s: Surface) -> None:
-        import numpy as np  # on first use: 11 MiB resident an idle device need not hold
+        import numpy as np
 
         cpp = 2 if s.fmt == "rgb565" else 4
         w = min(s.width, frame.width - s.pos_x)
@@ -91,7 +93,7 @@ class FastDecode:
         out[s.pos_y : s.pos_y + h, s.pos_x : s.pos_x + w] = _to_xrgb(s.fmt, raw, w, h)
 
     def draw_cursor(self, frame: Frame, c: Surface) -> None:
-        import numpy as np  # on first use: 11 MiB resident an idle device need not hold
+        import numpy as np
 
         # The part of the cursor inside the frame: rows y0..y1, columns x0..x1 of the cursor.
         x0, y0 = max(0, -c.pos_x), max(0, -c.pos_y)

@@ -631,8 +631,8 @@ class _Run:
     def gfx_state(self, rec: GfxState, child: Frame | None) -> None:
         if self.render is None:
             assert self.ppgtt_space is not None
-            # Imported on the first 3D or media state: the render engine and numpy are 11 MiB
-            # resident that a device whose guest never draws need not hold.
+            # A served device loaded it when its client attached (GenVgpu.client_attached), not
+            # at start: there this import only names it and costs no step the module's loading.
             from ..render.pipeline import Pipeline as RenderPipeline
 
             self.render = RenderPipeline(self.ppgtt_space, self.runner.gen)
