@@ -22,6 +22,8 @@ from i915uapi import RENDER_NODE
 from test_i915 import DRM_LINE, INSMOD_TIMEOUT, wedged
 
 BENCH = "/usr/libexec/igt-gpu-tools/benchmarks/"
+# A sample in which some engine was busy (intel_gpu_top's JSON).
+GPU_TOP_BUSY = r'"busy": [1-9]'
 # Kernel lines that mean the GPU stopped making progress (i915's hang detection and reset).
 HANG = re.compile(r"GPU HANG|[Rr]esetting|stopped heartbeat|wedged|hangcheck")
 # (key, argv, deadline in seconds, FIGURE): FIGURE matches the program's output when it measured
@@ -31,7 +33,8 @@ HANG = re.compile(r"GPU HANG|[Rr]esetting|stopped heartbeat|wedged|hangcheck")
 PROGRAMS: tuple[tuple[str, list[str], float, str | None], ...] = (
     ("lsgpu", ["lsgpu"], 30, r"card0|i915"),
     ("intel_gem_info", ["intel_gem_info"], 30, None),
-    ("intel_gpu_top", ["intel_gpu_top", "-J", "-s", "1000", "-o", "/tmp/gpu_top.json"], 0, r'"busy": [1-9]'),
+    # To standard output: intel_gpu_top 1.27 flushes stdout after each sample, never an -o file.
+    ("intel_gpu_top", ["intel_gpu_top", "-J", "-s", "1000", "-o", "-"], 0, GPU_TOP_BUSY),
     ("gem_exec_nop-rcs", [BENCH + "gem_exec_nop", "-e", "rcs"], 60, r"^\s*\d+\.\d+\s*$"),
     ("gem_exec_nop-bcs", [BENCH + "gem_exec_nop", "-e", "bcs"], 60, r"^\s*\d+\.\d+\s*$"),
     ("gem_exec_nop-vcs", [BENCH + "gem_exec_nop", "-e", "vcs"], 60, r"^\s*\d+\.\d+\s*$"),
@@ -55,10 +58,35 @@ PROGRAMS: tuple[tuple[str, list[str], float, str | None], ...] = (
     ("intel_upload_blit_small", [BENCH + "intel_upload_blit_small"], 300, r"\d"),
     ("gem_wsim", [BENCH + "gem_wsim", "-w", "1.RCS.1000.0.0", "-r", "20"], 90, r"\d"),
 )
-# intel_gpu_top samples until it is stopped: it runs this long, then gets SIGINT, while
-# gem_exec_nop keeps every engine busy (its figures are then not all 0).
-GPU_TOP_SECONDS = 4.0
+# intel_gpu_top samples until it is stopped. gem_exec_nop keeps the engines busy beside it (run
+# again whenever it ends) until a sample shows an engine busy, then it gets SIGINT as from a
+# user: the stop follows what it printed, not a time, since on a loaded host the guest may not
+# submit a batch for seconds. GPU_TOP_GUARD only bounds a run that never shows one.
+GPU_TOP_GUARD = 180.0
 GPU_TOP_LOAD = [BENCH + "gem_exec_nop", "-e", "all", "-r", "2"]
+
+
+def sample_busy(proc, out):
+    """Run GPU_TOP_LOAD beside the sampler ``proc`` (writing to the file ``out``) until a sample
+    shows a busy engine or GPU_TOP_GUARD passes; then stop the sampler. Its exit status."""
+    guard = time.monotonic() + GPU_TOP_GUARD
+    load = None
+    try:
+        while time.monotonic() < guard:
+            if load is None or load.poll() is not None:
+                if load is not None and load.returncode != 0:
+                    raise RuntimeError("the load beside intel_gpu_top, gem_exec_nop, exited %d" % load.returncode)
+                load = subprocess.Popen(GPU_TOP_LOAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            with open(out, errors="replace") as f:
+                if re.search(GPU_TOP_BUSY, f.read()):
+                    break
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(30)
+        if load is not None and load.wait(60) != 0:
+            raise RuntimeError("the load beside intel_gpu_top, gem_exec_nop, exited %d" % load.returncode)
+    return rc
 
 
 def load_i915(diag) -> str:
@@ -82,12 +110,7 @@ def run(key, argv, deadline):
         proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             if deadline == 0:  # a sampler: stop it like a user would
-                load = subprocess.Popen(GPU_TOP_LOAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                time.sleep(GPU_TOP_SECONDS)
-                proc.send_signal(signal.SIGINT)
-                rc = proc.wait(30)
-                if load.wait(60) != 0:
-                    raise RuntimeError("the load beside intel_gpu_top, gem_exec_nop, failed")
+                rc = sample_busy(proc, out)
             else:
                 rc = proc.wait(deadline)
         except subprocess.TimeoutExpired:
@@ -104,9 +127,6 @@ def check(key, argv, deadline, figure, runner=run):
     program alone, not the checks around it)."""
     before = len(i915lib.kmsg())
     rc, text, secs = runner(key, argv, deadline)
-    if key == "intel_gpu_top" and os.path.exists("/tmp/gpu_top.json"):
-        with open("/tmp/gpu_top.json", errors="replace") as f:
-            text += f.read()
     lines = text.rstrip().splitlines()
     for line in lines[:60]:
         print("# igt %s: %s" % (key, line), flush=True)
