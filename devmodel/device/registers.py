@@ -12,16 +12,23 @@ offset while no ``on_unlisted`` hook listens, or a declaration with a full writa
 no masked, write-1-to-clear or hook behaviour), ``PLAIN_TOLD_LATER`` for an unlisted offset
 whose hook was set with :meth:`listen_unlisted` (``told_later=True``: it only records, so it
 may hear of an access after the access acted), ``READ_STORAGE`` for a register with a write
-hook whose read value is its storage, ``CLASS_BASE + k`` for a declared register without a
-write hook whose read value is its storage and whose write behaviour (writable mask,
-write-1-to-clear bits, masked) is ``classes[k]`` (four dwords: rw_mask, w1c, masked, 0), 0
-elsewhere (a read hook, or more kinds of write behaviour than the map has codes for). A load
-at any marked dword is its storage; a store at a plain one is the bytes, at a classed one what
-:meth:`write32` would do, at a ``READ_STORAGE`` one the write hook's (Python's); so the
+hook whose read value is its storage, ``CLASS_BASE + k`` for a declared register whose read
+value is its storage and whose write behaviour (writable mask, write-1-to-clear bits, masked,
+and the write hook's ``effect``, below) is ``classes[k]`` (four dwords: rw_mask, w1c, masked,
+effect), 0 elsewhere (a read hook, or more kinds of write behaviour than the map has codes
+for). A load at any marked dword is its storage; a store at a plain one is the bytes, at a
+classed one what :meth:`write32` would do, at a ``READ_STORAGE`` one the write hook's
+(Python's); so the
 compiled accelerator may serve the loads and those stores from ``storage`` (and tell a
 told-later hook afterwards, in order); every other access goes through :meth:`read32` /
 :meth:`write32`. The map and the classes are kept current by :meth:`add`, by setting the hook
 and by a :class:`ReadGate`, in place (the accelerator holds pointers to them).
+
+A write hook with an ``effect`` (non-zero) is one the compiled path also runs: the number names
+the behaviour in the accelerator of the device (for the GEN vGPU, the interrupt line's
+re-evaluation), whose state the part supplying the hook keeps where the accelerator reads it.
+The hook still serves :meth:`write32`, so again the two paths differ exactly when the
+accelerator's version of the behaviour does.
 
 A register's read value is its storage when it has no read hook, or when it is ``published``:
 its read hook computes a value from device state, and the part that owns that state also
@@ -97,8 +104,12 @@ class Register:
     # The read hook's value is in storage whenever ``gate`` (if any) is open (module docstring).
     published: bool = False
     gate: ReadGate | None = None
+    # The write hook's behaviour as the compiled path runs it too (module docstring); 0: none.
+    effect: int = 0
 
     def __post_init__(self) -> None:
+        if self.effect and self.write is None:
+            raise ValueError(f"{self.name}: a compiled write effect without a write hook")
         if self.published and self.read is None:
             raise ValueError(f"{self.name}: published, but no read hook computes the value")
         if self.published and self.rw_mask and self.write is None:
@@ -128,7 +139,7 @@ class RegisterFile:
         self.unlisted_told_later = False
         self.plain = bytearray(bytes([PLAIN]) * (size >> 2))
         self.classes = array("I", bytes(16 * MAX_CLASSES))
-        self._class_codes: dict[tuple[int, int, bool], int] = {}
+        self._class_codes: dict[tuple[int, int, bool, int], int] = {}
         for reg in registers:
             self.add(reg)
 
@@ -156,17 +167,17 @@ class RegisterFile:
         """The register's byte in ``plain``."""
         if reg.read is not None and not (reg.published and (reg.gate is None or reg.gate.open)):
             return 0
-        if reg.write is not None:
+        if reg.write is not None and not reg.effect:
             return READ_STORAGE
-        if reg.rw_mask == 0xFFFFFFFF and not reg.masked and not reg.w1c:
+        if reg.rw_mask == 0xFFFFFFFF and not reg.masked and not reg.w1c and not reg.effect:
             return PLAIN
-        key = (reg.rw_mask, reg.w1c, reg.masked)
+        key = (reg.rw_mask, reg.w1c, reg.masked, reg.effect)
         code = self._class_codes.get(key)
         if code is None:
             k = len(self._class_codes)
             if k == MAX_CLASSES:
                 return 0
-            self.classes[4 * k : 4 * k + 3] = array("I", [reg.rw_mask, reg.w1c, int(reg.masked)])
+            self.classes[4 * k : 4 * k + 4] = array("I", [reg.rw_mask, reg.w1c, int(reg.masked), reg.effect])
             code = self._class_codes[key] = CLASS_BASE + k
         return code
 
