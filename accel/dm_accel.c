@@ -436,6 +436,20 @@ static void put_reply_header(struct dm_conn *c, uint8_t *at, const struct dm_hea
     c->out_len += size;
 }
 
+/* A published register whose gate is open only until a deadline (ReadGate.open_until),
+ * read at or after it: its hook has work to do first (Python's). */
+static int read_expired(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count)
+{
+    if (offset >= b->ggtt_offset)
+        return 0;
+    uint64_t dword = offset >> 2;
+    if (!b->timed[dword] && !(count == 8 && b->timed[dword + 1]))
+        return 0;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec >= *b->until_ns;
+}
+
 /* decode_region_read, Device.region_read, Bar0.read */
 static int region_read(struct dm_conn *c, const struct dm_header *h, const uint8_t *p, uint32_t plen, int reply)
 {
@@ -445,7 +459,8 @@ static int region_read(struct dm_conn *c, const struct dm_header *h, const uint8
     memcpy(&a, p, ACCESS_SIZE);
     if (a.count > c->max_xfer || a.region != c->region_index || !a.count)
         return DM_PYTHON;
-    if (!in_region(c->bar, a.offset, a.count) || !servable(c->bar, a.offset, a.count, READ))
+    if (!in_region(c->bar, a.offset, a.count) || !servable(c->bar, a.offset, a.count, READ) ||
+        read_expired(c->bar, a.offset, a.count))
         return DM_PYTHON;
     if (!unlisted_room(c->bar, a.offset, a.count))
         return DM_NEED_ROOM;

@@ -145,6 +145,8 @@ struct dm_gen_bar0 {
     uint64_t size;       /* the region's size */
     struct dm_ggtt *ggtt;
     const struct dm_irq *irq;
+    const uint8_t *timed;     /* per dword, 1: read from storage only before *until_ns */
+    const int64_t *until_ns;  /* CLOCK_MONOTONIC (RegisterFile.until, ReadGate.open_until) */
     uint32_t nunlisted;
     uint32_t reserved;
     uint32_t unlisted[256];  /* accesses for the unlisted hook, in order: dword offset | 1 if a write */

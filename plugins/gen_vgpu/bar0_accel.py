@@ -49,10 +49,18 @@ class Bar0Accel:
         # a stream of GGTT writes does not come back to Python once per read to load them.
         self._ggtt_busy = False
         b = self.ptr = ffi.new("struct dm_gen_bar0 *")
-        self._buffers = [ffi.from_buffer(rf.storage), ffi.from_buffer(rf.plain), ffi.from_buffer(rf.classes)]
+        self._buffers = [
+            ffi.from_buffer(rf.storage),
+            ffi.from_buffer(rf.plain),
+            ffi.from_buffer(rf.classes),
+            ffi.from_buffer(rf.timed),
+            ffi.from_buffer(rf.until),
+        ]
         b.regs = ffi.cast("uint8_t *", self._buffers[0])
         b.plain = ffi.cast("uint8_t *", self._buffers[1])
         b.classes = ffi.cast("struct dm_reg_class *", self._buffers[2])
+        b.timed = ffi.cast("uint8_t *", self._buffers[3])
+        b.until_ns = ffi.cast("int64_t *", self._buffers[4])
         b.class_base = CLASS_BASE
         b.told_later = PLAIN_TOLD_LATER
         b.read_storage = READ_STORAGE

@@ -21,8 +21,8 @@ The master register's storage holds its whole read value, bit 31 and the status 
 change of an IIR or IER reaches :meth:`_evaluate` (or :meth:`fire_bank` without delivery),
 which publishes the status there, so that the compiled path serves i915's master read from
 storage (its row is ``published``). The display's IIR reads and the master read process the
-display's due vblanks first (``before_status``): while a pipe runs, ``read_gate`` is closed
-(:meth:`status_catch_up`) and those reads run here.
+display's due vblanks first (``before_status``): while a pipe runs, ``read_gate`` is open only
+until the next vblank is due (:meth:`status_catch_up`), and the reads after it run here.
 
 The writes of the master register, the IIRs and the GT and PCU banks' IMR/IER run in the
 compiled path too (their rows are ``compiled``; accel/dm_accel.c, ``irq_effect``): the store,
@@ -164,12 +164,17 @@ class Interrupts(RegisterBlock):
         self._asserted = False
         self._publish()
 
-    def status_catch_up(self, active: bool) -> None:
-        """Whether ``before_status`` has work to do on a status read now (the display's frame
-        clock runs): the master and display IIR reads then run it, else they read storage."""
-        if not active:
+    def status_catch_up(self, active: bool, until: float | None = None) -> None:
+        """Whether ``before_status`` may have work to do on a status read (the display's frame
+        clock runs): the master and display IIR reads then run it, else they read storage.
+        ``until``: it has none before that instant (time.monotonic's), when the reads read
+        storage too (the display tells again after its next catch-up)."""
+        if not active or until is not None:
             self._publish()  # what the last catch-up set, for the reads C serves from now
-        self.read_gate.set_open(not active)
+        if active and until is not None:
+            self.read_gate.open_until(until)
+        else:
+            self.read_gate.set_open(not active)
 
     def _publish(self) -> int:
         """The master register's status bits into its storage, after any change of them;

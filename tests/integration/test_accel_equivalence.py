@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devmodel.device.registers import UNTIL_MARGIN_NS
 from devmodel.testing import GuestMemory, VfioUserClient
 from devmodel.vfio_user.connection import ServerOptions
 from devmodel.vfio_user.constants import Command, HeaderFlags, MsgType
@@ -33,7 +36,9 @@ from gen_vgpu.engines import ENGINES
 from gen_vgpu.interrupts import BANK_IER, BANK_IIR, BANK_IMR, GT_BANKS, MASTER_IRQ_ENABLE, gt_bank
 from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio import regs
+from gen_vgpu.mmio.display_regs import TRANSCONF, TRANSCONF_ENABLE
 from gen_vgpu.mmio.gt import GDRST, GDRST_FULL
+from gen_vgpu.mmio.irq import DISPLAY_BANKS
 from gen_vgpu.mmio.unlisted import UnlistedLog
 from tests.unit.gen_vgpu.engine_rig import RAM, Context, Rig, Tree
 
@@ -509,3 +514,57 @@ def _run_plan(plan: list[tuple[str, Any]], postinstall: bool) -> dict[str, int]:
             for s, c, _rig, _contexts in pair:
                 c.close()
                 s.stop()
+
+
+# --- a lit pipe: the status reads before and after the next vblank -----------------------------
+
+
+def test_status_reads_with_a_pipe_lit_are_cs_until_the_next_vblank(memory: GuestMemory) -> None:
+    """With pipe A on, the display opens the interrupts' read gate until its next vblank: the
+    master and display IIR reads are C's before it (the catch-up would find nothing to do), and
+    a read at or after it runs the catch-up in Python, which sets the vblank's IIR bit and
+    opens the gate until the following vblank. The deadlines are set here, so that nothing
+    depends on when the reads happen."""
+    with tempfile.TemporaryDirectory(prefix="devmodel-") as d:
+        dev = GenVgpu(display=DisplayOptions("dp"))
+        server = ServerThread(dev, os.path.join(d, "lit.sock"), ServerOptions(), accel=True)
+        client = VfioUserClient.connect(server.path, memory)
+        try:
+            client.negotiate()
+            client.map_memory(memory)
+            ints = dev.interrupts
+            catch_ups: list[float] = []
+
+            def count() -> None:
+                catch_ups.append(time.monotonic())
+                catch_up()
+
+            catch_up = server.call(lambda: ints.before_status)
+            assert catch_up is not None
+            server.call(lambda: setattr(ints, "before_status", count))
+            pipe_iir = DISPLAY_BANKS["DE_PIPE_A"] + BANK_IIR
+            # the vblank unmasked (its IIR bit set at each) but not enabled: no frame timer,
+            # so only the reads below move the gate's deadline
+            for offset, value in ((pipe_iir - 4, 0xFFFFFFFE), (TRANSCONF, TRANSCONF_ENABLE)):
+                client.region_write(0, offset, value.to_bytes(4, "little"))
+            rf = dev.registers
+            pipe = dev.display.pipes[0]  # type: ignore[union-attr]
+            until = server.call(lambda: pipe.t0 + pipe.period)
+            assert rf.timed[regs.GEN8_MASTER_IRQ >> 2] and rf.timed[pipe_iir >> 2]
+            assert rf.until[0] == math.floor(until * 1e9) - UNTIL_MARGIN_NS
+
+            def status() -> tuple[int, int]:
+                iir = int.from_bytes(client.region_read(0, pipe_iir, 4), "little")
+                return iir, int.from_bytes(client.region_read(0, regs.GEN8_MASTER_IRQ, 4), "little")
+
+            server.call(lambda: ints.read_gate.open_until(time.monotonic() + 3600))
+            time.sleep(2 * pipe.period)  # vblanks are due, but C does not know
+            assert status() == (0, 0) and not catch_ups  # C's: storage, no catch-up
+            server.call(lambda: ints.read_gate.open_until(time.monotonic() - 1))
+            iir, _master = status()
+            assert catch_ups  # Python's: the hook caught the frame clock up
+            assert iir & 1  # DE_PIPE_A's vblank
+            assert server.call(lambda: ints.read_gate.until) > catch_ups[0]  # open until the next
+        finally:
+            client.close()
+            server.stop()
