@@ -175,28 +175,51 @@ static int accepted(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count
     return offset < b->mmio_size || offset >= b->ggtt_offset;
 }
 
-/* Whether C may serve this dword: marked, and for a write not one whose writes are Python's. */
-static int marked(const struct dm_gen_bar0 *b, uint64_t dword, int is_write)
+static const struct dm_reg_class *reg_class(const struct dm_gen_bar0 *b, uint64_t dword)
+{
+    uint32_t code = b->plain[dword];
+    return code >= b->class_base && code - b->class_base < b->nclasses ? &b->classes[code - b->class_base] : 0;
+}
+
+/* How an access reaches a register: a read, a REGION_WRITE of at most 4 bytes, or a write of
+ * 8 bytes or within a WRITE_MULTI batch (two or more stores, of which a later one must not
+ * find out that it is Python's after an earlier one acted). */
+enum access { READ, SINGLE_WRITE, MULTIPLE_WRITE };
+
+/* Whether C may serve this dword: marked, and for a write not one whose writes are Python's,
+ * nor one whose write effect C does not run here. */
+static int marked(const struct dm_gen_bar0 *b, uint64_t dword, enum access how)
 {
     uint8_t code = b->plain[dword];
-    return code && !(is_write && code == b->read_storage);
+    if (!code || how == READ)
+        return code != 0;
+    if (code == b->read_storage)
+        return 0;
+    const struct dm_reg_class *k = reg_class(b, dword);
+    if (!k || !k->effect)
+        return 1;
+    /* an effect may leave the write to Python (irq_effect): the only store of its message */
+    return how == SINGLE_WRITE && b->irq &&
+           (k->effect == b->irq->effect_reevaluate || k->effect == b->irq->effect_master);
 }
 
 /* Whether C may serve this register access: every dword it touches is marked. */
-static int plain_registers(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count, int is_write)
+static int plain_registers(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count, enum access how)
 {
     uint64_t dword = offset >> 2;
-    return marked(b, dword, is_write) && (count != 8 || marked(b, dword + 1, is_write));
+    if (count == 8 && how == SINGLE_WRITE)
+        how = MULTIPLE_WRITE;
+    return marked(b, dword, how) && (count != 8 || marked(b, dword + 1, how));
 }
 
 /* Whether C may serve an access at all: accepted, and a marked register or a GGTT entry. */
-static int servable(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count, int is_write)
+static int servable(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count, enum access how)
 {
     if (!accepted(b, offset, count))
         return 0;
     if (offset >= b->ggtt_offset)
         return b->ggtt && ((offset - b->ggtt_offset) >> 3) < b->ggtt->entries;
-    return plain_registers(b, offset, count, is_write);
+    return plain_registers(b, offset, count, how);
 }
 
 static uint32_t reg_get(const struct dm_gen_bar0 *b, uint64_t dword)
@@ -211,19 +234,42 @@ static void reg_set(struct dm_gen_bar0 *b, uint64_t dword, uint32_t v)
     memcpy(b->regs + (dword << 2), &v, 4);
 }
 
-static const struct dm_reg_class *reg_class(const struct dm_gen_bar0 *b, uint64_t dword)
+/* Interrupts._evaluate after the store of ``new`` into a register whose write effect it is,
+ * when it delivers nothing: the master register's status bits published into its storage.
+ * A write after which the line would be raised or lowered is Python's (its counters, trace
+ * event and delivery): the store is undone and nothing has changed. */
+static int irq_effect(struct dm_gen_bar0 *b, const struct dm_reg_class *k, uint64_t dword, uint32_t old,
+                      uint32_t new)
 {
-    uint32_t code = b->plain[dword];
-    return code >= b->class_base && code - b->class_base < b->nclasses ? &b->classes[code - b->class_base] : 0;
+    const struct dm_irq *q = b->irq;
+    const uint32_t *s = q->shared;
+    uint64_t dwords = b->mmio_size >> 2;
+    uint32_t n = s[1] < q->max_banks ? s[1] : q->max_banks, status = 0;
+    reg_set(b, dword, new);
+    for (uint32_t i = 0; i < n; i++) {
+        const uint32_t *e = s + 2 + 4 * i;  /* IIR dword, IER dword, bits, master bit */
+        if (e[0] < dwords && e[1] < dwords && reg_get(b, e[0]) & reg_get(b, e[1]) & e[2])
+            status |= e[3];
+    }
+    uint32_t master = (reg_get(b, q->master) & q->enable) | status;
+    int pending = (master & q->enable) && (master & ~q->enable);
+    int edge = k->effect == q->effect_master && (new & q->enable);
+    int asserted = s[0] != 0;
+    if (pending ? edge || !asserted : asserted) {
+        reg_set(b, dword, old);
+        return DM_PYTHON;
+    }
+    reg_set(b, q->master, master);
+    return DM_DONE;
 }
 
-/* RegisterFile.write32 of a register C serves */
-static void reg_write32(struct dm_gen_bar0 *b, uint64_t dword, uint32_t value)
+/* RegisterFile.write32 of a register C serves (and the write hook's effect, if it has one) */
+static int reg_write32(struct dm_gen_bar0 *b, uint64_t dword, uint32_t value)
 {
     const struct dm_reg_class *k = reg_class(b, dword);
     if (!k) {
         reg_set(b, dword, value);
-        return;
+        return DM_DONE;
     }
     uint32_t old = reg_get(b, dword), new;
     if (k->masked) {
@@ -234,7 +280,10 @@ static void reg_write32(struct dm_gen_bar0 *b, uint64_t dword, uint32_t value)
     }
     if (k->w1c)
         new = (new & ~k->w1c) | (old & k->w1c & ~value);
+    if (k->effect)
+        return irq_effect(b, k, dword, old, new);
     reg_set(b, dword, new);
+    return DM_DONE;
 }
 
 /* Bar0._untouched: what the bytes a narrow write leaves alone contribute */
@@ -286,17 +335,19 @@ static int bar_write(struct dm_gen_bar0 *b, uint64_t offset, const uint8_t *data
         uint32_t lo, hi;
         memcpy(&lo, data, 4);
         memcpy(&hi, data + 4, 4);
-        reg_write32(b, dword, lo);
+        reg_write32(b, dword, lo);  /* no effect (servable): both DM_DONE */
         reg_write32(b, dword + 1, hi);
-    } else if (count == 4) {
-        uint32_t v;
-        memcpy(&v, data, 4);
-        reg_write32(b, dword, v);
     } else {
-        uint32_t v = 0, shift = 8 * (uint32_t)(offset & 3);
-        uint32_t field = (count == 1 ? 0xFFu : 0xFFFFu) << shift;
+        uint32_t v = 0;
         memcpy(&v, data, count);
-        reg_write32(b, dword, (reg_untouched(b, dword) & ~field) | (v << shift));
+        if (count != 4) {
+            uint32_t shift = 8 * (uint32_t)(offset & 3);
+            uint32_t field = (count == 1 ? 0xFFu : 0xFFFFu) << shift;
+            v = (reg_untouched(b, dword) & ~field) | (v << shift);
+        }
+        int st = reg_write32(b, dword, v);
+        if (st != DM_DONE)
+            return st;  /* the effect's: nothing changed */
     }
     note_unlisted(b, offset, count, 1);
     return DM_DONE;
@@ -385,6 +436,20 @@ static void put_reply_header(struct dm_conn *c, uint8_t *at, const struct dm_hea
     c->out_len += size;
 }
 
+/* A published register whose gate is open only until a deadline (ReadGate.open_until),
+ * read at or after it: its hook has work to do first (Python's). */
+static int read_expired(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count)
+{
+    if (offset >= b->ggtt_offset)
+        return 0;
+    uint64_t dword = offset >> 2;
+    if (!b->timed[dword] && !(count == 8 && b->timed[dword + 1]))
+        return 0;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec >= *b->until_ns;
+}
+
 /* decode_region_read, Device.region_read, Bar0.read */
 static int region_read(struct dm_conn *c, const struct dm_header *h, const uint8_t *p, uint32_t plen, int reply)
 {
@@ -394,7 +459,8 @@ static int region_read(struct dm_conn *c, const struct dm_header *h, const uint8
     memcpy(&a, p, ACCESS_SIZE);
     if (a.count > c->max_xfer || a.region != c->region_index || !a.count)
         return DM_PYTHON;
-    if (!in_region(c->bar, a.offset, a.count) || !servable(c->bar, a.offset, a.count, 0))
+    if (!in_region(c->bar, a.offset, a.count) || !servable(c->bar, a.offset, a.count, READ) ||
+        read_expired(c->bar, a.offset, a.count))
         return DM_PYTHON;
     if (!unlisted_room(c->bar, a.offset, a.count))
         return DM_NEED_ROOM;
@@ -427,7 +493,7 @@ static int region_write(struct dm_conn *c, const struct dm_header *h, const uint
         if (a.count > (1u << PAGE_SHIFT) || !aperture_servable(c->aperture, a.offset, a.count, addr))
             return DM_PYTHON;
     } else if (a.region != c->region_index || !in_region(c->bar, a.offset, a.count) ||
-               !servable(c->bar, a.offset, a.count, 1)) {
+               !servable(c->bar, a.offset, a.count, SINGLE_WRITE)) {
         return DM_PYTHON;
     }
     uint32_t size = HEADER_SIZE + ACCESS_SIZE;
@@ -475,7 +541,7 @@ static int region_write_multi(struct dm_conn *c, const struct dm_header *h, cons
             if (!aperture_servable(c->aperture, e.offset, e.count, addr))
                 return DM_PYTHON;
         } else if (e.region != c->region_index || !in_region(c->bar, e.offset, e.count) ||
-                   !servable(c->bar, e.offset, e.count, 1)) {
+                   !servable(c->bar, e.offset, e.count, MULTIPLE_WRITE)) {
             return DM_PYTHON;
         } else {
             regions |= 1;

@@ -12,7 +12,7 @@
 
 /* Raised whenever a struct below or a status changes meaning: devmodel/accel.py refuses a
  * module built from other sources and falls back to Python. */
-#define DM_ABI_VERSION 5
+#define DM_ABI_VERSION 6
 
 /* What dm_drain returns. Every status leaves dm_conn.pos at the first message not handled;
  * the NEED and OUT statuses change nothing of that message (a WRITE_MULTI resumes at entry
@@ -97,12 +97,29 @@ struct dm_ggtt {
     struct dm_delta deltas[32];
 };
 
-/* How a declared register without hooks takes a write (RegisterFile.write32): the bits it
- * changes, whether the upper half of a write selects them (masked), its write-1-to-clear bits. */
+/* How a declared register C serves takes a write (RegisterFile.write32): the bits it
+ * changes, whether the upper half of a write selects them (masked), its write-1-to-clear
+ * bits, and what its write hook does after the store when the hook is one C runs too
+ * (Register.effect: dm_irq's effect_reevaluate or effect_master; 0: nothing). */
 struct dm_reg_class {
     uint32_t rw_mask;
     uint32_t w1c;
     uint32_t masked;
+    uint32_t effect;
+};
+
+/* The interrupts (plugins/gen_vgpu/interrupts.py) as a write effect needs them: the words
+ * Interrupts.shared keeps current ([0] the line is asserted, [1] the banks of the status
+ * map, then per bank its IIR dword, IER dword, bits and master status bit), the master
+ * register's dword and enable bit, and the effect numbers of Interrupts._reevaluate and
+ * Interrupts._write_master. */
+struct dm_irq {
+    const uint32_t *shared;
+    uint32_t max_banks;
+    uint32_t master;
+    uint32_t enable;
+    uint32_t effect_reevaluate;
+    uint32_t effect_master;
     uint32_t reserved;
 };
 
@@ -111,9 +128,10 @@ struct dm_reg_class {
  * storage and nothing else; told_later, storage whose unlisted hook may hear of the access
  * later, from the log below; read_storage, a register whose read value is its storage (no
  * read hook, or one whose value its owner publishes there) and whose writes are Python's;
- * from class_base on, a declared register without hooks, which reads its storage and takes
- * writes as classes[code - class_base] says), and the GGTT from ggtt_offset. The map changes
- * between calls (a published register's gate closes while its read must run Python first). */
+ * from class_base on, a declared register that reads its storage and takes writes as
+ * classes[code - class_base] says, its effect through irq; NULL irq: such writes are
+ * Python's), and the GGTT from ggtt_offset. The map changes between calls (a published
+ * register's gate closes while its read must run Python first). */
 struct dm_gen_bar0 {
     uint8_t *regs;
     const uint8_t *plain;
@@ -126,6 +144,9 @@ struct dm_gen_bar0 {
     uint64_t ggtt_offset;
     uint64_t size;       /* the region's size */
     struct dm_ggtt *ggtt;
+    const struct dm_irq *irq;
+    const uint8_t *timed;     /* per dword, 1: read from storage only before *until_ns */
+    const int64_t *until_ns;  /* CLOCK_MONOTONIC (RegisterFile.until, ReadGate.open_until) */
     uint32_t nunlisted;
     uint32_t reserved;
     uint32_t unlisted[256];  /* accesses for the unlisted hook, in order: dword offset | 1 if a write */

@@ -83,13 +83,15 @@ def wait_for_socket(proc: subprocess.Popen[bytes], path: str, timeout: float = 6
 
 
 @contextlib.contextmanager
-def devmodel_process(placement: str, *extra: str) -> Iterator[tuple[str, int]]:
-    """``devmodel serve`` in its own process; yields its socket path and pid."""
+def devmodel_process(placement: str, *extra: str, python_args: Sequence[str] = ()) -> Iterator[tuple[str, int]]:
+    """``devmodel serve`` in its own process; yields its socket path and pid. ``python_args``
+    go to the interpreter before ``-m devmodel`` (``-m cProfile -o FILE``: a profile)."""
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "bench.sock")
         cmd = [
             *placement_prefix(placement),
             sys.executable,
+            *python_args,
             "-m",
             "devmodel",
             "serve",

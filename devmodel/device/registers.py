@@ -12,16 +12,23 @@ offset while no ``on_unlisted`` hook listens, or a declaration with a full writa
 no masked, write-1-to-clear or hook behaviour), ``PLAIN_TOLD_LATER`` for an unlisted offset
 whose hook was set with :meth:`listen_unlisted` (``told_later=True``: it only records, so it
 may hear of an access after the access acted), ``READ_STORAGE`` for a register with a write
-hook whose read value is its storage, ``CLASS_BASE + k`` for a declared register without a
-write hook whose read value is its storage and whose write behaviour (writable mask,
-write-1-to-clear bits, masked) is ``classes[k]`` (four dwords: rw_mask, w1c, masked, 0), 0
-elsewhere (a read hook, or more kinds of write behaviour than the map has codes for). A load
-at any marked dword is its storage; a store at a plain one is the bytes, at a classed one what
-:meth:`write32` would do, at a ``READ_STORAGE`` one the write hook's (Python's); so the
-compiled accelerator may serve the loads and those stores from ``storage`` (and tell a
-told-later hook afterwards, in order); every other access goes through :meth:`read32` /
-:meth:`write32`. The map and the classes are kept current by :meth:`add`, by setting the hook
-and by a :class:`ReadGate`, in place (the accelerator holds pointers to them).
+hook whose read value is its storage, ``CLASS_BASE + k`` for a declared register whose read
+value is its storage and whose write behaviour (writable mask, write-1-to-clear bits, masked,
+and the write hook's ``effect``, below) is ``classes[k]`` (four dwords: rw_mask, w1c, masked,
+effect), 0 elsewhere (a read hook, or more kinds of write behaviour than the map has codes
+for). A load at any marked dword is its storage (at a ``timed`` one, before ``until``); a
+store at a plain one is the bytes, at a classed one what :meth:`write32` would do, at a
+``READ_STORAGE`` one the write hook's (Python's); so the compiled accelerator may serve the
+loads and those stores from ``storage`` (and tell a told-later hook afterwards, in order);
+every other access goes through :meth:`read32` / :meth:`write32`. The map, the classes and
+the timed marks are kept current by :meth:`add`, by setting the hook and by a
+:class:`ReadGate`, in place (the accelerator holds pointers to them).
+
+A write hook with an ``effect`` (non-zero) is one the compiled path also runs: the number names
+the behaviour in the accelerator of the device (for the GEN vGPU, the interrupt line's
+re-evaluation), whose state the part supplying the hook keeps where the accelerator reads it.
+The hook still serves :meth:`write32`, so again the two paths differ exactly when the
+accelerator's version of the behaviour does.
 
 A register's read value is its storage when it has no read hook, or when it is ``published``:
 its read hook computes a value from device state, and the part that owns that state also
@@ -34,6 +41,7 @@ a publication is missing, which the equivalence tests look for.
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -44,6 +52,7 @@ __all__ = [
     "PLAIN",
     "PLAIN_TOLD_LATER",
     "READ_STORAGE",
+    "UNTIL_MARGIN_NS",
     "ReadHook",
     "Register",
     "RegisterBlock",
@@ -63,25 +72,49 @@ CLASS_BASE = 4
 MAX_CLASSES = 256 - CLASS_BASE
 
 
+# A deadline is handed to the compiled path this much early: the owner's own test of "is
+# there work" (floating-point arithmetic on the same clock) may round the other way right at it.
+UNTIL_MARGIN_NS = 1000
+
+
 class ReadGate:
     """Whether the published registers that name this gate read their storage now. Open at
     first; the owner closes it while a read of them must run its hook first (work with
     effects elsewhere, a catch-up that may change the value), and opens it again when their
-    storage holds what the hook returns."""
+    storage holds what the hook returns. When that work is due only from a known instant on
+    (the display's next vblank), the owner opens it :meth:`open_until` that instant instead:
+    the compiled path reads storage before it and hands every read after it to the hook,
+    whose work opens the gate until the next one (``RegisterFile.timed`` and ``until``)."""
 
     def __init__(self) -> None:
         self.open = True
+        self.until: float | None = None
         self._members: list[tuple[RegisterFile, int]] = []
 
     def _join(self, rf: RegisterFile, offset: int) -> None:
         self._members.append((rf, offset))
 
     def set_open(self, open_: bool) -> None:
-        if open_ == self.open:
+        self._set(open_, None)
+
+    def open_until(self, deadline: float) -> None:
+        """Open until ``deadline``, in seconds of time.monotonic (CLOCK_MONOTONIC, the clock
+        the compiled path reads): the published registers read storage before it; from it on
+        every read runs the hook again."""
+        until_ns = math.floor(deadline * 1e9) - UNTIL_MARGIN_NS
+        for rf, _offset in self._members:
+            rf.until[0] = until_ns
+        self._set(True, deadline)
+
+    def _set(self, open_: bool, until: float | None) -> None:
+        timed = until is not None
+        if open_ == self.open and timed == (self.until is not None):
+            self.until = until
             return
-        self.open = open_
+        self.open, self.until = open_, until
         for rf, offset in self._members:
             rf.plain[offset >> 2] = rf._code(rf.regs[offset])
+            rf.timed[offset >> 2] = timed
 
 
 @dataclass(frozen=True)
@@ -97,8 +130,12 @@ class Register:
     # The read hook's value is in storage whenever ``gate`` (if any) is open (module docstring).
     published: bool = False
     gate: ReadGate | None = None
+    # The write hook's behaviour as the compiled path runs it too (module docstring); 0: none.
+    effect: int = 0
 
     def __post_init__(self) -> None:
+        if self.effect and self.write is None:
+            raise ValueError(f"{self.name}: a compiled write effect without a write hook")
         if self.published and self.read is None:
             raise ValueError(f"{self.name}: published, but no read hook computes the value")
         if self.published and self.rw_mask and self.write is None:
@@ -127,8 +164,13 @@ class RegisterFile:
         self._on_unlisted: UnlistedHook | None = None
         self.unlisted_told_later = False
         self.plain = bytearray(bytes([PLAIN]) * (size >> 2))
+        # Per dword, 1 while its read gate is open until a deadline: ``until[0]``, in
+        # CLOCK_MONOTONIC nanoseconds (ReadGate.open_until); one gate per file has one.
+        self.timed = bytearray(size >> 2)
+        self.until = array("q", [0])
+        self._timed_gate: ReadGate | None = None
         self.classes = array("I", bytes(16 * MAX_CLASSES))
-        self._class_codes: dict[tuple[int, int, bool], int] = {}
+        self._class_codes: dict[tuple[int, int, bool, int], int] = {}
         for reg in registers:
             self.add(reg)
 
@@ -156,17 +198,17 @@ class RegisterFile:
         """The register's byte in ``plain``."""
         if reg.read is not None and not (reg.published and (reg.gate is None or reg.gate.open)):
             return 0
-        if reg.write is not None:
+        if reg.write is not None and not reg.effect:
             return READ_STORAGE
-        if reg.rw_mask == 0xFFFFFFFF and not reg.masked and not reg.w1c:
+        if reg.rw_mask == 0xFFFFFFFF and not reg.masked and not reg.w1c and not reg.effect:
             return PLAIN
-        key = (reg.rw_mask, reg.w1c, reg.masked)
+        key = (reg.rw_mask, reg.w1c, reg.masked, reg.effect)
         code = self._class_codes.get(key)
         if code is None:
             k = len(self._class_codes)
             if k == MAX_CLASSES:
                 return 0
-            self.classes[4 * k : 4 * k + 3] = array("I", [reg.rw_mask, reg.w1c, int(reg.masked)])
+            self.classes[4 * k : 4 * k + 4] = array("I", [reg.rw_mask, reg.w1c, int(reg.masked), reg.effect])
             code = self._class_codes[key] = CLASS_BASE + k
         return code
 
@@ -183,7 +225,11 @@ class RegisterFile:
         self.dwords[reg.offset >> 2] = reg.reset
         self.plain[reg.offset >> 2] = self._code(reg)
         if reg.gate is not None:
+            if self._timed_gate not in (None, reg.gate):
+                raise ValueError(f"{reg.name}: a second read gate in one register file (one deadline)")
+            self._timed_gate = reg.gate
             reg.gate._join(self, reg.offset)
+            self.timed[reg.offset >> 2] = reg.gate.until is not None
 
     def reset(self) -> None:
         self._store[:] = bytes(self.size)

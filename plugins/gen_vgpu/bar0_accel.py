@@ -4,8 +4,10 @@ built from the register table, mmio/table.py), the MMIO and GGTT layout of mmio/
 the GGTT (gtt/ggtt_accel.py). C takes the accesses :class:`~.bar0.Bar0` serves without hooks:
 plain registers, declared registers without handlers (read-only, masked, write-1-to-clear,
 partly writable: as the table's rows say), reads of registers whose read value is their
-storage (a handler for writes only, or a published read: the table's ``published`` rows) and
-GGTT entries; everything else (a read or write a handler serves) comes back to Python.
+storage (a handler for writes only, or a published read: the table's ``published`` rows),
+writes of the interrupt registers whose behaviour C runs too (the ``compiled`` rows, as long
+as the interrupt line does not change) and GGTT entries; everything else (a read or write a
+handler serves) comes back to Python.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from .aperture import FENCE_VALID, Aperture
 from .bar0 import Bar0
 from .engine.blit_accel import BlitAccel
 from .gtt.ggtt_accel import GgttAccel
+from .interrupts import EFFECT_MASTER, EFFECT_REEVALUATE, MASTER_IRQ_ENABLE, MAX_STATUS_BANKS, Interrupts
 from .mmio import regs
 
 __all__ = ["Bar0Accel"]
@@ -46,10 +49,18 @@ class Bar0Accel:
         # a stream of GGTT writes does not come back to Python once per read to load them.
         self._ggtt_busy = False
         b = self.ptr = ffi.new("struct dm_gen_bar0 *")
-        self._buffers = [ffi.from_buffer(rf.storage), ffi.from_buffer(rf.plain), ffi.from_buffer(rf.classes)]
+        self._buffers = [
+            ffi.from_buffer(rf.storage),
+            ffi.from_buffer(rf.plain),
+            ffi.from_buffer(rf.classes),
+            ffi.from_buffer(rf.timed),
+            ffi.from_buffer(rf.until),
+        ]
         b.regs = ffi.cast("uint8_t *", self._buffers[0])
         b.plain = ffi.cast("uint8_t *", self._buffers[1])
         b.classes = ffi.cast("struct dm_reg_class *", self._buffers[2])
+        b.timed = ffi.cast("uint8_t *", self._buffers[3])
+        b.until_ns = ffi.cast("int64_t *", self._buffers[4])
         b.class_base = CLASS_BASE
         b.told_later = PLAIN_TOLD_LATER
         b.read_storage = READ_STORAGE
@@ -58,6 +69,20 @@ class Bar0Accel:
         b.ggtt_offset = regs.GGTT_OFFSET
         b.size = size
         b.ggtt = self.ggtt.struct
+
+    def serve_interrupts(self, interrupts: Interrupts) -> None:
+        """Let C run the interrupt registers' write effects (their rows are ``compiled``),
+        reading the interrupts' shared words; until then those writes are Python's."""
+        ffi = self._ffi
+        q = self._irq = ffi.new("struct dm_irq *")
+        self._irq_shared = ffi.from_buffer(interrupts.shared)
+        q.shared = ffi.cast("uint32_t *", self._irq_shared)
+        q.max_banks = MAX_STATUS_BANKS
+        q.master = regs.GEN8_MASTER_IRQ >> 2
+        q.enable = MASTER_IRQ_ENABLE
+        q.effect_reevaluate = EFFECT_REEVALUATE
+        q.effect_master = EFFECT_MASTER
+        self.ptr.irq = q
 
     def serve_aperture(self, index: int, aperture: Aperture, blit: BlitAccel) -> None:
         """Let C take the aperture's (region ``index``) writes too, reaching its pages through

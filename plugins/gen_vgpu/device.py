@@ -191,6 +191,7 @@ class GenVgpu(Device):
                 self.screen_decode = FastDecode(self.runner.blit_accel, self.ggtt)
         if self._bar0_accel is None:
             self._bar0_accel = Bar0Accel(accel, self.bar0, 0, regs.BAR0_SIZE)
+            self._bar0_accel.serve_interrupts(self.interrupts)
             if self.runner.blit_accel is not None:
                 self._bar0_accel.serve_aperture(APERTURE_REGION, self.aperture, self.runner.blit_accel)
         return self._bar0_accel

@@ -21,13 +21,21 @@ The master register's storage holds its whole read value, bit 31 and the status 
 change of an IIR or IER reaches :meth:`_evaluate` (or :meth:`fire_bank` without delivery),
 which publishes the status there, so that the compiled path serves i915's master read from
 storage (its row is ``published``). The display's IIR reads and the master read process the
-display's due vblanks first (``before_status``): while a pipe runs, ``read_gate`` is closed
-(:meth:`status_catch_up`) and those reads run here.
+display's due vblanks first (``before_status``): while a pipe runs, ``read_gate`` is open only
+until the next vblank is due (:meth:`status_catch_up`), and the reads after it run here.
+
+The writes of the master register, the IIRs and the GT and PCU banks' IMR/IER run in the
+compiled path too (their rows are ``compiled``; accel/dm_accel.c, ``irq_effect``): the store,
+then :meth:`_evaluate` without its deliveries. C reads the status map and whether the line is
+asserted from :attr:`shared`, which this class keeps current, and leaves to Python every
+write after which :meth:`_evaluate` would raise or lower the line (the counters, the trace
+event and the delivery stay here).
 """
 
 from __future__ import annotations
 
 import enum
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -67,6 +75,16 @@ __all__ = [
 _ENGINE_BITS = 0xFFFF  # an engine's 16 bits within its bank
 _MASTER = GEN8_MASTER_IRQ >> 2
 
+# The write behaviours the compiled path runs as well (Hooks.effect; Bar0Accel hands C the
+# numbers): the line re-evaluated (_reevaluate), and the master's write (an edge when it sets
+# the enable).
+EFFECT_REEVALUATE = 1
+EFFECT_MASTER = 2
+# struct dm_irq's shared words: [0] the line is asserted, [1] the banks in the status map,
+# then per bank its IIR dword, IER dword, bits and master status bit.
+SHARED_ASSERTED, SHARED_BANKS, SHARED_MAP = 0, 1, 2
+MAX_STATUS_BANKS = 16
+
 
 class GtEvent(enum.IntFlag):
     """Per-engine event bits within the engine's 16 bits of its GT bank."""
@@ -88,6 +106,8 @@ class Interrupts(RegisterBlock):
     def __init__(self, raise_irq: Callable[[], None], lower_irq: Callable[[], None]) -> None:
         self._raise = raise_irq
         self._lower = lower_irq
+        # What the compiled path reads (SHARED_*): fixed in size, C holds a pointer into it.
+        self.shared = array("I", bytes(4 * (SHARED_MAP + 4 * MAX_STATUS_BANKS)))
         self._asserted = False
         self.counters = InterruptCounters()
         # The display's listeners (contract §6.13): told before the master register or a
@@ -107,14 +127,35 @@ class Interrupts(RegisterBlock):
             )
             for e in ENGINES
         ]
+        for k, entry in enumerate(self._status_map):
+            self._share_bank(k, entry)
+
+    @property
+    def _asserted(self) -> bool:
+        return bool(self.shared[SHARED_ASSERTED])
+
+    @_asserted.setter
+    def _asserted(self, asserted: bool) -> None:
+        self.shared[SHARED_ASSERTED] = asserted
+
+    def _share_bank(self, k: int, entry: tuple[int, int, int, int]) -> None:
+        if k >= MAX_STATUS_BANKS:
+            raise ValueError(f"more than {MAX_STATUS_BANKS} banks report through the master register")
+        at = SHARED_MAP + 4 * k
+        self.shared[at : at + 4] = array("I", entry)
+        self.shared[SHARED_BANKS] = k + 1
 
     # --- the table's handlers (mmio/irq.py) -------------------------------------------------
 
     def hooks(self) -> dict[str, Hooks]:
         return {
-            "master_irq": Hooks(read=self._read_master, write=self._write_master, gate=self.read_gate),
-            "irq_reevaluate": Hooks(write=self._reevaluate),
-            "irq_status_iir": Hooks(read=self._read_iir, write=self._reevaluate, gate=self.read_gate),
+            "master_irq": Hooks(
+                read=self._read_master, write=self._write_master, gate=self.read_gate, effect=EFFECT_MASTER
+            ),
+            "irq_reevaluate": Hooks(write=self._reevaluate, effect=EFFECT_REEVALUATE),
+            "irq_status_iir": Hooks(
+                read=self._read_iir, write=self._reevaluate, gate=self.read_gate, effect=EFFECT_REEVALUATE
+            ),
             "irq_mask": Hooks(write=self._write_mask),
         }
 
@@ -123,12 +164,17 @@ class Interrupts(RegisterBlock):
         self._asserted = False
         self._publish()
 
-    def status_catch_up(self, active: bool) -> None:
-        """Whether ``before_status`` has work to do on a status read now (the display's frame
-        clock runs): the master and display IIR reads then run it, else they read storage."""
-        if not active:
+    def status_catch_up(self, active: bool, until: float | None = None) -> None:
+        """Whether ``before_status`` may have work to do on a status read (the display's frame
+        clock runs): the master and display IIR reads then run it, else they read storage.
+        ``until``: it has none before that instant (time.monotonic's), when the reads read
+        storage too (the display tells again after its next catch-up)."""
+        if not active or until is not None:
             self._publish()  # what the last catch-up set, for the reads C serves from now
-        self.read_gate.set_open(not active)
+        if active and until is not None:
+            self.read_gate.open_until(until)
+        else:
+            self.read_gate.set_open(not active)
 
     def _publish(self) -> int:
         """The master register's status bits into its storage, after any change of them;
@@ -177,7 +223,9 @@ class Interrupts(RegisterBlock):
 
     def add_status_bank(self, base: int, master_bit: int) -> None:
         """A bank whose (IIR & IER) shows as ``master_bit`` of the master register."""
-        self._status_map.append(((base + BANK_IIR) >> 2, (base + BANK_IER) >> 2, 0xFFFFFFFF, 1 << master_bit))
+        entry = ((base + BANK_IIR) >> 2, (base + BANK_IER) >> 2, 0xFFFFFFFF, 1 << master_bit)
+        self._share_bank(len(self._status_map), entry)
+        self._status_map.append(entry)
         self._publish()
 
     def fire_bank(self, base: int, bits: int, deliver: bool = True) -> None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +24,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from devmodel.device.registers import UNTIL_MARGIN_NS
 from devmodel.testing import GuestMemory, VfioUserClient
 from devmodel.vfio_user.connection import ServerOptions
 from devmodel.vfio_user.constants import Command, HeaderFlags, MsgType
@@ -30,10 +33,12 @@ from devmodel.vfio_user.layouts import DMA_MAP, DMA_UNMAP, REGION_ACCESS, WRITE_
 from gen_vgpu import GenVgpu
 from gen_vgpu.display import DisplayOptions
 from gen_vgpu.engines import ENGINES
-from gen_vgpu.interrupts import BANK_IER, BANK_IMR, GT_BANKS, MASTER_IRQ_ENABLE, gt_bank
+from gen_vgpu.interrupts import BANK_IER, BANK_IIR, BANK_IMR, GT_BANKS, MASTER_IRQ_ENABLE, gt_bank
 from gen_vgpu.mmio import engine_regs as er
 from gen_vgpu.mmio import regs
+from gen_vgpu.mmio.display_regs import TRANSCONF, TRANSCONF_ENABLE
 from gen_vgpu.mmio.gt import GDRST, GDRST_FULL
+from gen_vgpu.mmio.irq import DISPLAY_BANKS
 from gen_vgpu.mmio.unlisted import UnlistedLog
 from tests.unit.gen_vgpu.engine_rig import RAM, Context, Rig, Tree
 
@@ -75,7 +80,10 @@ def _special_registers() -> list[int]:
     return sorted(picks.values())
 
 
-REGISTERS = [0x4000, 0x4004, 0x4008, 0x1FFFFC, *_special_registers()]
+# The interrupt registers whose writes C runs too (the master's enable, a GT bank's IIR, IMR
+# and IER): whole, narrow, 8 bytes (two registers) and in batches.
+IRQ_EFFECT_REGISTERS = [regs.GEN8_MASTER_IRQ, *(gt_bank(0) + r for r in (BANK_IMR, BANK_IIR, BANK_IER))]
+REGISTERS = [0x4000, 0x4004, 0x4008, 0x1FFFFC, *_special_registers(), *IRQ_EFFECT_REGISTERS]
 # and anywhere else in the register space, in case a behaviour sits where no list above looks
 register_dwords = st.one_of(st.sampled_from(REGISTERS), st.integers(0, regs.MMIO_SIZE // 4 - 1).map(lambda d: 4 * d))
 GGTT_INDEXES = [0, 1, 2, 100, (1 << 20) - 1]
@@ -216,6 +224,10 @@ def _state(server: ServerThread) -> dict[str, Any]:
             "g2v": dict(dev.g2v_notifications),
             "stats": dict(client.dispatcher.stats),
             "unlisted": list(_unlisted_log(dev).seen.items()),
+            # the line: what C must leave to Python (a raise or a lower) and what it keeps
+            "interrupts": dict(vars(dev.interrupts.counters)),
+            "asserted": dev.interrupts._asserted,
+            "intx": dev.irqs.intx_asserted,
         }
 
     result: dict[str, Any] = server.call(take)
@@ -433,7 +445,46 @@ def test_published_reads_follow_interrupts_and_execlists(plan: list[tuple[str, A
     through their handlers in Python, while submissions complete (CSB entries, context-switch
     and user interrupts) or hang (a second submission queues behind the hung context, a
     resubmission lite-restores it), the guest clears IIRs, masks and enables banks, toggles
-    the master enable and resets engines: both servers answer every read alike."""
+    the master enable and resets engines: both servers answer every read alike, and the
+    interrupt line is raised and lowered as often on both (C runs the interrupt registers'
+    writes, Python those that move the line)."""
+    _run_plan(plan, postinstall)
+
+
+def _write(offset: int, value: int, flags: int = POSTED) -> bytes:
+    access = REGION_ACCESS.pack(offset, 0, 4)
+    return encode_message(0, Command.REGION_WRITE, flags, access + value.to_bytes(4, "little"))
+
+
+def _read(offset: int) -> bytes:
+    return encode_message(0, Command.REGION_READ, CMD, REGION_ACCESS.pack(offset, 0, 4))
+
+
+def test_i915s_interrupt_handler_moves_the_line_as_python_does() -> None:
+    """gen8_irq_handler's sequence around user interrupts: the master disabled (the line
+    lowered), the status and the IIR read, the IIR written back, the master enabled again;
+    and an event that comes while the master is disabled, so that the enable re-raises it."""
+    master, iir = regs.GEN8_MASTER_IRQ, gt_bank(0) + BANK_IIR
+    user = ("submit", (0, 0, [MI_USER_INTERRUPT, 0]))
+    handler_start = _write(master, 0) + _read(master) + _read(iir)
+    plan: list[tuple[str, Any]] = [
+        user,
+        ("mmio", handler_start + _write(iir, 0xFFFFFFFF) + _write(master, MASTER_IRQ_ENABLE)),
+        user,
+        ("mmio", handler_start),
+        user,  # while the master is disabled: no raise
+        # pending: raised again, and once more by a second enable (GVT-g's check_pending_irq)
+        ("mmio", _write(master, MASTER_IRQ_ENABLE) + _write(master, MASTER_IRQ_ENABLE)),
+        ("mmio", handler_start + _write(iir, 0xFFFF, CMD) + _write(master, MASTER_IRQ_ENABLE, CMD)),
+        ("mmio", _write(gt_bank(0) + BANK_IMR, 0xFFFFFFFF) + _write(gt_bank(0) + BANK_IMR, 0)),
+    ]
+    counters = _run_plan(plan, True)
+    assert counters["raised"] == 4 and counters["lowered"] == 3, counters
+
+
+def _run_plan(plan: list[tuple[str, Any]], postinstall: bool) -> dict[str, int]:
+    """Both servers through the plan's steps; their replies and end states compared. Returns
+    the interrupt counters."""
     with tempfile.TemporaryDirectory(prefix="devmodel-") as d, GuestMemory(RAM) as m1, GuestMemory(RAM) as m2:
         pair = [_rig_server(True, m1, d, "accel.sock"), _rig_server(False, m2, d, "python.sock")]
         try:
@@ -457,7 +508,63 @@ def test_published_reads_follow_interrupts_and_execlists(plan: list[tuple[str, A
                 assert replies[1] == replies[3], f"after step {n}: {kind}"
             fast, slow = (_state(s) | {"registers": s.call(functools.partial(_untimed, s.vgpu))} for s, *_ in pair)
             assert fast == slow
+            counters: dict[str, int] = fast["interrupts"]
+            return counters
         finally:
             for s, c, _rig, _contexts in pair:
                 c.close()
                 s.stop()
+
+
+# --- a lit pipe: the status reads before and after the next vblank -----------------------------
+
+
+def test_status_reads_with_a_pipe_lit_are_cs_until_the_next_vblank(memory: GuestMemory) -> None:
+    """With pipe A on, the display opens the interrupts' read gate until its next vblank: the
+    master and display IIR reads are C's before it (the catch-up would find nothing to do), and
+    a read at or after it runs the catch-up in Python, which sets the vblank's IIR bit and
+    opens the gate until the following vblank. The deadlines are set here, so that nothing
+    depends on when the reads happen."""
+    with tempfile.TemporaryDirectory(prefix="devmodel-") as d:
+        dev = GenVgpu(display=DisplayOptions("dp"))
+        server = ServerThread(dev, os.path.join(d, "lit.sock"), ServerOptions(), accel=True)
+        client = VfioUserClient.connect(server.path, memory)
+        try:
+            client.negotiate()
+            client.map_memory(memory)
+            ints = dev.interrupts
+            catch_ups: list[float] = []
+
+            def count() -> None:
+                catch_ups.append(time.monotonic())
+                catch_up()
+
+            catch_up = server.call(lambda: ints.before_status)
+            assert catch_up is not None
+            server.call(lambda: setattr(ints, "before_status", count))
+            pipe_iir = DISPLAY_BANKS["DE_PIPE_A"] + BANK_IIR
+            # the vblank unmasked (its IIR bit set at each) but not enabled: no frame timer,
+            # so only the reads below move the gate's deadline
+            for offset, value in ((pipe_iir - 4, 0xFFFFFFFE), (TRANSCONF, TRANSCONF_ENABLE)):
+                client.region_write(0, offset, value.to_bytes(4, "little"))
+            rf = dev.registers
+            pipe = dev.display.pipes[0]  # type: ignore[union-attr]
+            until = server.call(lambda: pipe.t0 + pipe.period)
+            assert rf.timed[regs.GEN8_MASTER_IRQ >> 2] and rf.timed[pipe_iir >> 2]
+            assert rf.until[0] == math.floor(until * 1e9) - UNTIL_MARGIN_NS
+
+            def status() -> tuple[int, int]:
+                iir = int.from_bytes(client.region_read(0, pipe_iir, 4), "little")
+                return iir, int.from_bytes(client.region_read(0, regs.GEN8_MASTER_IRQ, 4), "little")
+
+            server.call(lambda: ints.read_gate.open_until(time.monotonic() + 3600))
+            time.sleep(2 * pipe.period)  # vblanks are due, but C does not know
+            assert status() == (0, 0) and not catch_ups  # C's: storage, no catch-up
+            server.call(lambda: ints.read_gate.open_until(time.monotonic() - 1))
+            iir, _master = status()
+            assert catch_ups  # Python's: the hook caught the frame clock up
+            assert iir & 1  # DE_PIPE_A's vblank
+            assert server.call(lambda: ints.read_gate.until) > catch_ups[0]  # open until the next
+        finally:
+            client.close()
+            server.stop()

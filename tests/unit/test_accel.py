@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from devmodel import accel
-from devmodel.device.registers import CLASS_BASE, READ_STORAGE, ReadGate, Register, RegisterFile
+from devmodel.device.registers import CLASS_BASE, READ_STORAGE, UNTIL_MARGIN_NS, ReadGate, Register, RegisterFile
 from devmodel.vfio_user.layouts import HEADER, REGION_ACCESS, WRITE_MULTI_ENTRY, Layout
 
 
@@ -111,3 +111,46 @@ def test_published_reads_are_storage_while_their_gate_is_open() -> None:
         Register(0x8, "published without a read hook", write=lambda off, old, new: None, published=True)
     with pytest.raises(ValueError):
         Register(0x8, "gate, not published", read=lambda off: 0, gate=gate)
+
+
+def test_a_gate_open_until_a_deadline_marks_its_dwords_timed() -> None:
+    """ReadGate.open_until: the published registers keep their open codes, their dwords are
+    marked timed and the file holds the deadline (CLOCK_MONOTONIC ns, a microsecond early);
+    closing or opening it for good clears the marks."""
+    gate = ReadGate()
+    rf = RegisterFile(
+        0x10,
+        [
+            Register(0x0, "published, read-only", rw_mask=0, read=lambda off: 0, published=True, gate=gate),
+            Register(0x4, "not gated", rw_mask=0, read=lambda off: 0, published=True),
+        ],
+    )
+    gate.open_until(12.5)
+    assert list(rf.plain[:2]) == [CLASS_BASE, CLASS_BASE] and list(rf.timed[:2]) == [1, 0]
+    assert rf.until[0] == 12_500_000_000 - UNTIL_MARGIN_NS and gate.open and gate.until == 12.5
+    gate.open_until(13.0)
+    assert rf.until[0] == 13_000_000_000 - UNTIL_MARGIN_NS
+    gate.set_open(False)
+    assert list(rf.plain[:2]) == [0, CLASS_BASE] and list(rf.timed[:2]) == [0, 0]
+    gate.open_until(14.0)
+    assert list(rf.plain[:2]) == [CLASS_BASE, CLASS_BASE] and list(rf.timed[:2]) == [1, 0]
+    gate.set_open(True)
+    assert list(rf.plain[:2]) == [CLASS_BASE, CLASS_BASE] and list(rf.timed[:2]) == [0, 0]
+    with pytest.raises(ValueError):  # one deadline per file
+        rf.add(Register(0x8, "another gate", rw_mask=0, read=lambda off: 0, published=True, gate=ReadGate()))
+
+
+def test_a_compiled_write_hook_gets_a_write_class_with_its_effect() -> None:
+    """A write hook with an effect: C reads storage and runs the effect after the store (its
+    class's fourth word); without one, its writes are Python's (READ_STORAGE)."""
+    rf = RegisterFile(
+        0x10,
+        [
+            Register(0x0, "effect", w1c=0xFFFFFFFF, write=lambda off, old, new: None, effect=1),
+            Register(0x4, "no effect", write=lambda off, old, new: None),
+        ],
+    )
+    assert list(rf.plain[:2]) == [CLASS_BASE, READ_STORAGE]
+    assert list(rf.classes[:4]) == [0xFFFFFFFF, 0xFFFFFFFF, 0, 1]
+    with pytest.raises(ValueError):
+        Register(0x8, "an effect without a hook", effect=1)

@@ -11,15 +11,19 @@ They are processed lazily: before PIPEDSL, PIPE_FRMCOUNT or an interrupt registe
 answered, every vblank that is due is processed (the counter, plane latching, the vblank
 interrupt where unmasked). A timer runs only while a pipe is on and its vblank interrupt is
 unmasked (someone waits for it); with every pipe off, nothing runs. While a pipe is on, the
-master interrupt register's and the display IIRs' reads process the due vblanks first, so the
-interrupts' read gate is closed and those reads run in Python (the compiled path would answer
-from storage without the catch-up); with every pipe off they read storage.
+master interrupt register's and the display IIRs' reads process the due vblanks first; before
+the next vblank is due there is nothing to process, so the display opens the interrupts' read
+gate until then (:meth:`_tell_interrupts`, after every catch-up) and the compiled path answers
+those reads from storage; a read after it runs in Python, catches up and opens the gate until
+the following one. With a clock other than time.monotonic (a test's), which the compiled path
+cannot read, the gate stays closed while a pipe runs; with every pipe off they read storage.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -280,7 +284,7 @@ class Display(RegisterBlock):
         pipe.vblank_start = min((rf.get(r.pipe_reg(r.VBLANK, p)) & 0xFFFF) + 1, pipe.vtotal - 1)
         pipe.frames = 0
         log.info("pipe %s on: %.3f Hz, %d lines", "ABC"[p], refresh, pipe.vtotal)
-        self.interrupts.status_catch_up(True)
+        self._tell_interrupts()
         self._update_timer(pipe)
 
     def _stop(self, pipe: _Pipe) -> None:
@@ -288,7 +292,17 @@ class Display(RegisterBlock):
         if pipe.timer is not None:
             pipe.timer.cancel()
             pipe.timer = None
-        self.interrupts.status_catch_up(any(p.on for p in self.pipes))
+        self._tell_interrupts()
+
+    def _tell_interrupts(self) -> None:
+        """Whether a status read has vblanks to process first, and from when: the earliest next
+        vblank of the pipes that run (on time.monotonic's clock only: the compiled path reads
+        that clock)."""
+        lit = [p for p in self.pipes if p.on]
+        until = None
+        if lit and self.clock is time.monotonic:
+            until = min(p.t0 + (p.frames + 1) * p.period for p in lit)
+        self.interrupts.status_catch_up(bool(lit), until)
 
     def _pixel_clock_khz(self, p: int) -> int:
         """The transcoder's pixel clock: its port's link clock x LINK_M1 / LINK_N1."""
@@ -348,6 +362,7 @@ class Display(RegisterBlock):
             self.interrupts.fire_bank(bank, events, deliver=not in_read)
             if in_read:
                 self._deliver_later()
+        self._tell_interrupts()
 
     def _crc(self, pipe: _Pipe) -> bool:
         """At a vblank: the CRC of the picture just latched into PIPE_CRC_RES_1, if enabled.

@@ -37,6 +37,10 @@ _BANK_STRIDE = 0x10
 # (``irq_mask``): the interrupts supply both handlers, the display listens through them.
 # Such an IIR read is published (its storage is the value while no pipe runs, when there is
 # nothing to process first); the banks' other registers read storage (write handlers only).
+# The master register's, the IIRs' and the GT and PCU banks' IMR/IER writes are ``compiled``:
+# their behaviour (the register's store, then the interrupt line's re-evaluation, which
+# publishes the master's status bits) runs in C too, which leaves to Python a write that
+# raises or lowers the line; the display banks' IMR/IER writes tell the display, in Python.
 DISPLAY_BANKS: dict[str, int] = {
     "DE_PIPE_A": 0x44400,
     "DE_PIPE_B": 0x44410,
@@ -60,7 +64,15 @@ def _bank(name: str, base: int, count: int = 1, display: bool = False) -> tuple[
     return (
         Row(f"{name}_ISR", base + BANK_ISR, count=count, stride=stride, rw_mask=RO),
         # Power-on: everything masked, nothing enabled; i915 programs both.
-        Row(f"{name}_IMR", base + BANK_IMR, count=count, stride=stride, reset=0xFFFFFFFF, handler=mask),
+        Row(
+            f"{name}_IMR",
+            base + BANK_IMR,
+            count=count,
+            stride=stride,
+            reset=0xFFFFFFFF,
+            handler=mask,
+            compiled=not display,
+        ),
         Row(
             f"{name}_IIR",
             base + BANK_IIR,
@@ -69,8 +81,9 @@ def _bank(name: str, base: int, count: int = 1, display: bool = False) -> tuple[
             w1c=0xFFFFFFFF,
             handler=iir,
             published=display,
+            compiled=True,
         ),
-        Row(f"{name}_IER", base + BANK_IER, count=count, stride=stride, handler=mask),
+        Row(f"{name}_IER", base + BANK_IER, count=count, stride=stride, handler=mask, compiled=not display),
     )
 
 
@@ -81,6 +94,7 @@ ROWS: tuple[Row, ...] = (
         rw_mask=MASTER_IRQ_ENABLE,
         handler="master_irq",
         published=True,
+        compiled=True,
         note="status bits: (IIR & IER) per half-bank, whatever bit 31 says",
     ),
     *_bank("GT{i}", GT_BANK_BASE, GT_BANKS),

@@ -60,7 +60,8 @@ def _cmd_text(row: Row) -> str:
 def _handler_text(row: Row) -> str:
     if row.handler is None:
         return ""
-    return f"`{row.handler}`, published" if row.published else f"`{row.handler}`"
+    marks = [m for m, on in (("published", row.published), ("compiled", row.compiled)) if on]
+    return ", ".join([f"`{row.handler}`", *marks])
 
 
 def _platforms_text(row: Row) -> str:
@@ -103,7 +104,10 @@ def markdown() -> str:
         "storage whenever that state changes, and the accelerator reads storage (except while",
         "the part says a read has work to do first: the display's frame clock, while a pipe",
         "runs, for the master interrupt register and the display IIRs). A handler for writes",
-        "alone leaves reads to storage, and the accelerator serves them.",
+        "alone leaves reads to storage, and the accelerator serves them. A *compiled* row's",
+        "handler has its write behaviour in the accelerator too (the interrupt registers: the",
+        "store, then the interrupt line's re-evaluation, which publishes the master's status),",
+        "which serves a 4-byte or narrower write itself unless it raises or lowers the line.",
         "",
         "*Adding an area*: a module of rows beside these in",
         "`plugins/gen_vgpu/mmio/` (its offsets and `ROWS`, no behaviour), one entry in",

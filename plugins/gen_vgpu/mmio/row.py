@@ -50,11 +50,14 @@ Reset = int | Mapping[Platform, int] | str
 @dataclass(frozen=True)
 class Hooks:
     """A handler: what a device part does on a read (returns the value) or after a write.
-    ``gate``: for a published row's handler, closed while its read must run first."""
+    ``gate``: for a published row's handler, closed while its read must run first.
+    ``effect``: the write's behaviour as the compiled accelerator runs it too (its number
+    there, devmodel/device/registers.py), for a ``compiled`` row; 0: Python's alone."""
 
     read: ReadHook | None = None
     write: WriteHook | None = None
     gate: ReadGate | None = None
+    effect: int = 0
 
 
 HookTable = Mapping[str, Hooks]
@@ -85,6 +88,9 @@ class Row:
     # that owns that state publishes it into the register's storage whenever the state
     # changes: the compiled path reads storage (devmodel/device/registers.py, "published").
     published: bool = False
+    # The handler's write behaviour also runs in the compiled path (its ``Hooks.effect``): a
+    # write there is C's unless it changes the interrupt line, which stays Python's.
+    compiled: bool = False
     kind: Kind = Kind.REGISTER
     note: str = ""
 
@@ -99,6 +105,8 @@ class Row:
             raise ValueError(f"{self.name}: a plain range has no behaviour")
         if (self.kind is Kind.REGISTER) == bool(self.size) or (self.size and self.count != 1):
             raise ValueError(f"{self.name}: a register row has a count, a range row a size")
+        if self.compiled and self.handler is None:
+            raise ValueError(f"{self.name}: compiled, but no handler has a write behaviour")
         if self.published and self.handler is None:
             raise ValueError(f"{self.name}: published, but no handler computes the value")
         if "{i}" in self.name and self.count == 1:

@@ -117,6 +117,10 @@ class RegisterTable:
             if found is None:
                 raise LookupError(f"{declared.name}: no device part supplies the handler {row.handler!r}")
             handler = found
+        if row.compiled and not handler.effect:
+            raise LookupError(f"{declared.name}: compiled, but {row.handler!r} has no compiled effect")
+        if handler.effect and not row.compiled:
+            raise LookupError(f"{declared.name}: {row.handler!r} has a compiled effect the row does not declare")
         return Register(
             declared.offset,
             declared.name,
@@ -128,6 +132,7 @@ class RegisterTable:
             write=handler.write,
             published=row.published,
             gate=handler.gate if row.published else None,
+            effect=handler.effect,
         )
 
     def reset_value(self, row: Row, values: Mapping[str, int]) -> int:

@@ -5,6 +5,7 @@ and the host's decode of the planes."""
 from __future__ import annotations
 
 import struct
+import time
 
 import pytest
 
@@ -212,6 +213,30 @@ def test_frame_clock_counter_scanline_and_vblank_interrupt(dev: GenVgpu) -> None
     assert all(published_reads(dev).values()) and not rf.get(MASTER) & 1 << 16
     dev.tasks.timers.next_due()
     assert len(dev.tasks.timers) == 0  # every pipe off: nothing runs
+
+
+def test_on_the_monotonic_clock_a_lit_pipe_opens_the_status_reads_until_its_next_vblank(dev: GenVgpu) -> None:
+    """The compiled path reads CLOCK_MONOTONIC: with the display on time.monotonic, a running
+    pipe leaves the master and display IIR reads to storage until its next vblank, and every
+    catch-up moves that deadline on; with every pipe off they are storage's for good."""
+    light_pipe_a(dev)
+    rf = dev.registers
+    display = dev.display
+    assert display is not None
+    rf.write32(r.TRANSCONF, 0)
+    display.clock = time.monotonic
+    rf.write32(r.TRANSCONF, r.TRANSCONF_ENABLE)
+    gate, pipe = dev.interrupts.read_gate, display.pipes[0]
+    assert gate.open and gate.until == pipe.t0 + pipe.period
+    served = published_reads(dev)
+    assert served["GEN8_MASTER_IRQ"] and served["DE_PIPE_A_IIR"] and served["DE_MISC_IIR"]
+    assert rf.timed[MASTER >> 2] and rf.timed[(r.DE_PIPE_BANK + 0x8) >> 2]
+    assert not rf.timed[0x44308 >> 2]  # GT0 IIR: no catch-up on its read
+    pipe.t0 -= 5 * pipe.period  # five vblanks due now
+    rf.read32(MASTER)
+    assert pipe.frames >= 5 and gate.until == pipe.t0 + (pipe.frames + 1) * pipe.period
+    rf.write32(r.TRANSCONF, 0)
+    assert gate.open and gate.until is None and not rf.timed[MASTER >> 2]
 
 
 def test_planes_latch_at_vblank_when_armed(dev: GenVgpu) -> None:

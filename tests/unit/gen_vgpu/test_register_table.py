@@ -11,6 +11,7 @@ from devmodel.device.registers import CLASS_BASE, MAX_CLASSES, PLAIN, READ_STORA
 from gen_vgpu import GenVgpu
 from gen_vgpu.display import DisplayOptions
 from gen_vgpu.engines import ENGINES, EngineId
+from gen_vgpu.interrupts import EFFECT_MASTER, EFFECT_REEVALUATE
 from gen_vgpu.mmio import display_regs, gt, regs
 from gen_vgpu.mmio.regdoc import markdown
 from gen_vgpu.mmio.row import RO, Cmd, Hooks, Kind, Row
@@ -151,22 +152,31 @@ def test_a_row_checks_itself() -> None:
 def test_the_compiled_path_serves_every_row_without_a_handler() -> None:
     """What the accelerator may serve, and how, is the table's: a row without a handler is
     served from storage with its write class; a row with a read handler goes to Python unless
-    it is published, a write handler's writes go to Python and its reads are storage's."""
+    it is published, a write handler's writes go to Python and its reads are storage's, unless
+    its row is compiled: then its write class carries the handler's effect."""
     rf = GenVgpu().registers
+    effects = set()
     for offset, reg in rf.regs.items():
         code = rf.plain[offset >> 2]
         if reg.read is not None and not reg.published:
             assert code == 0, reg.name
-        elif reg.write is not None:
+        elif reg.write is not None and not reg.effect:
             assert code == READ_STORAGE, reg.name
         elif reg.plain:
             assert code == PLAIN, reg.name
         else:
             k = 4 * (code - CLASS_BASE)
             assert code >= CLASS_BASE, reg.name
-            assert tuple(rf.classes[k : k + 3]) == (reg.rw_mask, reg.w1c, int(reg.masked)), reg.name
+            assert tuple(rf.classes[k : k + 4]) == (reg.rw_mask, reg.w1c, int(reg.masked), reg.effect), reg.name
+            effects.add(reg.effect)
+    assert effects == {0, EFFECT_REEVALUATE, EFFECT_MASTER}
     assert rf.plain[regs.PVINFO_MAGIC >> 2] >= CLASS_BASE  # read-only: C's now
     assert rf.plain[0x22230 >> 2] == 0  # ELSP(bcs): its handler is Python's
-    assert rf.plain[regs.GEN8_MASTER_IRQ >> 2] == READ_STORAGE  # published: the interrupts keep it
+    assert rf.plain[0x941C >> 2] == READ_STORAGE  # GDRST: reads storage, writes Python's
+    # published, and its write (the interrupt line's re-evaluation) runs in C too
+    assert rf.regs[regs.GEN8_MASTER_IRQ].effect == EFFECT_MASTER
+    assert rf.plain[regs.GEN8_MASTER_IRQ >> 2] >= CLASS_BASE
+    display_imr = rf.regs[0x44404]  # DE_PIPE_A_IMR: its change tells the display, in Python
+    assert display_imr.name == "DE_PIPE_A_IMR" and rf.plain[0x44404 >> 2] == READ_STORAGE
     assert rf.plain[0x2234 >> 2] >= CLASS_BASE  # EXECLIST_STATUS(rcs): published, read-only
     assert rf.nclasses < MAX_CLASSES
