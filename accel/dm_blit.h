@@ -32,6 +32,12 @@ struct dm_frames {
  * give zeros, writes are dropped). */
 void dm_frames_resolve(const struct dm_frames *f, uint64_t entries, uint64_t n, uint32_t write, uint64_t *out);
 
+/* dm_frames_resolve across consecutive page tables of 512 entries, in one call for a band:
+ * out[0:n] for the pages from entry `first` (0-511) of tables[0] on, tables[k] the address of
+ * the k-th table's entries, 0 for a table whose pages all resolve to 0. */
+void dm_frames_resolve_tables(const struct dm_frames *f, const uint64_t *tables, uint64_t first, uint64_t n,
+                              uint32_t write, uint64_t *out);
+
 #define DM_TILE_LINEAR 0
 #define DM_TILE_X 1  /* 4 KiB tiles of 8 rows of 512 bytes */
 #define DM_TILE_Y 2  /* 4 KiB tiles of 32 rows of 128 bytes, in 16-byte columns top to bottom */

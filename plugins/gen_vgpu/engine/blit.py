@@ -1,9 +1,12 @@
 """XY_COLOR_BLT and XY_SRC_COPY_BLT on 32 bpp surfaces, linear, X- or Y-tiled.
 
 With the compiled accelerator (``blit_accel``), every blit goes to C a band of rows at a time
-(at most ``BAND`` bytes of either surface, or one row of tiles): the band's graphics pages
-resolved to host pages, then its rows copied or filled in the largest pieces both layouts keep
-contiguous. The deadline is checked after every band.
+(``ACCEL_BAND`` bytes moved: that much of the destination for a fill, half of it of each
+surface for a copy, or one row of tiles): its rows copied or filled in the largest pieces both
+layouts keep contiguous, through the surfaces' graphics pages resolved to host pages. A step
+resolves each surface once, up to ``MAX_PAGES`` pages ahead, and its later bands use that
+translation (nothing changes the shadow tables or the DMA windows inside a step); the next
+step resolves again. The deadline is checked after every band.
 
 On Python alone, linear blits go as follows, and tiled ones by bands too, one slice
 assignment per piece (a tile's row of 512 bytes for X, an OWord for Y: correct, not fast).
@@ -44,10 +47,11 @@ __all__ = ["BAND", "LINE", "BlitJob"]
 # near the 0.25 ms step).
 LINE = 1 << 16
 BAND = 1 << 18
-# The compiled path's band: C copies 4 MiB in 0.1-0.2 ms; the Python work around a band
-# (resolving its pages, a walk of the shadow tables per 2 MiB) costs 5-10 µs per surface, so
-# 2 MiB bands kept an 8 MiB copy at 0.71x memcpy and 4 MiB ones measured 0.8x.
-ACCEL_BAND = 1 << 22
+# The compiled path's band, in bytes moved (a fill writes its bytes once, a copy reads and
+# writes them): 8 MiB is 0.33 ms of C with the surfaces out of the caches (libc's 64 MiB fill
+# and copy measured 25 GB/s moved on this machine kind), 0.1 ms in them, inside the 2 ms a step
+# may take. The Python around a band is 5-10 µs: an 8 MiB fill is one band, a copy two.
+ACCEL_BAND = 1 << 23
 _BPP = 4
 _ZEROS = memoryview(bytes(LINE))
 
@@ -155,6 +159,8 @@ class BlitJob:
         """Bands until the deadline or the end; True while rows remain."""
         if self._width == 0:
             self._row = self._rows
+        if self._accel is not None:
+            self._accel.new_step()
         while self._row < self._rows:
             self._one_band()
             if clock() >= deadline:
@@ -165,22 +171,29 @@ class BlitJob:
         dx, dy = self._dst_xy
         sx, sy = self._src_xy
         r = self._row
+        left = self._rows - r
         surfaces = [(self._dst, dy + r)]
-        if self._src is not None:
-            surfaces.append((self._src, sy + r))
-        k = _band_rows(surfaces, self._rows - r, BAND if self._accel is None else ACCEL_BAND)
+        src = self._src
+        if src is not None:
+            surfaces.append((src, sy + r))
+        accel = self._accel
+        k = _band_rows(surfaces, left, BAND if accel is None else ACCEL_BAND // len(surfaces))
         width = self._width
         dst = self._dst
         dlo, dhi = rows_span(dst[2], dst[1], dx, dy + r, width, k)
-        accel = self._accel
         if accel is not None:
             assert isinstance(self.space, (PpgttSpace, GgttSpace))
-            if self._src is None:
-                accel.fill(self.space, (*dst, dlo, dhi), dx, dy + r, width, k, self._color)
+            # With each band, where the rest of the blit ends on each surface: how far a
+            # translation made now may reach ahead for the step's later bands.
+            ahead = rows_span(dst[2], dst[1], dx, dy + r, width, left)[1]
+            if src is None:
+                accel.fill(self.space, (*dst, dlo, dhi, ahead), dx, dy + r, width, k, self._color)
             else:
-                src = self._src
                 slo, shi = rows_span(src[2], src[1], sx, sy + r, width, k)
-                accel.copy(self.space, (*dst, dlo, dhi), (*src, slo, shi), dx, dy + r, sx, sy + r, width, k)
+                sahead = rows_span(src[2], src[1], sx, sy + r, width, left)[1]
+                accel.copy(
+                    self.space, (*dst, dlo, dhi, ahead), (*src, slo, shi, sahead), dx, dy + r, sx, sy + r, width, k
+                )
         else:
             self._python_band(dlo, dhi, r, k)
         self._row = r + k

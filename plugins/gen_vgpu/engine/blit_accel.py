@@ -23,7 +23,7 @@ from ..tiles import Tiling
 
 __all__ = ["MAX_PAGES", "BlitAccel", "has_blit_accel"]
 
-_FUNCTIONS = ("dm_frames_resolve", "dm_blit_copy", "dm_blit_fill")
+_FUNCTIONS = ("dm_frames_resolve", "dm_frames_resolve_tables", "dm_blit_copy", "dm_blit_fill")
 # Pages one surface of a band may span: one row of Y tiles at the largest pitch a blit
 # decodes (256 KiB) is 2048 pages; a band asks for at most that much more.
 MAX_PAGES = 4096
@@ -35,12 +35,16 @@ def has_blit_accel(accel: Accel | None) -> bool:
 
 
 class _Surface:
-    """A struct dm_surface and the page array behind it."""
+    """A struct dm_surface and the page array behind it: pages [first, first + count) as the
+    current step resolved them (count 0: none yet)."""
 
     def __init__(self, ffi: Any) -> None:
         self.pages = ffi.new("uint64_t[]", MAX_PAGES)
         self.struct = ffi.new("struct dm_surface *")
         self.struct.pages = self.pages
+        self.space: PpgttSpace | GgttSpace | None = None
+        self.first = 0
+        self.count = 0
 
 
 class BlitAccel:
@@ -57,8 +61,13 @@ class BlitAccel:
         f.present_bit = ops.present_bit
         f.rw_bit = ops.rw_bit
         f.frame_mask = ops.addr_mask
+        self._tables = ffi.new("uint64_t[]", MAX_PAGES // LANES + 2)  # a band's PTs, for _resolve
         self._key: tuple[int, int] | None = None
         self._table: Any = None
+
+    def new_step(self) -> None:
+        """Forget the surfaces' translations: between two steps the shadow tables may change."""
+        self.dst.count = self.src.count = 0
 
     @property
     def table(self) -> Any:
@@ -101,25 +110,28 @@ class BlitAccel:
                 out[i] = 0
             return
         f.need_rw = 1
-        walker, mm = space.walker, space.mm
-        limit = space.limit >> PAGE_SHIFT
-        done = 0
-        while done < n:
-            page = first + done
-            take = min(n - done, LANES - (page & (LANES - 1)))
-            if page >= limit:
-                for i in range(done, n):
-                    out[i] = 0
-                return
-            take = min(take, limit - page)
-            pt = self.dma.page(walker.leaf_table(mm, page << PAGE_SHIFT))
-            if pt is None:
-                for i in range(done, done + take):
-                    out[i] = 0
-            else:
-                base = int(ffi.cast("uintptr_t", ffi.from_buffer(pt)))
-                lib.dm_frames_resolve(f, base + 8 * (page & (LANES - 1)), take, write, out + done)
-            done += take
+        walker = space.walker
+        inside = max(0, min(n, (space.limit >> PAGE_SHIFT) - first))
+        if inside:
+            # The band's shadow PTs found in one walk, their entries resolved in one call. A
+            # live table's page is a bytearray of the store's that never moves: its address is
+            # kept on the table (the compiled shadow PPGTT keeps the same one).
+            by_hfn = walker.ppgtt.store.by_hfn
+            tables = self._tables
+            count = ((first + inside - 1) >> 9) - (first >> 9) + 1
+            for k, hfn in enumerate(walker.leaf_tables(space.mm, first << PAGE_SHIFT, count)):
+                t = by_hfn.get(hfn)
+                if t is not None:
+                    addr = t.haddr
+                    if not addr:
+                        addr = t.haddr = int(ffi.cast("uintptr_t", ffi.from_buffer(t.page)))
+                else:  # a scratch PT (its entries resolve to 0 all the same)
+                    pt = self.dma.page(hfn)
+                    addr = 0 if pt is None else int(ffi.cast("uintptr_t", ffi.from_buffer(pt)))
+                tables[k] = addr
+            lib.dm_frames_resolve_tables(f, tables, first & (LANES - 1), inside, write, out)
+        for i in range(inside, n):
+            out[i] = 0
 
     def ggtt_pages(self, ggtt: Ggtt, first: int, n: int) -> Any:
         """The host addresses of GGTT pages [first, first + n) for reading, 0 where the page
@@ -170,16 +182,22 @@ class BlitAccel:
         tiling: Tiling,
         lo: int,
         hi: int,
+        ahead: int,
         write: bool,
     ) -> Any:
         first = (base + lo) >> PAGE_SHIFT
-        n = ((base + hi + PAGE_SIZE - 1) >> PAGE_SHIFT) - first
-        if n > MAX_PAGES:
-            raise ValueError(f"a band of {n} pages")
-        self._resolve(space, first, n, write, s.pages)
+        end = (base + hi + PAGE_SIZE - 1) >> PAGE_SHIFT
+        if end - first > MAX_PAGES:
+            raise ValueError(f"a band of {end - first} pages")
+        if not (s.count and s.space is space and s.first <= first and end <= s.first + s.count):
+            # Pages the blit's later bands in this step will ask for resolved now too: the walk
+            # and the call are per band, the C per page.
+            n = max(end, min((base + ahead + PAGE_SIZE - 1) >> PAGE_SHIFT, first + MAX_PAGES)) - first
+            self._resolve(space, first, n, write, s.pages)
+            s.space, s.first, s.count = space, first, n
         st = s.struct
-        st.page_gma = first << PAGE_SHIFT
-        st.npages = n
+        st.page_gma = s.first << PAGE_SHIFT
+        st.npages = s.count
         st.base = base
         st.pitch = pitch
         st.tiling = int(tiling)
@@ -188,8 +206,8 @@ class BlitAccel:
     def copy(
         self,
         space: PpgttSpace | GgttSpace,
-        dst: tuple[int, int, Tiling, int, int],
-        src: tuple[int, int, Tiling, int, int],
+        dst: tuple[int, int, Tiling, int, int, int],
+        src: tuple[int, int, Tiling, int, int, int],
         dx: int,
         dy: int,
         sx: int,
@@ -198,16 +216,18 @@ class BlitAccel:
         rows: int,
     ) -> None:
         """Rows [dy, dy + rows) of the copy; dst and src: (address, pitch, tiling, band lo,
-        band hi), the band being the offsets the rows touch."""
+        band hi, end of the blit), the band being the offsets the rows touch and the end the
+        offset where the blit's last row ends (how far the step's translation may reach).
+        Within one step (:meth:`new_step` between steps)."""
         self.load_windows()
-        d = self._surface(self.dst, space, dst[0], dst[1], dst[2], dst[3], dst[4], True)
-        s = self._surface(self.src, space, src[0], src[1], src[2], src[3], src[4], False)
+        d = self._surface(self.dst, space, *dst, True)
+        s = self._surface(self.src, space, *src, False)
         self.lib.dm_blit_copy(d, dx, dy, s, sx, sy, width, rows)
 
     def fill(
         self,
         space: PpgttSpace | GgttSpace,
-        dst: tuple[int, int, Tiling, int, int],
+        dst: tuple[int, int, Tiling, int, int, int],
         dx: int,
         dy: int,
         width: int,
@@ -215,5 +235,5 @@ class BlitAccel:
         color: int,
     ) -> None:
         self.load_windows()
-        d = self._surface(self.dst, space, dst[0], dst[1], dst[2], dst[3], dst[4], True)
+        d = self._surface(self.dst, space, *dst, True)
         self.lib.dm_blit_fill(d, dx, dy, width, rows, color & 0xFFFFFFFF)

@@ -10,6 +10,7 @@ map, for the inspection command.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,8 @@ _LIMIT_L3, _LIMIT_L4 = 1 << ADDRESS_BITS[RootKind.L3], 1 << ADDRESS_BITS[RootKin
 _LEVEL_NAMES = {39: "pml4", 30: "pdp", 21: "pd", 12: "pt"}
 _INDEX_MASK = LANES - 1
 _FRAME_STEP = repeat(1 << PAGE_SHIFT)  # 4 KiB in every lane
+_ABOVE_PD_L4 = _SHIFTS_L4[:2]  # the PML4 and PDP levels
+_ENTRY = struct.Struct("<Q")
 
 
 def _consecutive(chunk: memoryview, n: int) -> bool:
@@ -106,6 +109,33 @@ class ShadowWalker:
                 return self._shadow_pt(mm, gma)[-1][0]
             hfn = (t.entries[(gma >> shift) & _INDEX_MASK] & mask) >> PAGE_SHIFT
         return hfn
+
+    def leaf_tables(self, mm: ShadowMm, gma: int, count: int) -> list[int]:
+        """:meth:`leaf_table` for ``count`` consecutive 2 MiB stretches from ``gma``'s, all
+        inside the address space: the walk to the PD once per 1 GiB, then its entries in a
+        row (a blit band's stretches)."""
+        self._check(mm, gma, (((gma >> 21) + count) << 21) - gma)
+        by_hfn = self.ppgtt.store.by_hfn
+        mask = self.ops.addr_mask
+        above_pd = _ABOVE_PD_L4 if mm.kind is RootKind.L4 else ()
+        out: list[int] = []
+        while len(out) < count:
+            at = gma + (len(out) << 21)
+            hfn = self._root_hfn(mm, at)
+            for shift in above_pd:
+                t = by_hfn.get(hfn)
+                if t is None:
+                    break
+                (e,) = _ENTRY.unpack_from(t.page, ((at >> shift) & _INDEX_MASK) << 3)
+                hfn = (e & mask) >> PAGE_SHIFT
+            pd = by_hfn.get(hfn)
+            if pd is None:  # a scratch directory on the way: the general walk, one stretch
+                out.append(self.leaf_table(mm, at))
+                continue
+            i = (at >> 21) & _INDEX_MASK
+            take = min(count - len(out), LANES - i)
+            out += [(e & mask) >> PAGE_SHIFT for e in struct.unpack_from(f"<{take}Q", pd.page, i << 3)]
+        return out
 
     def leaf_entry(self, mm: ShadowMm, gma: int) -> int:
         """The shadow PTE that maps ``gma`` (its cache bits are what an engine passes on)."""
