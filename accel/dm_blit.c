@@ -1,6 +1,9 @@
 /* The blitter's compiled helpers (see dm_blit.h): what plugins/gen_vgpu/engine/blit.py does
  * with memoryviews, with memcpy and memset over host addresses the caller resolved. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
+#include <math.h>
 #include <string.h>
+#include <time.h>
 #include <wchar.h>
 
 #include "dm_blit.h"
@@ -12,7 +15,9 @@
 void dm_frames_resolve(const struct dm_frames *f, uint64_t entries_addr, uint64_t n, uint32_t write, uint64_t *out)
 {
     const uint64_t *entries = (const uint64_t *)(uintptr_t)entries_addr;
-    uint64_t need = f->present_bit | (write && f->need_rw ? f->rw_bit : 0);
+    /* in locals: out could alias *f as far as the compiler knows, which would reload them
+     * after every store */
+    uint64_t need = f->present_bit | (write && f->need_rw ? f->rw_bit : 0), mask = f->frame_mask;
     /* The window of the last frame looked up, as [lo, hi) and the address of lo's frame (0:
      * the access is not permitted there): consecutive entries mostly share one. */
     uint64_t lo = 1, hi = 0, addr = 0;
@@ -22,7 +27,7 @@ void dm_frames_resolve(const struct dm_frames *f, uint64_t entries_addr, uint64_
             out[i] = 0;
             continue;
         }
-        uint64_t hfn = (e & f->frame_mask) >> PAGE_SHIFT;
+        uint64_t hfn = (e & mask) >> PAGE_SHIFT;
         if (hfn < lo || hfn >= hi) {
             uint32_t a = 0, b = f->nwindows;
             while (a < b) {
@@ -332,4 +337,68 @@ void dm_blit_fill(const struct dm_surface *dst, uint64_t dx, uint64_t dy, uint64
             done += n;
         }
     }
+}
+
+/* Rows from y whose bytes on the surface span about `band` at most, or one row (of tiles) when
+ * a row alone is more: engine/blit.py's _band_rows, which sizes the step's first band. */
+static uint64_t band_rows(const struct dm_surface *s, uint64_t y, uint64_t band)
+{
+    if (s->tiling == DM_TILE_LINEAR) {
+        uint64_t k = band / (s->pitch ? s->pitch : 1);
+        return k ? k : 1;
+    }
+    uint64_t h = s->tiling == DM_TILE_X ? 8 : 32, row = s->pitch * h;
+    uint64_t per = band / (row ? row : 1);
+    return (h - y % h) + ((per ? per : 1) - 1) * h;
+}
+
+/* Whether the graphics addresses rows [y, y + rows) of bytes [x, x + width) touch lie in the
+ * surface's resolved pages (engine/tiling.py's rows_span). */
+static int band_resolved(const struct dm_surface *s, uint64_t x, uint64_t y, uint64_t width, uint64_t rows)
+{
+    uint64_t lo, hi;
+    if (s->tiling == DM_TILE_LINEAR) {
+        lo = s->base + y * s->pitch + x;
+        hi = s->base + (y + rows - 1) * s->pitch + x + width;
+    } else {
+        uint64_t h = s->tiling == DM_TILE_X ? 8 : 32;
+        lo = s->base + (y / h) * s->pitch * h;
+        hi = s->base + ((y + rows - 1) / h + 1) * s->pitch * h;
+    }
+    return lo >= s->page_gma && hi <= s->page_gma + (s->npages << PAGE_SHIFT);
+}
+
+static double seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+uint64_t dm_blit_bands(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const struct dm_surface *src,
+                       uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint32_t color, uint64_t band,
+                       double budget)
+{
+    double start = isinf(budget) ? 0 : seconds();
+    uint64_t done = 0;
+    while (done < rows) {
+        uint64_t k = band_rows(dst, dy + done, band);
+        if (src != NULL) {
+            uint64_t ks = band_rows(src, sy + done, band);
+            k = ks < k ? ks : k;
+        }
+        if (k > rows - done)
+            k = rows - done;
+        if (!band_resolved(dst, dx, dy + done, width, k) ||
+            (src != NULL && !band_resolved(src, sx, sy + done, width, k)))
+            break;
+        if (src != NULL)
+            dm_blit_copy(dst, dx, dy + done, src, sx, sy + done, width, k);
+        else
+            dm_blit_fill(dst, dx, dy + done, width, k, color);
+        done += k;
+        if (!isinf(budget) && seconds() - start >= budget)
+            break;
+    }
+    return done;
 }

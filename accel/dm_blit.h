@@ -65,4 +65,13 @@ void dm_blit_copy(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const 
 void dm_blit_fill(const struct dm_surface *dst, uint64_t dx, uint64_t dy, uint64_t width, uint64_t rows,
                   uint32_t color);
 
+/* A step of a blit: bands of rows from row 0 of at most `band` bytes of each surface (or one
+ * row of tiles; src NULL: a fill with the colour), each band as dm_blit_copy or dm_blit_fill
+ * does it, until `budget` seconds of CLOCK_MONOTONIC have passed after a band, the rows end, or
+ * the next band reaches a page outside either surface's resolved pages. Returns the rows done:
+ * at least the first band's when its pages are there. */
+uint64_t dm_blit_bands(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const struct dm_surface *src,
+                       uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint32_t color, uint64_t band,
+                       double budget);
+
 #endif

@@ -48,10 +48,11 @@ __all__ = ["BAND", "LINE", "BlitJob"]
 LINE = 1 << 16
 BAND = 1 << 18
 # The compiled path's band, in bytes moved (a fill writes its bytes once, a copy reads and
-# writes them): 8 MiB is 0.33 ms of C with the surfaces out of the caches (libc's 64 MiB fill
-# and copy measured 25 GB/s moved on this machine kind), 0.1 ms in them, inside the 2 ms a step
-# may take. The Python around a band is 5-10 µs: an 8 MiB fill is one band, a copy two.
-ACCEL_BAND = 1 << 23
+# writes them; C checks the clock after each): 2 MiB is 25-80 µs of C in the caches and out
+# of them, and 1.5-1.9 ms when every page is touched for the first time (the kernel's fault
+# and zeroing, about 3 µs a page), inside the 2 ms a step may take; 8 MiB bands measured
+# 6.2 ms then.
+ACCEL_BAND = 1 << 21
 _BPP = 4
 _ZEROS = memoryview(bytes(LINE))
 
@@ -159,44 +160,33 @@ class BlitJob:
         """Bands until the deadline or the end; True while rows remain."""
         if self._width == 0:
             self._row = self._rows
-        if self._accel is not None:
-            self._accel.new_step()
+        accel = self._accel
+        if accel is not None:
+            accel.new_step()
         while self._row < self._rows:
-            self._one_band()
+            r = self._row
+            left = self._rows - r
+            dx, dy = self._dst_xy
+            sx, sy = self._src_xy
+            dst, src = self._dst, self._src
+            surfaces = [(dst, dy + r)] if src is None else [(dst, dy + r), (src, sy + r)]
+            if accel is None:
+                k = _band_rows(surfaces, left, BAND)
+                dlo, dhi = rows_span(dst[2], dst[1], dx, dy + r, self._width, k)
+                self._python_band(dlo, dhi, r, k)
+            else:
+                assert isinstance(self.space, (PpgttSpace, GgttSpace))
+                band = ACCEL_BAND // len(surfaces)
+                k = _band_rows(surfaces, left, band)
+                budget = deadline - clock()
+                width, color = self._width, self._color
+                k = accel.bands(self.space, dst, src, dx, dy + r, sx, sy + r, width, k, left, color, band, budget)
+                if k <= 0:  # C sizes the first band as _band_rows did: its pages are resolved
+                    raise RuntimeError("the compiled blitter did no band")
+            self._row = r + k
             if clock() >= deadline:
                 break
         return self._row < self._rows
-
-    def _one_band(self) -> None:
-        dx, dy = self._dst_xy
-        sx, sy = self._src_xy
-        r = self._row
-        left = self._rows - r
-        surfaces = [(self._dst, dy + r)]
-        src = self._src
-        if src is not None:
-            surfaces.append((src, sy + r))
-        accel = self._accel
-        k = _band_rows(surfaces, left, BAND if accel is None else ACCEL_BAND // len(surfaces))
-        width = self._width
-        dst = self._dst
-        dlo, dhi = rows_span(dst[2], dst[1], dx, dy + r, width, k)
-        if accel is not None:
-            assert isinstance(self.space, (PpgttSpace, GgttSpace))
-            # With each band, where the rest of the blit ends on each surface: how far a
-            # translation made now may reach ahead for the step's later bands.
-            ahead = rows_span(dst[2], dst[1], dx, dy + r, width, left)[1]
-            if src is None:
-                accel.fill(self.space, (*dst, dlo, dhi, ahead), dx, dy + r, width, k, self._color)
-            else:
-                slo, shi = rows_span(src[2], src[1], sx, sy + r, width, k)
-                sahead = rows_span(src[2], src[1], sx, sy + r, width, left)[1]
-                accel.copy(
-                    self.space, (*dst, dlo, dhi, ahead), (*src, slo, shi, sahead), dx, dy + r, sx, sy + r, width, k
-                )
-        else:
-            self._python_band(dlo, dhi, r, k)
-        self._row = r + k
 
     def _python_band(self, dlo: int, dhi: int, r: int, k: int) -> None:
         dst_addr, dst_pitch, dst_tiling = self._dst
