@@ -379,7 +379,8 @@ uint64_t dm_blit_bands(const struct dm_surface *dst, uint64_t dx, uint64_t dy, c
                        uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint32_t color, uint64_t band,
                        double budget)
 {
-    double start = isinf(budget) ? 0 : seconds();
+    int unbounded = isinf(budget) && budget > 0;
+    double start = unbounded ? 0 : seconds();
     uint64_t done = 0;
     while (done < rows) {
         uint64_t k = band_rows(dst, dy + done, band);
@@ -397,7 +398,7 @@ uint64_t dm_blit_bands(const struct dm_surface *dst, uint64_t dx, uint64_t dy, c
         else
             dm_blit_fill(dst, dx, dy + done, width, k, color);
         done += k;
-        if (!isinf(budget) && seconds() - start >= budget)
+        if (!unbounded && seconds() - start >= budget)
             break;
     }
     return done;
