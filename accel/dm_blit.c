@@ -185,6 +185,18 @@ static int copy_tiles(const struct dm_surface *dst, uint64_t dx, uint64_t dy, co
             } else {
                 /* Y: a tile row is 8 OWords 512 bytes apart; its 128 source bytes are one
                  * lookup when they lie in one page (else one per OWord) */
+                if (tx + w < width) {
+                    /* the next tile's 32 source rows asked for ahead, to arrive together: at
+                     * a pitch of 4 KiB they share their L1 sets and come from L2 one by one
+                     * (8 MiB linear -> Y: 586 -> 465 us, 0.42 -> 0.52x a linear copy) */
+                    for (uint64_t r = 0; r < 32; r++) {
+                        uint8_t *p = byte_at(src, sx + tx + w, sy + ty + r);
+                        if (p != NULL) {
+                            __builtin_prefetch(p);
+                            __builtin_prefetch(p + 64);
+                        }
+                    }
+                }
                 for (uint64_t r = 0; r < 32; r++) {
                     uint64_t seg;
                     uint64_t g = locate(src, sx + tx, sy + ty + r, &seg);

@@ -48,11 +48,11 @@ __all__ = ["BAND", "LINE", "BlitJob"]
 LINE = 1 << 16
 BAND = 1 << 18
 # The compiled path's band, in bytes moved (a fill writes its bytes once, a copy reads and
-# writes them; C checks the clock after each): 2 MiB is 25-80 µs of C in the caches and out
-# of them, and 1.5-1.9 ms when every page is touched for the first time (the kernel's fault
-# and zeroing, about 3 µs a page), inside the 2 ms a step may take; 8 MiB bands measured
-# 6.2 ms then.
-ACCEL_BAND = 1 << 21
+# writes them; C checks the clock after each): 1 MiB is 10-40 µs of C with the surfaces in
+# the caches or out of them, and 0.9-1.0 ms of CPU when every page is touched for the first
+# time (the kernel's fault and zeroing, about 3 µs a page), inside the 2 ms a step may take;
+# bands of 2 MiB measured 1.6-2.0 ms then on the loaded machine, 8 MiB 6.2 ms.
+ACCEL_BAND = 1 << 20
 _BPP = 4
 _ZEROS = memoryview(bytes(LINE))
 
