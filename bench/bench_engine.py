@@ -12,11 +12,12 @@ to a plain memory copy of the same bytes.
   render state as a GGTT batch, breadcrumbs) run on the device to idle, next to the same
   request with an empty batch.
 - **Blits**: XY_COLOR_BLT and XY_SRC_COPY_BLT of a surface whose pages are in reverse order in
-  guest memory (one run per 4 KiB page) and in order (one run), both shown,
-  next to a memoryview fill/copy of the same number of bytes (best of the runs for each), with
-  the compiled accelerator and on Python alone; and copies between X- and Y-tiled surfaces
-  next to the linear copy. Targets (issue 20): a fill and a copy >= 0.9x memory with the pages
-  in order, >= 0.5x with every page its own run; a tiled copy >= 0.5x the linear one.
+  guest memory (one run per 4 KiB page) and in order (one run), both shown, next to libc's
+  memset/memcpy of the same guest pages (CPU time, best of the runs for each, interleaved),
+  with the compiled accelerator and on Python alone; copies between X- and Y-tiled surfaces
+  next to the linear copy; the longest loop step of the workloads. Targets (issue 20): a fill
+  and a copy >= 0.9x memory with the pages in order, >= 0.5x with every page its own run; a
+  tiled copy >= 0.5x the linear one; a step <= 2 ms of CPU.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """XY_COLOR_BLT and XY_SRC_COPY_BLT on 32 bpp surfaces, linear, X- or Y-tiled.
 
-With the compiled accelerator (``blit_accel``), every blit goes to C a band of rows at a time
-(``ACCEL_BAND`` bytes moved: that much of the destination for a fill, half of it of each
-surface for a copy, or one row of tiles): its rows copied or filled in the largest pieces both
-layouts keep contiguous, through the surfaces' graphics pages resolved to host pages. A step
-resolves each surface once, up to ``MAX_PAGES`` pages ahead, and its later bands use that
-translation (nothing changes the shadow tables or the DMA windows inside a step); the next
-step resolves again. The deadline is checked after every band.
+With the compiled accelerator (``blit_accel``), a step of a blit is one call into C: the
+surfaces' graphics pages resolved to host pages, once a step, up to ``MAX_PAGES`` ahead (one
+walk of the shadow tables to the PTs, one call for their entries), then bands of rows of
+``ACCEL_BAND`` bytes moved (that much of the destination for a fill, half of it of each surface
+for a copy, or one row of tiles), each copied or filled in the largest pieces both layouts
+keep contiguous, C looking at the clock after every band. The translation holds for the step
+alone (nothing changes the shadow tables or the DMA windows inside a step): the next step
+resolves again, and so does the step whose bands reach past the pages resolved.
 
 On Python alone, linear blits go as follows, and tiled ones by bands too, one slice
 assignment per piece (a tile's row of 512 bytes for X, an OWord for Y: correct, not fast).

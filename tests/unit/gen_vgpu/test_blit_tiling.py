@@ -368,3 +368,36 @@ def test_compiled_bands_steps_and_translations_match_python(seed: int, monkeypat
         finally:
             rig.close()
     assert images[0] == images[1] == images[2]
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled accelerator is not installed")
+@pytest.mark.parametrize("levels", [3, 4])
+def test_compiled_blits_across_a_gib_match_python(levels: int) -> None:
+    """Surfaces of 2 MiB across the 1 GiB boundaries (another PD, and for 3 levels another
+    root), pages reversed on one side: the band's walk to the PTs goes PD by PD."""
+    images = []
+    for compiled in (False, True):
+        rig = Rig()
+        try:
+            accel = accel_module.load(True) if compiled else None
+            blit_accel = None if accel is None else BlitAccel(accel, rig.dev.dma, rig.dev.info.pte_ops)
+            tree = Tree(rig.guest, levels)
+            src_gva, dst_gva = (1 << 30) - (1 << 20), (2 << 30) - (1 << 20)
+            a = tree.buffer(src_gva, 2 << 20)
+            b = tree.buffer(dst_gva, 2 << 20, shuffle=False)
+            rnd = random.Random(levels)
+            for p in a:
+                rig.mem.write(p, rnd.randbytes(PAGE))
+            kind = RootKind.L4 if levels == 4 else RootKind.L3
+            mm, resync = rig.dev.ppgtt.pin(kind, (tree.roots[0],) if levels == 4 else tuple(tree.roots[:4]))
+            resync.run()
+            space = PpgttSpace(rig.dev.runner.walker, mm)
+            before = raw(rig, a)
+            BlitJob(space, SrcCopyBlt(dst_gva, 4096, 0, 0, 1024, 512, src_gva, 4096, 0, 0, 0xCC), blit_accel).run()
+            assert raw(rig, b) == before
+            BlitJob(space, ColorBlt(src_gva + 200 * PAGE, 4096, 3, 0, 700, 100, 0x12345678, 0xF0), blit_accel).run()
+            rig.dev.ppgtt.unpin(mm)
+            images.append(raw(rig, a) + raw(rig, b))
+        finally:
+            rig.close()
+    assert images[0] == images[1]
