@@ -1,6 +1,9 @@
 /* The blitter's compiled helpers (see dm_blit.h): what plugins/gen_vgpu/engine/blit.py does
  * with memoryviews, with memcpy and memset over host addresses the caller resolved. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime under -std=c11 */
+#include <math.h>
 #include <string.h>
+#include <time.h>
 #include <wchar.h>
 
 #include "dm_blit.h"
@@ -12,29 +15,53 @@
 void dm_frames_resolve(const struct dm_frames *f, uint64_t entries_addr, uint64_t n, uint32_t write, uint64_t *out)
 {
     const uint64_t *entries = (const uint64_t *)(uintptr_t)entries_addr;
-    const struct dm_frame_window *w = NULL;
+    /* in locals: out could alias *f as far as the compiler knows, which would reload them
+     * after every store */
+    uint64_t need = f->present_bit | (write && f->need_rw ? f->rw_bit : 0), mask = f->frame_mask;
+    /* The window of the last frame looked up, as [lo, hi) and the address of lo's frame (0:
+     * the access is not permitted there): consecutive entries mostly share one. */
+    uint64_t lo = 1, hi = 0, addr = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t e = entries[i];
-        out[i] = 0;
-        if (!(e & f->present_bit) || (write && f->need_rw && !(e & f->rw_bit)))
+        if ((e & need) != need) {
+            out[i] = 0;
             continue;
-        uint64_t hfn = (e & f->frame_mask) >> PAGE_SHIFT;
-        if (w == NULL || hfn < w->hfn_base || hfn >= w->hfn_end) {
-            uint32_t lo = 0, hi = f->nwindows;
-            while (lo < hi) {
-                uint32_t mid = lo + (hi - lo) / 2;
-                if (f->windows[mid].hfn_end <= hfn)
-                    lo = mid + 1;
-                else
-                    hi = mid;
-            }
-            w = lo < f->nwindows && f->windows[lo].hfn_base <= hfn ? &f->windows[lo] : NULL;
-            if (w == NULL)
-                continue;
         }
-        if (!w->addr || !(write ? w->writable : w->readable))
-            continue;
-        out[i] = w->addr + ((hfn - w->hfn_base) << PAGE_SHIFT);
+        uint64_t hfn = (e & mask) >> PAGE_SHIFT;
+        if (hfn < lo || hfn >= hi) {
+            uint32_t a = 0, b = f->nwindows;
+            while (a < b) {
+                uint32_t mid = a + (b - a) / 2;
+                if (f->windows[mid].hfn_end <= hfn)
+                    a = mid + 1;
+                else
+                    b = mid;
+            }
+            const struct dm_frame_window *w = a < f->nwindows && f->windows[a].hfn_base <= hfn ? &f->windows[a] : NULL;
+            if (w == NULL) {
+                lo = hfn, hi = hfn + 1, addr = 0; /* in no window */
+            } else {
+                lo = w->hfn_base, hi = w->hfn_end;
+                addr = w->addr && (write ? w->writable : w->readable) ? w->addr : 0;
+            }
+        }
+        out[i] = addr ? addr + ((hfn - lo) << PAGE_SHIFT) : 0;
+    }
+}
+
+void dm_frames_resolve_tables(const struct dm_frames *f, const uint64_t *tables, uint64_t first, uint64_t n,
+                              uint32_t write, uint64_t *out)
+{
+    for (uint64_t k = 0, done = 0; done < n; k++) {
+        uint64_t take = 512 - first;
+        if (take > n - done)
+            take = n - done;
+        if (tables[k])
+            dm_frames_resolve(f, tables[k] + 8 * first, take, write, out + done);
+        else
+            memset(out + done, 0, take * sizeof(*out));
+        done += take;
+        first = 0;
     }
 }
 
@@ -98,6 +125,25 @@ static uint8_t *byte_at(const struct dm_surface *s, uint64_t x, uint64_t y)
     return page == NULL ? NULL : page + in_tile(s->tiling, x, y, g, &run);
 }
 
+/* A linear surface from gma: the host address of that byte (*host) and how many of the n
+ * bytes from there lie in host pages that follow one another; 0 when gma's page is outside the
+ * band or scratch. One compare per page of the resolved array. */
+static uint64_t host_run(const struct dm_surface *s, uint64_t gma, uint64_t n, uint8_t **host)
+{
+    if (gma < s->page_gma)
+        return 0;
+    uint64_t p = (gma - s->page_gma) >> PAGE_SHIFT;
+    if (p >= s->npages || !s->pages[p])
+        return 0;
+    uint64_t run = PAGE_SIZE - (gma & PAGE_MASK);
+    *host = (uint8_t *)(uintptr_t)s->pages[p] + (gma & PAGE_MASK);
+    while (run < n && p + 1 < s->npages && s->pages[p + 1] == s->pages[p] + PAGE_SIZE) {
+        p++;
+        run += PAGE_SIZE;
+    }
+    return run < n ? run : n;
+}
+
 static inline void put(uint8_t *d, const uint8_t *s, uint64_t n)
 {
     if (d == NULL)
@@ -139,6 +185,18 @@ static int copy_tiles(const struct dm_surface *dst, uint64_t dx, uint64_t dy, co
             } else {
                 /* Y: a tile row is 8 OWords 512 bytes apart; its 128 source bytes are one
                  * lookup when they lie in one page (else one per OWord) */
+                if (tx + w < width) {
+                    /* the next tile's 32 source rows asked for ahead, to arrive together: at
+                     * a pitch of 4 KiB they share their L1 sets and come from L2 one by one
+                     * (8 MiB linear -> Y: 586 -> 465 us, 0.42 -> 0.52x a linear copy) */
+                    for (uint64_t r = 0; r < 32; r++) {
+                        uint8_t *p = byte_at(src, sx + tx + w, sy + ty + r);
+                        if (p != NULL) {
+                            __builtin_prefetch(p);
+                            __builtin_prefetch(p + 64);
+                        }
+                    }
+                }
                 for (uint64_t r = 0; r < 32; r++) {
                     uint64_t seg;
                     uint64_t g = locate(src, sx + tx, sy + ty + r, &seg);
@@ -182,19 +240,12 @@ void dm_blit_copy(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const 
             if (n > sseg) n = sseg;
             uint8_t *d = host_page(dst, dg), *s = host_page(src, sg);
             if (both_linear && d != NULL && s != NULL) {
-                /* linear on both sides: one copy for as long as the next pages follow in the host too */
-                uint8_t *dp = d + (dg & PAGE_MASK), *sp = s + (sg & PAGE_MASK);
-                while (done + n < width) {
-                    uint64_t dseg2, sseg2, m = width - done - n;
-                    uint64_t dg2 = locate(dst, dx + done + n, yd, &dseg2);
-                    uint64_t sg2 = locate(src, sx + done + n, ys, &sseg2);
-                    uint8_t *d2 = host_page(dst, dg2), *s2 = host_page(src, sg2);
-                    if (d2 == NULL || s2 == NULL || d2 + (dg2 & PAGE_MASK) != dp + n || s2 + (sg2 & PAGE_MASK) != sp + n)
-                        break;
-                    if (m > dseg2) m = dseg2;
-                    if (m > sseg2) m = sseg2;
-                    n += m;
-                }
+                /* linear on both sides: one copy for as long as the pages follow in the host on
+                 * both (a page missing on either side is a piece of its own, below) */
+                uint8_t *dp = NULL, *sp = NULL;
+                uint64_t dn = host_run(dst, dg, width - done, &dp);
+                uint64_t sn = host_run(src, sg, width - done, &sp);
+                n = dn < sn ? dn : sn;
                 memmove(dp, sp, n);
                 done += n;
                 continue;
@@ -272,16 +323,9 @@ void dm_blit_fill(const struct dm_surface *dst, uint64_t dx, uint64_t dy, uint64
             if (n > dseg) n = dseg;
             uint8_t *d = host_page(dst, dg);
             if (linear && d != NULL) {
-                /* one fill for as long as the next pages follow in the host too */
-                uint8_t *dp = d + (dg & PAGE_MASK);
-                while (done + n < width) {
-                    uint64_t seg2, m = width - done - n;
-                    uint64_t g2 = locate(dst, dx + done + n, y, &seg2);
-                    uint8_t *d2 = host_page(dst, g2);
-                    if (d2 == NULL || d2 + (g2 & PAGE_MASK) != dp + n)
-                        break;
-                    n += m < seg2 ? m : seg2;
-                }
+                /* one fill for as long as the pages follow in the host */
+                uint8_t *dp = NULL;
+                n = host_run(dst, dg, width - done, &dp);
                 if (bytewise)
                     memset(dp, (int)(color & 0xFF), n);
                 else
@@ -305,4 +349,69 @@ void dm_blit_fill(const struct dm_surface *dst, uint64_t dx, uint64_t dy, uint64
             done += n;
         }
     }
+}
+
+/* Rows from y whose bytes on the surface span about `band` at most, or one row (of tiles) when
+ * a row alone is more: engine/blit.py's _band_rows, which sizes the step's first band. */
+static uint64_t band_rows(const struct dm_surface *s, uint64_t y, uint64_t band)
+{
+    if (s->tiling == DM_TILE_LINEAR) {
+        uint64_t k = band / (s->pitch ? s->pitch : 1);
+        return k ? k : 1;
+    }
+    uint64_t h = s->tiling == DM_TILE_X ? 8 : 32, row = s->pitch * h;
+    uint64_t per = band / (row ? row : 1);
+    return (h - y % h) + ((per ? per : 1) - 1) * h;
+}
+
+/* Whether the graphics addresses rows [y, y + rows) of bytes [x, x + width) touch lie in the
+ * surface's resolved pages (engine/tiling.py's rows_span). */
+static int band_resolved(const struct dm_surface *s, uint64_t x, uint64_t y, uint64_t width, uint64_t rows)
+{
+    uint64_t lo, hi;
+    if (s->tiling == DM_TILE_LINEAR) {
+        lo = s->base + y * s->pitch + x;
+        hi = s->base + (y + rows - 1) * s->pitch + x + width;
+    } else {
+        uint64_t h = s->tiling == DM_TILE_X ? 8 : 32;
+        lo = s->base + (y / h) * s->pitch * h;
+        hi = s->base + ((y + rows - 1) / h + 1) * s->pitch * h;
+    }
+    return lo >= s->page_gma && hi <= s->page_gma + (s->npages << PAGE_SHIFT);
+}
+
+static double seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+uint64_t dm_blit_bands(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const struct dm_surface *src,
+                       uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint32_t color, uint64_t band,
+                       double budget)
+{
+    int unbounded = isinf(budget) && budget > 0;
+    double start = unbounded ? 0 : seconds();
+    uint64_t done = 0;
+    while (done < rows) {
+        uint64_t k = band_rows(dst, dy + done, band);
+        if (src != NULL) {
+            uint64_t ks = band_rows(src, sy + done, band);
+            k = ks < k ? ks : k;
+        }
+        if (k > rows - done)
+            k = rows - done;
+        if (!band_resolved(dst, dx, dy + done, width, k) ||
+            (src != NULL && !band_resolved(src, sx, sy + done, width, k)))
+            break;
+        if (src != NULL)
+            dm_blit_copy(dst, dx, dy + done, src, sx, sy + done, width, k);
+        else
+            dm_blit_fill(dst, dx, dy + done, width, k, color);
+        done += k;
+        if (!unbounded && seconds() - start >= budget)
+            break;
+    }
+    return done;
 }

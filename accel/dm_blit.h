@@ -32,6 +32,12 @@ struct dm_frames {
  * give zeros, writes are dropped). */
 void dm_frames_resolve(const struct dm_frames *f, uint64_t entries, uint64_t n, uint32_t write, uint64_t *out);
 
+/* dm_frames_resolve across consecutive page tables of 512 entries, in one call for a band:
+ * out[0:n] for the pages from entry `first` (0-511) of tables[0] on, tables[k] the address of
+ * the k-th table's entries, 0 for a table whose pages all resolve to 0. */
+void dm_frames_resolve_tables(const struct dm_frames *f, const uint64_t *tables, uint64_t first, uint64_t n,
+                              uint32_t write, uint64_t *out);
+
 #define DM_TILE_LINEAR 0
 #define DM_TILE_X 1  /* 4 KiB tiles of 8 rows of 512 bytes */
 #define DM_TILE_Y 2  /* 4 KiB tiles of 32 rows of 128 bytes, in 16-byte columns top to bottom */
@@ -58,5 +64,14 @@ void dm_blit_copy(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const 
  * row is byte j % 4 of the colour (width and dx are multiples of 4 in every blit decoded). */
 void dm_blit_fill(const struct dm_surface *dst, uint64_t dx, uint64_t dy, uint64_t width, uint64_t rows,
                   uint32_t color);
+
+/* A step of a blit: bands of rows from row 0 of at most `band` bytes of each surface (or one
+ * row of tiles; src NULL: a fill with the colour), each band as dm_blit_copy or dm_blit_fill
+ * does it, until `budget` seconds of CLOCK_MONOTONIC have passed after a band, the rows end, or
+ * the next band reaches a page outside either surface's resolved pages. Returns the rows done:
+ * at least the first band's when its pages are there. */
+uint64_t dm_blit_bands(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const struct dm_surface *src,
+                       uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint32_t color, uint64_t band,
+                       double budget);
 
 #endif

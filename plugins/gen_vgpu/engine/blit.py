@@ -1,9 +1,13 @@
 """XY_COLOR_BLT and XY_SRC_COPY_BLT on 32 bpp surfaces, linear, X- or Y-tiled.
 
-With the compiled accelerator (``blit_accel``), every blit goes to C a band of rows at a time
-(at most ``BAND`` bytes of either surface, or one row of tiles): the band's graphics pages
-resolved to host pages, then its rows copied or filled in the largest pieces both layouts keep
-contiguous. The deadline is checked after every band.
+With the compiled accelerator (``blit_accel``), a step of a blit is one call into C: the
+surfaces' graphics pages resolved to host pages, once a step, up to ``MAX_PAGES`` ahead (one
+walk of the shadow tables to the PTs, one call for their entries), then bands of rows of
+``ACCEL_BAND`` bytes moved (that much of the destination for a fill, half of it of each surface
+for a copy, or one row of tiles), each copied or filled in the largest pieces both layouts
+keep contiguous, C looking at the clock after every band. The translation holds for the step
+alone (nothing changes the shadow tables or the DMA windows inside a step): the next step
+resolves again, and so does the step whose bands reach past the pages resolved.
 
 On Python alone, linear blits go as follows, and tiled ones by bands too, one slice
 assignment per piece (a tile's row of 512 bytes for X, an OWord for Y: correct, not fast).
@@ -44,10 +48,12 @@ __all__ = ["BAND", "LINE", "BlitJob"]
 # near the 0.25 ms step).
 LINE = 1 << 16
 BAND = 1 << 18
-# The compiled path's band: C copies 4 MiB in 0.1-0.2 ms; the Python work around a band
-# (resolving its pages, a walk of the shadow tables per 2 MiB) costs 5-10 µs per surface, so
-# 2 MiB bands kept an 8 MiB copy at 0.71x memcpy and 4 MiB ones measured 0.8x.
-ACCEL_BAND = 1 << 22
+# The compiled path's band, in bytes moved (a fill writes its bytes once, a copy reads and
+# writes them; C checks the clock after each): 1 MiB is 10-40 µs of C with the surfaces in
+# the caches or out of them, and 0.9-1.0 ms of CPU when every page is touched for the first
+# time (the kernel's fault and zeroing, about 3 µs a page), inside the 2 ms a step may take;
+# bands of 2 MiB measured 1.6-2.0 ms then on the loaded machine, 8 MiB 6.2 ms.
+ACCEL_BAND = 1 << 20
 _BPP = 4
 _ZEROS = memoryview(bytes(LINE))
 
@@ -155,35 +161,33 @@ class BlitJob:
         """Bands until the deadline or the end; True while rows remain."""
         if self._width == 0:
             self._row = self._rows
+        accel = self._accel
+        if accel is not None:
+            accel.new_step()
         while self._row < self._rows:
-            self._one_band()
+            r = self._row
+            left = self._rows - r
+            dx, dy = self._dst_xy
+            sx, sy = self._src_xy
+            dst, src = self._dst, self._src
+            surfaces = [(dst, dy + r)] if src is None else [(dst, dy + r), (src, sy + r)]
+            if accel is None:
+                k = _band_rows(surfaces, left, BAND)
+                dlo, dhi = rows_span(dst[2], dst[1], dx, dy + r, self._width, k)
+                self._python_band(dlo, dhi, r, k)
+            else:
+                assert isinstance(self.space, (PpgttSpace, GgttSpace))
+                band = ACCEL_BAND // len(surfaces)
+                k = _band_rows(surfaces, left, band)
+                budget = deadline - clock()
+                width, color = self._width, self._color
+                k = accel.bands(self.space, dst, src, dx, dy + r, sx, sy + r, width, k, left, color, band, budget)
+                if k <= 0:  # C sizes the first band as _band_rows did: its pages are resolved
+                    raise RuntimeError("the compiled blitter did no band")
+            self._row = r + k
             if clock() >= deadline:
                 break
         return self._row < self._rows
-
-    def _one_band(self) -> None:
-        dx, dy = self._dst_xy
-        sx, sy = self._src_xy
-        r = self._row
-        surfaces = [(self._dst, dy + r)]
-        if self._src is not None:
-            surfaces.append((self._src, sy + r))
-        k = _band_rows(surfaces, self._rows - r, BAND if self._accel is None else ACCEL_BAND)
-        width = self._width
-        dst = self._dst
-        dlo, dhi = rows_span(dst[2], dst[1], dx, dy + r, width, k)
-        accel = self._accel
-        if accel is not None:
-            assert isinstance(self.space, (PpgttSpace, GgttSpace))
-            if self._src is None:
-                accel.fill(self.space, (*dst, dlo, dhi), dx, dy + r, width, k, self._color)
-            else:
-                src = self._src
-                slo, shi = rows_span(src[2], src[1], sx, sy + r, width, k)
-                accel.copy(self.space, (*dst, dlo, dhi), (*src, slo, shi), dx, dy + r, sx, sy + r, width, k)
-        else:
-            self._python_band(dlo, dhi, r, k)
-        self._row = r + k
 
     def _python_band(self, dlo: int, dhi: int, r: int, k: int) -> None:
         dst_addr, dst_pitch, dst_tiling = self._dst

@@ -10,6 +10,7 @@ tile's row of an X-tiled one, an OWord of a Y-tiled one).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from devmodel.accel import Accel
@@ -18,12 +19,14 @@ from devmodel.device.dma import PAGE_SHIFT, PAGE_SIZE, PROT_READ, PROT_WRITE, Dm
 from ..gtt.ggtt import Ggtt
 from ..gtt.lanes import LANES
 from ..gtt.ops import PteOps
+from ..gtt.shadow import ShadowTable
 from ..gtt.space import GgttSpace, PpgttSpace
 from ..tiles import Tiling
+from .tiling import rows_span
 
 __all__ = ["MAX_PAGES", "BlitAccel", "has_blit_accel"]
 
-_FUNCTIONS = ("dm_frames_resolve", "dm_blit_copy", "dm_blit_fill")
+_FUNCTIONS = ("dm_frames_resolve", "dm_frames_resolve_tables", "dm_blit_copy", "dm_blit_fill", "dm_blit_bands")
 # Pages one surface of a band may span: one row of Y tiles at the largest pitch a blit
 # decodes (256 KiB) is 2048 pages; a band asks for at most that much more.
 MAX_PAGES = 4096
@@ -35,12 +38,16 @@ def has_blit_accel(accel: Accel | None) -> bool:
 
 
 class _Surface:
-    """A struct dm_surface and the page array behind it."""
+    """A struct dm_surface and the page array behind it: pages [first, first + count) as the
+    current step resolved them (count 0: none yet)."""
 
     def __init__(self, ffi: Any) -> None:
         self.pages = ffi.new("uint64_t[]", MAX_PAGES)
         self.struct = ffi.new("struct dm_surface *")
         self.struct.pages = self.pages
+        self.space: PpgttSpace | GgttSpace | None = None
+        self.first = 0
+        self.count = 0
 
 
 class BlitAccel:
@@ -57,8 +64,13 @@ class BlitAccel:
         f.present_bit = ops.present_bit
         f.rw_bit = ops.rw_bit
         f.frame_mask = ops.addr_mask
+        self._tables = ffi.new("uint64_t[]", MAX_PAGES // LANES + 2)  # a band's PTs, for _resolve
         self._key: tuple[int, int] | None = None
         self._table: Any = None
+
+    def new_step(self) -> None:
+        """Forget the surfaces' translations: between two steps the shadow tables may change."""
+        self.dst.count = self.src.count = 0
 
     @property
     def table(self) -> Any:
@@ -101,25 +113,32 @@ class BlitAccel:
                 out[i] = 0
             return
         f.need_rw = 1
-        walker, mm = space.walker, space.mm
-        limit = space.limit >> PAGE_SHIFT
-        done = 0
-        while done < n:
-            page = first + done
-            take = min(n - done, LANES - (page & (LANES - 1)))
-            if page >= limit:
-                for i in range(done, n):
-                    out[i] = 0
-                return
-            take = min(take, limit - page)
-            pt = self.dma.page(walker.leaf_table(mm, page << PAGE_SHIFT))
-            if pt is None:
-                for i in range(done, done + take):
-                    out[i] = 0
-            else:
-                base = int(ffi.cast("uintptr_t", ffi.from_buffer(pt)))
-                lib.dm_frames_resolve(f, base + 8 * (page & (LANES - 1)), take, write, out + done)
-            done += take
+        walker = space.walker
+        inside = max(0, min(n, (space.limit >> PAGE_SHIFT) - first))
+        if inside:
+            # The band's shadow PTs found in one walk, their entries resolved in one call.
+            get = walker.ppgtt.store.by_hfn.get
+            count = ((first + inside - 1) >> 9) - (first >> 9) + 1
+            addrs = [
+                t.haddr if (t := get(hfn)) is not None and t.haddr else self._table_address(hfn, get)
+                for hfn in walker.leaf_tables(space.mm, first << PAGE_SHIFT, count)
+            ]
+            self._tables[0:count] = addrs
+            lib.dm_frames_resolve_tables(f, self._tables, first & (LANES - 1), inside, write, out)
+        for i in range(inside, n):
+            out[i] = 0
+
+    def _table_address(self, hfn: int, tables: Callable[[int], ShadowTable | None]) -> int:
+        """Where the shadow table in frame hfn is, 0 if no page: a live table's page is a
+        bytearray of the store's that never moves, so its address is kept on the table (the
+        compiled shadow PPGTT keeps the same one); a scratch PT's entries resolve to 0 anyway."""
+        ffi = self.ffi
+        t = tables(hfn)
+        if t is not None:
+            t.haddr = int(ffi.cast("uintptr_t", ffi.from_buffer(t.page)))
+            return t.haddr
+        pt = self.dma.page(hfn)
+        return 0 if pt is None else int(ffi.cast("uintptr_t", ffi.from_buffer(pt)))
 
     def ggtt_pages(self, ggtt: Ggtt, first: int, n: int) -> Any:
         """The host addresses of GGTT pages [first, first + n) for reading, 0 where the page
@@ -160,60 +179,65 @@ class BlitAccel:
             self.lib.dm_blit_copy(d, dx, dy, s, sx, sy, width, rows)
         finally:
             s.pages, d.pages = self.src.pages, self.dst.pages
+            self.new_step()  # the structs described other surfaces meanwhile
 
     def _surface(
         self,
         s: _Surface,
         space: PpgttSpace | GgttSpace,
-        base: int,
-        pitch: int,
-        tiling: Tiling,
-        lo: int,
-        hi: int,
+        surface: tuple[int, int, Tiling],
+        x: int,
+        y: int,
+        width: int,
+        rows: int,
+        left: int,
         write: bool,
     ) -> Any:
+        """The struct for rows [y, y + rows) of a surface (address, pitch, tiling) from byte x,
+        whose pages the step resolved already or are resolved now, with those of the blit's
+        ``left`` rows from y (as many as MAX_PAGES allows) for the step's later bands."""
+        base, pitch, tiling = surface
+        lo, hi = rows_span(tiling, pitch, x, y, width, rows)
         first = (base + lo) >> PAGE_SHIFT
-        n = ((base + hi + PAGE_SIZE - 1) >> PAGE_SHIFT) - first
-        if n > MAX_PAGES:
-            raise ValueError(f"a band of {n} pages")
-        self._resolve(space, first, n, write, s.pages)
+        end = (base + hi + PAGE_SIZE - 1) >> PAGE_SHIFT
+        if end - first > MAX_PAGES:
+            raise ValueError(f"a band of {end - first} pages")
         st = s.struct
-        st.page_gma = first << PAGE_SHIFT
-        st.npages = n
-        st.base = base
-        st.pitch = pitch
-        st.tiling = int(tiling)
+        if not (s.count and s.space is space and s.first <= first and end <= s.first + s.count):
+            ahead = (base + rows_span(tiling, pitch, x, y, width, left)[1] + PAGE_SIZE - 1) >> PAGE_SHIFT
+            n = max(end, min(ahead, first + MAX_PAGES)) - first
+            self._resolve(space, first, n, write, s.pages)
+            s.space, s.first, s.count = space, first, n
+            st.page_gma = first << PAGE_SHIFT
+            st.npages = n
+            st.base = base
+            st.pitch = pitch
+            st.tiling = int(tiling)
         return st
 
-    def copy(
+    def bands(
         self,
         space: PpgttSpace | GgttSpace,
-        dst: tuple[int, int, Tiling, int, int],
-        src: tuple[int, int, Tiling, int, int],
+        dst: tuple[int, int, Tiling],
+        src: tuple[int, int, Tiling] | None,
         dx: int,
         dy: int,
         sx: int,
         sy: int,
         width: int,
         rows: int,
-    ) -> None:
-        """Rows [dy, dy + rows) of the copy; dst and src: (address, pitch, tiling, band lo,
-        band hi), the band being the offsets the rows touch."""
-        self.load_windows()
-        d = self._surface(self.dst, space, dst[0], dst[1], dst[2], dst[3], dst[4], True)
-        s = self._surface(self.src, space, src[0], src[1], src[2], src[3], src[4], False)
-        self.lib.dm_blit_copy(d, dx, dy, s, sx, sy, width, rows)
-
-    def fill(
-        self,
-        space: PpgttSpace | GgttSpace,
-        dst: tuple[int, int, Tiling, int, int],
-        dx: int,
-        dy: int,
-        width: int,
-        rows: int,
+        left: int,
         color: int,
-    ) -> None:
+        band: int,
+        budget: float,
+    ) -> int:
+        """A step's bands of a blit between surfaces (address, pitch, tiling; src None: a
+        fill with the colour), from rows [dy, dy + rows), the first band, of the ``left`` the
+        blit has from there: in C, ``band`` bytes of each surface at a time, until ``budget``
+        seconds have passed after a band. Returns the rows done. :meth:`new_step` first."""
         self.load_windows()
-        d = self._surface(self.dst, space, dst[0], dst[1], dst[2], dst[3], dst[4], True)
-        self.lib.dm_blit_fill(d, dx, dy, width, rows, color & 0xFFFFFFFF)
+        d = self._surface(self.dst, space, dst, dx, dy, width, rows, left, True)
+        if src is None:
+            return int(self.lib.dm_blit_bands(d, dx, dy, self.ffi.NULL, 0, 0, width, left, color, band, budget))
+        s = self._surface(self.src, space, src, sx, sy, width, rows, left, False)
+        return int(self.lib.dm_blit_bands(d, dx, dy, s, sx, sy, width, left, 0, band, budget))

@@ -10,6 +10,7 @@ map, for the inspection command.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ _LIMIT_L3, _LIMIT_L4 = 1 << ADDRESS_BITS[RootKind.L3], 1 << ADDRESS_BITS[RootKin
 _LEVEL_NAMES = {39: "pml4", 30: "pdp", 21: "pd", 12: "pt"}
 _INDEX_MASK = LANES - 1
 _FRAME_STEP = repeat(1 << PAGE_SHIFT)  # 4 KiB in every lane
+_ENTRY = struct.Struct("<Q")
 
 
 def _consecutive(chunk: memoryview, n: int) -> bool:
@@ -106,6 +108,39 @@ class ShadowWalker:
                 return self._shadow_pt(mm, gma)[-1][0]
             hfn = (t.entries[(gma >> shift) & _INDEX_MASK] & mask) >> PAGE_SHIFT
         return hfn
+
+    def leaf_tables(self, mm: ShadowMm, gma: int, count: int) -> list[int]:
+        """:meth:`leaf_table` for ``count`` consecutive 2 MiB stretches from ``gma``'s, all
+        inside the address space: the walk to the PD once per 1 GiB, then its entries in a
+        row (a blit band's stretches; written out level by level, as it runs once per band)."""
+        end = ((gma >> 21) + count) << 21
+        l4 = mm.kind is RootKind.L4
+        if gma < 0 or count <= 0 or end > (_LIMIT_L4 if l4 else _LIMIT_L3):
+            raise OutOfRange("graphics address range outside the context's address space", gma=gma, size=end - gma)
+        get = self.ppgtt.store.by_hfn.get
+        mask = self.ops.addr_mask
+        roots = mm.shadow_roots
+        out: list[int] = []
+        at = gma
+        while at < end:
+            pd = None
+            if l4:
+                t = get(roots[0] >> PAGE_SHIFT)
+                if t is not None:
+                    t = get((_ENTRY.unpack_from(t.page, ((at >> 36) & 0xFF8))[0] & mask) >> PAGE_SHIFT)
+                    if t is not None:
+                        pd = get((_ENTRY.unpack_from(t.page, ((at >> 27) & 0xFF8))[0] & mask) >> PAGE_SHIFT)
+            else:
+                pd = get(roots[(at >> 30) & 3] >> PAGE_SHIFT)
+            if pd is None:  # a scratch directory on the way: the general walk, one stretch
+                out.append(self.leaf_table(mm, at))
+                at = ((at >> 21) + 1) << 21
+                continue
+            i = (at >> 21) & _INDEX_MASK
+            take = min((end - at + (1 << 21) - 1) >> 21, LANES - i)
+            out += [(e & mask) >> PAGE_SHIFT for e in pd.page.cast("Q")[i : i + take]]
+            at = ((at >> 21) + take) << 21
+        return out
 
     def leaf_entry(self, mm: ShadowMm, gma: int) -> int:
         """The shadow PTE that maps ``gma`` (its cache bits are what an engine passes on)."""
