@@ -21,6 +21,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "dm_accel.h"
@@ -613,11 +615,41 @@ int dm_drain(struct dm_conn *c, const uint8_t *buf, uint64_t end)
 
 /* --- the loop's wait ---------------------------------------------------------------------- */
 
-static int64_t now_ms(void)
+static int64_t now_ns(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+int dm_serve_timer(void)
+{
+    return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+}
+
+/* An epoll_wait with a timeout arms a kernel timer for every wait, and in a virtual machine
+ * programming the timer is a trap to the hypervisor: about 1 us a message while the loop has a
+ * timer pending (a lit pipe's frame clock always has). The timerfd is armed once per deadline
+ * instead and the waits have none. A deadline later than the armed one keeps it: the early
+ * expiry only sends the loop round once. */
+static void arm(struct dm_serve *s, int64_t deadline, int64_t now)
+{
+    if (s->armed_ns >= 0 && s->armed_ns > now && s->armed_ns <= deadline)
+        return;
+    struct itimerspec when = {{0, 0}, {deadline / 1000000000, deadline % 1000000000}};
+    if (timerfd_settime(s->timer_fd, TFD_TIMER_ABSTIME, &when, NULL) == 0)
+        s->armed_ns = deadline;
+    else
+        s->timer_fd = -1; /* cannot happen with a valid fd; the waits then time out themselves */
+}
+
+static int timer_fired(struct dm_serve *s)
+{
+    uint64_t expirations;
+    ssize_t r = read(s->timer_fd, &expirations, sizeof expirations);
+    (void)r; /* EAGAIN: another reader drained it; either way it is disarmed */
+    s->armed_ns = -1;
+    return DM_SERVE_TIMEOUT;
 }
 
 static int hand_back(struct dm_serve *s, const struct epoll_event *ev, int n)
@@ -635,7 +667,10 @@ static int hand_back(struct dm_serve *s, const struct epoll_event *ev, int n)
 int dm_serve(struct dm_conn *c, struct dm_serve *s)
 {
     const int max_events = (int)(sizeof s->events / sizeof s->events[0]);
-    int64_t deadline = s->timeout_ms < 0 ? -1 : now_ms() + s->timeout_ms;
+    int64_t now = now_ns();
+    int64_t deadline = s->timeout_ns < 0 ? -1 : now + s->timeout_ns;
+    if (deadline >= 0 && s->timer_fd >= 0)
+        arm(s, deadline, now);
     union {
         struct cmsghdr align;
         uint8_t bytes[CMSG_SPACE(sizeof s->fds)];
@@ -645,19 +680,22 @@ int dm_serve(struct dm_conn *c, struct dm_serve *s)
     s->shifted = 0;
     s->nevents = 0;
     for (;;) {
-        if (direct && deadline >= 0 && now_ms() >= deadline)
+        if (direct && deadline >= 0 && now_ns() >= deadline)
             return DM_SERVE_TIMEOUT;
         if (!direct) {
             int timeout = -1;
-            if (deadline >= 0) {
-                int64_t left = deadline - now_ms();
-                timeout = left > 0 ? (int)left : 0;
+            if (deadline >= 0 && s->timer_fd < 0) {
+                int64_t left = deadline - now_ns();
+                /* rounded up: never back before the deadline */
+                timeout = left > 0 ? (int)((left + 999999) / 1000000) : 0;
             }
             int n = epoll_wait(s->epfd, ev, max_events, timeout);
             if (n < 0)
                 return hand_back(s, ev, 0); /* EINTR: a signal for Python's handlers */
             if (n == 0)
                 return DM_SERVE_TIMEOUT;
+            if (n == 1 && ev[0].data.fd == s->timer_fd && s->timer_fd >= 0)
+                return timer_fired(s);
             if (n != 1 || ev[0].data.fd != s->sock_fd || ev[0].events != EPOLLIN)
                 return hand_back(s, ev, n);
         }

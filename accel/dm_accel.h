@@ -12,7 +12,7 @@
 
 /* Raised whenever a struct below or a status changes meaning: devmodel/accel.py refuses a
  * module built from other sources and falls back to Python. */
-#define DM_ABI_VERSION 6
+#define DM_ABI_VERSION 7
 
 /* What dm_drain returns. Every status leaves dm_conn.pos at the first message not handled;
  * the NEED and OUT statuses change nothing of that message (a WRITE_MULTI resumes at entry
@@ -26,7 +26,7 @@
 
 /* What dm_serve returns. */
 #define DM_SERVE_EVENTS 16   /* fds other than a plain read of the client are ready: events[] */
-#define DM_SERVE_TIMEOUT 17  /* nothing within timeout_ms */
+#define DM_SERVE_TIMEOUT 17  /* nothing within timeout_ns */
 #define DM_SERVE_READ 18     /* a read for Python to finish: fds came with it, EOF, or messages C left */
 
 /* Wire layouts (vfio-user, little-endian, naturally aligned: no padding); a test checks them
@@ -207,8 +207,10 @@ struct dm_conn {
 struct dm_serve {
     int32_t epfd;
     int32_t sock_fd;
-    int32_t timeout_ms;       /* -1: no limit */
+    int64_t timeout_ns;       /* -1: no limit */
+    int32_t timer_fd;         /* dm_serve_timer's, in the epoll set; -1: none (epoll_wait times out) */
     int32_t nevents;          /* out, DM_SERVE_EVENTS */
+    int64_t armed_ns;         /* in/out: when timer_fd fires (CLOCK_MONOTONIC); -1: not armed */
     uint64_t events[16];      /* out: fd << 32 | epoll events */
     uint8_t *buf;             /* the framer's buffer */
     uint64_t cap;
@@ -223,6 +225,9 @@ struct dm_serve {
 };
 
 uint32_t dm_abi_version(void);
+/* A one-shot timer for dm_serve's waits: a timerfd (non-blocking, close-on-exec), or -1. The
+ * caller adds it to the epoll set and reads it when the set reports it outside dm_serve. */
+int dm_serve_timer(void);
 int dm_serve(struct dm_conn *c, struct dm_serve *s);
 int dm_drain(struct dm_conn *c, const uint8_t *buf, uint64_t end);
 

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 MODULE = "_devmodel_accel"
 ENV = "DEVMODEL_ACCEL"
 # accel/dm_accel.h's DM_ABI_VERSION this Python side is written for.
-ABI_VERSION = 6
+ABI_VERSION = 7
 # The accelerator's sources in a source checkout (absent in an installed copy of devmodel).
 SOURCE_DIR = Path(__file__).resolve().parents[1] / "accel"
 _SOURCE_SUFFIXES = (".c", ".h", ".py")

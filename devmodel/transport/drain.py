@@ -96,6 +96,7 @@ class CompiledDrain:
         self._serve_timeout = lib.DM_SERVE_TIMEOUT
         self._s = ffi.new("struct dm_serve *")
         self._s.sock_fd = self._fd
+        self._s.armed_ns = -1
         self._ctrunc = int(socket.MSG_CTRUNC)
 
     def _bind(self) -> None:
@@ -131,17 +132,19 @@ class CompiledDrain:
         self._stats["posted"] += c.posted
         c.requests = c.posted = 0
 
-    def serve(self, epoll_fd: int, timeout: float | None, room: int) -> ServeOutcome:
+    def serve(self, epoll_fd: int, timer_fd: int, timeout: float | None, room: int) -> ServeOutcome:
         """Wait on the loop's epoll set in C (dm_serve), serving the client's messages there
         for as long as they are all C's; the framer's buffer must have ``room`` free bytes
-        (read_space) and no fds pending. The caller finishes a read C hands back."""
+        (read_space) and no fds pending. ``timer_fd``: dm_serve_timer's, in the set, for the
+        timeout (-1: none). The caller finishes a read C hands back."""
         framer = self._framer
         buffer = framer.buffer
         if buffer is not self._bound:
             self._bind()
         s, c = self._s, self._c
         s.epfd = epoll_fd
-        s.timeout_ms = -1 if timeout is None else math.ceil(timeout * 1000)
+        s.timeout_ns = -1 if timeout is None else math.ceil(timeout * 1e9)
+        s.timer_fd = timer_fd
         s.buf = self._buf_ptr
         s.cap = len(buffer)
         s.pos, s.end = framer.plain_span()

@@ -10,6 +10,7 @@ device work.
 from __future__ import annotations
 
 import logging
+import os
 import selectors
 import socket
 from collections.abc import Callable
@@ -95,7 +96,7 @@ class Client:
         outcome: list[ServeOutcome] = []
 
         def wait() -> bool:
-            out = drain.serve(self.server.loop.epoll_fd, timeout, RECV_SIZE)
+            out = drain.serve(self.server.loop.epoll_fd, self.server.timer_fd, timeout, RECV_SIZE)
             outcome.append(out)
             return self._finish_read(out) if out.read else True
 
@@ -174,8 +175,13 @@ class Server:
         self.clients_served = 0
         self._stop = False
         self.loop = EventLoop(device.tasks, strict=strict)
+        # The wait in C's deadline timer (dm_serve_timer); -1: none, its waits time out themselves.
+        self.timer_fd = -1
         if self.accel is not None:
             self.loop.waiter = self._wait_in_c
+            self.timer_fd = self.accel.lib.dm_serve_timer()
+            if self.timer_fd >= 0:
+                self.loop.watch(self.timer_fd, selectors.EVENT_READ, self._on_timer)
         self.listener.setblocking(False)
         self.loop.watch(self.listener, selectors.EVENT_READ, self._on_listener)
 
@@ -213,6 +219,13 @@ class Server:
         self.loop.watch(sock, selectors.EVENT_READ, self._on_client)  # the outbox adds writes when it must
         client.log.info("client attached")
         self.device.client_attached()
+
+    def _on_timer(self, _mask: int) -> None:
+        # Expired while the loop waited in Python: read, or it stays ready. C re-arms it.
+        try:
+            os.read(self.timer_fd, 8)
+        except BlockingIOError:
+            pass
 
     def _wait_in_c(self, timeout: float | None) -> list[tuple[int, int]] | None:
         client = self.client
@@ -253,3 +266,6 @@ class Server:
             self._drop_client()
         self.loop.close()
         self.listener.close()
+        if self.timer_fd >= 0:
+            os.close(self.timer_fd)
+            self.timer_fd = -1

@@ -4,11 +4,12 @@ to Python, all with the client's messages served in C in between."""
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -36,6 +37,7 @@ class Running:
         options = ServerOptions(write_multiple=True)
         self.server = Server(self.device, listen_unix(path), options, strict=True, accel=True)
         self.stop = False
+        self.turns = 0
         self.waits_in_c = 0
         wait = self.server._wait_in_c
 
@@ -49,17 +51,21 @@ class Running:
         self.device.tasks.call_later(0.5, self.fired.set, uses_guest_memory=False)
         self._wake_r, self.wake = socket.socketpair()
         self.woken = threading.Event()
+        self.on_wake: list[Callable[[], object]] = []
         self.server.add_reader(self._wake_r, self._on_wake)
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
     def _on_wake(self) -> None:
         self._wake_r.recv(16)
+        while self.on_wake:  # what a test hands the loop's thread (tasks are not thread-safe)
+            self.on_wake.pop(0)()
         self.woken.set()
 
     def _run(self) -> None:
         while not self.stop:
             self.server.run_once(None)
+            self.turns += 1
 
     def close(self) -> None:
         self.stop = True
@@ -101,6 +107,42 @@ def test_timers_other_fds_and_python_messages_while_waiting_in_c(running: Runnin
             c.request(Command.REGION_WRITE, REGION_ACCESS.pack(0x4000, 0, 4) + b"\1\2\3\4")
             assert _read(c) == b"\1\2\3\4"
             assert running.waits_in_c > 0
+        finally:
+            c.close()
+
+
+def test_timers_end_the_wait_through_its_timer_without_spinning(running: Running) -> None:
+    """The wait in C arms the server's timerfd for the loop's nearest timer and waits without a
+    timeout: each timer fires, and an expiry is consumed (a timerfd left readable would turn
+    the loop without end)."""
+    assert running.server.timer_fd >= 0
+    fired: list[int] = []
+    with GuestMemory(1 << 20) as mem:
+        c = VfioUserClient.connect(running.path, mem)
+        try:
+            c.negotiate()
+            assert _read(c) == bytes(4)  # the drain is attached: the waits are C's
+            assert running.fired.wait(5), "the device timer never fired"
+            turns = running.turns
+            done = threading.Event()
+
+            def later(n: int) -> None:
+                fired.append(n)
+                if n == 3:
+                    done.set()
+
+            def schedule() -> None:  # in the loop's thread
+                for n, delay in ((3, 0.3), (1, 0.1), (2, 0.2)):
+                    running.device.tasks.call_later(delay, functools.partial(later, n), uses_guest_memory=False)
+
+            running.on_wake.append(schedule)
+            running.wake.send(b"x")
+            assert done.wait(5), f"timers fired: {fired}"
+            assert fired == [1, 2, 3]
+            time.sleep(0.3)  # idle, no timer left: the loop waits, unless the timerfd stayed readable
+            # A handful of turns per timer; a readable timerfd turns it thousands of times.
+            assert running.turns - turns < 100, running.turns - turns
+            assert _read(c) == bytes(4)
         finally:
             c.close()
 
