@@ -185,9 +185,7 @@ class Scan:
         "src",
     )
 
-    def __init__(
-        self, src: DwordSource, frame: Frame, limit: int, ring: bool, accel: ScanAccel | None = None
-    ) -> None:
+    def __init__(self, src: DwordSource, frame: Frame, limit: int, ring: bool, accel: ScanAccel | None = None) -> None:
         self.src = src
         self.frame = frame
         self.limit = limit
@@ -364,9 +362,7 @@ def scan_ring(dwords: Dwords, engine: Engine, memory: GraphicsMemory, accel: Sca
     return _finish(ring_scan(BufferSource(dwords), len(dwords), engine, memory, accel))
 
 
-def scan_batch(
-    src: DwordSource, frame: Frame, address: int | None = None, accel: ScanAccel | None = None
-) -> Segment:
+def scan_batch(src: DwordSource, frame: Frame, address: int | None = None, accel: ScanAccel | None = None) -> Segment:
     """Scan a whole batch at once (see ``batch_scan``)."""
     return _finish(batch_scan(src, frame, address, accel))
 

@@ -12,6 +12,7 @@ so the walk is not Python's in disguise."""
 
 from __future__ import annotations
 
+import functools
 from array import array
 from collections.abc import Callable
 
@@ -20,9 +21,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devmodel import accel as accel_module
+from gen_vgpu import GenVgpu
 from gen_vgpu.cmd import (
     BufferSource,
     CommandRejected,
+    DwordSource,
     Engine,
     Frame,
     GraphicsMemory,
@@ -43,7 +46,7 @@ from gen_vgpu.mmio.table import command_access
 
 from . import cmd_streams as c
 from .test_cmd_fuzz import MEMORY as FUZZ_MEMORY
-from .test_cmd_fuzz import garbage, items
+from .test_cmd_fuzz import _blits, _flush_dw, _gfx_state, _pipe_control, garbage, items
 from .test_cmd_i915 import GEN9_NULL_STATE, null_state_batch, request
 
 _MODULE = accel_module.load(True)
@@ -53,6 +56,9 @@ ACCEL = ScanAccel(_MODULE) if has_scan_accel(_MODULE) and _MODULE is not None el
 MiB = 1 << 20
 # Two spans with a hole, as test_cmd_scan's: [0, 256M) + [512M, 576M).
 MEMORY = GraphicsMemory(range(256 * MiB), range(512 * MiB, 576 * MiB))
+# Ends that are not 8-byte aligned, where an aligned qword can start inside and end outside.
+ODD_MEMORY = GraphicsMemory(range(0x1000, 256 * MiB - 4), range(512 * MiB + 4, 576 * MiB - 4))
+memories = st.sampled_from([MEMORY, ODD_MEMORY])
 u32 = st.integers(0, 0xFFFFFFFF)
 
 
@@ -117,14 +123,75 @@ def from_table(draw: st.DrawFn, engine: Engine) -> list[int]:
     return [dw0, *body]
 
 
+_ADDR = st.sampled_from(_ADDRESSES)
+_OPS = st.integers(1, 15)
+
+
+def _kinds(engine: Engine) -> dict[str, st.SearchStrategy[list[int]]]:
+    """Per command, its encodings, mostly valid in MEMORY from the privileged ring, with
+    fields at the lines the decoders and checks draw (test_cmd_fuzz's items make others)."""
+    b, regs = st.booleans(), st.sampled_from(_registers(engine))
+    alus = st.lists(st.sampled_from(_FLAG_DWORDS[-10:]), min_size=1, max_size=6)
+    return {
+        "MI_MATH": alus.map(lambda i: c.math(*i)),
+        "MI_LOAD_REGISTER_REG": st.builds(c.lrr, regs, regs),
+        "MI_LOAD_REGISTER_IMM": st.lists(st.tuples(regs, u32), min_size=1, max_size=4).map(lambda p: c.lri(*p)),
+        "MI_STORE_REGISTER_MEM": st.builds(lambda r, a, g: c.srm(r, a, ggtt=g), regs, _ADDR, b),
+        "MI_LOAD_REGISTER_MEM": st.builds(lambda r, a, g: c.lrm(r, a, ggtt=g), regs, _ADDR, b),
+        "MI_COPY_MEM_MEM": st.builds(
+            lambda d, s, gd, gs: c.copy_mem_mem(d, s, dst_ggtt=gd, src_ggtt=gs), _ADDR, _ADDR, b, b
+        ),
+        "MI_ATOMIC": st.builds(
+            lambda a, op, q, g, inline: c.atomic(a, op, *([1, 2] if inline else []), qword=q, ggtt=g),
+            _ADDR, _OPS, b, b, b,
+        ),
+        "MI_STORE_DATA_INDEX": st.builds(lambda o, v, q: c.store_data_index(o, v, qword=q), _ADDR, u32, b),
+        "MI_CONDITIONAL_BATCH_BUFFER_END": st.builds(lambda a, v, g: c.cond_bb_end(a, v, ggtt=g), _ADDR, u32, b),
+        "MI_SEMAPHORE_WAIT": st.builds(
+            lambda a, v, op, g: c.semaphore_wait(a, v, op, ggtt=g), _ADDR, u32, st.integers(0, 7), b
+        ),
+        "MI_STORE_DATA_IMM": st.builds(lambda a, v, q, g: c.sdi(a, v, qword=q, ggtt=g), _ADDR, u32, b, b),
+        "MI_BATCH_BUFFER_START": st.builds(
+            lambda a, p, second: c.bb_start(a, ppgtt=p, second_level=second), _ADDR, b, b
+        ),
+    }  # fmt: skip
+
+
+def more_commands(engine: Engine) -> st.SearchStrategy[list[int]]:
+    return st.one_of(*_kinds(engine).values())
+
+
+# Bits where the decoders and checks draw lines: alignment, post-sync, GGTT, store index, sign.
+_BITS = st.one_of(st.integers(0, 31), st.integers(0, 3), st.sampled_from([7, 8, 11, 14, 15, 16, 18, 21, 22, 23, 24]))
+
+
+@st.composite
+def mutated(draw: st.DrawFn, command: list[int], engine: Engine) -> list[int]:
+    """``command``, or a copy with one dword changed: a bit flipped, moved by a little, or
+    replaced by a value at a line."""
+    how = draw(st.integers(0, 5))
+    if how > 2:
+        return command
+    out = list(command)
+    i = draw(st.integers(0, len(out) - 1))
+    if how == 0:
+        out[i] ^= 1 << draw(_BITS)
+    elif how == 1:
+        out[i] = (out[i] + draw(st.sampled_from([-8, -4, -1, 1, 4, 8, 0x1000]))) & 0xFFFFFFFF
+    else:
+        out[i] = draw(field_values(engine))
+    return out
+
+
 @st.composite
 def buffers(draw: st.DrawFn) -> tuple[Engine, list[int]]:
     engine = draw(st.sampled_from(list(Engine)))
+    valid = st.one_of(items(engine).map(lambda item: item[0]), more_commands(engine))
     parts: list[list[int]] = draw(
         st.lists(
             st.one_of(
                 from_table(engine),
-                items(engine).map(lambda item: item[0]),
+                valid.flatmap(lambda cmd: mutated(cmd, engine)),
                 st.lists(st.sampled_from([c.MI_NOOP, c.MI_ARB_CHECK]), min_size=1, max_size=40),
             ),
             max_size=30,
@@ -162,32 +229,144 @@ def stepped(scan: Scan) -> Segment:
             return seg
 
 
-def frames(engine: Engine) -> list[Frame]:
-    return [Frame(engine, level, priv, MEMORY) for level in (1, 2) for priv in (True, False)]
+def frames(engine: Engine, memory: GraphicsMemory = MEMORY) -> list[Frame]:
+    return [Frame(engine, level, priv, memory) for level in (1, 2) for priv in (True, False)]
 
 
-def same_on_both_paths(engine: Engine, dwords: list[int]) -> None:
+BATCH_AT = 0x1000  # a GGTT batch's address, inside both memories
+
+
+def alike(src: DwordSource, frame: Frame) -> Outcome:
+    """A batch scanned on the Python path and with the compiled walk, whole and in the
+    smallest steps: one outcome."""
+    python = outcome(lambda: scan_batch(src, frame, BATCH_AT))
+    assert outcome(lambda: scan_batch(src, frame, BATCH_AT, ACCEL)) == python
+    return python
+
+
+def same_on_both_paths(engine: Engine, dwords: list[int], memory: GraphicsMemory) -> None:
     buf = array("I", dwords)
-    python = outcome(lambda: scan_ring(buf, engine, MEMORY))
-    assert outcome(lambda: scan_ring(buf, engine, MEMORY, ACCEL)) == python
-    assert outcome(lambda: stepped(ring_scan(BufferSource(buf), len(buf), engine, MEMORY, ACCEL))) == python
-    for frame in frames(engine):
-        python = outcome(lambda f=frame: scan_batch(BufferSource(buf), f, 0))  # type: ignore[misc]
-        assert outcome(lambda f=frame: scan_batch(BufferSource(buf), f, 0, ACCEL)) == python  # type: ignore[misc]
-        compiled = outcome(lambda f=frame: stepped(batch_scan(BufferSource(buf), f, 0, ACCEL)))  # type: ignore[misc]
-        assert compiled == python
+    python = outcome(lambda: scan_ring(buf, engine, memory))
+    assert outcome(lambda: scan_ring(buf, engine, memory, ACCEL)) == python
+    assert outcome(lambda: stepped(ring_scan(BufferSource(buf), len(buf), engine, memory, ACCEL))) == python
+    for frame in frames(engine, memory):
+        python = alike(BufferSource(buf), frame)
+        assert outcome(functools.partial(_stepped_batch, buf, frame)) == python
 
 
-@settings(max_examples=1500, deadline=None)
-@given(buffers())
-def test_table_built_and_mutated_buffers_scan_alike_on_both_paths(case: tuple[Engine, list[int]]) -> None:
-    same_on_both_paths(*case)
+def _stepped_batch(buf: array[int], frame: Frame) -> Segment:
+    return stepped(batch_scan(BufferSource(buf), frame, BATCH_AT, ACCEL))
+
+
+@settings(max_examples=800, deadline=None)
+@given(buffers(), memories)
+def test_table_built_and_mutated_buffers_scan_alike_on_both_paths(
+    case: tuple[Engine, list[int]], memory: GraphicsMemory
+) -> None:
+    same_on_both_paths(*case, memory)
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(list(Engine)), garbage)
-def test_any_dwords_scan_alike_on_both_paths(engine: Engine, dwords: list[int]) -> None:
-    same_on_both_paths(engine, dwords)
+@given(st.sampled_from(list(Engine)), garbage, memories)
+def test_any_dwords_scan_alike_on_both_paths(engine: Engine, dwords: list[int], memory: GraphicsMemory) -> None:
+    same_on_both_paths(engine, dwords, memory)
+
+
+def _variants(command: list[int]) -> list[list[int]]:
+    """``command`` and every copy of it with one of its first dwords (the header and the
+    fields: a 3D state's payload is not read) changed by one bit or by a little."""
+    out = [command]
+    for i, dw in enumerate(command[:12]):
+        changed = {dw ^ 1 << bit for bit in range(32)}
+        changed |= {(dw + d) & 0xFFFFFFFF for d in (-0x10000, -8, -4, -1, 1, 4, 8, 0x10000)}
+        out += [[*command[:i], v, *command[i + 1 :]] for v in sorted(changed - {dw})]
+    return out
+
+
+# Per command, on which engines, and its encodings (test_cmd_fuzz's for the engine-specific).
+_FUZZ_ITEMS = {
+    "MI_FLUSH_DW": _flush_dw(),
+    "PIPE_CONTROL": _pipe_control(),
+    "XY blits": _blits(),
+    "3D state": _gfx_state(),
+}
+_BY_KIND = [
+    *((kind, list(Engine)) for kind in _kinds(Engine.RCS)),
+    ("MI_FLUSH_DW", [Engine.BCS, Engine.VCS0, Engine.VECS0]),
+    ("PIPE_CONTROL", [Engine.RCS]),
+    ("XY blits", [Engine.BCS]),
+    ("3D state", [Engine.RCS]),
+]
+
+
+@pytest.mark.parametrize(("kind", "engines"), _BY_KIND, ids=[k for k, _ in _BY_KIND])
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_every_command_one_bit_or_step_from_a_valid_one_scans_alike(
+    kind: str, engines: list[Engine], data: st.DataObject
+) -> None:
+    """A command (valid, or with a field at a line) and its every neighbour (one bit flipped,
+    or one dword moved by a little), in the ring (privileged, level 0) and in a PPGTT batch."""
+    engine = data.draw(st.sampled_from(engines))
+    memory = data.draw(memories)
+    item = _FUZZ_ITEMS.get(kind)
+    command = data.draw(item.map(lambda i: i[0]) if item is not None else _kinds(engine)[kind])
+    ppgtt = Frame(engine, 1, False, memory)
+    for variant in _variants(command):
+        buf = array("I", variant)
+        ring = functools.partial(scan_ring, buf, engine, memory)
+        assert outcome(functools.partial(ring, accel=ACCEL)) == outcome(ring), variant
+        alike(BufferSource(array("I", [*variant, c.MI_BATCH_BUFFER_END])), ppgtt)
+
+
+@pytest.mark.parametrize("engine", list(Engine))
+def test_every_header_of_every_row_scans_alike(engine: Engine) -> None:
+    """Every row's header with every value of its length field (and each flag and reserved
+    bit set alone), the body valid where a zero is not (LRI's registers)."""
+    register = min(command_access(engine)[0])
+    for spec in SPECS:
+        field_mask = spec.len_mask if spec.rule is not LengthRule.GFX else 0xFF
+        extra = [0, *(1 << b for b in range(32) if not (spec.header | field_mask) >> b & 1 and 1 << b & ~spec.mask)]
+        for field in range(min(field_mask, 0x1FF) + 1):
+            for bits in extra if field < 8 else [0]:
+                dw0 = spec.header | field | bits
+                body = [register, 0] * 130 if spec.rule is LengthRule.LRI else [0] * 260
+                buf = array("I", [dw0, *body[: (dw0 & 0xFF) + 1]])
+                buf.append(c.MI_BATCH_BUFFER_END)
+                for level in (0, 1):
+                    alike(BufferSource(buf), Frame(engine, level, True, MEMORY))
+
+
+def _ggtt_commands(a: int) -> list[list[int]]:
+    """Every form of GGTT access at address ``a``."""
+    return [
+        c.sdi(a, 1, ggtt=True),
+        c.sdi(a, 1, ggtt=True, qword=True),
+        c.srm(0x2358, a, ggtt=True),
+        c.lrm(0x2600, a, ggtt=True),
+        c.pipe_control(c.PC_QW_WRITE | c.PC_GLOBAL_GTT, a),
+        c.pipe_control(3 << 14 | c.PC_GLOBAL_GTT, a),
+        c.flush_dw(a | c.MI_FLUSH_DW_USE_GTT, 1),
+        c.flush_dw(a | c.MI_FLUSH_DW_USE_GTT, 1, qword=True),
+        c.flush_dw(a | c.MI_FLUSH_DW_USE_GTT, 1, 3 << 14),
+        c.copy_mem_mem(a, 0x1000, dst_ggtt=True),
+        c.copy_mem_mem(0x1000, a, src_ggtt=True),
+        c.atomic(a, 5, ggtt=True),
+        c.atomic(a, 5, ggtt=True, qword=True),
+        c.cond_bb_end(a, 0, ggtt=True),
+        c.semaphore_wait(a, 0, ggtt=True),
+        c.bb_start(a, ppgtt=False),
+    ]
+
+
+@pytest.mark.parametrize("memory", [MEMORY, ODD_MEMORY], ids=["aligned", "odd"])
+def test_ggtt_accesses_at_every_edge_of_graphics_memory_scan_alike(memory: GraphicsMemory) -> None:
+    edges = [e for span in memory.spans() for e in span]
+    for address in sorted({e + d for e in edges for d in range(-16, 17, 4) if e + d >= 0}):
+        for command in _ggtt_commands(address):
+            buf = array("I", [*command, c.MI_BATCH_BUFFER_END])
+            for frame in (Frame(Engine.RCS, 1, True, memory), Frame(Engine.BCS, 2, True, memory)):
+                alike(BufferSource(buf), frame)
 
 
 class Short:
@@ -212,8 +391,7 @@ def test_commands_across_reads_and_the_end_of_readable_memory(
     buf = array("I", [c.MI_NOOP] * (CHUNK_DWORDS - before_chunk) + dwords)
     for frame in frames(engine)[:2]:
         for src in (BufferSource(buf), Short(buf, len(buf) - min(cut, len(dwords)))):
-            python = outcome(lambda s=src, f=frame: scan_batch(s, f, 0))  # type: ignore[misc]
-            assert outcome(lambda s=src, f=frame: scan_batch(s, f, 0, ACCEL)) == python  # type: ignore[misc]
+            alike(src, frame)
 
 
 @settings(max_examples=200, deadline=None)
@@ -264,3 +442,13 @@ def test_a_compiled_scan_looks_at_the_clock_every_accel_every_commands() -> None
         assert scan.scanned - before <= ACCEL_EVERY + 32
         steps += 1
     assert seg.scanned == 6000 * 5 + 1 and steps >= seg.scanned // (ACCEL_EVERY + 32)
+
+
+def test_the_device_hands_the_walk_to_its_engines() -> None:
+    """With the accelerator bound (as the server binds it), every ring and GGTT batch scan of
+    the device's engines gets the walk."""
+    dev = GenVgpu()
+    assert dev.runner.scan_accel is None
+    assert _MODULE is not None
+    dev.region_accel(_MODULE)
+    assert isinstance(dev.runner.scan_accel, ScanAccel)
