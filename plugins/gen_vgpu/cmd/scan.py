@@ -124,7 +124,7 @@ class Commands(Sequence[tuple[int, Command]]):
 
     __slots__ = ("_dwords", "_engine", "_positions")
 
-    def __init__(self, dwords: array[int], positions: array[int], engine: Engine) -> None:
+    def __init__(self, dwords: array[int] | memoryview, positions: array[int], engine: Engine) -> None:
         self._dwords = dwords
         self._positions = positions
         self._engine = engine
@@ -173,6 +173,7 @@ class Scan:
         "_buf",
         "_eof",
         "_fast",
+        "_have",
         "_pos",
         "_positions",
         "_runs",
@@ -193,12 +194,18 @@ class Scan:
         self.batches: list[BatchRef] = []
         self.scanned = 0
         self._table = DISPATCH[frame.engine]
-        self._buf = array("I")  # every dword read, from the buffer's start
+        self._buf: array[int] | memoryview = array("I")  # every dword read, from the buffer's start
+        self._have = 0  # dwords in _buf
         self._positions = array("I")  # dword positions of the commands an engine acts on
         self._pos = 0  # the next dword to scan
         self._eof = False  # nothing more to read
         self._runs: set[int] = {0}  # headers of skipped one-dword commands this engine accepts
-        self._fast: ScanWalk | None = None if accel is None else accel.walker(frame, ACCEL_EVERY)
+        self._fast: ScanWalk | None = None
+        if accel is not None:
+            # The walk's buffer, allocated once for the whole limit: an array grown to 4 MiB
+            # is copied by realloc as it grows, up to 2 MiB at once, a millisecond in a step.
+            self._fast = accel.walker(frame, ACCEL_EVERY, limit)
+            self._buf = self._fast.dwords
 
     def _segment(self, length: int) -> Segment:
         return Segment(Commands(self._buf, self._positions, self.frame.engine), self.batches, length, self.scanned)
@@ -208,13 +215,17 @@ class Scan:
         Raises CommandRejected."""
         buf = self._buf
         while True:
-            if not self._eof and len(buf) - self._pos < CHUNK_DWORDS:
-                have = len(buf)
+            have = self._have
+            if not self._eof and have - self._pos < CHUNK_DWORDS:
                 want = min(CHUNK_DWORDS, self.limit - have)
                 more = self.src.read(have, want) if want > 0 else ()
                 self._eof = len(more) < want or have + len(more) >= self.limit
-                buf.extend(more)
-            pos, ended, stopped = self._scan(buf, self._pos, len(buf), self._eof)
+                if isinstance(buf, array):
+                    buf.extend(more)
+                else:
+                    buf[have : have + len(more)] = more if isinstance(more, array) else array("I", more)
+                have = self._have = have + len(more)
+            pos, ended, stopped = self._scan(buf, self._pos, have, self._eof)
             self._pos = pos
             if ended:
                 return self._segment(pos)
@@ -233,7 +244,7 @@ class Scan:
             if clock() >= deadline:
                 return None
 
-    def _scan(self, buf: array[int], pos: int, end: int, final: bool) -> tuple[int, bool, bool]:
+    def _scan(self, buf: array[int] | memoryview, pos: int, end: int, final: bool) -> tuple[int, bool, bool]:
         """Scan ``buf[pos:end]`` for at most CLOCK_EVERY commands (a run of one skipped
         command counting once), and with the compiled walk at most ACCEL_EVERY more in C.
         Returns (position reached, whether the buffer ended there, whether the budget stopped
@@ -253,7 +264,7 @@ class Scan:
             while pos < end:
                 if fast is not None:
                     # C walks what it takes; Python scans the command it stops at.
-                    pos, walked = fast.walk(buf, pos, end, fast_budget, positions)
+                    pos, walked = fast.walk(pos, end, fast_budget, positions)
                     self.scanned += walked
                     fast_budget -= walked
                     if pos >= end:
@@ -311,7 +322,7 @@ def _pattern(dw0: int) -> bytes:
     return array("I", [dw0]).tobytes() * _PATTERN_DWORDS
 
 
-def _run_length(buf: array[int], pos: int, end: int, dw0: int) -> int:
+def _run_length(buf: array[int] | memoryview, pos: int, end: int, dw0: int) -> int:
     """How many dwords of ``buf`` from ``pos`` (up to ``end``, at most a chunk) equal ``dw0``."""
     n = min(end - pos, _PATTERN_DWORDS)
     with memoryview(buf) as view:

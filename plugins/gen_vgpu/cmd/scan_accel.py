@@ -142,20 +142,33 @@ class ScanAccel:
         self.accel = accel
         self._tables: dict[Engine, _Table] = {}
 
-    def walker(self, frame: Frame, limit: int) -> ScanWalk:
-        """The walk in ``frame``, at most ``limit`` commands per call."""
+    def walker(self, frame: Frame, limit: int, size: int) -> ScanWalk:
+        """The walk in ``frame``, at most ``limit`` commands per call, over a buffer of
+        ``size`` dwords (:attr:`ScanWalk.dwords`)."""
         table = self._tables.get(frame.engine)
         if table is None:
             table = self._tables[frame.engine] = _Table(self.accel, frame.engine)
-        return ScanWalk(self.accel, table, frame, limit)
+        return ScanWalk(self.accel, table, frame, limit, size)
+
+
+# The scan's buffer is not cleared: every dword the walk or Python reads was written by the
+# scan's reads first, and malloc leaves the pages of a fresh 4 MiB untouched until then.
+_ALLOC: dict[int, Any] = {}
+
+
+def _uncleared(ffi: Any) -> Any:
+    alloc = _ALLOC.get(id(ffi))
+    if alloc is None:
+        alloc = _ALLOC[id(ffi)] = ffi.new_allocator(should_clear_after_alloc=False)
+    return alloc
 
 
 class ScanWalk:
-    """The walk for one scan (its frame as a struct dm_scan_frame)."""
+    """The walk for one scan: its frame as a struct dm_scan_frame, and the scan's buffer."""
 
-    __slots__ = ("_ffi", "_fn", "_npos", "_out", "_table", "_walked", "frame", "limit")
+    __slots__ = ("_buf", "_ffi", "_fn", "_npos", "_out", "_table", "_walked", "dwords", "frame", "limit")
 
-    def __init__(self, accel: Accel, table: _Table, frame: Frame, limit: int) -> None:
+    def __init__(self, accel: Accel, table: _Table, frame: Frame, limit: int, size: int) -> None:
         ffi = self._ffi = accel.ffi
         self._fn = accel.lib.dm_scan_walk
         self._table = table  # kept alive with the struct that points into it
@@ -175,16 +188,17 @@ class ScanWalk:
         self._out = ffi.new("uint32_t[]", limit)
         self._walked = ffi.new("uint32_t *")
         self._npos = ffi.new("uint32_t *")
+        self._buf = _uncleared(ffi)("uint32_t[]", max(1, size))
+        # The scan keeps its copy of the buffer here; the memoryview keeps the memory alive.
+        self.dwords = memoryview(ffi.buffer(self._buf)).cast("I")
 
-    def walk(self, buf: array[int], pos: int, end: int, limit: int, positions: array[int]) -> tuple[int, int]:
-        """Walk ``buf[pos:end]`` for at most ``limit`` (at most :attr:`limit`) commands; the
-        positions of the listed ones are appended to ``positions``. Returns the position
+    def walk(self, pos: int, end: int, limit: int, positions: array[int]) -> tuple[int, int]:
+        """Walk ``dwords[pos:end]`` for at most ``limit`` (at most :attr:`limit`) commands;
+        the positions of the listed ones are appended to ``positions``. Returns the position
         reached (the first command not taken, or ``end``) and the number of commands taken."""
-        ffi = self._ffi
         out = self._out
-        with ffi.from_buffer("uint32_t[]", buf) as b:
-            pos = self._fn(self.frame, b, pos, end, limit, out, self._walked, self._npos)
+        pos = self._fn(self.frame, self._buf, pos, end, limit, out, self._walked, self._npos)
         n = self._npos[0]
         if n:
-            positions.frombytes(ffi.buffer(out, 4 * n))
+            positions.frombytes(self._ffi.buffer(out, 4 * n))
         return pos, self._walked[0]

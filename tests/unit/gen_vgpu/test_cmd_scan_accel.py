@@ -406,9 +406,10 @@ def test_valid_commands_are_walked_by_c(stream: tuple[Engine, list[tuple[list[in
             break
         dwords += enc
     assert ACCEL is not None
-    walk = ACCEL.walker(Frame.ring(engine, FUZZ_MEMORY), ACCEL_EVERY)  # the memory they were made for
+    walk = ACCEL.walker(Frame.ring(engine, FUZZ_MEMORY), ACCEL_EVERY, len(dwords))  # the memory they were made for
+    walk.dwords[: len(dwords)] = array("I", dwords)
     positions = array("I")
-    pos, walked = walk.walk(array("I", dwords), 0, len(dwords), ACCEL_EVERY, positions)
+    pos, walked = walk.walk(0, len(dwords), ACCEL_EVERY, positions)
     assert pos == len(dwords)
     seg = scan_ring(array("I", dwords), engine, FUZZ_MEMORY)
     assert walked == seg.scanned
@@ -427,8 +428,9 @@ def test_the_bench_streams_scan_alike_and_in_c() -> None:
     seg = scan_batch(BufferSource(sdi), rcs, 0, ACCEL)
     assert seg == scan_batch(BufferSource(sdi), rcs, 0) and seg.scanned == n + 1
     assert ACCEL is not None
-    walk = ACCEL.walker(rcs, ACCEL_EVERY)
-    assert walk.walk(sdi, 0, len(sdi), ACCEL_EVERY, array("I")) == (ACCEL_EVERY * 4, ACCEL_EVERY)
+    walk = ACCEL.walker(rcs, ACCEL_EVERY, len(sdi))
+    walk.dwords[: len(sdi)] = sdi
+    assert walk.walk(0, len(sdi), ACCEL_EVERY, array("I")) == (ACCEL_EVERY * 4, ACCEL_EVERY)
 
 
 def test_a_compiled_scan_looks_at_the_clock_every_accel_every_commands() -> None:
