@@ -141,6 +141,9 @@ class ScanAccel:
     def __init__(self, accel: Accel) -> None:
         self.accel = accel
         self._tables: dict[Engine, _Table] = {}
+        # A scan's buffers are not cleared: C and Python read only what the scan wrote there
+        # first, and malloc leaves the pages of a fresh 4 MiB untouched until then.
+        self._alloc = accel.ffi.new_allocator(should_clear_after_alloc=False)
 
     def walker(self, frame: Frame, limit: int, size: int) -> ScanWalk:
         """The walk in ``frame``, at most ``limit`` commands per call, over a buffer of
@@ -148,19 +151,7 @@ class ScanAccel:
         table = self._tables.get(frame.engine)
         if table is None:
             table = self._tables[frame.engine] = _Table(self.accel, frame.engine)
-        return ScanWalk(self.accel, table, frame, limit, size)
-
-
-# The scan's buffer is not cleared: every dword the walk or Python reads was written by the
-# scan's reads first, and malloc leaves the pages of a fresh 4 MiB untouched until then.
-_ALLOC: dict[int, Any] = {}
-
-
-def _uncleared(ffi: Any) -> Any:
-    alloc = _ALLOC.get(id(ffi))
-    if alloc is None:
-        alloc = _ALLOC[id(ffi)] = ffi.new_allocator(should_clear_after_alloc=False)
-    return alloc
+        return ScanWalk(self.accel, self._alloc, table, frame, limit, size)
 
 
 class ScanWalk:
@@ -168,7 +159,7 @@ class ScanWalk:
 
     __slots__ = ("_buf", "_ffi", "_fn", "_npos", "_out", "_table", "_walked", "dwords", "frame", "limit")
 
-    def __init__(self, accel: Accel, table: _Table, frame: Frame, limit: int, size: int) -> None:
+    def __init__(self, accel: Accel, alloc: Any, table: _Table, frame: Frame, limit: int, size: int) -> None:
         ffi = self._ffi = accel.ffi
         self._fn = accel.lib.dm_scan_walk
         self._table = table  # kept alive with the struct that points into it
@@ -185,10 +176,10 @@ class ScanWalk:
         c.privileged = int(frame.privileged)
         c.pphwsp_size = PPHWSP_SIZE
         self.limit = limit
-        self._out = ffi.new("uint32_t[]", limit)
+        self._out = alloc("uint32_t[]", limit)
         self._walked = ffi.new("uint32_t *")
         self._npos = ffi.new("uint32_t *")
-        self._buf = _uncleared(ffi)("uint32_t[]", max(1, size))
+        self._buf = alloc("uint32_t[]", max(1, size))
         # The scan keeps its copy of the buffer here; the memoryview keeps the memory alive.
         self.dwords = memoryview(ffi.buffer(self._buf)).cast("I")
 
