@@ -187,6 +187,8 @@ class ScanWalk:
         """Walk ``dwords[pos:end]`` for at most ``limit`` (at most :attr:`limit`) commands;
         the positions of the listed ones are appended to ``positions``. Returns the position
         reached (the first command not taken, or ``end``) and the number of commands taken."""
+        if limit > self.limit or end > len(self.dwords):
+            raise ValueError(f"walk to {end} of {len(self.dwords)} dwords, {limit} commands of {self.limit}")
         out = self._out
         pos = self._fn(self.frame, self._buf, pos, end, limit, out, self._walked, self._npos)
         n = self._npos[0]
