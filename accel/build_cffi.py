@@ -20,7 +20,7 @@ HERE = Path(__file__).resolve().parent
 MODULE = "_devmodel_accel"
 
 
-HEADERS = ("dm_accel.h", "dm_ppgtt.h", "dm_blit.h")
+HEADERS = ("dm_accel.h", "dm_ppgtt.h", "dm_blit.h", "dm_scan.h")
 
 
 def cdef_text() -> str:

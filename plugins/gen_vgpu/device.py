@@ -16,6 +16,7 @@ from devmodel.device.registers import RegisterFile
 from .aperture import Aperture
 from .bar0 import Bar0, TracedBar0, traced
 from .bar0_accel import Bar0Accel
+from .cmd.scan_accel import ScanAccel, has_scan_accel
 from .display import DisplayOptions, DisplayParts, build_display
 from .display.control import inspect_display, page_reader
 from .display.decode_fast import FastDecode
@@ -183,9 +184,11 @@ class GenVgpu(Device):
         if self.bar0_traced:
             return None  # every BAR0 access through Python, where the trace sees it
         if self.ppgtt.store.accel is None:
-            # The same module does the shadow PPGTT's per-table work (gtt/shadow_accel.py)
-            # and the blits (engine/blit_accel.py).
+            # The same module does the shadow PPGTT's per-table work (gtt/shadow_accel.py),
+            # the blits (engine/blit_accel.py) and the command scanner's walk (cmd/scan_accel.py).
             self.ppgtt.store.use_accel(accel)
+            if has_scan_accel(accel):
+                self.runner.scan_accel = ScanAccel(accel)
             if has_blit_accel(accel):
                 self.runner.blit_accel = BlitAccel(accel, self.dma, self.info.pte_ops)
                 self.screen_decode = FastDecode(self.runner.blit_accel, self.ggtt)

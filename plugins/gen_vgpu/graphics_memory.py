@@ -64,6 +64,11 @@ class GraphicsMemory:
             return 0
         return self._ends[i] - address
 
+    def spans(self) -> tuple[tuple[int, int], ...]:
+        """The graphics memory as disjoint [start, end) spans in address order (adjacent slices
+        merged): what :meth:`contains` checks against."""
+        return tuple(zip(self._starts, self._ends, strict=True))
+
     def contains(self, address: int, size: int = 1) -> bool:
         """Whether [address, address + size) lies inside the vGPU's graphics memory."""
         return self.span_from(address) >= size > 0

@@ -11,6 +11,11 @@ batch or a 2 MiB ring across as many loop steps as it needs. ``scan_ring`` and
 ``scan_batch`` run a scan to its end in one call; ``scan_next`` decodes and checks one
 command, for PPGTT batches scanned as they run. Every command walked is counted
 (``Segment.scanned``), skipped ones and MI_NOOPs included, for the engine's command limit.
+
+Given the compiled walk (scan_accel.py, ``accel``), a scan lets C walk the commands it knows
+exactly and takes over at the first one it does not (an error, a batch start or end, one
+that does not fit what was read): Python scans that one command as it does without C, so
+both paths accept, refuse and report alike.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from .engines import Engine
 from .frame import MAX_LEVEL, Frame
 from .records import BatchStart, Command
 from .reject import CommandRejected, FieldError
+from .scan_accel import ScanAccel, ScanWalk
 from .spec import Dwords
 
 __all__ = [
@@ -53,6 +59,9 @@ CHUNK_DWORDS = 16384  # a scan reads 64 KiB at a time
 # Commands between two looks at the clock: the dearest command (an LRI of 126 registers)
 # costs well under 0.1 ms, so a step overshoots its deadline by little.
 CLOCK_EVERY = 32
+# Commands the compiled walk takes between two looks at the clock: a few tens of
+# microseconds of C (bench/bench_cmd_scan.py).
+ACCEL_EVERY = 8192
 
 
 class BatchRef(NamedTuple):
@@ -115,7 +124,7 @@ class Commands(Sequence[tuple[int, Command]]):
 
     __slots__ = ("_dwords", "_engine", "_positions")
 
-    def __init__(self, dwords: array[int], positions: array[int], engine: Engine) -> None:
+    def __init__(self, dwords: array[int] | memoryview, positions: array[int], engine: Engine) -> None:
         self._dwords = dwords
         self._positions = positions
         self._engine = engine
@@ -163,6 +172,8 @@ class Scan:
     __slots__ = (
         "_buf",
         "_eof",
+        "_fast",
+        "_have",
         "_pos",
         "_positions",
         "_runs",
@@ -175,7 +186,7 @@ class Scan:
         "src",
     )
 
-    def __init__(self, src: DwordSource, frame: Frame, limit: int, ring: bool) -> None:
+    def __init__(self, src: DwordSource, frame: Frame, limit: int, ring: bool, accel: ScanAccel | None = None) -> None:
         self.src = src
         self.frame = frame
         self.limit = limit
@@ -183,11 +194,18 @@ class Scan:
         self.batches: list[BatchRef] = []
         self.scanned = 0
         self._table = DISPATCH[frame.engine]
-        self._buf = array("I")  # every dword read, from the buffer's start
+        self._buf: array[int] | memoryview = array("I")  # every dword read, from the buffer's start
+        self._have = 0  # dwords in _buf
         self._positions = array("I")  # dword positions of the commands an engine acts on
         self._pos = 0  # the next dword to scan
         self._eof = False  # nothing more to read
         self._runs: set[int] = {0}  # headers of skipped one-dword commands this engine accepts
+        self._fast: ScanWalk | None = None
+        if accel is not None:
+            # The walk's buffer, allocated once for the whole limit: an array grown to 4 MiB
+            # is copied by realloc as it grows, up to 2 MiB at once, a millisecond in a step.
+            self._fast = accel.walker(frame, ACCEL_EVERY, limit)
+            self._buf = self._fast.dwords
 
     def _segment(self, length: int) -> Segment:
         return Segment(Commands(self._buf, self._positions, self.frame.engine), self.batches, length, self.scanned)
@@ -197,13 +215,17 @@ class Scan:
         Raises CommandRejected."""
         buf = self._buf
         while True:
-            if not self._eof and len(buf) - self._pos < CHUNK_DWORDS:
-                have = len(buf)
+            have = self._have
+            if not self._eof and have - self._pos < CHUNK_DWORDS:
                 want = min(CHUNK_DWORDS, self.limit - have)
                 more = self.src.read(have, want) if want > 0 else ()
                 self._eof = len(more) < want or have + len(more) >= self.limit
-                buf.extend(more)
-            pos, ended, stopped = self._scan(buf, self._pos, len(buf), self._eof)
+                if isinstance(buf, array):
+                    buf.extend(more)
+                else:
+                    buf[have : have + len(more)] = more if isinstance(more, array) else array("I", more)
+                have = self._have = have + len(more)
+            pos, ended, stopped = self._scan(buf, self._pos, have, self._eof)
             self._pos = pos
             if ended:
                 return self._segment(pos)
@@ -222,11 +244,11 @@ class Scan:
             if clock() >= deadline:
                 return None
 
-    def _scan(self, buf: array[int], pos: int, end: int, final: bool) -> tuple[int, bool, bool]:
+    def _scan(self, buf: array[int] | memoryview, pos: int, end: int, final: bool) -> tuple[int, bool, bool]:
         """Scan ``buf[pos:end]`` for at most CLOCK_EVERY commands (a run of one skipped
-        command counting once). Returns (position reached, whether the buffer ended there,
-        whether the budget stopped it). Unless ``final``, stops before a command that does
-        not fit."""
+        command counting once), and with the compiled walk at most ACCEL_EVERY more in C.
+        Returns (position reached, whether the buffer ended there, whether the budget stopped
+        it). Unless ``final``, stops before a command that does not fit."""
         frame = self.frame
         table = self._table
         engine = frame.engine
@@ -236,8 +258,19 @@ class Scan:
         runs = self._runs
         bb_start = op.MI_BATCH_BUFFER_START
         bb_end = op.MI_BATCH_BUFFER_END
+        fast = self._fast
+        fast_budget = ACCEL_EVERY
         try:
             while pos < end:
+                if fast is not None:
+                    # C walks what it takes; Python scans the command it stops at.
+                    pos, walked = fast.walk(pos, end, fast_budget, positions)
+                    self.scanned += walked
+                    fast_budget -= walked
+                    if pos >= end:
+                        break
+                    if fast_budget == 0:
+                        return pos, False, True
                 if budget == 0:
                     return pos, False, True
                 budget -= 1
@@ -289,7 +322,7 @@ def _pattern(dw0: int) -> bytes:
     return array("I", [dw0]).tobytes() * _PATTERN_DWORDS
 
 
-def _run_length(buf: array[int], pos: int, end: int, dw0: int) -> int:
+def _run_length(buf: array[int] | memoryview, pos: int, end: int, dw0: int) -> int:
     """How many dwords of ``buf`` from ``pos`` (up to ``end``, at most a chunk) equal ``dw0``."""
     n = min(end - pos, _PATTERN_DWORDS)
     with memoryview(buf) as view:
@@ -314,13 +347,15 @@ def _finish(scan: Scan) -> Segment:
             return seg
 
 
-def ring_scan(src: DwordSource, length: int, engine: Engine, memory: GraphicsMemory) -> Scan:
+def ring_scan(
+    src: DwordSource, length: int, engine: Engine, memory: GraphicsMemory, accel: ScanAccel | None = None
+) -> Scan:
     """A scan of a ring segment of ``length`` dwords (the commands between head and tail,
-    unwrapped by ``src``)."""
-    return Scan(src, Frame.ring(engine, memory), length, ring=True)
+    unwrapped by ``src``); with ``accel``, the compiled walk takes what it knows."""
+    return Scan(src, Frame.ring(engine, memory), length, ring=True, accel=accel)
 
 
-def batch_scan(src: DwordSource, frame: Frame, address: int | None = None) -> Scan:
+def batch_scan(src: DwordSource, frame: Frame, address: int | None = None, accel: ScanAccel | None = None) -> Scan:
     """A scan of a batch from dword 0 of ``src`` to its end.
 
     ``frame`` is the batch's own frame (from ``Frame.enter``). For a GGTT batch give its
@@ -330,17 +365,17 @@ def batch_scan(src: DwordSource, frame: Frame, address: int | None = None) -> Sc
     limit = MAX_BATCH_DWORDS
     if address is not None and frame.privileged:
         limit = min(limit, frame.memory.span_from(address) // 4)
-    return Scan(src, frame, limit, ring=False)
+    return Scan(src, frame, limit, ring=False, accel=accel)
 
 
-def scan_ring(dwords: Dwords, engine: Engine, memory: GraphicsMemory) -> Segment:
+def scan_ring(dwords: Dwords, engine: Engine, memory: GraphicsMemory, accel: ScanAccel | None = None) -> Segment:
     """Scan a ring segment (the commands between head and tail, copied out and unwrapped)."""
-    return _finish(ring_scan(BufferSource(dwords), len(dwords), engine, memory))
+    return _finish(ring_scan(BufferSource(dwords), len(dwords), engine, memory, accel))
 
 
-def scan_batch(src: DwordSource, frame: Frame, address: int | None = None) -> Segment:
+def scan_batch(src: DwordSource, frame: Frame, address: int | None = None, accel: ScanAccel | None = None) -> Segment:
     """Scan a whole batch at once (see ``batch_scan``)."""
-    return _finish(batch_scan(src, frame, address))
+    return _finish(batch_scan(src, frame, address, accel))
 
 
 def _entry_for(frame: Frame, dw0: int) -> tuple[Entry, int]:

@@ -63,6 +63,7 @@ from ..cmd.records import (
     StoreRegisterMem,
     UserInterrupt,
 )
+from ..cmd.scan_accel import ScanAccel
 from ..graphics_memory import GraphicsMemory
 from ..gtt.mm import Ppgtt, ResyncTask, RootKind, ShadowMm
 from ..gtt.space import AddressSpace, GgttSpace, PpgttSpace, SpaceSource, read, write
@@ -393,7 +394,9 @@ class _Run:
         if head >= size or tail >= size:
             raise _Hang(f"ring head {head:#x} / tail {tail:#x} past the ring's {size:#x} bytes")
         length = ((tail - head) % size) // 4
-        return ring_scan(RingSource(self.space_ggtt, start, size, head), length, w.engine.id, memory)
+        return ring_scan(
+            RingSource(self.space_ggtt, start, size, head), length, w.engine.id, memory, self.runner.scan_accel
+        )
 
     # --- running commands ------------------------------------------------------------------
 
@@ -463,7 +466,9 @@ class _Run:
             self._enter(_Streamed(SpaceSource(self.ppgtt_space, rec.address, self.ppgtt_space.limit), child), chained)
         else:
             # Scanned whole before any of it runs, in steps (_execute goes on with it).
-            self.scan = batch_scan(SpaceSource(self.space_ggtt, rec.address), child, rec.address)
+            self.scan = batch_scan(
+                SpaceSource(self.space_ggtt, rec.address), child, rec.address, self.runner.scan_accel
+            )
             self.scan_chained = chained
             self.scan_address = rec.address
 
@@ -738,6 +743,7 @@ class Runner:
         self.ppgtt = ppgtt
         self.walker = ShadowWalker(ppgtt)
         self.blit_accel: BlitAccel | None = None  # the blitter in the compiled accelerator
+        self.scan_accel: ScanAccel | None = None  # the scanner's walk in the compiled accelerator
         self.registers = registers
         self.memory = memory
         self.watchdog = watchdog or Watchdog()

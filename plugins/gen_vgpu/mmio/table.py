@@ -33,6 +33,7 @@ __all__ = [
     "TABLE",
     "Declared",
     "RegisterTable",
+    "command_access",
     "may_read",
     "may_write",
     "populate",
@@ -225,3 +226,9 @@ def may_write(engine: EngineId, register: int) -> bool:
 def may_read(engine: EngineId, register: int) -> bool:
     """Whether MI_STORE_REGISTER_MEM on ``engine`` may read ``register``."""
     return register in _READABLE[engine]
+
+
+def command_access(engine: EngineId) -> tuple[frozenset[int], frozenset[int]]:
+    """Every register a command stream on ``engine`` may write, and every one it may read:
+    the sets may_write and may_read answer from (the compiled scanner's bitmaps)."""
+    return _WRITABLE[engine], _READABLE[engine]
