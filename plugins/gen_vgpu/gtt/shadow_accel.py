@@ -101,11 +101,16 @@ class ShadowAccel:
 
     def snapshot(self) -> tuple[memoryview, int]:
         """A 4 KiB slot for a table's snapshot and its address: slices of one allocation per
-        SNAPSHOT_SLAB tables (one address lookup for them all); a slot is released with the
-        last reference to it (the slab with the last of its slots)."""
+        SNAPSHOT_SLAB tables (one address lookup for them all). A table that goes gives its
+        slot back (:meth:`release`); one dropped otherwise (a snapshot invalidated) goes with
+        the last reference to it, the slab with the last of its slots."""
         if not self._slots:
             self._slots = self._slab()
         return self._slots.pop()
+
+    def release(self, slot: memoryview, address: int) -> None:
+        """A slot of :meth:`snapshot` free again; its slab's memory is kept for the next."""
+        self._slots.append((slot, address))
 
     def snapshots(self, n: int) -> list[tuple[memoryview, int]]:
         """``snapshot()`` for n tables at once."""
