@@ -140,6 +140,7 @@ class DmaMap:
         self._device_frames = FramePool(DEVICE_HFN_BASE, max_device_pages, HFN_LIMIT)
         self._device_pages: dict[int, memoryview] = {}
         self._device_slabs: list[memoryview] = []  # slab k holds frames DEVICE_HFN_BASE + 64k...
+        self._device_views: list[memoryview] = []  # frame DEVICE_HFN_BASE + k's page, made once
         self._warned_unsealed = False
         self.listeners: list[DmaListener] = []
 
@@ -417,16 +418,16 @@ class DmaMap:
         ``fill`` None: a page reused holds what it last held (for a caller that writes it
         whole at once, before anything can read it)."""
         frames = self._device_frames.alloc_many(count)
-        slabs = self._device_slabs
+        views = self._device_views
         pages = self._device_pages
-        mask = DEVICE_SLAB_PAGES - 1
         out = []
         for hfn in frames:
             k = hfn - DEVICE_HFN_BASE
-            while k >> _SLAB_SHIFT >= len(slabs):
-                slabs.append(memoryview(bytearray(DEVICE_SLAB_PAGES * PAGE_SIZE)))
-            off = (k & mask) << PAGE_SHIFT
-            page = pages[hfn] = slabs[k >> _SLAB_SHIFT][off : off + PAGE_SIZE]
+            while k >= len(views):
+                slab = memoryview(bytearray(DEVICE_SLAB_PAGES * PAGE_SIZE))
+                self._device_slabs.append(slab)
+                views += [slab[i : i + PAGE_SIZE] for i in range(0, len(slab), PAGE_SIZE)]
+            page = pages[hfn] = views[k]
             if fill is not None:
                 page[:] = fill
             out.append(page)

@@ -566,7 +566,8 @@ class TableStore:
         if job.unbacked:
             self.unbacked.add(t)
         job.entries_changed = n
-        queue.extend(t.child_refs)
+        # The children this job synced itself are in seen already: the walk need not see them.
+        queue.extend(t.child_refs if seen is None else [c for c in t.child_refs if c not in seen])
         return True
 
     def _pt_chunk(self, job: DirectorySync, stop: int, seen: set[ShadowTable] | None) -> bool:
@@ -609,9 +610,16 @@ class TableStore:
                 except NoSpace:
                     return False
                 by_hfn = self.by_hfn
-                for (g, gaddr), hfn, page in zip(found, hfns, pages, strict=True):
+                slots: list[tuple[memoryview | None, int]]
+                if seen is not None:  # synced below: their snapshot slots and addresses now
+                    slots = list(accel.snapshots(len(found)))
+                    haddrs = accel.page_addresses(hfns)
+                else:
+                    slots = [(None, 0)] * len(found)
+                    haddrs = [0] * len(found)
+                for (g, gaddr), hfn, page, (snap, saddr), haddr in zip(found, hfns, pages, slots, haddrs, strict=True):
                     key: TableKey = ("guest", pt, g, False)
-                    table = ShadowTable(key, pt, g, False, hfn, page, None, 0, None, 0, 0, gaddr)
+                    table = ShadowTable(key, pt, g, False, hfn, page, None, 0, snap, saddr, haddr, gaddr)
                     tables[key] = by_hfn[hfn] = table
                     child_of[g] = table
                     fresh.append(table)
@@ -669,15 +677,9 @@ class TableStore:
         return True
 
     def _first_sync(self, fresh: list[ShadowTable]) -> None:
-        """Sync new leaf tables of guest memory (``gaddr`` known) in one call to C."""
+        """Sync new leaf tables of guest memory (their three addresses set) in one call to C."""
         accel = self.accel
         assert accel is not None and len(fresh) <= LEAF_BATCH
-        for c, (snap, saddr), haddr in zip(
-            fresh, accel.snapshots(len(fresh)), accel.page_addresses([c.hfn for c in fresh]), strict=True
-        ):
-            c.snapshot = snap
-            c.saddr = saddr
-            c.haddr = haddr
         results, window_of = accel.sync_leaves(
             array("Q", [c.gaddr for c in fresh]),
             array("Q", [c.saddr for c in fresh]),
