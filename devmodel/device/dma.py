@@ -419,18 +419,15 @@ class DmaMap:
         whole at once, before anything can read it)."""
         frames = self._device_frames.alloc_many(count)
         views = self._device_views
-        pages = self._device_pages
-        out = []
-        for hfn in frames:
-            k = hfn - DEVICE_HFN_BASE
-            while k >= len(views):
-                slab = memoryview(bytearray(DEVICE_SLAB_PAGES * PAGE_SIZE))
-                self._device_slabs.append(slab)
-                views += [slab[i : i + PAGE_SIZE] for i in range(0, len(slab), PAGE_SIZE)]
-            page = pages[hfn] = views[k]
-            if fill is not None:
+        while frames and max(frames) - DEVICE_HFN_BASE >= len(views):
+            slab = memoryview(bytearray(DEVICE_SLAB_PAGES * PAGE_SIZE))
+            self._device_slabs.append(slab)
+            views += [slab[i : i + PAGE_SIZE] for i in range(0, len(slab), PAGE_SIZE)]
+        out = [views[hfn - DEVICE_HFN_BASE] for hfn in frames]
+        self._device_pages.update(zip(frames, out, strict=True))
+        if fill is not None:
+            for page in out:
                 page[:] = fill
-            out.append(page)
         return frames, out
 
     def device_slab(self, hfn: int) -> tuple[memoryview, int]:
