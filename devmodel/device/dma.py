@@ -44,6 +44,7 @@ DMA_UNMAP = event("dma_unmap", "iova %#x size %#x", "a DMA window unmapped (DMA_
 
 __all__ = [
     "DEVICE_HFN_BASE",
+    "DEVICE_SLAB_PAGES",
     "MAX_WINDOW_SIZE",
     "PAGE_SHIFT",
     "PAGE_SIZE",
@@ -58,6 +59,14 @@ log = logging.getLogger(__name__)
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
+# Device pages are slices of slabs of this many pages, a frame always at the same place in
+# its slab: a slab's address is looked up once for its 64 pages (the shadow PPGTT hands
+# them to C by address), and a freed frame's memory waits for the frame's reuse. The device
+# therefore keeps the most pages it ever held at once (at most its cap) rather than giving
+# freed ones back to the allocator.
+DEVICE_SLAB_PAGES = 64
+_SLAB_SHIFT = DEVICE_SLAB_PAGES.bit_length() - 1
+_ZERO_PAGE = bytes(PAGE_SIZE)
 PROT_READ = 0x1
 PROT_WRITE = 0x2
 MAX_WINDOW_SIZE = 1 << 43  # 8 TiB, libvfio-user's cap
@@ -130,6 +139,8 @@ class DmaMap:
         self._frames = ExtentAllocator(FIRST_WINDOW_HFN, DEVICE_HFN_BASE)
         self._device_frames = FramePool(DEVICE_HFN_BASE, max_device_pages, HFN_LIMIT)
         self._device_pages: dict[int, memoryview] = {}
+        self._device_slabs: list[memoryview] = []  # slab k holds frames DEVICE_HFN_BASE + 64k...
+        self._device_views: list[memoryview] = []  # frame DEVICE_HFN_BASE + k's page, made once
         self._warned_unsealed = False
         self.listeners: list[DmaListener] = []
 
@@ -398,10 +409,32 @@ class DmaMap:
 
     def alloc_device_page(self) -> tuple[int, memoryview]:
         """A zeroed page of the device's own, with its frame; NoSpace at the cap."""
-        hfn = self._device_frames.alloc()
-        page = memoryview(bytearray(PAGE_SIZE))
-        self._device_pages[hfn] = page
+        (hfn,), (page,) = self.alloc_device_pages(1)
         return hfn, page
+
+    def alloc_device_pages(self, count: int, fill: bytes | None = _ZERO_PAGE) -> tuple[list[int], list[memoryview]]:
+        """``count`` pages of the device's own and their frames, each page holding ``fill`` (a
+        page of bytes; zeros by default); NoSpace, and none taken, when the cap leaves fewer.
+        ``fill`` None: a page reused holds what it last held (for a caller that writes it
+        whole at once, before anything can read it)."""
+        frames = self._device_frames.alloc_many(count)
+        views = self._device_views
+        while frames and max(frames) - DEVICE_HFN_BASE >= len(views):
+            slab = memoryview(bytearray(DEVICE_SLAB_PAGES * PAGE_SIZE))
+            self._device_slabs.append(slab)
+            views += [slab[i : i + PAGE_SIZE] for i in range(0, len(slab), PAGE_SIZE)]
+        out = [views[hfn - DEVICE_HFN_BASE] for hfn in frames]
+        self._device_pages.update(zip(frames, out, strict=True))
+        if fill is not None:
+            for page in out:
+                page[:] = fill
+        return frames, out
+
+    def device_slab(self, hfn: int) -> tuple[memoryview, int]:
+        """The slab holding a device frame's page and the page's offset in it (the page may
+        be free: only its place is told)."""
+        k = hfn - DEVICE_HFN_BASE
+        return self._device_slabs[k >> _SLAB_SHIFT], (k & (DEVICE_SLAB_PAGES - 1)) << PAGE_SHIFT
 
     def free_device_page(self, hfn: int) -> None:
         if self._device_pages.pop(hfn, None) is not None:

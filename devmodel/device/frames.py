@@ -148,6 +148,21 @@ class FramePool:
         self._next += 1
         return hfn
 
+    def alloc_many(self, count: int) -> list[int]:
+        """``count`` frames at once, or NoSpace (and none taken) when fewer remain."""
+        if self.in_use + count > self.cap:
+            raise NoSpace("device page cap reached", cap=self.cap)
+        self.in_use += count
+        free = self._free
+        reused = min(count, len(free))
+        frames = free[len(free) - reused :]
+        del free[len(free) - reused :]
+        frames.reverse()  # the order alloc() would give: the last freed first
+        fresh = self._next
+        self._next += count - reused
+        frames.extend(range(fresh, self._next))
+        return frames
+
     def free(self, hfn: int) -> None:
         """The caller frees only what it holds (DmaMap checks its table first)."""
         self._free.append(hfn)

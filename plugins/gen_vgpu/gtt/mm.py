@@ -25,6 +25,7 @@ from devmodel.accel import Accel
 from devmodel.device.dma import PAGE_SHIFT, DmaMap, DmaWindow
 from devmodel.errors import NoSpace
 
+from .lanes import LANES
 from .ops import PteOps
 from .scratch import ScratchTree
 from .shadow import DEFAULT_MAX_SHADOW_PAGES, DirectorySync, ShadowTable, StoreCounters, TableStore
@@ -215,10 +216,11 @@ class ResyncTask:
                 while work or leaves or self._job is not None:
                     job = self._job
                     if job is not None:
-                        if not store.sync_some(job, work, deadline):
+                        if not store.sync_some(job, work, deadline, seen):
                             return True
                         self._job = None
-                        counts = [job.entries_changed]
+                        counts = [job.entries_changed] + [LANES] * job.leaves_synced
+                        stats.tables += job.leaves_synced
                     elif work:
                         t = work.pop()
                         if not t.alive or t in seen:

@@ -19,6 +19,7 @@ import logging
 import math
 import time
 from array import array
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,6 +36,7 @@ from .types import GttType, next_pt_type
 
 __all__ = [
     "DEFAULT_MAX_SHADOW_PAGES",
+    "BULK_CHUNK",
     "DIRECTORY_CHUNK",
     "DirectorySync",
     "IPS_GROUP",
@@ -54,6 +56,7 @@ DEFAULT_MAX_SHADOW_PAGES = 16384  # 64 MiB of shadow tables per vGPU
 _PAT_LARGE = 1 << 12  # the PAT bit of a 2 MiB / 1 GiB leaf; bit 7 (PS's place) in a 4 KiB PTE
 IPS_GROUP = 16  # a 64 KiB entry covers 16 PTE slots; only every 16th slot is read
 _LANE_ALL = (1 << 64) - 1
+_NO_WINDOWS: frozenset[DmaWindow] = frozenset()
 
 
 @dataclass
@@ -87,7 +90,9 @@ class ShadowTable:
     # (TableStore.by_hfn; a scratch entry: none): no list of 512 per directory for the cyclic
     # garbage collector to traverse on every full collection.
     child_refs: dict[ShadowTable, int] = field(default_factory=dict)  # child -> entries naming it
-    windows: set[DmaWindow] = field(default_factory=set)  # leaves: windows whose frames it holds
+    # Leaves: the windows whose frames it holds. Never changed in place, so that the leaves of
+    # one window share one set.
+    windows: frozenset[DmaWindow] = _NO_WINDOWS
     alive: bool = True
     syncs: int = 0  # moves when a directory sync ends or the snapshot is dropped (DirectorySync)
 
@@ -106,6 +111,10 @@ class ShadowTable:
 # Directory entries re-shadowed between two looks at a step's deadline: an entry that creates
 # its child table costs about 10 µs, so a chunk stays well under a step.
 DIRECTORY_CHUNK = 16
+# The same on the compiled path for a PD's entries naming PTs of 4 KiB pages, the bulk of a
+# tree: the chunk's new PTs are created together and synced in one call to C, about 1 µs an
+# entry (LEAF_BATCH: C's results for one call).
+BULK_CHUNK = LEAF_BATCH
 
 
 @dataclass(eq=False, slots=True)
@@ -120,6 +129,7 @@ class DirectorySync:
     pos: int = 0  # changed[:pos] are done
     unbacked: bool = False  # a present entry found no table in guest memory
     entries_changed: int = 0  # once done
+    leaves_synced: int = 0  # new PTs created and synced by the job itself (in the caller's seen)
 
     def __post_init__(self) -> None:
         self.new = array("Q", self.data)
@@ -147,6 +157,7 @@ class TableStore:
         self.unbacked: set[ShadowTable] = set()  # hold entries no window covered: redo on a map
         self.counters = StoreCounters()
         self._shifts: dict[DmaWindow, WindowShift] = {}
+        self._one_window: dict[DmaWindow, frozenset[DmaWindow]] = {}  # shared ShadowTable.windows
         self._last_window: tuple[int, int, DmaWindow] | None = None  # _guest_window's last find
         self._once = OncePerReason(log)
         self._leaf_scratch = scratch.leaf_entry
@@ -235,6 +246,7 @@ class TableStore:
     def _free(self, t: ShadowTable) -> None:
         self.generation += 1
         t.alive = False
+        self._release_snapshot(t)
         t.child_refs = {}
         del self.tables[t.key]
         del self.by_hfn[t.hfn]
@@ -243,6 +255,15 @@ class TableStore:
         self.dma.free_device_page(t.hfn)
         self.counters.tables_freed += 1
 
+    def _release_snapshot(self, t: ShadowTable) -> None:
+        """A table that goes gives its snapshot slot back for the next table (a compiled
+        build then takes no new slab, as the device pages come back to their pool). Nothing
+        holds the address: a flat list that does is dropped with the generation."""
+        if self.accel is not None and t.saddr > 0 and isinstance(t.snapshot, memoryview):
+            self.accel.release(t.snapshot, t.saddr)
+        t.snapshot = None
+        t.saddr = 0
+
     def _forget_windows(self, t: ShadowTable) -> None:
         for w in t.windows:
             users = self.by_window.get(w)
@@ -250,13 +271,14 @@ class TableStore:
                 users.discard(t)
                 if not users:
                     del self.by_window[w]
-        t.windows = set()
+        t.windows = _NO_WINDOWS
 
     def clear(self) -> None:
         """Free every shadow table (reset): nothing refers to them any more."""
         self.generation += 1
         for t in list(self.tables.values()):
             t.alive = False
+            self._release_snapshot(t)
             self.dma.free_device_page(t.hfn)
         self.counters.tables_freed += len(self.tables)
         self.tables.clear()
@@ -264,6 +286,7 @@ class TableStore:
         self.by_window.clear()
         self.unbacked.clear()
         self._shifts.clear()
+        self._one_window.clear()
         self._last_window = None
 
     # --- bringing a table up to date ---------------------------------------------------------
@@ -298,7 +321,7 @@ class TableStore:
             return 0
         if not t.is_leaf:
             if t.snapshot is None:
-                return DirectorySync(t, data, range(LANES), t.syncs)
+                return DirectorySync(t, data, self._unsettled(t, data), t.syncs)
             old = array("Q", bytes(t.snapshot))
             new = array("Q", data)
             return DirectorySync(t, data, [i for i, (a, b) in enumerate(zip(old, new, strict=True)) if a != b], t.syncs)
@@ -322,12 +345,12 @@ class TableStore:
                 queue.extend(t.child_refs)
                 return 0
             data = accel.read(gaddr)
-            return DirectorySync(t, data, accel.diff(t.saddr, data) if valid else range(LANES), t.syncs)
+            return DirectorySync(t, data, accel.diff(t.saddr, data) if valid else self._unsettled(t, data), t.syncs)
         if not valid:
             snap, t.saddr = accel.snapshot()
             t.snapshot = snap
         if not t.haddr:
-            t.haddr = accel.address(t.page)
+            t.haddr = accel.page_address(t.hfn)
         done = accel.sync_leaf(gaddr, t.saddr, t.haddr, t.ips, valid)
         if done is None:
             return 0
@@ -340,6 +363,21 @@ class TableStore:
         self._note_windows(t, windows)
         self._mark_unbacked(t, bool(unbacked))
         return LANES
+
+    def _unsettled(self, t: ShadowTable, data: bytes) -> range | list[int]:
+        """A directory without a snapshot: the entries to redo, all but those the guest has not
+        made present whose shadow already is the scratch below (redoing them changes nothing;
+        a new table's entries are, and a fresh root holds mostly them)."""
+        present = self.ops.present_bit
+        if present == 1 and lanes_of(data) & ONES == ONES:
+            return range(LANES)  # every entry present (a whole-table test: 1 µs, not 30)
+        guest = array("Q", data)
+        if t.page.tobytes() == self.scratch.filled[t.pt_type]:
+            todo = [i for i, e in enumerate(guest) if e & present]  # a blank table
+        else:
+            below = self.scratch.entry_below[t.pt_type]
+            todo = [i for i, (e, s) in enumerate(zip(guest, t.entries, strict=True)) if e & present or s != below]
+        return range(LANES) if len(todo) == LANES else todo
 
     def batches_leaves(self, t: ShadowTable) -> bool:
         """Whether ``t`` goes to :meth:`sync_leaves` rather than :meth:`sync`."""
@@ -364,7 +402,7 @@ class TableStore:
                 t.snapshot, t.saddr = accel.snapshot()
                 t.saddr = -t.saddr  # negative: not valid yet
             if not t.haddr:
-                t.haddr = accel.address(t.page)
+                t.haddr = accel.page_address(t.hfn)
             todo.append(k)
         if not todo:
             return changed
@@ -379,13 +417,24 @@ class TableStore:
             array("Q", [t.haddr for t in tables]),
             flags,
         )
+        for k, n in zip(todo, self._leaf_results(tables, results, window_of), strict=True):
+            changed[k] = n
+        return changed
+
+    def _leaf_results(self, tables: list[ShadowTable], results: list[int], window_of: list[int]) -> list[int]:
+        """The window bookkeeping after ``accel.sync_leaves``; the entries rewritten per table."""
+        accel = self.accel
+        assert accel is not None
         windows = accel.windows
         same, unbacked_flag = accel.same_flag, accel.unbacked_flag
         unbacked = self.unbacked
-        for k, t, result, w in zip(todo, tables, results, window_of, strict=True):
+        one_window = self._one_window
+        changed = []
+        for t, result, w in zip(tables, results, window_of, strict=True):
             if result & same:
+                changed.append(0)
                 continue
-            changed[k] = LANES
+            changed.append(LANES)
             if not result and w != -2:
                 # The common case: every present frame in one usable window (or none present).
                 if w >= 0:
@@ -394,7 +443,10 @@ class TableStore:
                     if len(held) != 1 or window not in held:
                         if held:
                             self._forget_windows(t)
-                        self._note_windows(t, {window})
+                        only = one_window.get(window)
+                        if only is None:
+                            only = one_window[window] = frozenset((window,))
+                        self._note_windows(t, only)
                 elif t.windows:
                     self._forget_windows(t)
                 if unbacked:
@@ -429,7 +481,9 @@ class TableStore:
                 self.unref(child, n)
         return 0 if was is None else LANES
 
-    def sync_some(self, job: DirectorySync, queue: list[ShadowTable], deadline: float) -> bool:
+    def sync_some(
+        self, job: DirectorySync, queue: list[ShadowTable], deadline: float, seen: set[ShadowTable] | None = None
+    ) -> bool:
         """Re-shadow the job's changed entries, DIRECTORY_CHUNK at a time, until all are done
         (True: the table's children are then on ``queue``) or ``time.monotonic()`` passes
         ``deadline`` (False: call again). A job whose table went is done, with nothing queued.
@@ -441,7 +495,11 @@ class TableStore:
         (the memo of entries is per call). The snapshot becomes the job's guest bytes at the
         end, unless another sync of the table ended or blanked it meanwhile (``syncs``
         moved): which entries then follow which bytes is unknown, and the next sync redoes
-        all of them."""
+        all of them.
+
+        ``seen``: the caller's walk's tables. Given, the compiled path syncs the PTs that a
+        chunk creates at once and adds them to it (``job.leaves_synced``); without it they are
+        only queued, as every other child is."""
         t = job.table
         changed = job.changed
         n = len(changed)
@@ -451,10 +509,18 @@ class TableStore:
         by_hfn = self.by_hfn
         addr_mask = self.ops.addr_mask
         memo: dict[int, tuple[ShadowTable | None, int]] = {}
+        bulk = self.accel is not None and pt_type is T.PPGTT_PDE_PT
         while job.pos < n:
             if not t.alive:
                 return True
             self.generation += 1
+            if bulk:
+                stop = min(n, job.pos + BULK_CHUNK)
+                if self._pt_chunk(job, stop, seen):
+                    job.pos = stop
+                    if stop < n and time.monotonic() >= deadline:
+                        return False
+                    continue
             entries = t.entries
             child_refs = t.child_refs
             stop = min(n, job.pos + DIRECTORY_CHUNK)
@@ -500,8 +566,138 @@ class TableStore:
         if job.unbacked:
             self.unbacked.add(t)
         job.entries_changed = n
-        queue.extend(t.child_refs)
+        # The children this job synced itself are in seen already: the walk need not see them.
+        queue.extend(t.child_refs if seen is None else [c for c in t.child_refs if c not in seen])
         return True
+
+    def _pt_chunk(self, job: DirectorySync, stop: int, seen: set[ShadowTable] | None) -> bool:
+        """The compiled path's chunk of a PD's changed entries [job.pos, stop) when every present
+        one names a PT of 4 KiB pages: the missing PTs created together (device pages, tables)
+        and, with ``seen``, synced in one call to C. The result is the entry-by-entry loop's,
+        entry for entry. False, having done nothing, for any other chunk, or when the new PTs
+        would pass the shadow-page cap or find too few device pages: the loop then takes it,
+        table by table, with the reclaim and the refusals."""
+        accel = self.accel
+        assert accel is not None
+        t = job.table
+        ops = self.ops
+        present, large, mask = ops.present_bit, ops.ps_bit | ops.ips_bit, ops.addr_mask
+        new = job.new
+        index = job.changed[job.pos : stop]
+        guest = [new[i] for i in index]
+        # Per distinct entry value: i915 fills a PD with one entry (its scratch PT) where it
+        # maps nothing.
+        counts = Counter(guest)
+        if any(e & present and e & large for e in counts):
+            return False
+        pt = T.PPGTT_PTE_PT
+        tables = self.tables
+        gfn_of = {e: (e & mask) >> PAGE_SHIFT for e in counts if e & present}
+        child_of: dict[int, ShadowTable | None] = {g: tables.get(("guest", pt, g, False)) for g in gfn_of.values()}
+        missing = [g for g, c in child_of.items() if c is None]
+        fresh: list[ShadowTable] = []
+        if missing:
+            # A PT outside readable guest memory stays at scratch, as on the loop's path.
+            found = [(g, a) for g, a in zip(missing, accel.guest_addresses(missing), strict=True) if a]
+            if found:
+                if len(tables) + len(found) > self.max_pages:
+                    return False
+                try:
+                    # Synced below before anything reads them, C writing every entry.
+                    hfns, pages = self.dma.alloc_device_pages(
+                        len(found), None if seen is not None else self.scratch.filled[pt]
+                    )
+                except NoSpace:
+                    return False
+                by_hfn = self.by_hfn
+                slots: list[tuple[memoryview | None, int]]
+                if seen is not None:  # synced below: their snapshot slots and addresses now
+                    slots = list(accel.snapshots(len(found)))
+                    haddrs = accel.page_addresses(hfns)
+                else:
+                    slots = [(None, 0)] * len(found)
+                    haddrs = [0] * len(found)
+                for (g, gaddr), hfn, page, (snap, saddr), haddr in zip(found, hfns, pages, slots, haddrs, strict=True):
+                    key: TableKey = ("guest", pt, g, False)
+                    table = ShadowTable(key, pt, g, False, hfn, page, None, 0, snap, saddr, haddr, gaddr)
+                    tables[key] = by_hfn[hfn] = table
+                    child_of[g] = table
+                    fresh.append(table)
+                self.counters.tables_created += len(fresh)
+        entries = t.entries
+        child_refs = t.child_refs
+        by_hfn = self.by_hfn
+        below = self.scratch.entry_below[T.PPGTT_PDE_PT]
+        olds = set(entries[index.start : index.stop]) if isinstance(index, range) else {entries[i] for i in index}
+        if not any(by_hfn.get((o & mask) >> PAGE_SHIFT) for o in olds):
+            # Entries none of which holds a child yet (a new PD's): no old child to drop, so
+            # the references are added per distinct entry and the entries written at once.
+            shadow_of: dict[int, int] = {}
+            for e, n in counts.items():
+                child = child_of.get(gfn_of[e]) if e & present else None
+                if child is not None:
+                    child.refs += n
+                    child_refs[child] = child_refs.get(child, 0) + n
+                    shadow_of[e] = (e & ~mask) | (child.hfn << PAGE_SHIFT)
+                else:
+                    shadow_of[e] = below
+                    if e & present:
+                        job.unbacked = True
+            shadow = array("Q", [shadow_of[e] for e in guest])
+            if isinstance(index, range):
+                entries[index.start : index.stop] = shadow
+            else:
+                for i, v in zip(index, shadow, strict=True):
+                    entries[i] = v
+        else:
+            for i, e in zip(index, guest, strict=True):
+                # Add before remove: the new child is referenced before the old one may go.
+                child = child_of.get(gfn_of[e]) if e & present else None
+                if child is not None:
+                    child.refs += 1
+                    child_refs[child] = child_refs.get(child, 0) + 1
+                    shadow_entry = (e & ~mask) | (child.hfn << PAGE_SHIFT)
+                else:
+                    shadow_entry = below
+                    if e & present:
+                        job.unbacked = True
+                old_child = by_hfn.get((entries[i] & mask) >> PAGE_SHIFT)
+                entries[i] = shadow_entry
+                if old_child is not None:
+                    m = child_refs[old_child] - 1
+                    if m:
+                        child_refs[old_child] = m
+                    else:
+                        del child_refs[old_child]
+                    self.unref(old_child)
+        if fresh and seen is not None:
+            self._first_sync(fresh)
+            seen.update(fresh)
+            job.leaves_synced += len(fresh)
+        return True
+
+    def _first_sync(self, fresh: list[ShadowTable]) -> None:
+        """Sync new leaf tables of guest memory (their three addresses set) in one call to C."""
+        accel = self.accel
+        assert accel is not None and len(fresh) <= LEAF_BATCH
+        results, window_of = accel.sync_leaves(
+            array("Q", [c.gaddr for c in fresh]),
+            array("Q", [c.saddr for c in fresh]),
+            array("Q", [c.haddr for c in fresh]),
+            bytes(len(fresh)),  # 4 KiB pages; no valid snapshot
+        )
+        w = window_of[0]
+        if w >= 0 and not any(results) and window_of.count(w) == len(fresh):
+            # Each in the same one window (new tables hold none yet, and are not unbacked).
+            window = accel.windows[w]
+            only = self._one_window.get(window)
+            if only is None:
+                only = self._one_window[window] = frozenset((window,))
+            for c in fresh:
+                c.windows = only
+            self.by_window.setdefault(window, set()).update(fresh)
+        else:
+            self._leaf_results(fresh, results, window_of)
 
     def _invalidate(self, t: ShadowTable) -> None:
         """Forget ``t``'s snapshot: its next sync rebuilds every entry."""
@@ -602,8 +798,8 @@ class TableStore:
         self._mark_unbacked(t, bool(unbacked))
         return LANES
 
-    def _note_windows(self, t: ShadowTable, windows: set[DmaWindow]) -> None:
-        t.windows = windows
+    def _note_windows(self, t: ShadowTable, windows: set[DmaWindow] | frozenset[DmaWindow]) -> None:
+        t.windows = windows if isinstance(windows, frozenset) else frozenset(windows)
         for w in windows:
             self.by_window.setdefault(w, set()).add(t)
 
@@ -670,13 +866,14 @@ class TableStore:
         if self.accel is not None:
             self.accel.windows_changed()
         self._shifts.pop(window, None)
+        self._one_window.pop(window, None)
         users = self.by_window.pop(window, None)
         if not users:
             return
         lo, hi = window.hfn_base, window.hfn_base + window.page_count
         scratch = self._leaf_scratch
         for t in users:
-            t.windows.discard(window)
+            t.windows = t.windows - {window}
             if not t.windows:
                 t.page[:] = self.scratch.filled[T.PPGTT_PTE_PT]
             else:

@@ -17,7 +17,16 @@ from array import array
 from typing import Any
 
 from devmodel.accel import Accel
-from devmodel.device.dma import PAGE_SHIFT, PAGE_SIZE, PROT_READ, PROT_WRITE, DmaMap, DmaWindow
+from devmodel.device.dma import (
+    DEVICE_HFN_BASE,
+    DEVICE_SLAB_PAGES,
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PROT_READ,
+    PROT_WRITE,
+    DmaMap,
+    DmaWindow,
+)
 
 from .ops import PteOps
 from .types import GttType
@@ -60,6 +69,7 @@ class ShadowAccel:
         self._table: Any = None
         self._bases: dict[DmaWindow, int] = {}  # window -> address of its mapping
         self._slots: list[tuple[memoryview, int]] = []
+        self._slab_bases: dict[int, int] = {}  # device slab index -> its address
         self._windows: tuple[DmaWindow, ...] = ()
         # guest_address's last window: (first gfn, end gfn, address of gfn 0 as if mapped).
         self._last = (0, 0, 0)
@@ -91,15 +101,64 @@ class ShadowAccel:
 
     def snapshot(self) -> tuple[memoryview, int]:
         """A 4 KiB slot for a table's snapshot and its address: slices of one allocation per
-        SNAPSHOT_SLAB tables (one address lookup for them all); a slot is released with the
-        last reference to it (the slab with the last of its slots)."""
+        SNAPSHOT_SLAB tables (one address lookup for them all). A table that goes gives its
+        slot back (:meth:`release`); one dropped otherwise (a snapshot invalidated) goes with
+        the last reference to it, the slab with the last of its slots."""
         if not self._slots:
-            slab = memoryview(bytearray(SNAPSHOT_SLAB * PAGE_SIZE))
-            base = self.address(slab)
-            slots = [(slab[k * PAGE_SIZE : (k + 1) * PAGE_SIZE], base + k * PAGE_SIZE) for k in range(SNAPSHOT_SLAB)]
-            slots.reverse()
-            self._slots = slots
+            self._slots = self._slab()
         return self._slots.pop()
+
+    def release(self, slot: memoryview, address: int) -> None:
+        """A slot of :meth:`snapshot` free again; its slab's memory is kept for the next."""
+        self._slots.append((slot, address))
+
+    def snapshots(self, n: int) -> list[tuple[memoryview, int]]:
+        """``snapshot()`` for n tables at once."""
+        slots = self._slots
+        while len(slots) < n:
+            slots[:0] = self._slab()
+        taken = slots[len(slots) - n :]
+        del slots[len(slots) - n :]
+        return taken
+
+    def _slab(self) -> list[tuple[memoryview, int]]:
+        slab = memoryview(bytearray(SNAPSHOT_SLAB * PAGE_SIZE))
+        base = self.address(slab)
+        slots = [(slab[k * PAGE_SIZE : (k + 1) * PAGE_SIZE], base + k * PAGE_SIZE) for k in range(SNAPSHOT_SLAB)]
+        slots.reverse()
+        return slots
+
+    def page_address(self, hfn: int) -> int:
+        """Where a device page is: its slab's address (looked up once per slab) plus its place."""
+        k = (hfn - DEVICE_HFN_BASE) // DEVICE_SLAB_PAGES
+        base = self._slab_bases.get(k)
+        slab, offset = self.dma.device_slab(hfn)
+        if base is None:
+            base = self._slab_bases[k] = self.address(slab)
+        return base + offset
+
+    def page_addresses(self, hfns: list[int]) -> list[int]:
+        bases = self._slab_bases
+        out = []
+        for hfn in hfns:
+            k, slot = divmod(hfn - DEVICE_HFN_BASE, DEVICE_SLAB_PAGES)
+            base = bases.get(k)
+            if base is None:
+                return [self.page_address(h) for h in hfns]
+            out.append(base + (slot << PAGE_SHIFT))
+        return out
+
+    def guest_addresses(self, gfns: list[int]) -> list[int]:
+        """``guest_address`` for each of gfns."""
+        first, end, origin = self._last
+        out = []
+        for gfn in gfns:
+            if first <= gfn < end:
+                out.append(origin + (gfn << PAGE_SHIFT))
+            else:
+                out.append(self.guest_address(gfn))
+                first, end, origin = self._last
+        return out
 
     def guest_address(self, gfn: int) -> int:
         """Where the guest page ``gfn`` is in this process, if a readable window with an fd
@@ -159,7 +218,7 @@ class ShadowAccel:
             self._results,
             self._window_of,
         )
-        return self._results[0:n], self._window_of[0:n]
+        return ffi.unpack(self._results, n), ffi.unpack(self._window_of, n)
 
     @property
     def windows(self) -> tuple[DmaWindow, ...]:

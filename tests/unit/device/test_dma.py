@@ -446,6 +446,23 @@ def test_device_page_cap_and_reuse():
     assert all(DEVICE_HFN_BASE <= f < HFN_LIMIT for f in frames)
 
 
+def test_device_pages_in_bulk():
+    dma = DmaMap(max_device_pages=5)
+    hfns, pages = dma.alloc_device_pages(3, b"\xab" * PAGE_SIZE)
+    assert len(set(hfns)) == 3 and all(bytes(p) == b"\xab" * PAGE_SIZE for p in pages)
+    assert all(dma.page(h, write=True) is p for h, p in zip(hfns, pages, strict=True))
+    with pytest.raises(NoSpace):
+        dma.alloc_device_pages(3)  # two left under the cap: none is taken
+    assert dma.device_pages == 3
+    dma.free_device_page(hfns[1])
+    again, fresh = dma.alloc_device_pages(3)
+    assert again[0] == hfns[1] and all(bytes(p) == bytes(PAGE_SIZE) for p in fresh)  # reused, zeroed
+    # A page's slab and place: the same memory as the page.
+    slab, offset = dma.device_slab(again[0])
+    slab[offset : offset + 4] = b"slab"
+    assert bytes(fresh[0][:4]) == b"slab"
+
+
 @pytest.mark.parametrize("cap", [0, HFN_LIMIT - DEVICE_HFN_BASE + 1])
 def test_device_page_cap_must_fit_the_frame_bits(cap):
     with pytest.raises(ValueError):

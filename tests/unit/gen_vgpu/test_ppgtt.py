@@ -13,9 +13,9 @@ from devmodel.device.dma import PROT_READ, PROT_WRITE, DmaMap
 from devmodel.errors import OutOfRange
 from devmodel.testing import GuestMemory
 from gen_vgpu.gtt.lanes import LANES
-from gen_vgpu.gtt.mm import Ppgtt, RootKind, ShadowMm, parse_roots
+from gen_vgpu.gtt.mm import Ppgtt, ResyncStats, RootKind, ShadowMm, parse_roots
 from gen_vgpu.gtt.ops import GEN8_PTE_OPS as OPS
-from gen_vgpu.gtt.shadow import DIRECTORY_CHUNK
+from gen_vgpu.gtt.shadow import BULK_CHUNK, DIRECTORY_CHUNK
 from gen_vgpu.gtt.shadow_accel import has_shadow_accel
 from gen_vgpu.gtt.types import GttType
 from gen_vgpu.gtt.walker import ShadowWalker
@@ -291,10 +291,14 @@ def test_stepped_resync_returns_between_tables(guest: Guest) -> None:
     while task.step(0.0):  # a deadline already passed: one leaf (or batch of leaves) per step
         steps += 1
     # A new directory re-shadows its 512 entries DIRECTORY_CHUNK per step. The last step only
-    # finds the work done. The compiled path syncs the 5 leaves (4 PTs and the guest's scratch
-    # PT) in one call, after the 5 directories.
+    # finds the work done. The compiled path takes a PD's entries BULK_CHUNK per step and syncs
+    # the PTs they create (4 PTs and the guest's scratch PT) within those steps.
     per_directory = LANES // DIRECTORY_CHUNK
-    assert steps == mm.last_resync.steps == 5 * per_directory + (2 if guest.compiled else 6)
+    if guest.compiled:
+        expected = 3 * per_directory + 2 * (LANES // BULK_CHUNK) + 1  # PML4, 2 PDPs; 2 PDs
+    else:
+        expected = 5 * per_directory + 6
+    assert steps == mm.last_resync.steps == expected
     assert mm.last_resync.tables == 10
     check_structure(guest.ppgtt, guest.mem, synced=True)
     # Cancelled halfway, the mm can still be reclaimed or destroyed.
@@ -421,3 +425,73 @@ def test_runs_equal_a_page_by_page_walk(guest: Guest, seed: int) -> None:
         self.ppgtt = Ppgtt(self.dma, OPS, has_ips=has_ips, max_shadow_pages=cap, max_mms=max_mms, accel=accel)
         self.compiled = self.ppgtt.store.accel is not None
         assert self.compiled == compiled
+
+
+def _pd_of_many_pts(g: Guest) -> int:
+    """PML4 40 -> PDP 41 -> PD 42, whose entries 0..199 name PTs 100..299 (each mapping 512
+    pages), with holes: non-present entries, entries naming a PT outside guest memory, two
+    entries naming one PT, an entry naming the PD itself."""
+    g.put(40, 0, 41 << 12 | RWP)
+    g.put(41, 0, 42 << 12 | RWP)
+    for i in range(200):
+        g.put(42, i, (100 + i) << 12 | RWP)
+        g.mem.write((100 + i) << 12, b"".join(((0x400 + i + k) << 12 | RWP).to_bytes(8, "little") for k in range(512)))
+    g.put(42, 7, 0)
+    g.put(42, 70, 0x12345 << 12 | RWP)  # no guest memory there: scratch, rebuilt at a map
+    g.put(42, 71, 100 << 12 | RWP)  # the PT of entry 0 again
+    g.put(42, 300, 42 << 12 | RWP)  # the PD read as a PT
+    return 40 << 12
+
+
+def _shadow_state(g: Guest, mm: ShadowMm) -> tuple[object, int, int, ResyncStats]:
+    """What a shadow holds, without the frames the two paths may number differently: per PD
+    entry the guest table of its child (or its raw value: scratch), and every table's entries
+    with child frames replaced by the child's key."""
+    by_hfn = g.ppgtt.store.by_hfn
+    tables = []
+    for t in sorted(g.ppgtt.store.tables.values(), key=lambda t: repr(t.key)):
+        entries = []
+        for e in t.entries:
+            child = by_hfn.get(OPS.get_pfn(e))
+            entries.append((child.key, e & ~OPS.addr_mask) if child is not None else e)
+        tables.append((t.key, t.refs, tuple(entries)))
+    c = g.ppgtt.counters
+    return tuple(tables), c.refused, c.tables_created - c.tables_freed, mm.last_resync
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled accelerator is not installed")
+@pytest.mark.parametrize("cap", [4096, 120, 3])
+@pytest.mark.parametrize("device_pages", [None, 90])
+def test_bulk_pd_chunks_equal_the_entry_by_entry_path(cap: int, device_pages: int | None) -> None:
+    """The compiled path creates and syncs a PD's new PTs a chunk at a time; with room, at the
+    shadow-page cap (the chunk falls back to the loop, table by table) and with too few device
+    pages (NoSpace), it holds what the Python path holds, entry for entry, and refuses as much."""
+    states = []
+    for compiled in (False, True):
+        g = Guest(cap=cap, compiled=compiled)
+        if device_pages is not None:
+            g.dma = DmaMap(max_device_pages=device_pages)
+            g.window = g.dma.add(0, MEM, PROT_READ | PROT_WRITE, g.mem.dup_fd())
+            accel = accel_module.load(True) if compiled else None
+            g.ppgtt = Ppgtt(g.dma, OPS, has_ips=True, max_shadow_pages=cap, accel=accel)
+            g.walker = ShadowWalker(g.ppgtt)
+        try:
+            mm = g.submit(RootKind.L4, (_pd_of_many_pts(g),))
+            check_structure(g.ppgtt, g.mem, synced=True)
+            state = _shadow_state(g, mm)
+            # A second resync finds nothing to do; one PT changed is found and redone.
+            again = g.submit(RootKind.L4, (40 << 12,))
+            assert again.last_resync.tables_changed == 0
+            g.put(150, 3, 0x500 << 12 | PRESENT)
+            g.put(42, 5, 0)  # PD entry 5 dropped: its PT goes
+            g.submit(RootKind.L4, (40 << 12,))
+            check_structure(g.ppgtt, g.mem, synced=True)
+            states.append((state, _shadow_state(g, mm)))
+        finally:
+            g.close()
+    (py_first, py_then), (c_first, c_then) = states
+    assert c_first[:3] == py_first[:3]
+    assert c_then[:3] == py_then[:3]
+    # The walk's figures are the same too: every table visited once, the new ones changed.
+    for py, c in ((py_first[3], c_first[3]), (py_then[3], c_then[3])):
+        assert (c.tables, c.tables_changed, c.entries_changed) == (py.tables, py.tables_changed, py.entries_changed)

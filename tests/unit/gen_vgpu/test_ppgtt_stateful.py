@@ -141,6 +141,18 @@ class PpgttMachine(RuleBasedStateMachine):
         self.mem.write(gfn << 12, ((pointee << 12) | PRESENT | RW).to_bytes(8, "little") * 512)
         self.synced = False
 
+    @rule(
+        gfn=st.sampled_from(TABLES),
+        start=st.sampled_from([0, 40, 460]),
+        pointees=st.lists(st.sampled_from([0, 0x40, *TABLES]), min_size=1, max_size=80),
+    )
+    def point_run(self, gfn: int, start: int, pointees: list[int]) -> None:
+        """A run of entries naming tables, the way a PD fills with PTs (the compiled path
+        creates and syncs a chunk of them at once); 0: a non-present entry."""
+        run = b"".join(((p << 12) | PRESENT | RW if p else 0).to_bytes(8, "little") for p in pointees)
+        self.mem.write((gfn << 12) + 8 * start, run[: (512 - start) * 8])
+        self.synced = False
+
     @rule(gfn=st.sampled_from(TABLES))
     def clear_table(self, gfn: int) -> None:
         self.mem.write(gfn << 12, bytes(4096))
