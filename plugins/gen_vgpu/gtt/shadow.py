@@ -228,6 +228,16 @@ class TableStore:
         self.counters.refused += 1
         self.log_once(reason, detail)
 
+    def _drop_entry_ref(self, parent: ShadowTable, child: ShadowTable) -> None:
+        """One entry of ``parent`` no longer names ``child`` (it was just rewritten)."""
+        child_refs = parent.child_refs
+        m = child_refs[child] - 1
+        if m:
+            child_refs[child] = m
+        else:
+            del child_refs[child]
+        self.unref(child)
+
     def unref(self, table: ShadowTable, count: int = 1) -> None:
         """Drop ``count`` references; a table at zero goes, and with it its references."""
         table.refs -= count
@@ -540,12 +550,7 @@ class TableStore:
                 old_child = by_hfn.get((entries[i] & addr_mask) >> PAGE_SHIFT)
                 entries[i] = shadow_entry
                 if old_child is not None:
-                    m = child_refs[old_child] - 1
-                    if m:
-                        child_refs[old_child] = m
-                    else:
-                        del child_refs[old_child]
-                    self.unref(old_child)
+                    self._drop_entry_ref(t, old_child)
             job.pos = stop
             if stop < n and time.monotonic() >= deadline:
                 return False
@@ -664,12 +669,7 @@ class TableStore:
                 old_child = by_hfn.get((entries[i] & mask) >> PAGE_SHIFT)
                 entries[i] = shadow_entry
                 if old_child is not None:
-                    m = child_refs[old_child] - 1
-                    if m:
-                        child_refs[old_child] = m
-                    else:
-                        del child_refs[old_child]
-                    self.unref(old_child)
+                    self._drop_entry_ref(t, old_child)
         if fresh and seen is not None:
             self._first_sync(fresh)
             seen.update(fresh)
