@@ -75,7 +75,7 @@ class GuestResult:
 
 
 def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=None,
-              append="", device_props=None, qemu_args=(), done_grace=15.0, image=None, dmesg=True,
+              append="", device_props=None, qemu_args=(), done_grace=45.0, image=None, dmesg=True,
               display=None):
     """Boot QEMU with the guest image and run guest-tests/guest/test_NAME.py for each NAME.
 
@@ -85,7 +85,9 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
     scripts declare. dmesg: the guest prints its whole kernel log before powering off, kept
     as OUTDIR/dmesg.log and GuestResult.dmesg. display: the device model's --display for a
     device started here: "none" (headless) unless a test asks for "dp"; the display tests
-    ask for it (docs/display.md says why the GT tests stay headless). Raises HarnessError when the run itself
+    ask for it (docs/display.md says why the GT tests stay headless). done_grace: how long the
+    guest may take to power off once its scripts are done, a hang guard (the guest's hung-task
+    detector reports a task blocked for 5 s on the console). Raises HarnessError when the run itself
     failed (QEMU did not start, the guest did not power off by the deadline, the device
     model died); a finished run returns a GuestResult with the TAP of each script."""
     outdir = Path(outdir)
