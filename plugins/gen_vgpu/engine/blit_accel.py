@@ -197,7 +197,8 @@ class BlitAccel:
         whose pages the step resolved already or are resolved now, with those of the blit's
         ``left`` rows from y (as many as MAX_PAGES allows) for the step's later bands."""
         base, pitch, tiling = surface
-        if tiling is Tiling.LINEAR:  # rows_span's, written out: a step resolves each surface here
+        linear = tiling is Tiling.LINEAR
+        if linear:  # rows_span's, written out: a step resolves each surface here
             first = (base + y * pitch + x) >> PAGE_SHIFT
             end = (base + (y + rows - 1) * pitch + x + width + PAGE_SIZE - 1) >> PAGE_SHIFT
         else:
@@ -208,7 +209,8 @@ class BlitAccel:
             raise ValueError(f"a band of {end - first} pages")
         st = s.struct
         if not (s.count and s.space is space and s.first <= first and end <= s.first + s.count):
-            ahead = (base + rows_span(tiling, pitch, x, y, width, left)[1] + PAGE_SIZE - 1) >> PAGE_SHIFT
+            last = (y + left - 1) * pitch + x + width if linear else rows_span(tiling, pitch, x, y, width, left)[1]
+            ahead = (base + last + PAGE_SIZE - 1) >> PAGE_SHIFT
             n = end - first
             if ahead > end:
                 n = min(ahead, first + MAX_PAGES) - first
