@@ -45,27 +45,7 @@ void dm_frames_resolve(const struct dm_frames *f, uint64_t entries_addr, uint64_
                 addr = w->addr && (write ? w->writable : w->readable) ? w->addr : 0;
             }
         }
-        uint64_t at = addr ? addr + ((hfn - lo) << PAGE_SHIFT) : 0;
-        out[i] = at;
-        /* The entries that follow name the next frames with the same bits (a surface's pages
-         * in order): they resolve to the next host pages of the same window, found by one
-         * compare each, without the checks above. Bounded by the window's end and by the top
-         * of the frame field (e + k pages must not carry out of it). */
-        uint64_t room = hi - hfn, top = (mask >> PAGE_SHIFT) - hfn + 1;
-        uint64_t stop = n - i;
-        if (room < stop)
-            stop = room;
-        if (top < stop)
-            stop = top;
-        uint64_t k = 1;
-        while (k < stop && entries[i + k] == e + (k << PAGE_SHIFT))
-            k++;
-        if (addr)
-            for (uint64_t j = 1; j < k; j++)
-                out[i + j] = at + (j << PAGE_SHIFT);
-        else
-            memset(out + i + 1, 0, (k - 1) * sizeof(*out));
-        i += k - 1;
+        out[i] = addr ? addr + ((hfn - lo) << PAGE_SHIFT) : 0;
     }
 }
 
