@@ -57,6 +57,8 @@ ACCEL_BAND = 1 << 20
 _BPP = 4
 _ZEROS = memoryview(bytes(LINE))
 
+_NEVER = float("inf")
+
 _Line = tuple[int, int, int]  # (destination gma, source gma or -1, bytes)
 
 
@@ -70,6 +72,10 @@ def _lines(dst: int, pitch: int, src: int, src_pitch: int, rows: int, width: int
         s = src + r * src_pitch if src >= 0 else -1
         for off in range(0, width, LINE):
             yield d + off, s + off if s >= 0 else -1, min(LINE, width - off)
+
+
+def _no_clock() -> float:
+    return 0.0
 
 
 class _Spans:
@@ -139,6 +145,7 @@ class BlitJob:
         self._dst_xy = (rec.x1 * _BPP, rec.y1)
         tiled = self._dst[2] is not Tiling.LINEAR or (self._src is not None and self._src[2] is not Tiling.LINEAR)
         self._banded = self._accel is not None or tiled
+        self._linear = not tiled
         self._todo: deque[_Line] = deque()  # lines taken from the generator, not yet done
         if self._banded:
             self._lines: Iterator[_Line] = iter(())
@@ -178,7 +185,12 @@ class BlitJob:
             else:
                 assert isinstance(self.space, (PpgttSpace, GgttSpace))
                 band = ACCEL_BAND // len(surfaces)
-                k = _band_rows(surfaces, left, band)
+                if self._linear:  # _band_rows's, written out for the common case
+                    k = min(left, max(1, band // max(dst[1], 1)))
+                    if src is not None:
+                        k = min(k, max(1, band // max(src[1], 1)))
+                else:
+                    k = _band_rows(surfaces, left, band)
                 budget = deadline - clock()
                 width, color = self._width, self._color
                 k = accel.bands(self.space, dst, src, dx, dy + r, sx, sy + r, width, k, left, color, band, budget)
@@ -244,10 +256,10 @@ class BlitJob:
 
     def run(self) -> None:
         if self._banded:
-            self._band_step(float("inf"), lambda: 0.0)
+            self._band_step(_NEVER, _no_clock)
             return
         while self._todo:
-            self._band(float("inf"), lambda: 0.0)
+            self._band(_NEVER, _no_clock)
 
     def _take_band(self) -> list[_Line]:
         todo = self._todo

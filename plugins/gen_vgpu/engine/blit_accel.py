@@ -101,32 +101,32 @@ class BlitAccel:
 
     def _resolve(self, space: PpgttSpace | GgttSpace, first: int, n: int, write: bool, out: Any) -> None:
         """out[0:n]: the host pages of graphics pages [first, first + n)."""
-        ffi, lib, f = self.ffi, self.lib, self.frames
-        if isinstance(space, GgttSpace):
+        f = self.frames
+        if isinstance(space, PpgttSpace):
+            f.need_rw = 1
+            inside = min(n, (space.limit >> PAGE_SHIFT) - first)
+            if inside > 0:
+                # The band's shadow PTs found in one walk, their entries resolved in one call.
+                walker = space.walker
+                get = walker.ppgtt.store.by_hfn.get
+                count = ((first + inside - 1) >> 9) - (first >> 9) + 1
+                self._tables[0:count] = [
+                    t.haddr if (t := get(hfn)) is not None and t.haddr else self._table_address(hfn, get)
+                    for hfn in walker.leaf_tables(space.mm, first << PAGE_SHIFT, count)
+                ]
+                self.lib.dm_frames_resolve_tables(f, self._tables, first & (LANES - 1), inside, write, out)
+            else:
+                inside = 0
+        else:
+            assert isinstance(space, GgttSpace)
             f.need_rw = 0
-            shadow = space.ggtt.shadow
             inside = max(0, min(n, _GGTT_PAGES - first))
             if inside:
-                base = int(ffi.cast("uintptr_t", ffi.from_buffer(shadow)))
-                lib.dm_frames_resolve(f, base + 8 * first, inside, write, out)
-            for i in range(inside, n):
-                out[i] = 0
-            return
-        f.need_rw = 1
-        walker = space.walker
-        inside = max(0, min(n, (space.limit >> PAGE_SHIFT) - first))
-        if inside:
-            # The band's shadow PTs found in one walk, their entries resolved in one call.
-            get = walker.ppgtt.store.by_hfn.get
-            count = ((first + inside - 1) >> 9) - (first >> 9) + 1
-            addrs = [
-                t.haddr if (t := get(hfn)) is not None and t.haddr else self._table_address(hfn, get)
-                for hfn in walker.leaf_tables(space.mm, first << PAGE_SHIFT, count)
-            ]
-            self._tables[0:count] = addrs
-            lib.dm_frames_resolve_tables(f, self._tables, first & (LANES - 1), inside, write, out)
-        for i in range(inside, n):
-            out[i] = 0
+                ffi = self.ffi
+                base = int(ffi.cast("uintptr_t", ffi.from_buffer(space.ggtt.shadow)))
+                self.lib.dm_frames_resolve(f, base + 8 * first, inside, write, out)
+        if inside < n:
+            self.ffi.memmove(out + inside, bytes(8 * (n - inside)), 8 * (n - inside))
 
     def _table_address(self, hfn: int, tables: Callable[[int], ShadowTable | None]) -> int:
         """Where the shadow table in frame hfn is, 0 if no page: a live table's page is a
@@ -197,15 +197,23 @@ class BlitAccel:
         whose pages the step resolved already or are resolved now, with those of the blit's
         ``left`` rows from y (as many as MAX_PAGES allows) for the step's later bands."""
         base, pitch, tiling = surface
-        lo, hi = rows_span(tiling, pitch, x, y, width, rows)
-        first = (base + lo) >> PAGE_SHIFT
-        end = (base + hi + PAGE_SIZE - 1) >> PAGE_SHIFT
+        linear = tiling is Tiling.LINEAR
+        if linear:  # rows_span's, written out: a step resolves each surface here
+            first = (base + y * pitch + x) >> PAGE_SHIFT
+            end = (base + (y + rows - 1) * pitch + x + width + PAGE_SIZE - 1) >> PAGE_SHIFT
+        else:
+            lo, hi = rows_span(tiling, pitch, x, y, width, rows)
+            first = (base + lo) >> PAGE_SHIFT
+            end = (base + hi + PAGE_SIZE - 1) >> PAGE_SHIFT
         if end - first > MAX_PAGES:
             raise ValueError(f"a band of {end - first} pages")
         st = s.struct
         if not (s.count and s.space is space and s.first <= first and end <= s.first + s.count):
-            ahead = (base + rows_span(tiling, pitch, x, y, width, left)[1] + PAGE_SIZE - 1) >> PAGE_SHIFT
-            n = max(end, min(ahead, first + MAX_PAGES)) - first
+            last = (y + left - 1) * pitch + x + width if linear else rows_span(tiling, pitch, x, y, width, left)[1]
+            ahead = (base + last + PAGE_SIZE - 1) >> PAGE_SHIFT
+            n = end - first
+            if ahead > end:
+                n = min(ahead, first + MAX_PAGES) - first
             self._resolve(space, first, n, write, s.pages)
             s.space, s.first, s.count = space, first, n
             st.page_gma = first << PAGE_SHIFT

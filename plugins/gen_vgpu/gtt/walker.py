@@ -138,7 +138,8 @@ class ShadowWalker:
                 continue
             i = (at >> 21) & _INDEX_MASK
             take = min((end - at + (1 << 21) - 1) >> 21, LANES - i)
-            out += [(e & mask) >> PAGE_SHIFT for e in pd.page.cast("Q")[i : i + take]]
+            for e in pd.page.cast("Q")[i : i + take]:
+                out.append((e & mask) >> PAGE_SHIFT)
             at = ((at >> 21) + take) << 21
         return out
 

@@ -401,3 +401,52 @@ def test_compiled_blits_across_a_gib_match_python(levels: int) -> None:
         finally:
             rig.close()
     assert images[0] == images[1]
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled accelerator is not installed")
+def test_resolve_runs_stop_at_window_ends_and_entry_changes() -> None:
+    """dm_frames_resolve takes entries naming the next frames with the same bits as a run:
+    a run must still end where a window ends (the next one read-only, or a gap), where the
+    bits change, and at the top of the frame field; each page checked against a per-entry
+    resolve of the test's own."""
+    accel = accel_module.load(True)
+    assert accel is not None
+    ffi, lib = accel.ffi, accel.lib
+    present, rw, mask = 1 << 0, 1 << 1, ((1 << 20) - 1) << 12  # a 20-bit frame field
+    # (first frame, end, address, readable, writable): two windows back to back, the second
+    # read-only, then a gap, then one at the very top of the frame field.
+    spans = [
+        (0x100, 0x108, 0x7000_0000, 1, 1),
+        (0x108, 0x10C, 0x7100_0000, 1, 0),
+        (0xFFFFC, 0x100000, 0x7200_0000, 1, 1),
+    ]
+    windows = ffi.new("struct dm_frame_window[]", len(spans))
+    for slot, (lo, hi, addr, r, w) in zip(windows, spans, strict=True):
+        slot.hfn_base, slot.hfn_end, slot.addr, slot.readable, slot.writable = lo, hi, addr, r, w
+    f = ffi.new("struct dm_frames *")
+    f.windows, f.nwindows, f.need_rw, f.present_bit, f.rw_bit, f.frame_mask = windows, len(spans), 1, present, rw, mask
+
+    def expect(e: int, write: bool) -> int:
+        if not e & present or (write and not e & rw):
+            return 0
+        hfn = (e & mask) >> 12
+        for lo, hi, addr, r, w in spans:
+            if lo <= hfn < hi:
+                return addr + ((hfn - lo) << 12) if (w if write else r) else 0
+        return 0
+
+    rng = random.Random(7)
+    runs = [
+        [((0x100 + i) << 12) | 3 for i in range(16)],  # across both windows into the gap
+        [((0xFFFF8 + i) << 12) | 3 for i in range(8)] + [(1 << 32) | 3],  # to the top, then a bit above the field
+        [((0x104 + i) << 12) | (3 if i != 2 else 1) for i in range(6)],  # the RW bit drops mid-run
+    ]
+    for _ in range(20):
+        base = rng.choice([0x100, 0x105, 0x10A, 0xFFFFA])
+        runs.append([((base + i) << 12) | rng.choice([3, 3, 3, 1, 0]) for i in range(rng.randint(1, 12))])
+    for entries in runs:
+        table = ffi.new("uint64_t[]", entries)
+        out = ffi.new("uint64_t[]", len(entries))
+        for write in (False, True):
+            lib.dm_frames_resolve(f, int(ffi.cast("uintptr_t", table)), len(entries), write, out)
+            assert list(out) == [expect(e, write) for e in entries], (entries, write)
