@@ -655,8 +655,11 @@ class TableStore:
                 for i, v in zip(index, shadow, strict=True):
                     entries[i] = v
         else:
+            # Every new reference before any old one goes: child_of was looked up before the
+            # chunk, so an old child dropped to zero here could be a later entry's new child,
+            # which would then name a freed table.
+            dropped = []
             for i, e in zip(index, guest, strict=True):
-                # Add before remove: the new child is referenced before the old one may go.
                 child = child_of.get(gfn_of[e]) if e & present else None
                 if child is not None:
                     child.refs += 1
@@ -669,7 +672,9 @@ class TableStore:
                 old_child = by_hfn.get((entries[i] & mask) >> PAGE_SHIFT)
                 entries[i] = shadow_entry
                 if old_child is not None:
-                    self._drop_entry_ref(t, old_child)
+                    dropped.append(old_child)
+            for old_child in dropped:
+                self._drop_entry_ref(t, old_child)
         if fresh and seen is not None:
             self._first_sync(fresh)
             seen.update(fresh)
