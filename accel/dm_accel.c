@@ -632,9 +632,14 @@ int dm_serve_timer(void)
  * timer pending (a lit pipe's frame clock always has). The timerfd is armed once per deadline
  * instead and the waits have none. A deadline later than the armed one keeps it: the early
  * expiry only sends the loop round once. */
+/* The same timer's deadline comes back a little different from each call (the caller's
+ * clock and C's are read apart): within ARM_SLACK_NS later it keeps the armed one, which fires
+ * at most that late (epoll_wait's millisecond timeout rounded up by up to 1 ms). */
+#define ARM_SLACK_NS 100000
+
 static void arm(struct dm_serve *s, int64_t deadline, int64_t now)
 {
-    if (s->armed_ns >= 0 && s->armed_ns > now && s->armed_ns <= deadline)
+    if (s->armed_ns >= 0 && s->armed_ns > now && s->armed_ns <= deadline + ARM_SLACK_NS)
         return;
     struct itimerspec when = {{0, 0}, {deadline / 1000000000, deadline % 1000000000}};
     if (timerfd_settime(s->timer_fd, TFD_TIMER_ABSTIME, &when, NULL) == 0)
