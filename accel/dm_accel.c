@@ -438,6 +438,13 @@ static void put_reply_header(struct dm_conn *c, uint8_t *at, const struct dm_hea
     c->out_len += size;
 }
 
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 /* A published register whose gate is open only until a deadline (ReadGate.open_until),
  * read at or after it: its hook has work to do first (Python's). */
 static int read_expired(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t count)
@@ -447,9 +454,7 @@ static int read_expired(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t c
     uint64_t dword = offset >> 2;
     if (!b->timed[dword] && !(count == 8 && b->timed[dword + 1]))
         return 0;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec >= *b->until_ns;
+    return now_ns() >= *b->until_ns;
 }
 
 /* decode_region_read, Device.region_read, Bar0.read */
@@ -615,13 +620,6 @@ int dm_drain(struct dm_conn *c, const uint8_t *buf, uint64_t end)
 
 /* --- the loop's wait ---------------------------------------------------------------------- */
 
-static int64_t now_ns(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
 int dm_serve_timer(void)
 {
     return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -631,10 +629,10 @@ int dm_serve_timer(void)
  * programming the timer is a trap to the hypervisor: about 1 us a message while the loop has a
  * timer pending (a lit pipe's frame clock always has). The timerfd is armed once per deadline
  * instead and the waits have none. A deadline later than the armed one keeps it: the early
- * expiry only sends the loop round once. */
-/* The same timer's deadline comes back a little different from each call (the caller's
- * clock and C's are read apart): within ARM_SLACK_NS later it keeps the armed one, which fires
- * at most that late (epoll_wait's millisecond timeout rounded up by up to 1 ms). */
+ * expiry only sends the loop round once. So does one up to ARM_SLACK_NS earlier: the same
+ * timer's deadline comes back a little different from each call (the caller's clock and C's
+ * are read apart), and the armed one fires at most that late (epoll_wait's millisecond timeout
+ * was rounded up by up to 1 ms). */
 #define ARM_SLACK_NS 100000
 
 static void arm(struct dm_serve *s, int64_t deadline, int64_t now)
