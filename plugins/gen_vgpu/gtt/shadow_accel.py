@@ -229,7 +229,9 @@ class ShadowAccel:
 
     def diff(self, old: int, new: bytes) -> list[int]:
         n = self.lib.dm_pt_diff(old, new, self._diff)
-        return self._diff[0:n]  # type: ignore[no-any-return]
+        # A list of its own: a slice of the cdata would be a view of the buffer the next call
+        # rewrites, and a directory's job holds its list across steps.
+        return self.ffi.unpack(self._diff, n)  # type: ignore[no-any-return]
 
     def first_changed(self, guest: Any, snap: Any, start: int, n: int) -> int:
         """The first of tables [start, n) whose guest table (at the address in ``guest``,

@@ -495,3 +495,30 @@ def test_bulk_pd_chunks_equal_the_entry_by_entry_path(cap: int, device_pages: in
     # The walk's figures are the same too: every table visited once, the new ones changed.
     for py, c in ((py_first[3], c_first[3]), (py_then[3], c_then[3])):
         assert (c.tables, c.tables_changed, c.entries_changed) == (py.tables, py.tables_changed, py.entries_changed)
+
+
+def test_directory_jobs_begun_together_keep_their_own_entries(guest: Guest) -> None:
+    """Two directories' syncs begun before either runs (two tasks' steps interleave so) each
+    redo their own changed entries: the compiled path's list of them is the job's own, not a
+    view of a buffer the next compare rewrites."""
+    g = guest
+    g.put(40, 0, 41 << 12 | RWP)
+    g.put(41, 0, 42 << 12 | RWP)
+    g.put(41, 1, 43 << 12 | RWP)
+    for pd, pts in ((42, range(100, 110)), (43, range(110, 120))):
+        for i, pt in enumerate(pts):
+            g.put(pd, i, pt << 12 | RWP)
+            g.put(pt, 0, (0x400 + pt) << 12 | RWP)
+    g.submit(RootKind.L4, (40 << 12,))
+    store = g.ppgtt.store
+    pd42 = store.tables[("guest", T.PPGTT_PDE_PT, 42, False)]
+    pd43 = store.tables[("guest", T.PPGTT_PDE_PT, 43, False)]
+    g.put(42, 5, 0)
+    g.put(43, 300, 105 << 12 | RWP)
+    queue: list[object] = []
+    jobs = [store.begin_sync(pd42, queue), store.begin_sync(pd43, queue)]  # type: ignore[arg-type]
+    for job in jobs:
+        assert not isinstance(job, int)
+        assert store.sync_some(job, queue, float("inf"))  # type: ignore[arg-type]
+    assert [list(job.changed) for job in jobs] == [[5], [300]]  # type: ignore[union-attr]
+    check_structure(g.ppgtt, g.mem, synced=True)
