@@ -154,6 +154,43 @@ void dm_pt_sync_leaves(const struct dm_pt_ops *o, uint64_t n, const uint64_t *gu
     }
 }
 
+uint32_t dm_pt_pde_frames(const struct dm_pt_ops *o, uint64_t large, uint64_t n, const uint64_t *pde, uint64_t *gfn)
+{
+    uint64_t odd = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t e = pde[i];
+        odd |= (e & (o->present_bit | large)) ^ o->present_bit;
+        gfn[i] = (e & o->addr_mask) >> 12;
+    }
+    return odd == 0;
+}
+
+void dm_pt_first_pts(const struct dm_pt_ops *o, uint64_t n, const uint64_t *pde, const uint64_t *hfn,
+                     const uint64_t *page_addr, uint64_t hfn_base, uint64_t guest_origin, const uint64_t *snap,
+                     uint64_t *pd, uint64_t *shadow, uint32_t *result, int32_t *window)
+{
+    uint32_t used[LANES], nused;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t e = pde[i];
+        pd[i] = (e & ~o->addr_mask) | (hfn[i] << 12);
+        shadow[i] = page_addr[hfn[i] - hfn_base];
+        uint64_t guest = guest_origin + (((e & o->addr_mask) >> 12) << 12);
+        result[i] = dm_pt_sync_leaf(o, guest, snap[i], shadow[i], 0, 0, used, &nused);
+        window[i] = nused == 0 ? -1 : nused == 1 ? (int32_t)used[0] : -2;
+    }
+}
+
+uint32_t dm_pt_present(const char *table, uint64_t present, uint16_t *out)
+{
+    uint64_t t[LANES];
+    uint32_t n = 0;
+    memcpy(t, table, TABLE_BYTES);
+    for (uint32_t i = 0; i < LANES; i++)
+        if (t[i] & present)
+            out[n++] = (uint16_t)i;
+    return n;
+}
+
 uint32_t dm_pt_diff(uint64_t old_addr, const char *now_bytes, uint16_t *out)
 {
     uint64_t a[LANES], b[LANES];

@@ -52,6 +52,23 @@ uint32_t dm_pt_sync_leaf(const struct dm_pt_ops *o, uint64_t guest, uint64_t sna
 void dm_pt_sync_leaves(const struct dm_pt_ops *o, uint64_t n, const uint64_t *guest, const uint64_t *snap,
                        const uint64_t *shadow, const uint8_t *flags, uint32_t *result, int32_t *window);
 
+/* The frames of n PD entries to gfn[]: 1 when each is present without any of the bits in large
+ * (a 2 MiB or 64 KiB page), that is, names a PT of 4 KiB pages; else 0. */
+uint32_t dm_pt_pde_frames(const struct dm_pt_ops *o, uint64_t large, uint64_t n, const uint64_t *pde, uint64_t *gfn);
+
+/* A new PD's entries naming new PTs (dm_pt_pde_frames said so): for each i, the shadow entry
+ * naming the PT's shadow table (device frame hfn[i], whose page is at page_addr[hfn[i] -
+ * hfn_base], the caller's table of device pages) to pd[i], that address to shadow[i], and the
+ * PT synced as by dm_pt_sync_leaves without a valid snapshot, its guest table at guest_origin +
+ * (gfn << 12) (the caller checked that every one lies in one readable window). result[] and
+ * window[] as dm_pt_sync_leaves. */
+void dm_pt_first_pts(const struct dm_pt_ops *o, uint64_t n, const uint64_t *pde, const uint64_t *hfn,
+                     const uint64_t *page_addr, uint64_t hfn_base, uint64_t guest_origin, const uint64_t *snap,
+                     uint64_t *pd, uint64_t *shadow, uint32_t *result, int32_t *window);
+
+/* The indexes of a 512-entry table's entries with the present bit to out[], their number returned. */
+uint32_t dm_pt_present(const char *table, uint64_t present, uint16_t *out);
+
 /* The entries of two 512-entry tables that differ: their indexes to out[], their number returned. */
 uint32_t dm_pt_diff(uint64_t old, const char *now, uint16_t *out);
 

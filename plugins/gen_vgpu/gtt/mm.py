@@ -121,14 +121,11 @@ class FlatTree:
         """None when a table of guest memory was left without a snapshot (two syncs of a
         directory overlapped): only a walk rebuilds it."""
         tables = [t for t in seen if t.alive and t.gaddr]
-        if any(t.saddr <= 0 for t in tables):
+        snap = [t.saddr for t in tables]
+        if snap and min(snap) <= 0:
             return None
         return cls(
-            ppgtt.store.generation,
-            ppgtt.map_changes,
-            tables,
-            array("Q", [t.gaddr for t in tables]),
-            array("Q", [t.saddr for t in tables]),
+            ppgtt.store.generation, ppgtt.map_changes, tables, array("Q", [t.gaddr for t in tables]), array("Q", snap)
         )
 
 

@@ -497,6 +497,97 @@ def test_bulk_pd_chunks_equal_the_entry_by_entry_path(cap: int, device_pages: in
         assert (c.tables, c.tables_changed, c.entries_changed) == (py.tables, py.tables_changed, py.entries_changed)
 
 
+def _pd_of_new_pts(g: Guest, case: str) -> int:
+    """PML4 40 -> PDP 41 -> PD 42, every entry present and naming its own PT (gfns 0x100..0x2FF,
+    each mapping 512 pages of 0x400..0x7FF), as a 1 GiB tree and i915's PDs are: the compiled
+    path creates and syncs such a PD's PTs a chunk at a time in C (TableStore._fresh_pts).
+    ``case`` spoils one chunk: "2 windows" (data pages of PT 3 in the second window),
+    "table split" (the PTs of a chunk in two windows), "shared" (a PT of the PD already shadowed
+    under PD 43), "read-only" (the window of the data pages, 0x400..0x7FF, read only)."""
+    g.put(40, 0, 41 << 12 | RWP)
+    g.put(41, 0, 42 << 12 | RWP)
+    for i in range(LANES):
+        g.put(42, i, (0x100 + i) << 12 | RWP)
+        g.mem.write(
+            (0x100 + i) << 12,
+            b"".join(((0x400 + (i + k) % 0x400) << 12 | RWP).to_bytes(8, "little") for k in range(512)),
+        )
+    if case == "shared":
+        g.put(41, 1, 43 << 12 | RWP)
+        g.put(43, 0, (0x100 + 200) << 12 | RWP)
+        g.submit(RootKind.L4, (40 << 12,))  # PD 42 and 43 shadowed: drop PD 42's and redo it
+        g.put(41, 0, 0)
+        g.submit(RootKind.L4, (40 << 12,))
+        g.put(41, 0, 42 << 12 | RWP)
+    return 40 << 12
+
+
+def _split_windows(g: Guest, case: str, compiled: bool) -> None:
+    """Guest memory as two windows of one memfd, split where ``case`` wants it."""
+    cut = {"2 windows": 0x600, "table split": 0x1C0, "read-only": 0x400}.get(case)
+    if cut is None:
+        return
+    g.dma.remove_all()
+    g.dma = DmaMap()
+    g.dma.add(0, cut << 12, PROT_READ | PROT_WRITE, g.mem.dup_fd())
+    prot = PROT_READ if case == "read-only" else PROT_READ | PROT_WRITE
+    g.dma.add(cut << 12, MEM - (cut << 12), prot, g.mem.dup_fd(), offset=cut << 12)
+    accel = accel_module.load(True) if compiled else None
+    g.ppgtt = Ppgtt(g.dma, OPS, has_ips=True, max_shadow_pages=4096, accel=accel)
+    g.walker = ShadowWalker(g.ppgtt)
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled accelerator is not installed")
+@pytest.mark.parametrize("case", ["one window", "2 windows", "table split", "shared", "read-only"])
+def test_new_pd_chunks_equal_the_entry_by_entry_path(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new PD's PTs created and synced in C hold what the Python path's hold, entry for entry,
+    with the same windows noted (a DMA unmap re-points the same tables); a chunk the fast path
+    cannot take (PTs in two windows, a PT already shadowed) goes the general way, same result."""
+    from gen_vgpu.gtt.shadow import TableStore
+
+    taken: list[bool] = []
+    fresh_pts = TableStore._fresh_pts
+
+    def spy(self: TableStore, *args: object) -> bool:
+        done = fresh_pts(self, *args)  # type: ignore[arg-type]
+        taken.append(done)
+        return done
+
+    monkeypatch.setattr(TableStore, "_fresh_pts", spy)
+    states = []
+    for compiled in (False, True):
+        g = Guest(compiled=compiled)
+        _split_windows(g, case, compiled)
+        try:
+            root = _pd_of_new_pts(g, case)
+            taken.clear()
+            mm = g.submit(RootKind.L4, (root,))
+            check_structure(g.ppgtt, g.mem, synced=True)
+            state = _shadow_state(g, mm)
+            took = taken.count(True)
+            windows = sorted((repr(t.key), sorted(w.iova for w in t.windows)) for t in g.ppgtt.store.tables.values())
+            again = g.submit(RootKind.L4, (40 << 12,))
+            assert again.last_resync.tables_changed == 0
+            g.put(0x105, 3, 0x500 << 12 | PRESENT)
+            g.submit(RootKind.L4, (40 << 12,))
+            check_structure(g.ppgtt, g.mem, synced=True)
+            last = g.dma.windows[-1]
+            g.dma.remove_range(last.iova, last.size)
+            g.submit(RootKind.L4, (40 << 12,))
+            check_structure(g.ppgtt, g.mem, synced=True)
+            states.append((state, windows, _shadow_state(g, mm)))
+        finally:
+            g.close()
+    (py_first, py_windows, py_then), (c_first, c_windows, c_then) = states
+    assert c_first[:3] == py_first[:3]
+    assert c_windows == py_windows
+    assert c_then[:3] == py_then[:3]
+    assert (c_first[3].tables, c_first[3].tables_changed) == (py_first[3].tables, py_first[3].tables_changed)
+    # The fast path took the chunks it can, and only those.
+    chunks = LANES // BULK_CHUNK
+    assert took == {"table split": chunks - 1, "shared": chunks - 1}.get(case, chunks)
+
+
 def test_directory_jobs_begun_together_keep_their_own_entries(guest: Guest) -> None:
     """Two directories' syncs begun before either runs (two tasks' steps interleave so) each
     redo their own changed entries: the compiled path's list of them is the job's own, not a
