@@ -88,6 +88,7 @@ def check_structure(ppgtt: Ppgtt, mem: GuestMemory, synced: bool) -> None:
     for t in store.tables.values():
         assert t.alive
         if t.is_leaf:
+            assert not t.child_refs, "a leaf names children"
             continue
         # A directory's children are the live tables its shadow entries hold; every other
         # entry is the scratch of the level below (check_table).
