@@ -28,6 +28,7 @@ from ..vfio_user.constants import (
     HeaderFlags,
     MsgType,
 )
+from .dispatch import Dispatcher
 from .outbox import Outbox
 
 __all__ = ["OUT_SIZE", "CompiledDrain", "ServeOutcome"]
@@ -55,7 +56,7 @@ class CompiledDrain:
         region: RegionAccel,
         conn: ServerConnection,
         outbox: Outbox,
-        stats: dict[str, int],
+        dispatcher: Dispatcher,
     ) -> None:
         ffi, lib = accel.ffi, accel.lib
         self._ffi = ffi
@@ -66,7 +67,10 @@ class CompiledDrain:
         self._framer = conn.framer
         self._outbox = outbox
         self._fd = outbox.sock.fileno()
-        self._stats = stats
+        self._dispatcher = dispatcher
+        self._stats = dispatcher.stats
+        self._hand_write = lib.DM_HAND_WRITE
+        self.handed = 0  # accesses C checked and Python took without decoding them (dm_conn.hand)
         c = self._c = ffi.new("struct dm_conn *")
         c.max_msg_size = conn.framer.max_size
         c.max_xfer = MAX_DATA_XFER_SIZE
@@ -114,17 +118,43 @@ class CompiledDrain:
             self._bind()
         c = self._c
         c.pos = start
-        self._region.prepare()  # what C reads must be current (the aperture's windows)
+        region = self._region
         outbox = self._outbox
-        c.sock_fd = -1 if outbox.queued else self._fd  # behind queued bytes, replies queue too
-        status = self._drain(c, self._buf_ptr, end)
-        if status > self._python or c.out_len:
-            self._finish(status, end)
-        else:
-            self._region.settle()
+        python = self._python
+        while True:
+            region.prepare()  # what C reads must be current (the aperture's windows)
+            c.sock_fd = -1 if outbox.queued else self._fd  # behind queued bytes, replies queue too
+            status = self._drain(c, self._buf_ptr, end)
+            if status > python or c.out_len:
+                status = self._finish(status, end)
+            else:
+                region.settle()
+            if status != python or not c.hand:
+                break
+            # A register access C checked whole and left to Python for its register: taken
+            # here, as the framer and the dispatcher would take it, without decoding it again.
+            c.pos += c.hand_size
+            framer.skip_to(c.pos)
+            if c.requests:
+                self._fold_stats()
+            self._take_handed(c)
         framer.skip_to(c.pos)
         if c.requests:
             self._fold_stats()
+
+    def _take_handed(self, c: Any) -> None:
+        self.handed += 1
+        region = self._region
+        if c.hand == self._hand_write:
+            out = self._dispatcher.handed_write(
+                c.hand_id, bool(c.hand_reply), region.index, c.hand_offset, c.hand_value, region.write_dword
+            )
+        else:
+            out = self._dispatcher.handed_read(
+                c.hand_id, bool(c.hand_reply), region.index, c.hand_offset, region.read_dword
+            )
+        if out is not None:
+            self._outbox.send(out)
 
     def _fold_stats(self) -> None:
         c = self._c
@@ -172,9 +202,10 @@ class CompiledDrain:
         c.out_len = 0
         self._outbox.send(bytes(self._out[:n]))
 
-    def _finish(self, status: int, end: int) -> None:
+    def _finish(self, status: int, end: int) -> int:
         """The rarer outcomes: replies the socket did not take, and the statuses that ask
-        for Python's help before the drain goes on."""
+        for Python's help before the drain goes on. Returns the final status (DM_DONE or
+        DM_PYTHON)."""
         c = self._c
         try:
             while True:
@@ -182,7 +213,7 @@ class CompiledDrain:
                     self._send_left()
                     c.sock_fd = -1 if self._outbox.queued else self._fd
                 if status <= self._python:  # DM_DONE, DM_PYTHON
-                    return
+                    return status
                 if status != self._out_full:
                     self._region.resolve(status)
                 status = self._drain(c, self._buf_ptr, end)

@@ -152,7 +152,7 @@ class Client:
         both = RegionFlags.READ | RegionFlags.WRITE
         if device.regions[bound.index].flags & both != both:
             return None
-        return CompiledDrain(accel, bound, self.conn, self.outbox, self.dispatcher.stats)
+        return CompiledDrain(accel, bound, self.conn, self.outbox, self.dispatcher)
 
 
 class Server:

@@ -12,6 +12,7 @@ handler serves) comes back to Python.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from devmodel.accel import Accel
@@ -45,6 +46,9 @@ class Bar0Accel:
             raise ValueError(f"register file of {rf.size:#x} bytes, BAR0 has {regs.MMIO_SIZE:#x} of registers")
         self.ggtt = GgttAccel(accel, bar0.ggtt)
         self._registers = rf
+        # Bar0.read / Bar0.write of an accepted dword below the GGTT: the register file's
+        self.read_dword: Callable[[int], int] = rf.read32
+        self.write_dword: Callable[[int, int], None] = rf.write32
         # The last stay in C wrote GGTT entries: load its counts before the next one, so that
         # a stream of GGTT writes does not come back to Python once per read to load them.
         self._ggtt_busy = False
