@@ -758,9 +758,20 @@ int dm_serve(struct dm_conn *c, struct dm_serve *s)
             return DM_SERVE_READ;
         }
         uint64_t requests = c->requests, posted = c->posted;
+        int replied = 0;
         c->pos = s->pos;
         int st = dm_drain(c, s->buf, s->end);
         s->pos = c->pos;
+        /* Replies C wrote went out first (out is empty): the handler's reply follows them. */
+        while (st == DM_PYTHON && c->hand && s->hand && !c->out_len) {
+            s->pos = c->pos + c->hand_size;
+            replied |= c->hand_reply;
+            if (!s->hand(s->hand_ctx))
+                break;
+            c->pos = s->pos;
+            st = dm_drain(c, s->buf, s->end);
+            s->pos = c->pos;
+        }
         if (st != DM_DONE || c->out_len) {
             s->got = (uint64_t)got;
             s->msg_flags = 0;
@@ -773,7 +784,7 @@ int dm_serve(struct dm_conn *c, struct dm_serve *s)
         }
         /* Only posted messages: the client is streaming, read again at once. A reply sent:
          * the client waits for it, so its next message is not there yet. */
-        int only_posted = c->requests - requests == c->posted - posted;
+        int only_posted = !replied && c->requests - requests == c->posted - posted;
         direct = only_posted && direct < DIRECT_READS ? direct + 1 : 0;
     }
 }

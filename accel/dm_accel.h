@@ -237,6 +237,12 @@ struct dm_serve {
     int32_t msg_flags;        /* out, DM_SERVE_READ: recvmsg's flags (MSG_CTRUNC) */
     int32_t nfds;             /* out, DM_SERVE_READ: fds that came with the last read */
     int32_t fds[253];
+    /* An access dm_drain hands over (dm_conn.hand) is taken inside the wait: pos is moved
+     * past it and hand(hand_ctx) called (Python's: the register's handler, its reply sent);
+     * nonzero, the wait goes on; 0, it comes back as DM_SERVE_READ for the loop to go round.
+     * NULL: every hand-over comes back. */
+    int (*hand)(void *ctx);
+    void *hand_ctx;
 };
 
 uint32_t dm_abi_version(void);

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import socket
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +49,27 @@ class ServeOutcome:
     got: int = 0  # bytes of that read; 0: EOF
     fds: list[int] = field(default_factory=list)
     truncated: bool = False  # MSG_CTRUNC: more fds than the control buffer held
+
+
+def _stop() -> bool:
+    return False
+
+
+_defined: set[int] = set()  # the ffis whose dm_serve_hand is defined
+
+
+def _define_hand(ffi: Any) -> None:
+    """dm_serve_hand (accel/build_cffi.py: an extern "Python" of the module), once a module:
+    the CompiledDrain behind dm_serve.hand_ctx takes the access."""
+    if id(ffi) in _defined:
+        return
+
+    @ffi.def_extern(name="dm_serve_hand")  # type: ignore[untyped-decorator]
+    def dm_serve_hand(ctx: Any) -> int:
+        drain: CompiledDrain | None = ffi.from_handle(ctx)()
+        return 0 if drain is None else drain._hand_in_wait()
+
+    _defined.add(id(ffi))
 
 
 class CompiledDrain:
@@ -88,8 +111,9 @@ class CompiledDrain:
         c.bar = region.ptr
         if region.aperture is not None:
             c.aperture_index, c.aperture = region.aperture
-        self._out = memoryview(bytearray(OUT_SIZE))
-        self._out_buffer = ffi.from_buffer(self._out)
+        out = bytearray(OUT_SIZE)
+        self._out = memoryview(out)
+        self._out_buffer = ffi.from_buffer(out)  # not the memoryview (Bar0Accel says why)
         c.out = ffi.cast("uint8_t *", self._out_buffer)
         c.out_cap = OUT_SIZE
         self._bound: bytearray | None = None  # the framer buffer _buf_ptr points into
@@ -101,6 +125,14 @@ class CompiledDrain:
         self._s = ffi.new("struct dm_serve *")
         self._s.sock_fd = self._fd
         self._s.armed_ns = -1
+        _define_hand(ffi)
+        # A weak reference: the handle is the drain's own, and a cycle through it would leave
+        # the drain (and the buffers it exports to C) to the garbage collector's order.
+        self._handle = ffi.new_handle(weakref.ref(self))
+        self._s.hand = lib.dm_serve_hand
+        self._s.hand_ctx = self._handle
+        self._go_on: Callable[[], bool] = _stop
+        self._raised: BaseException | None = None
         self._ctrunc = int(socket.MSG_CTRUNC)
 
     def _bind(self) -> None:
@@ -162,11 +194,15 @@ class CompiledDrain:
         self._stats["posted"] += c.posted
         c.requests = c.posted = 0
 
-    def serve(self, epoll_fd: int, timer_fd: int, timeout: float | None, room: int) -> ServeOutcome:
+    def serve(
+        self, epoll_fd: int, timer_fd: int, timeout: float | None, room: int, go_on: Callable[[], bool]
+    ) -> ServeOutcome:
         """Wait on the loop's epoll set in C (dm_serve), serving the client's messages there
-        for as long as they are all C's; the framer's buffer must have ``room`` free bytes
-        (read_space) and no fds pending. ``timer_fd``: dm_serve_timer's, in the set, for the
-        timeout (-1: none). The caller finishes a read C hands back."""
+        for as long as they are all C's or accesses C hands over (taken in the wait by
+        :meth:`_hand_in_wait`, which goes on waiting only while ``go_on()`` says the loop has
+        nothing new to do); the framer's buffer must have ``room`` free bytes (read_space) and
+        no fds pending. ``timer_fd``: dm_serve_timer's, in the set, for the timeout (-1:
+        none). The caller finishes a read C hands back."""
         framer = self._framer
         buffer = framer.buffer
         if buffer is not self._bound:
@@ -180,6 +216,7 @@ class CompiledDrain:
         s.pos, s.end = framer.plain_span()
         s.min_room = room
         c.sock_fd = self._fd  # the caller waits in C only with nothing queued
+        self._go_on = go_on
         self._region.prepare()
         status = self._serve(c, s)
         self._region.settle()
@@ -188,6 +225,10 @@ class CompiledDrain:
             self._fold_stats()
         if c.out_len:
             self._send_left()
+        raised = self._raised
+        if raised is not None:
+            self._raised = None
+            raise raised
         if status == self._serve_events:
             return ServeOutcome([(e >> 32, e & 0xFFFFFFFF) for e in s.events[0 : s.nevents]])
         if status == self._serve_timeout:
@@ -195,6 +236,26 @@ class CompiledDrain:
         return ServeOutcome(
             [], True, s.got, list(s.fds[0 : s.nfds]), bool(s.msg_flags & self._ctrunc)
         )
+
+    def _hand_in_wait(self) -> int:
+        """dm_serve's hand: take the access C handed over (its message already consumed) as
+        the drain would, then tell C whether to go on waiting: only while nothing was queued
+        for the client and the loop has no new work (a task made ready, a timer moved), so
+        that the loop's turn that would have come next has nothing to do. An exception is
+        kept for serve to raise once C has come back."""
+        try:
+            region = self._region
+            region.settle()  # C's bookkeeping folded before Python handles anything
+            if self._c.requests:
+                self._fold_stats()
+            self._take_handed(self._c)
+            if self._outbox.queued or not self._go_on():
+                return 0
+            region.prepare()
+            return 1
+        except BaseException as exc:  # noqa: BLE001 - raised by serve once C has come back
+            self._raised = exc
+            return 0
 
     def _send_left(self) -> None:
         c = self._c

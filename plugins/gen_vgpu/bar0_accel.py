@@ -53,8 +53,11 @@ class Bar0Accel:
         # a stream of GGTT writes does not come back to Python once per read to load them.
         self._ggtt_busy = False
         b = self.ptr = ffi.new("struct dm_gen_bar0 *")
+        # The storage's bytearray, not its memoryview: a memoryview exported to cffi and freed
+        # in a garbage cycle is released twice (CPython's memory_clear drops its buffer while
+        # the export is live), a segfault when a traceback holds the device.
         self._buffers = [
-            ffi.from_buffer(rf.storage),
+            ffi.from_buffer(rf.storage.obj),
             ffi.from_buffer(rf.plain),
             ffi.from_buffer(rf.classes),
             ffi.from_buffer(rf.timed),

@@ -278,7 +278,8 @@ def handled_messages(draw: st.DrawFn, msg_id: int) -> bytes:
     access = REGION_ACCESS.pack(offset, 0, count)
     if draw(st.booleans()):
         return encode_message(msg_id, Command.REGION_READ, flags, access)
-    value = draw(st.sampled_from([0, 1, 0xFFFFFFFF, 0x80000000])) if draw(st.booleans()) else draw(st.integers(0, 2**32 - 1))
+    special = st.sampled_from([0, 1, 0xFFFFFFFF, 0x80000000])
+    value = draw(special) if draw(st.booleans()) else draw(st.integers(0, 2**32 - 1))
     return encode_message(msg_id, Command.REGION_WRITE, flags, access + value.to_bytes(8, "little")[:count])
 
 
