@@ -8,6 +8,13 @@ the first message it does not take. Those replies are sent before anything after
 client sees the order it sent: C sends them itself while the outbox is empty, and what the
 socket does not take goes to the outbox. What C counts (requests, posted) joins the
 dispatcher's stats.
+
+When C stops at a read or write of one whole register dword that it checked in full and
+leaves to Python only for the register's handler (``dm_conn.hand``), the drain takes it
+itself, through ``Dispatcher.handed_read/handed_write`` and the region's ``read_dword`` /
+``write_dword``, and goes on draining: no framer message, no second decoding. Inside the
+loop's wait (``dm_serve``) C calls back for it (``dm_serve.hand``) and goes on waiting while
+the loop has nothing new to do (docs/performance.md, "Python-handled registers").
 """
 
 from __future__ import annotations
