@@ -50,7 +50,8 @@ def source_digest() -> str:
 def builder() -> cffi.FFI:
     ffi = cffi.FFI()
     # The stamp: what sources this module was built from (devmodel refuses a stale one).
-    ffi.cdef(cdef_text() + "\nconst char *dm_source_digest(void);")
+    # dm_serve_hand: Python's, for dm_serve.hand (devmodel/transport/drain.py defines it).
+    ffi.cdef(cdef_text() + '\nconst char *dm_source_digest(void);\nextern "Python" int dm_serve_hand(void *);')
     ffi.set_source(
         MODULE,
         "".join(f'#include "{h}"\n' for h in HEADERS)

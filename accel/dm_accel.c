@@ -457,6 +457,25 @@ static int read_expired(const struct dm_gen_bar0 *b, uint64_t offset, uint32_t c
     return now_ns() >= *b->until_ns;
 }
 
+/* A whole register dword of the region, in bounds, that Bar0._accepted takes: when C leaves
+ * such an access to Python, Python may take it from dm_conn.hand without decoding it again. */
+static int hand_over(struct dm_conn *c, const struct dm_header *h, const struct dm_region_access *a, uint32_t kind,
+                     const uint8_t *data, int reply)
+{
+    if (a->region == c->region_index && a->count == 4 && !(a->offset & 3) && a->offset < c->bar->mmio_size &&
+        in_region(c->bar, a->offset, a->count)) {
+        c->hand = kind;
+        c->hand_size = h->size;
+        c->hand_id = h->msg_id;
+        c->hand_reply = (uint16_t)reply;
+        c->hand_offset = a->offset;
+        c->hand_value = 0;
+        if (data)
+            memcpy(&c->hand_value, data, 4);
+    }
+    return DM_PYTHON;
+}
+
 /* decode_region_read, Device.region_read, Bar0.read */
 static int region_read(struct dm_conn *c, const struct dm_header *h, const uint8_t *p, uint32_t plen, int reply)
 {
@@ -468,7 +487,7 @@ static int region_read(struct dm_conn *c, const struct dm_header *h, const uint8
         return DM_PYTHON;
     if (!in_region(c->bar, a.offset, a.count) || !servable(c->bar, a.offset, a.count, READ) ||
         read_expired(c->bar, a.offset, a.count))
-        return DM_PYTHON;
+        return hand_over(c, h, &a, DM_HAND_READ, 0, reply);
     if (!unlisted_room(c->bar, a.offset, a.count))
         return DM_NEED_ROOM;
     if (!reply) {
@@ -501,7 +520,7 @@ static int region_write(struct dm_conn *c, const struct dm_header *h, const uint
             return DM_PYTHON;
     } else if (a.region != c->region_index || !in_region(c->bar, a.offset, a.count) ||
                !servable(c->bar, a.offset, a.count, SINGLE_WRITE)) {
-        return DM_PYTHON;
+        return hand_over(c, h, &a, DM_HAND_WRITE, p + ACCESS_SIZE, reply);
     }
     uint32_t size = HEADER_SIZE + ACCESS_SIZE;
     uint8_t *at = 0;
@@ -512,6 +531,8 @@ static int region_write(struct dm_conn *c, const struct dm_header *h, const uint
         aperture_write(a.offset, p + ACCESS_SIZE, a.count, addr);
     else
         st = bar_write(c->bar, a.offset, p + ACCESS_SIZE, a.count);
+    if (st == DM_PYTHON)  /* an effect left it to Python: nothing changed */
+        return hand_over(c, h, &a, DM_HAND_WRITE, p + ACCESS_SIZE, reply);
     if (st != DM_DONE)
         return st;
     if (reply) {
@@ -585,6 +606,7 @@ int dm_drain(struct dm_conn *c, const uint8_t *buf, uint64_t end)
 {
     uint64_t pos = c->pos;
     int st = DM_DONE;
+    c->hand = 0;
     while (end - pos >= HEADER_SIZE) {
         struct dm_header h;
         memcpy(&h, buf + pos, HEADER_SIZE);
@@ -736,9 +758,20 @@ int dm_serve(struct dm_conn *c, struct dm_serve *s)
             return DM_SERVE_READ;
         }
         uint64_t requests = c->requests, posted = c->posted;
+        int replied = 0;
         c->pos = s->pos;
         int st = dm_drain(c, s->buf, s->end);
         s->pos = c->pos;
+        /* Replies C wrote went out first (out is empty): the handler's reply follows them. */
+        while (st == DM_PYTHON && c->hand && s->hand && !c->out_len) {
+            s->pos = c->pos + c->hand_size;
+            replied |= c->hand_reply;
+            if (!s->hand(s->hand_ctx))
+                break;
+            c->pos = s->pos;
+            st = dm_drain(c, s->buf, s->end);
+            s->pos = c->pos;
+        }
         if (st != DM_DONE || c->out_len) {
             s->got = (uint64_t)got;
             s->msg_flags = 0;
@@ -751,7 +784,7 @@ int dm_serve(struct dm_conn *c, struct dm_serve *s)
         }
         /* Only posted messages: the client is streaming, read again at once. A reply sent:
          * the client waits for it, so its next message is not there yet. */
-        int only_posted = c->requests - requests == c->posted - posted;
+        int only_posted = !replied && c->requests - requests == c->posted - posted;
         direct = only_posted && direct < DIRECT_READS ? direct + 1 : 0;
     }
 }

@@ -12,7 +12,7 @@
 
 /* Raised whenever a struct below or a status changes meaning: devmodel/accel.py refuses a
  * module built from other sources and falls back to Python. */
-#define DM_ABI_VERSION 7
+#define DM_ABI_VERSION 8
 
 /* What dm_drain returns. Every status leaves dm_conn.pos at the first message not handled;
  * the NEED and OUT statuses change nothing of that message (a WRITE_MULTI resumes at entry
@@ -23,6 +23,10 @@
 #define DM_NEED_CODE 3   /* a GGTT write needs the owner code of windows[need_window] */
 #define DM_NEED_ROOM 4   /* the owner-count deltas or the unlisted log are full: fold them and call again */
 #define DM_OUT_FULL 5    /* the reply buffer is full and the socket takes no more: send it and call again */
+
+/* dm_conn.hand: what DM_PYTHON's message is when Python may take it without decoding it. */
+#define DM_HAND_READ 1
+#define DM_HAND_WRITE 2
 
 /* What dm_serve returns. */
 #define DM_SERVE_EVENTS 16   /* fds other than a plain read of the client are ready: events[] */
@@ -199,6 +203,17 @@ struct dm_conn {
     uint64_t pos;             /* in: where to start; out: the end of what was handled */
     uint64_t requests;        /* handled, counted up; the caller folds and clears */
     uint64_t posted;
+    /* Out, with DM_PYTHON: the message at pos is a REGION_READ or REGION_WRITE of one whole
+     * register dword that passed every check the Python path makes before the register file
+     * (the decoder's, Device.check_write's or region_read's, Bar0._accepted), Python's only
+     * for what its register does: DM_HAND_READ or DM_HAND_WRITE (0: not such a message), its
+     * size, id and whether it waits for a reply, and the dword's offset and (a write) value. */
+    uint32_t hand;
+    uint32_t hand_size;
+    uint64_t hand_offset;
+    uint32_t hand_value;
+    uint16_t hand_id;
+    uint16_t hand_reply;
 };
 
 /* The event loop's wait while the client's messages are all C's: epoll_wait on the loop's own
@@ -222,6 +237,12 @@ struct dm_serve {
     int32_t msg_flags;        /* out, DM_SERVE_READ: recvmsg's flags (MSG_CTRUNC) */
     int32_t nfds;             /* out, DM_SERVE_READ: fds that came with the last read */
     int32_t fds[253];
+    /* An access dm_drain hands over (dm_conn.hand) is taken inside the wait: pos is moved
+     * past it and hand(hand_ctx) called (Python's: the register's handler, its reply sent);
+     * nonzero, the wait goes on; 0, it comes back as DM_SERVE_READ for the loop to go round.
+     * NULL: every hand-over comes back. */
+    int (*hand)(void *ctx);
+    void *hand_ctx;
 };
 
 uint32_t dm_abi_version(void);

@@ -27,6 +27,7 @@ import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 MODULE = "_devmodel_accel"
 ENV = "DEVMODEL_ACCEL"
 # accel/dm_accel.h's DM_ABI_VERSION this Python side is written for.
-ABI_VERSION = 7
+ABI_VERSION = 8
 # The accelerator's sources in a source checkout (absent in an installed copy of devmodel).
 SOURCE_DIR = Path(__file__).resolve().parents[1] / "accel"
 _SOURCE_SUFFIXES = (".c", ".h", ".py")
@@ -82,6 +83,10 @@ class RegionAccel(Protocol):
     index: int  # the region's index
     ptr: Any  # its struct, for dm_conn.bar
     aperture: tuple[int, Any] | None  # another region C writes (index, its struct dm_aperture), or None
+    # What the region's handler does with a read or write of one whole register dword there
+    # (an access C checked and left to Python: dm_conn.hand).
+    read_dword: Callable[[int], int]
+    write_dword: Callable[[int, int], None]
 
     def prepare(self) -> None:
         """Before the loop's wait in C: load ahead what C will likely ask for."""

@@ -17,8 +17,9 @@ from ..device.irq import SetIrqs
 from ..errors import DevModelError, MalformedRequest, NotSupported, OutOfRange, UnknownCommand
 from ..vfio_user import messages as m
 from ..vfio_user.connection import ServerConnection
-from ..vfio_user.constants import Command, DeviceInfoFlags, DmaUnmapFlags
+from ..vfio_user.constants import Command, DeviceInfoFlags, DmaUnmapFlags, HeaderFlags, MsgType
 from ..vfio_user.framing import Message
+from ..vfio_user.layouts import REGION_ACCESS
 from .unix import close_fds
 
 __all__ = ["Dispatcher", "Outcome"]
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 # What a handler returns: reply payload and fds to send with it.
 Outcome = tuple[bytes, list[int]]
 _EMPTY: Outcome = (b"", [])
+_ACCESS = REGION_ACCESS.struct
+_COMMAND = int(MsgType.COMMAND)
+_POSTED = _COMMAND | int(HeaderFlags.NO_REPLY)
 
 
 class Dispatcher:
@@ -68,22 +72,8 @@ class Dispatcher:
             if msg.fds or msg.command not in conn.allowed:  # the common case passes both tests
                 conn.check_request(msg)
             payload, fds = handler(msg)
-        except DevModelError as exc:
-            close_fds(msg.fds)
-            if exc.fatal:
-                raise
-            stats["errors"] += 1
-            log.warning("command %s (id %d) failed: %s", _name(msg.command), msg.msg_id, exc)
-            out = conn.error_reply(msg, exc.errno)
-            return None if out is None else (out, [])
-        except Exception:
-            close_fds(msg.fds)
-            if self.strict:
-                raise
-            stats["errors"] += 1
-            log.exception("bug: command %s (id %d) raised", _name(msg.command), msg.msg_id)
-            out = conn.error_reply(msg, errno.EIO)
-            return None if out is None else (out, [])
+        except Exception as exc:  # noqa: BLE001 - _failed logs it (a bug) or answers it
+            return self._failed(msg, exc)
         out = conn.reply(msg, payload)
         if out is None:
             stats["posted"] += 1
@@ -91,6 +81,61 @@ class Dispatcher:
                 close_fds(fds)
             return None
         return out, fds
+
+    def _failed(self, msg: Message, exc: Exception) -> tuple[bytes, list[int]] | None:
+        """The errno boundary, inside the handler's ``except``: a DevModelError is the
+        client's error reply (a fatal one goes on up), anything else a bug (EIO)."""
+        close_fds(msg.fds)
+        if isinstance(exc, DevModelError):
+            if exc.fatal:
+                raise exc
+            self.stats["errors"] += 1
+            log.warning("command %s (id %d) failed: %s", _name(msg.command), msg.msg_id, exc)
+            out = self.conn.error_reply(msg, exc.errno)
+        else:
+            if self.strict:
+                raise exc
+            self.stats["errors"] += 1
+            log.exception("bug: command %s (id %d) raised", _name(msg.command), msg.msg_id)
+            out = self.conn.error_reply(msg, errno.EIO)
+        return None if out is None else (out, [])
+
+    # --- region accesses the compiled drain decoded and checked ----------------------------
+
+    def handed_write(
+        self, msg_id: int, reply: bool, region: int, offset: int, value: int, write32: Callable[[int, int], None]
+    ) -> bytes | None:
+        """A REGION_WRITE of one whole register dword that the compiled drain (which leaves
+        its register to Python) checked as handle_region_write's decoder and check_write
+        would: ``write32(offset, value)`` is what the region's handler does with it. The same
+        stats, reply, errno and log line as :meth:`dispatch`."""
+        self.stats["requests"] += 1
+        try:
+            write32(offset, value)
+        except Exception as exc:  # noqa: BLE001 - _failed logs it (a bug) or answers it
+            failed = self._failed(_handed(msg_id, Command.REGION_WRITE, reply), exc)
+            return None if failed is None else failed[0]
+        if not reply:
+            self.stats["posted"] += 1
+            return None
+        return self.conn.reply(_handed(msg_id, Command.REGION_WRITE, reply), _ACCESS.pack(offset, region, 4))
+
+    def handed_read(
+        self, msg_id: int, reply: bool, region: int, offset: int, read32: Callable[[int], int]
+    ) -> bytes | None:
+        """A REGION_READ of one whole register dword, as :meth:`handed_write`: ``read32(offset)``
+        is the region's handler's value."""
+        self.stats["requests"] += 1
+        try:
+            value = read32(offset)
+        except Exception as exc:  # noqa: BLE001 - _failed logs it (a bug) or answers it
+            failed = self._failed(_handed(msg_id, Command.REGION_READ, reply), exc)
+            return None if failed is None else failed[0]
+        if not reply:
+            self.stats["posted"] += 1
+            return None
+        payload = _ACCESS.pack(offset, region, 4) + value.to_bytes(4, "little")
+        return self.conn.reply(_handed(msg_id, Command.REGION_READ, reply), payload)
 
     # --- handlers --------------------------------------------------------------------------
 
@@ -195,6 +240,12 @@ class Dispatcher:
 
     def handle_not_supported(self, msg: Message) -> Outcome:
         raise NotSupported("command not supported", command=msg.command)
+
+
+def _handed(msg_id: int, command: int, reply: bool) -> Message:
+    """The message a handed access was, for the reply and the error path (no payload: they
+    read only its id, command and whether it waits for a reply)."""
+    return Message(msg_id, command, _COMMAND if reply else _POSTED, 0, b"", [])
 
 
 def _name(command: int) -> str:

@@ -150,6 +150,10 @@ class EventLoop:
         finally:
             self._running = False
 
+    def next_due(self) -> float | None:
+        """When the nearest timer (the transport's or the device's) is due, or None."""
+        return _earliest(self.timers.next_due(), self.tasks.timers.next_due())
+
     def _step(self) -> None:
         self.tasks.run_step(self.step_time)
 

@@ -94,9 +94,16 @@ class Client:
             return None
         framer.read_space(RECV_SIZE)
         outcome: list[ServeOutcome] = []
+        loop = self.server.loop
+        due = loop.next_due()
+
+        def go_on() -> bool:
+            # what the loop's turn after a handed access would find: no ready task, the same
+            # nearest timer (the wait's deadline)
+            return not loop.tasks.has_ready() and loop.next_due() == due
 
         def wait() -> bool:
-            out = drain.serve(self.server.loop.epoll_fd, self.server.timer_fd, timeout, RECV_SIZE)
+            out = drain.serve(loop.epoll_fd, self.server.timer_fd, timeout, RECV_SIZE, go_on)
             outcome.append(out)
             return self._finish_read(out) if out.read else True
 
@@ -152,7 +159,7 @@ class Client:
         both = RegionFlags.READ | RegionFlags.WRITE
         if device.regions[bound.index].flags & both != both:
             return None
-        return CompiledDrain(accel, bound, self.conn, self.outbox, self.dispatcher.stats)
+        return CompiledDrain(accel, bound, self.conn, self.outbox, self.dispatcher)
 
 
 class Server:

@@ -12,6 +12,7 @@ handler serves) comes back to Python.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from devmodel.accel import Accel
@@ -45,12 +46,18 @@ class Bar0Accel:
             raise ValueError(f"register file of {rf.size:#x} bytes, BAR0 has {regs.MMIO_SIZE:#x} of registers")
         self.ggtt = GgttAccel(accel, bar0.ggtt)
         self._registers = rf
+        # Bar0.read / Bar0.write of an accepted dword below the GGTT: the register file's
+        self.read_dword: Callable[[int], int] = rf.read32
+        self.write_dword: Callable[[int, int], None] = rf.write32
         # The last stay in C wrote GGTT entries: load its counts before the next one, so that
         # a stream of GGTT writes does not come back to Python once per read to load them.
         self._ggtt_busy = False
         b = self.ptr = ffi.new("struct dm_gen_bar0 *")
+        # The storage's bytearray, not its memoryview: a memoryview exported to cffi and freed
+        # in a garbage cycle is released twice (CPython's memory_clear drops its buffer while
+        # the export is live), a segfault when a traceback holds the device.
         self._buffers = [
-            ffi.from_buffer(rf.storage),
+            ffi.from_buffer(rf.storage.obj),
             ffi.from_buffer(rf.plain),
             ffi.from_buffer(rf.classes),
             ffi.from_buffer(rf.timed),

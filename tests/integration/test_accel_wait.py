@@ -181,3 +181,50 @@ def test_a_bug_in_the_wait_loses_the_client_not_the_server(sock_dir: str, monkey
         stop.set()
         thread.join(5)
         server.close()
+
+
+def _write(c: VfioUserClient, offset: int, value: int) -> None:
+    c.request(Command.REGION_WRITE, REGION_ACCESS.pack(offset, 0, 4) + value.to_bytes(4, "little"))
+
+
+def test_accesses_c_hands_to_python_are_taken_inside_the_wait(running: Running) -> None:
+    """A register a Python handler serves, read and written alone as a guest does: C hands
+    each access over inside its wait (dm_serve.hand), and the loop does not go round for it."""
+    with GuestMemory(1 << 20) as mem:
+        c = VfioUserClient.connect(running.path, mem)
+        try:
+            c.negotiate()
+            assert _read(c) == bytes(4)  # the drain is attached: the waits are C's
+            client = running.server.client
+            assert client is not None and client.drain is not None
+            assert running.fired.wait(5)  # the fixture's timer gone: nothing else ends a wait
+            handed, turns = client.drain.handed, running.turns
+            for _ in range(200):
+                assert _read(c, 0x2230) == bytes(4)  # ELSP reads 0
+                _write(c, 0x941C, 0)  # GDRST, no engine
+            assert client.drain.handed - handed == 400
+            assert running.turns - turns < 40, running.turns - turns
+        finally:
+            c.close()
+
+
+def test_a_handed_access_that_sets_a_timer_comes_back_to_the_loop(running: Running) -> None:
+    """Pipe A lit with its vblank interrupt unmasked and enabled, through handed writes: the
+    frame timer that starts then is the loop's nearest timer, so the wait comes back for the
+    loop to arm it, and the vblanks raise the interrupt line on time with the client idle."""
+    with GuestMemory(1 << 20) as mem:
+        c = VfioUserClient.connect(running.path, mem)
+        try:
+            c.negotiate()
+            assert _read(c) == bytes(4)
+            assert running.fired.wait(5)  # no timer left: a wait that stayed in C would never end
+            _write(c, 0x44200, 1 << 31)  # the master's enable
+            for offset, value in ((0x4440C, 1), (0x44404, 0xFFFFFFFE), (0x70008, 1 << 31)):
+                _write(c, offset, value)  # DE_PIPE_A IER, IMR; TRANSCONF_A's enable
+            counters = running.device.interrupts.counters
+            deadline = time.monotonic() + 5
+            while counters.raised == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert counters.raised > 0, "no vblank interrupt with the client idle"
+        finally:
+            c.close()
