@@ -165,15 +165,23 @@ uint32_t dm_pt_pde_frames(const struct dm_pt_ops *o, uint64_t large, uint64_t n,
     return odd == 0;
 }
 
-void dm_pt_first_pts(const struct dm_pt_ops *o, uint64_t n, const uint64_t *pde, const uint64_t *hfn,
-                     const uint64_t *page_addr, uint64_t hfn_base, uint64_t guest_origin, const uint64_t *snap,
-                     uint64_t *pd, uint64_t *shadow, uint32_t *result, int32_t *window)
+uint64_t dm_device_page(const struct dm_device_pages *d, uint64_t hfn)
+{
+    uint64_t k = hfn - d->base_hfn;
+    if (hfn < d->base_hfn || (k >> 6) >= d->nslabs)
+        return 0;
+    return d->slabs[k >> 6] + ((k & 63) << 12);
+}
+
+void dm_pt_first_pts(const struct dm_pt_ops *o, const struct dm_device_pages *dev, uint64_t n, const uint64_t *pde,
+                     const uint64_t *hfn, uint64_t guest_origin, const uint64_t *snap, uint64_t *pd, uint64_t *shadow,
+                     uint32_t *result, int32_t *window)
 {
     uint32_t used[LANES], nused;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t e = pde[i];
         pd[i] = (e & ~o->addr_mask) | (hfn[i] << 12);
-        shadow[i] = page_addr[hfn[i] - hfn_base];
+        shadow[i] = dm_device_page(dev, hfn[i]); /* the caller took the pages: never 0 */
         uint64_t guest = guest_origin + (((e & o->addr_mask) >> 12) << 12);
         result[i] = dm_pt_sync_leaf(o, guest, snap[i], shadow[i], 0, 0, used, &nused);
         window[i] = nused == 0 ? -1 : nused == 1 ? (int32_t)used[0] : -2;

@@ -30,6 +30,18 @@ struct dm_pt_ops {
     uint32_t reserved;
 };
 
+/* The device's own pages (the shadow tables), in slabs of 64 the DMA map never gives back:
+ * device frame base_hfn + k's page is at slabs[k / 64] + (k % 64) * 4096, for k / 64 < nslabs
+ * (plugins/gen_vgpu/gtt/device_pages.py keeps the table). */
+struct dm_device_pages {
+    const uint64_t *slabs;
+    uint64_t nslabs;
+    uint64_t base_hfn;
+};
+
+/* The address of device frame hfn's page, or 0 when hfn is no device frame the table knows. */
+uint64_t dm_device_page(const struct dm_device_pages *d, uint64_t hfn);
+
 /* What dm_pt_leaf reports, ORed. */
 #define DM_PT_UNBACKED 1  /* a present entry's frame is in no usable window (left at scratch) */
 #define DM_PT_UNUSABLE 2  /* ... of which one lies in a window without an fd or read permission */
@@ -57,14 +69,13 @@ void dm_pt_sync_leaves(const struct dm_pt_ops *o, uint64_t n, const uint64_t *gu
 uint32_t dm_pt_pde_frames(const struct dm_pt_ops *o, uint64_t large, uint64_t n, const uint64_t *pde, uint64_t *gfn);
 
 /* A new PD's entries naming new PTs (dm_pt_pde_frames said so): for each i, the shadow entry
- * naming the PT's shadow table (device frame hfn[i], whose page is at page_addr[hfn[i] -
- * hfn_base], the caller's table of device pages) to pd[i], that address to shadow[i], and the
- * PT synced as by dm_pt_sync_leaves without a valid snapshot, its guest table at guest_origin +
- * (gfn << 12) (the caller checked that every one lies in one readable window). result[] and
- * window[] as dm_pt_sync_leaves. */
-void dm_pt_first_pts(const struct dm_pt_ops *o, uint64_t n, const uint64_t *pde, const uint64_t *hfn,
-                     const uint64_t *page_addr, uint64_t hfn_base, uint64_t guest_origin, const uint64_t *snap,
-                     uint64_t *pd, uint64_t *shadow, uint32_t *result, int32_t *window);
+ * naming the PT's shadow table (device frame hfn[i], known to dev) to pd[i], the table's address
+ * to shadow[i], and the PT synced as by dm_pt_sync_leaves without a valid snapshot, its guest
+ * table at guest_origin + (gfn << 12) (the caller checked that every one lies in one readable
+ * window). result[] and window[] as dm_pt_sync_leaves. */
+void dm_pt_first_pts(const struct dm_pt_ops *o, const struct dm_device_pages *dev, uint64_t n, const uint64_t *pde,
+                     const uint64_t *hfn, uint64_t guest_origin, const uint64_t *snap, uint64_t *pd, uint64_t *shadow,
+                     uint32_t *result, int32_t *window);
 
 /* The indexes of a 512-entry table's entries with the present bit to out[], their number returned. */
 uint32_t dm_pt_present(const char *table, uint64_t present, uint16_t *out);

@@ -18,8 +18,6 @@ from typing import Any
 
 from devmodel.accel import Accel
 from devmodel.device.dma import (
-    DEVICE_HFN_BASE,
-    DEVICE_SLAB_PAGES,
     PAGE_SHIFT,
     PAGE_SIZE,
     PROT_READ,
@@ -28,6 +26,7 @@ from devmodel.device.dma import (
     DmaWindow,
 )
 
+from .device_pages import DevicePages
 from .ops import PteOps
 from .types import GttType
 
@@ -47,6 +46,7 @@ _FUNCTIONS = (
     "dm_pt_pde_frames",
     "dm_pt_first_pts",
     "dm_pt_present",
+    "dm_device_page",
 )
 
 
@@ -82,10 +82,7 @@ class ShadowAccel:
         self._bases: dict[DmaWindow, int] = {}  # window -> address of its mapping
         self._slot_views: list[memoryview] = []  # free snapshot slots, the next one last
         self._slot_addrs: list[int] = []  # their addresses
-        # Device frame DEVICE_HFN_BASE + k's page is at _page_addr[k], for k < _pages_known
-        # (slabs are never freed, so an address once known stays).
-        self._page_addr = ffi.new("uint64_t[]", DEVICE_SLAB_PAGES)
-        self._pages_known = 0
+        self.device = DevicePages(ffi, dma)
         self._shadow_out = ffi.new("uint64_t[]", LEAF_BATCH)
         self._windows: tuple[DmaWindow, ...] = ()
         # guest_address's last window: (first gfn, end gfn, address of gfn 0 as if mapped).
@@ -150,34 +147,10 @@ class ShadowAccel:
 
     def page_address(self, hfn: int) -> int:
         """Where a device page is (the page may be free: only its place is told)."""
-        k = hfn - DEVICE_HFN_BASE
-        if k >= self._pages_known:
-            self._know_pages(hfn)
-        return self._page_addr[k]  # type: ignore[no-any-return]
+        return self.device.address(hfn)
 
     def page_addresses(self, hfns: list[int]) -> list[int]:
-        self._know_pages(max(hfns))
-        table = self._page_addr
-        return [table[h - DEVICE_HFN_BASE] for h in hfns]
-
-    def _know_pages(self, hfn: int) -> None:
-        """Extend the device page table up to frame hfn: a slab's address looked up once."""
-        known = self._pages_known
-        need = hfn - DEVICE_HFN_BASE + 1
-        if need <= known:
-            return
-        table = self._page_addr
-        slabs_end = -(-need // DEVICE_SLAB_PAGES) * DEVICE_SLAB_PAGES
-        if slabs_end > len(table):
-            grown = self.ffi.new("uint64_t[]", max(slabs_end, 2 * len(table)))
-            self.ffi.memmove(grown, table, known * 8)
-            table = self._page_addr = grown
-        while known < need:
-            slab, _ = self.dma.device_slab(DEVICE_HFN_BASE + known)
-            base = self.address(slab)
-            table[known : known + DEVICE_SLAB_PAGES] = range(base, base + DEVICE_SLAB_PAGES * PAGE_SIZE, PAGE_SIZE)
-            known += DEVICE_SLAB_PAGES
-        self._pages_known = known
+        return self.device.addresses(hfns)
 
     def guest_addresses(self, gfns: list[int]) -> list[int]:
         """``guest_address`` for each of gfns."""
@@ -275,16 +248,15 @@ class ShadowAccel:
         the results as :meth:`sync_leaves`'."""
         if self._table is None:
             self._load()
-        self._know_pages(max(hfns))
+        self.device.refresh()
         ffi = self.ffi
         n = len(pde)
         self.lib.dm_pt_first_pts(
             self.struct,
+            self.device.struct,
             n,
             ffi.from_buffer("uint64_t[]", pde),
             ffi.from_buffer("uint64_t[]", array("Q", hfns)),
-            self._page_addr,
-            DEVICE_HFN_BASE,
             origin,
             ffi.from_buffer("uint64_t[]", array("Q", saddrs)),
             ffi.cast("uint64_t *", pd),
