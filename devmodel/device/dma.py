@@ -436,6 +436,12 @@ class DmaMap:
         k = hfn - DEVICE_HFN_BASE
         return self._device_slabs[k >> _SLAB_SHIFT], (k & (DEVICE_SLAB_PAGES - 1)) << PAGE_SHIFT
 
+    @property
+    def device_slab_count(self) -> int:
+        """How many slabs :meth:`device_slab` has: frames below DEVICE_HFN_BASE + 64 times it
+        have their place (slabs are never given back)."""
+        return len(self._device_slabs)
+
     def free_device_page(self, hfn: int) -> None:
         if self._device_pages.pop(hfn, None) is not None:
             self._device_frames.free(hfn)
