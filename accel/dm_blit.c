@@ -460,6 +460,12 @@ static uint64_t run_bands(const struct dm_surface *dst, uint64_t dx, uint64_t dy
     return done;
 }
 
+/* Where a step's graphics addresses go: the space (DM_SPACE_*) and its roots. */
+struct space {
+    uint32_t kind;
+    uint64_t roots[4];
+};
+
 /* The page of a device frame, or NULL: not a device frame (a table is nothing else). */
 static const uint64_t *device_page(const struct dm_device_pages *d, uint64_t hfn)
 {
@@ -471,39 +477,39 @@ static const uint64_t *device_page(const struct dm_device_pages *d, uint64_t hfn
 
 /* The shadow PT mapping gma's 2 MiB (the walker's leaf_table), or NULL: a directory on the
  * way that is no device page. */
-static const uint64_t *shadow_pt(const struct dm_blit_env *env, const struct dm_blit_job *job, uint64_t gma)
+static const uint64_t *shadow_pt(const struct dm_blit_env *env, const struct space *sp, uint64_t gma)
 {
     const struct dm_device_pages *d = &env->device;
     uint64_t mask = env->frames.frame_mask;
     const uint64_t *t;
-    if (job->space == DM_SPACE_PPGTT_L4) {
-        t = device_page(d, job->roots[0] >> PAGE_SHIFT);
+    if (sp->kind == DM_SPACE_PPGTT_L4) {
+        t = device_page(d, sp->roots[0] >> PAGE_SHIFT);
         for (int shift = 39; t != NULL && shift > 21; shift -= 9)
             t = device_page(d, (t[(gma >> shift) & 511] & mask) >> PAGE_SHIFT);
     } else {
-        t = device_page(d, job->roots[(gma >> 30) & 3] >> PAGE_SHIFT);
+        t = device_page(d, sp->roots[(gma >> 30) & 3] >> PAGE_SHIFT);
     }
     return t == NULL ? NULL : device_page(d, (t[(gma >> 21) & 511] & mask) >> PAGE_SHIFT);
 }
 
 /* out[0:n]: the host pages of graphics pages [first, first + n) of the job's space for the
  * access (0: scratch, absent, not permitted, past the space's end). */
-static void resolve_space(const struct dm_blit_env *env, const struct dm_blit_job *job, uint64_t first, uint64_t n,
+static void resolve_space(const struct dm_blit_env *env, const struct space *sp, uint64_t first, uint64_t n,
                           uint32_t write, uint64_t *out)
 {
     const struct dm_frames *f = &env->frames;
-    int ggtt = job->space == DM_SPACE_GGTT;
+    int ggtt = sp->kind == DM_SPACE_GGTT;
     uint64_t need = f->present_bit | (write && !ggtt ? f->rw_bit : 0);
-    uint64_t limit = job->space == DM_SPACE_PPGTT_L4 ? (uint64_t)1 << 36 : (uint64_t)1 << 20; /* pages */
+    uint64_t limit = sp->kind == DM_SPACE_PPGTT_L4 ? (uint64_t)1 << 36 : (uint64_t)1 << 20; /* pages */
     uint64_t inside = first >= limit ? 0 : (limit - first < n ? limit - first : n);
     if (ggtt && inside) {
-        resolve_entries(f, need, (const uint64_t *)(uintptr_t)job->roots[0] + first, inside, write, out);
+        resolve_entries(f, need, (const uint64_t *)(uintptr_t)sp->roots[0] + first, inside, write, out);
     } else {
         for (uint64_t done = 0; done < inside;) {
             uint64_t page = first + done, take = 512 - (page & 511);
             if (take > inside - done)
                 take = inside - done;
-            const uint64_t *pt = shadow_pt(env, job, page << PAGE_SHIFT);
+            const uint64_t *pt = shadow_pt(env, sp, page << PAGE_SHIFT);
             if (pt != NULL)
                 resolve_entries(f, need, pt + (page & 511), take, write, out + done);
             else
@@ -517,7 +523,7 @@ static void resolve_space(const struct dm_blit_env *env, const struct dm_blit_jo
 
 /* Resolve the pages of a surface's rows [y, y + rows) of bytes [x, x + width) (the first band),
  * and of its `left` rows from y as far as max_pages allows; 0 when the band alone needs more. */
-static int resolve_surface(const struct dm_blit_env *env, const struct dm_blit_job *job, struct dm_surface *s,
+static int resolve_surface(const struct dm_blit_env *env, const struct space *sp, struct dm_surface *s, uint64_t *pages,
                            uint64_t x, uint64_t y, uint64_t width, uint64_t rows, uint64_t left, uint32_t write)
 {
     uint64_t lo, hi, ahead;
@@ -537,39 +543,44 @@ static int resolve_surface(const struct dm_blit_env *env, const struct dm_blit_j
     uint64_t n = end - first;
     if (last > end)
         n = last - first < env->max_pages ? last - first : env->max_pages;
-    resolve_space(env, job, first, n, write, (uint64_t *)s->pages);
+    resolve_space(env, sp, first, n, write, pages);
     s->page_gma = first << PAGE_SHIFT;
     s->npages = n;
     return 1;
 }
 
-uint64_t dm_blit_step(const struct dm_blit_env *env, struct dm_blit_job *job, double budget)
+uint64_t dm_blit_step(const struct dm_blit_env *env, uint64_t root0, uint64_t root1, uint64_t root2, uint64_t root3,
+                      uint32_t space, uint32_t copy, uint64_t dst_base, uint64_t dst_pitch, uint32_t dst_tiling,
+                      uint64_t dx, uint64_t dy, uint64_t src_base, uint64_t src_pitch, uint32_t src_tiling,
+                      uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint64_t band, uint32_t color,
+                      uint64_t row, double budget)
 {
     double start = isinf(budget) && budget > 0 ? -1 : seconds(); /* -1: no deadline */
-    struct dm_surface dst = {env->dst_pages, 0, 0, job->dst_base, job->dst_pitch, job->dst_tiling, 0};
-    struct dm_surface src = {env->src_pages, 0, 0, job->src_base, job->src_pitch, job->src_tiling, 0};
-    const struct dm_surface *sp = job->copy ? &src : NULL;
-    uint64_t band = job->band ? job->band : 1;
-    if (job->width == 0 || job->row > job->rows)
-        job->row = job->rows;
+    const struct space sp = {space, {root0, root1, root2, root3}};
+    struct dm_surface dst = {env->dst_pages, 0, 0, dst_base, dst_pitch, dst_tiling, 0};
+    struct dm_surface src = {env->src_pages, 0, 0, src_base, src_pitch, src_tiling, 0};
+    const struct dm_surface *s = copy ? &src : NULL;
+    if (band == 0)
+        band = 1;
+    if (width == 0 || row > rows)
+        row = rows;
     int late = 0;
-    while (job->row < job->rows && !late) {
-        uint64_t left = job->rows - job->row, dy = job->dy + job->row, sy = job->sy + job->row;
-        uint64_t k = band_rows(&dst, dy, band);
-        if (sp != NULL) {
-            uint64_t ks = band_rows(&src, sy, band);
+    while (row < rows && !late) {
+        uint64_t left = rows - row, y = dy + row, ys = sy + row;
+        uint64_t k = band_rows(&dst, y, band);
+        if (s != NULL) {
+            uint64_t ks = band_rows(&src, ys, band);
             k = ks < k ? ks : k;
         }
         if (k > left)
             k = left;
-        if (!resolve_surface(env, job, &dst, job->dx, dy, job->width, k, left, 1) ||
-            (sp != NULL && !resolve_surface(env, job, &src, job->sx, sy, job->width, k, left, 0)))
+        if (!resolve_surface(env, &sp, &dst, env->dst_pages, dx, y, width, k, left, 1) ||
+            (s != NULL && !resolve_surface(env, &sp, &src, env->src_pages, sx, ys, width, k, left, 0)))
             return UINT64_MAX;
-        uint64_t done = run_bands(&dst, job->dx, dy, sp, job->sx, sy, job->width, left, job->color, band, start,
-                                  budget, &late);
+        uint64_t done = run_bands(&dst, dx, y, s, sx, ys, width, left, color, band, start, budget, &late);
         if (done == 0) /* cannot be: the first band's pages were just resolved */
             return UINT64_MAX;
-        job->row += done;
+        row += done;
     }
-    return job->rows - job->row;
+    return row;
 }

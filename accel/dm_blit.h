@@ -79,45 +79,27 @@ struct dm_blit_env {
     uint64_t max_pages;
 };
 
-#define DM_SPACE_GGTT 0      /* roots[0]: the address of the shadow GGTT's 2^20 entries */
-#define DM_SPACE_PPGTT_L3 1  /* roots[0..3]: the shadow PDs of the four GiB (host addresses) */
-#define DM_SPACE_PPGTT_L4 2  /* roots[0]: the shadow PML4 (host address) */
+#define DM_SPACE_GGTT 0      /* root0: the address of the shadow GGTT's 2^20 entries */
+#define DM_SPACE_PPGTT_L3 1  /* root0-3: the shadow PDs of the four GiB (host addresses) */
+#define DM_SPACE_PPGTT_L4 2  /* root0: the shadow PML4 (host address) */
 
-/* One blit in progress, over linear, X- or Y-tiled surfaces (tiling: DM_TILE_*; x in bytes):
- * rows [row, rows) of width bytes from (dx, dy) of the destination left to do, copied from
- * (sx, sy) of the source (copy 1) or filled with the colour (copy 0), in bands of at most
- * `band` bytes of each surface (or one row of tiles). */
-struct dm_blit_job {
-    uint32_t space;
-    uint32_t copy;
-    uint64_t roots[4];
-    uint64_t dst_base;
-    uint64_t dst_pitch;
-    uint64_t src_base;
-    uint64_t src_pitch;
-    uint32_t dst_tiling;
-    uint32_t src_tiling;
-    uint64_t dx;
-    uint64_t dy;
-    uint64_t sx;
-    uint64_t sy;
-    uint64_t width;
-    uint64_t rows;
-    uint64_t band;
-    uint32_t color;
-    uint32_t reserved;
-    uint64_t row;
-};
-
-/* A step of a blit: its surfaces' graphics pages from the job's row resolved to host pages
- * (up to max_pages of each ahead; the walk from the space's roots reads device pages only and
- * the leaf entries resolve as dm_frames_resolve does: a directory entry naming no device page
- * is scratch, as is every page past the space's end), then bands of rows, each as
- * dm_blit_copy or dm_blit_fill does it, until `budget` seconds of CLOCK_MONOTONIC have passed
- * after a band or the rows end; where the bands reach past the pages resolved, the pages from
- * there are resolved again (nothing changes the tables or the windows inside a step). Moves
- * job->row on; returns the rows left, or UINT64_MAX (nothing done) when one band of a surface
- * spans more than max_pages pages. */
-uint64_t dm_blit_step(const struct dm_blit_env *env, struct dm_blit_job *job, double budget);
+/* A step of a blit over linear, X- or Y-tiled surfaces (tiling: DM_TILE_*; x in bytes) in the
+ * space (DM_SPACE_*, its roots): rows [row, rows) of width bytes from (dx, dy) of the
+ * destination copied from (sx, sy) of the source (copy 1) or filled with the colour (copy 0),
+ * in bands of at most `band` bytes of each surface (or one row of tiles). Its surfaces' pages
+ * from `row` on are resolved to host pages, up to max_pages of each ahead: the walk from the
+ * roots reads device pages only (a directory entry naming no device page is scratch, as is
+ * every page past the space's end) and the leaf entries resolve as dm_frames_resolve does.
+ * Then bands, each as dm_blit_copy or dm_blit_fill does it, until `budget` seconds of
+ * CLOCK_MONOTONIC have passed after a band or the rows end; where the bands reach past the
+ * pages resolved, the pages from there are resolved again (nothing changes the tables or the
+ * windows inside a step). Returns the row reached, or UINT64_MAX (nothing done) when one band
+ * of a surface spans more than max_pages pages. The job's fields are arguments, not a struct:
+ * a blit that ends in one step is one call and no allocation. */
+uint64_t dm_blit_step(const struct dm_blit_env *env, uint64_t root0, uint64_t root1, uint64_t root2, uint64_t root3,
+                      uint32_t space, uint32_t copy, uint64_t dst_base, uint64_t dst_pitch, uint32_t dst_tiling,
+                      uint64_t dx, uint64_t dy, uint64_t src_base, uint64_t src_pitch, uint32_t src_tiling,
+                      uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint64_t band, uint32_t color,
+                      uint64_t row, double budget);
 
 #endif

@@ -129,9 +129,11 @@ class BlitJob:
         rows = max(0, rec.y2 - rec.y1)
         self.bytes = width * rows
         if accel is not None and isinstance(space, (PpgttSpace, GgttSpace)):
-            # The compiled path: the job is C's, a step one call (blit_accel.py).
+            # The compiled path: a step is one call (blit_accel.py).
             self._accel: BlitAccel | None = accel
             self._job = accel.job(space, rec, swctrl, width, rows, ACCEL_BAND)
+            self._row = 0  # rows done
+            self._rows = rows
             return
         self._width = width
         self._rows = rows
@@ -240,7 +242,8 @@ class BlitJob:
         accel = self._accel
         if accel is not None:
             assert isinstance(self.space, (PpgttSpace, GgttSpace))
-            return accel.step(self._job, self.space, deadline - clock()) > 0
+            self._row = accel.step(self._job, self.space, self._row, deadline - clock())
+            return self._row < self._rows
         if self._banded:
             return self._band_step(deadline, clock)
         while self._todo:
@@ -252,7 +255,7 @@ class BlitJob:
         accel = self._accel
         if accel is not None:
             assert isinstance(self.space, (PpgttSpace, GgttSpace))
-            accel.step(self._job, self.space, _NEVER)
+            self._row = accel.step(self._job, self.space, self._row, _NEVER)
             return
         if self._banded:
             self._band_step(_NEVER, _no_clock)

@@ -11,8 +11,10 @@ directory entry that names no device page. C copies or fills the rows in the lar
 both surfaces keep contiguous (a run of host pages of a linear row, a tile's row of an X-tiled
 one, an OWord of a Y-tiled one).
 
-The job (:meth:`BlitAccel.job`) is a C struct made once per blit, its progress kept there: a
-step is the window table's and the slab table's freshness checks, the roots, and the call.
+A blit's description is a tuple of the call's arguments made once (:meth:`BlitAccel.job`), its
+progress the row reached: a step is the window table's and the slab table's freshness checks,
+the roots, and the call (no allocation: right after a blit of megabytes has flushed the
+caches, an ffi.new cost 1-2 µs more than a call).
 """
 
 from __future__ import annotations
@@ -46,10 +48,10 @@ _FUNCTIONS = ("dm_frames_resolve", "dm_blit_copy", "dm_blit_fill", "dm_blit_step
 MAX_PAGES = 4096
 _GGTT_PAGES = 1 << 20  # 4 GiB of graphics memory
 _FAILED = (1 << 64) - 1  # dm_blit_step: a band spans more than MAX_PAGES pages
-_JOB = "struct dm_blit_job *"
 # dm_blit.h's DM_SPACE_* and DM_TILE_* (tiles.py's Tiling holds the same values), as plain ints
-# for the job's initializer.
+# for the job's arguments.
 _GGTT, _L3, _L4 = 0, 1, 2
+_ROOT_L4 = RootKind.L4
 _LINEAR, _X, _Y = int(Tiling.LINEAR), int(Tiling.X), int(Tiling.Y)
 
 
@@ -143,55 +145,28 @@ class BlitAccel:
 
     def job(
         self, space: PpgttSpace | GgttSpace, rec: ColorBlt | SrcCopyBlt, swctrl: int, width: int, rows: int, band: int
-    ) -> Any:
-        """A struct dm_blit_job for the blit ``rec`` over ``space`` (its rectangle: width in
-        bytes, rows; ``swctrl``: BCS_SWCTRL as it starts, which tiled surface is Y-tiled;
-        ``band``: bytes moved between two looks at the clock, half of it of each surface for a
-        copy). Once per blit: the tilings are blit_tiling's, written out."""
+    ) -> tuple[int, ...]:
+        """dm_blit_step's arguments for the blit ``rec`` over ``space``, from the space's kind to
+        the colour (its rectangle: width in bytes, rows; ``swctrl``: BCS_SWCTRL as it starts,
+        which tiled surface is Y-tiled; ``band``: bytes moved between two looks at the clock,
+        half of it of each surface for a copy). The tilings are blit_tiling's, written out."""
         if isinstance(space, PpgttSpace):
-            kind = _L4 if space.mm.kind is RootKind.L4 else _L3
+            kind = _L4 if space.mm.kind is _ROOT_L4 else _L3
         else:
             kind = _GGTT
         if isinstance(rec, SrcCopyBlt):
-            return self.ffi.new(
-                _JOB,
-                {
-                    "space": kind,
-                    "copy": 1,
-                    "dst_base": rec.dst,
-                    "dst_pitch": rec.dst_pitch,
-                    "src_base": rec.src,
-                    "src_pitch": rec.src_pitch,
-                    "dst_tiling": (_Y if swctrl & SWCTRL_DST_Y else _X) if rec.dst_tiled else _LINEAR,
-                    "src_tiling": (_Y if swctrl & SWCTRL_SRC_Y else _X) if rec.src_tiled else _LINEAR,
-                    "dx": rec.x1 * 4,
-                    "dy": rec.y1,
-                    "sx": rec.src_x * 4,
-                    "sy": rec.src_y,
-                    "width": width,
-                    "rows": rows,
-                    "band": band // 2,
-                },
-            )
-        return self.ffi.new(
-            _JOB,
-            {
-                "space": kind,
-                "dst_base": rec.dst,
-                "dst_pitch": rec.pitch,
-                "dst_tiling": (_Y if swctrl & SWCTRL_DST_Y else _X) if rec.tiled else _LINEAR,
-                "dx": rec.x1 * 4,
-                "dy": rec.y1,
-                "width": width,
-                "rows": rows,
-                "band": band,
-                "color": rec.color & 0xFFFFFFFF,
-            },
-        )
+            dt = (_Y if swctrl & SWCTRL_DST_Y else _X) if rec.dst_tiled else _LINEAR
+            st = (_Y if swctrl & SWCTRL_SRC_Y else _X) if rec.src_tiled else _LINEAR
+            return (kind, 1, rec.dst, rec.dst_pitch, dt, rec.x1 * 4, rec.y1, rec.src, rec.src_pitch, st,
+                    rec.src_x * 4, rec.src_y, width, rows, band // 2, 0)  # fmt: skip
+        dt = (_Y if swctrl & SWCTRL_DST_Y else _X) if rec.tiled else _LINEAR
+        return (kind, 0, rec.dst, rec.pitch, dt, rec.x1 * 4, rec.y1, 0, 0, 0, 0, 0, width, rows, band,
+                rec.color & 0xFFFFFFFF)  # fmt: skip
 
-    def step(self, job: Any, space: PpgttSpace | GgttSpace, budget: float) -> int:
-        """A step of the job: C until ``budget`` seconds have passed after a band. Returns the
-        rows left. The roots are read again each step, the windows and slabs checked."""
+    def step(self, job: tuple[int, ...], space: PpgttSpace | GgttSpace, row: int, budget: float) -> int:
+        """A step of the blit ``job`` (:meth:`job`) from ``row``: C until ``budget`` seconds
+        have passed after a band. Returns the row reached. The windows and the slabs are
+        checked and the roots read again each step."""
         dma = self.dma
         if dma.generation != self._key[0] or len(dma) != self._key[1]:
             self.load_windows()
@@ -200,16 +175,15 @@ class BlitAccel:
         if type(space) is PpgttSpace:
             roots = space.mm.shadow_roots
             if len(roots) == 1:
-                job.roots[0] = roots[0]
+                done: int = self.lib.dm_blit_step(self.env, roots[0], 0, 0, 0, *job, row, budget)
             else:
-                job.roots = roots
+                done = self.lib.dm_blit_step(self.env, *roots, *job, row, budget)
         else:
             assert isinstance(space, GgttSpace)
-            job.roots[0] = self._ggtt_address(space.ggtt)
-        left: int = self.lib.dm_blit_step(self.env, job, budget)
-        if left == _FAILED:
+            done = self.lib.dm_blit_step(self.env, self._ggtt_address(space.ggtt), 0, 0, 0, *job, row, budget)
+        if done == _FAILED:
             raise RuntimeError("a band of the blit spans more pages than the compiled blitter resolves")
-        return left
+        return done
 
     def ggtt_pages(self, ggtt: Ggtt, first: int, n: int) -> Any:
         """The host addresses of GGTT pages [first, first + n) for reading, 0 where the page

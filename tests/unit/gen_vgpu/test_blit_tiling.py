@@ -504,23 +504,21 @@ def test_compiled_step_walks_device_pages_only(space: str) -> None:
     env.device.slabs, env.device.nslabs, env.device.base_hfn = slabs, 1, dev_base
     env.dst_pages, env.src_pages, env.max_pages = pages[0], pages[1], 4096
 
-    job = ffi.new("struct dm_blit_job *")
-    job.width, job.dst_pitch, job.band, job.color = PAGE, PAGE, 1 << 20, 0x11223344
+    roots, base, rows = [0, 0, 0, 0], 0, 4 * 512
     if space == "L4":
-        job.space, job.roots[0], job.rows = lib.DM_SPACE_PPGTT_L4, dev_base << 12, 4 * 512
+        kind, roots[0] = lib.DM_SPACE_PPGTT_L4, dev_base << 12
     elif space == "L3":
-        job.space, job.rows = lib.DM_SPACE_PPGTT_L3, 4 * 512
-        job.roots = [(dev_base + 2) << 12, (guest_hfn + 15) << 12, 0, 0]
-        job.dst_base = (1 << 30) - 4 * (2 << 20)  # the PD's last four stretches, then the guest frame's
+        kind, roots[0:2] = lib.DM_SPACE_PPGTT_L3, [(dev_base + 2) << 12, (guest_hfn + 15) << 12]
+        base, rows = (1 << 30) - 4 * (2 << 20), 5 * 512  # the PD's last four stretches, then the second root's
         for i in range(4):
             slab[2 * PAGE + 8 * (508 + i) : 2 * PAGE + 8 * (509 + i)] = slab[2 * PAGE + 8 * i : 2 * PAGE + 8 * (i + 1)]
-        job.rows = 5 * 512
         slab_before = bytes(slab)
     else:
-        job.space, job.roots[0], job.rows = lib.DM_SPACE_GGTT, int(ffi.cast("uintptr_t", ggtt)), 9 + 16
-        job.dst_base = (1 << 32) - 9 * PAGE  # 9 pages below the 4 GiB, 16 past it
-    assert lib.dm_blit_step(env, job, float("inf")) == 0
-    assert job.row == job.rows
+        kind, roots[0] = lib.DM_SPACE_GGTT, int(ffi.cast("uintptr_t", ggtt))
+        base, rows = (1 << 32) - 9 * PAGE, 9 + 16  # 9 pages below the 4 GiB, 16 past it
+    # a fill of rows of one page from row 0, bands of 1 MiB, no deadline
+    args = (kind, 0, base, PAGE, lib.DM_TILE_LINEAR, 0, 0, 0, 0, 0, 0, 0, PAGE, rows, 1 << 20, 0x11223344, 0)
+    assert lib.dm_blit_step(env, *roots, *args, float("inf")) == rows
     fill = b"\x44\x33\x22\x11" * (PAGE // 4)
     assert [bytes(guest[p * PAGE : (p + 1) * PAGE]) == fill for p in range(16)] == [True] * 8 + [False] * 8
     assert bytes(slab) == slab_before
