@@ -7,62 +7,86 @@
 #include <wchar.h>
 
 #include "dm_blit.h"
+#include "dm_clones.h"
 
 #define PAGE_SHIFT 12
 #define PAGE_SIZE ((uint64_t)1 << PAGE_SHIFT)
 #define PAGE_MASK (PAGE_SIZE - 1)
 
-void dm_frames_resolve(const struct dm_frames *f, uint64_t entries_addr, uint64_t n, uint32_t write, uint64_t *out)
+/* The window holding frame hfn, as [*lo, *hi), and the address of *lo's frame for the access;
+ * 0 when the window does not permit it or has no fd, or when no window holds the frame (then
+ * [hfn, hfn + 1)). */
+static uint64_t find_window(const struct dm_frames *f, uint64_t hfn, uint32_t write, uint64_t *lo, uint64_t *hi)
 {
-    const uint64_t *entries = (const uint64_t *)(uintptr_t)entries_addr;
+    uint32_t a = 0, b = f->nwindows;
+    while (a < b) {
+        uint32_t mid = a + (b - a) / 2;
+        if (f->windows[mid].hfn_end <= hfn)
+            a = mid + 1;
+        else
+            b = mid;
+    }
+    const struct dm_frame_window *w = a < f->nwindows && f->windows[a].hfn_base <= hfn ? &f->windows[a] : NULL;
+    if (w == NULL) {
+        *lo = hfn, *hi = hfn + 1;
+        return 0;
+    }
+    *lo = w->hfn_base, *hi = w->hfn_end;
+    return w->addr && (write ? w->writable : w->readable) ? w->addr : 0;
+}
+
+/* out[0:n] for entries whose frames lie in one window [lo, hi) mapped at addr (not 0): each
+ * entry once, branch-free, so the loop vectorizes. Returns whether an entry with the bits of
+ * `need` named a frame outside the window (its out is 0: the caller looks it up). */
+DM_VECTOR_CLONES
+static uint64_t resolve_in_window(const uint64_t *entries, uint64_t n, uint64_t need, uint64_t mask, uint64_t lo,
+                                  uint64_t hi, uint64_t addr, uint64_t *out)
+{
+    uint64_t origin = addr - (lo << PAGE_SHIFT), span = hi - lo, outside = 0; /* origin: modulo 2^64 */
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t e = entries[i], hfn = (e & mask) >> PAGE_SHIFT;
+        uint64_t counts = (e & need) == need, in = hfn - lo < span;
+        out[i] = (counts & in) ? origin + (hfn << PAGE_SHIFT) : 0;
+        outside |= counts & !in;
+    }
+    return outside;
+}
+
+/* out[0:n]: the host pages entries[0:n] map for the access, an entry counting when it has the
+ * bits of `need` (present, and RW for a PPGTT write). */
+static void resolve_entries(const struct dm_frames *f, uint64_t need, const uint64_t *entries, uint64_t n,
+                            uint32_t write, uint64_t *out)
+{
     /* in locals: out could alias *f as far as the compiler knows, which would reload them
      * after every store */
-    uint64_t need = f->present_bit | (write && f->need_rw ? f->rw_bit : 0), mask = f->frame_mask;
+    uint64_t mask = f->frame_mask;
     /* The window of the last frame looked up, as [lo, hi) and the address of lo's frame (0:
      * the access is not permitted there): consecutive entries mostly share one. */
-    uint64_t lo = 1, hi = 0, addr = 0;
-    for (uint64_t i = 0; i < n; i++) {
+    uint64_t lo = 1, hi = 0, addr = 0, i = 0;
+    while (i < n && (entries[i] & need) != need)
+        out[i++] = 0;
+    if (i == n)
+        return;
+    /* Most tables map into one window: all of it at once, then only what lies elsewhere. */
+    addr = find_window(f, (entries[i] & mask) >> PAGE_SHIFT, write, &lo, &hi);
+    int again = addr == 0 || resolve_in_window(entries + i, n - i, need, mask, lo, hi, addr, out + i);
+    for (; again && i < n; i++) {
         uint64_t e = entries[i];
         if ((e & need) != need) {
             out[i] = 0;
             continue;
         }
         uint64_t hfn = (e & mask) >> PAGE_SHIFT;
-        if (hfn < lo || hfn >= hi) {
-            uint32_t a = 0, b = f->nwindows;
-            while (a < b) {
-                uint32_t mid = a + (b - a) / 2;
-                if (f->windows[mid].hfn_end <= hfn)
-                    a = mid + 1;
-                else
-                    b = mid;
-            }
-            const struct dm_frame_window *w = a < f->nwindows && f->windows[a].hfn_base <= hfn ? &f->windows[a] : NULL;
-            if (w == NULL) {
-                lo = hfn, hi = hfn + 1, addr = 0; /* in no window */
-            } else {
-                lo = w->hfn_base, hi = w->hfn_end;
-                addr = w->addr && (write ? w->writable : w->readable) ? w->addr : 0;
-            }
-        }
+        if (hfn < lo || hfn >= hi)
+            addr = find_window(f, hfn, write, &lo, &hi);
         out[i] = addr ? addr + ((hfn - lo) << PAGE_SHIFT) : 0;
     }
 }
 
-void dm_frames_resolve_tables(const struct dm_frames *f, const uint64_t *tables, uint64_t first, uint64_t n,
-                              uint32_t write, uint64_t *out)
+void dm_frames_resolve(const struct dm_frames *f, uint64_t entries, uint64_t n, uint32_t write, uint64_t *out)
 {
-    for (uint64_t k = 0, done = 0; done < n; k++) {
-        uint64_t take = 512 - first;
-        if (take > n - done)
-            take = n - done;
-        if (tables[k])
-            dm_frames_resolve(f, tables[k] + 8 * first, take, write, out + done);
-        else
-            memset(out + done, 0, take * sizeof(*out));
-        done += take;
-        first = 0;
-    }
+    uint64_t need = f->present_bit | (write && f->need_rw ? f->rw_bit : 0);
+    resolve_entries(f, need, (const uint64_t *)(uintptr_t)entries, n, write, out);
 }
 
 /* Byte x of row y of a surface: its graphics address, and *seg, how many bytes of the row from
@@ -137,6 +161,16 @@ static uint64_t host_run(const struct dm_surface *s, uint64_t gma, uint64_t n, u
         return 0;
     uint64_t run = PAGE_SIZE - (gma & PAGE_MASK);
     *host = (uint8_t *)(uintptr_t)s->pages[p] + (gma & PAGE_MASK);
+    /* eight pages a test while they follow (a surface in order is one run) */
+    while (run + 8 * PAGE_SIZE <= n && p + 8 < s->npages) {
+        uint64_t at = s->pages[p], apart = 0;
+        for (uint64_t j = 1; j <= 8; j++)
+            apart |= s->pages[p + j] ^ (at + j * PAGE_SIZE);
+        if (apart)
+            break;
+        p += 8;
+        run += 8 * PAGE_SIZE;
+    }
     while (run < n && p + 1 < s->npages && s->pages[p + 1] == s->pages[p] + PAGE_SIZE) {
         p++;
         run += PAGE_SIZE;
@@ -387,12 +421,13 @@ static double seconds(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-uint64_t dm_blit_bands(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const struct dm_surface *src,
-                       uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint32_t color, uint64_t band,
-                       double budget)
+/* Bands of rows [0, rows) from (dx, dy) and (sx, sy), from the step's start on: how many rows
+ * were done until `budget` seconds had passed after a band (*late set), the rows ended, or the
+ * next band reached past either surface's resolved pages. */
+static uint64_t run_bands(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const struct dm_surface *src,
+                          uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint32_t color, uint64_t band,
+                          double start, double budget, int *late)
 {
-    int unbounded = isinf(budget) && budget > 0;
-    double start = unbounded ? 0 : seconds();
     uint64_t done = 0;
     while (done < rows) {
         uint64_t k = band_rows(dst, dy + done, band);
@@ -410,8 +445,132 @@ uint64_t dm_blit_bands(const struct dm_surface *dst, uint64_t dx, uint64_t dy, c
         else
             dm_blit_fill(dst, dx, dy + done, width, k, color);
         done += k;
-        if (!unbounded && seconds() - start >= budget)
+        if (start >= 0 && seconds() - start >= budget) {
+            *late = 1;
             break;
+        }
     }
     return done;
+}
+
+/* Where a step's graphics addresses go: the space (DM_SPACE_*) and its roots. */
+struct space {
+    uint32_t kind;
+    uint64_t roots[4];
+};
+
+/* The page of a device frame, or NULL: not a device frame (a table is nothing else). */
+static const uint64_t *device_page(const struct dm_device_pages *d, uint64_t hfn)
+{
+    return (const uint64_t *)(uintptr_t)dm_device_page(d, hfn);
+}
+
+/* The shadow PT mapping gma's 2 MiB (the walker's leaf_table), or NULL: a directory on the
+ * way that is no device page. */
+static const uint64_t *shadow_pt(const struct dm_blit_env *env, const struct space *sp, uint64_t gma)
+{
+    const struct dm_device_pages *d = env->device;
+    uint64_t mask = env->frames.frame_mask;
+    const uint64_t *t;
+    if (sp->kind == DM_SPACE_PPGTT_L4) {
+        t = device_page(d, sp->roots[0] >> PAGE_SHIFT);
+        for (int shift = 39; t != NULL && shift > 21; shift -= 9)
+            t = device_page(d, (t[(gma >> shift) & 511] & mask) >> PAGE_SHIFT);
+    } else {
+        t = device_page(d, sp->roots[(gma >> 30) & 3] >> PAGE_SHIFT);
+    }
+    return t == NULL ? NULL : device_page(d, (t[(gma >> 21) & 511] & mask) >> PAGE_SHIFT);
+}
+
+/* out[0:n]: the host pages of graphics pages [first, first + n) of the job's space for the
+ * access (0: scratch, absent, not permitted, past the space's end). */
+static void resolve_space(const struct dm_blit_env *env, const struct space *sp, uint64_t first, uint64_t n,
+                          uint32_t write, uint64_t *out)
+{
+    const struct dm_frames *f = &env->frames;
+    int ggtt = sp->kind == DM_SPACE_GGTT;
+    uint64_t need = f->present_bit | (write && !ggtt ? f->rw_bit : 0);
+    uint64_t limit = sp->kind == DM_SPACE_PPGTT_L4 ? (uint64_t)1 << 36 : (uint64_t)1 << 20; /* pages */
+    uint64_t inside = first >= limit ? 0 : (limit - first < n ? limit - first : n);
+    if (ggtt && inside) {
+        resolve_entries(f, need, (const uint64_t *)(uintptr_t)sp->roots[0] + first, inside, write, out);
+    } else {
+        for (uint64_t done = 0; done < inside;) {
+            uint64_t page = first + done, take = 512 - (page & 511);
+            if (take > inside - done)
+                take = inside - done;
+            const uint64_t *pt = shadow_pt(env, sp, page << PAGE_SHIFT);
+            if (pt != NULL)
+                resolve_entries(f, need, pt + (page & 511), take, write, out + done);
+            else
+                memset(out + done, 0, take * sizeof(*out));
+            done += take;
+        }
+    }
+    if (inside < n)
+        memset(out + inside, 0, (n - inside) * sizeof(*out));
+}
+
+/* Resolve the pages of a surface's rows [y, y + rows) of bytes [x, x + width) (the first band),
+ * and of its `left` rows from y as far as max_pages allows; 0 when the band alone needs more. */
+static int resolve_surface(const struct dm_blit_env *env, const struct space *sp, struct dm_surface *s, uint64_t *pages,
+                           uint64_t x, uint64_t y, uint64_t width, uint64_t rows, uint64_t left, uint32_t write)
+{
+    uint64_t lo, hi, ahead;
+    if (s->tiling == DM_TILE_LINEAR) {
+        lo = s->base + y * s->pitch + x;
+        hi = s->base + (y + rows - 1) * s->pitch + x + width;
+        ahead = s->base + (y + left - 1) * s->pitch + x + width;
+    } else {
+        uint64_t h = s->tiling == DM_TILE_X ? 8 : 32;
+        lo = s->base + (y / h) * s->pitch * h;
+        hi = s->base + ((y + rows - 1) / h + 1) * s->pitch * h;
+        ahead = s->base + ((y + left - 1) / h + 1) * s->pitch * h;
+    }
+    uint64_t first = lo >> PAGE_SHIFT, end = (hi + PAGE_MASK) >> PAGE_SHIFT, last = (ahead + PAGE_MASK) >> PAGE_SHIFT;
+    if (end - first > env->max_pages)
+        return 0;
+    uint64_t n = end - first;
+    if (last > end)
+        n = last - first < env->max_pages ? last - first : env->max_pages;
+    resolve_space(env, sp, first, n, write, pages);
+    s->page_gma = first << PAGE_SHIFT;
+    s->npages = n;
+    return 1;
+}
+
+uint64_t dm_blit_step(const struct dm_blit_env *env, uint64_t root0, uint64_t root1, uint64_t root2, uint64_t root3,
+                      uint32_t space, uint32_t copy, uint64_t dst_base, uint64_t dst_pitch, uint32_t dst_tiling,
+                      uint64_t dx, uint64_t dy, uint64_t src_base, uint64_t src_pitch, uint32_t src_tiling,
+                      uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint64_t band, uint32_t color,
+                      uint64_t row, double budget)
+{
+    double start = isinf(budget) && budget > 0 ? -1 : seconds(); /* -1: no deadline */
+    const struct space sp = {space, {root0, root1, root2, root3}};
+    struct dm_surface dst = {env->dst_pages, 0, 0, dst_base, dst_pitch, dst_tiling, 0};
+    struct dm_surface src = {env->src_pages, 0, 0, src_base, src_pitch, src_tiling, 0};
+    const struct dm_surface *s = copy ? &src : NULL;
+    if (band == 0)
+        band = 1;
+    if (width == 0 || row > rows)
+        row = rows;
+    int late = 0;
+    while (row < rows && !late) {
+        uint64_t left = rows - row, y = dy + row, ys = sy + row;
+        uint64_t k = band_rows(&dst, y, band);
+        if (s != NULL) {
+            uint64_t ks = band_rows(&src, ys, band);
+            k = ks < k ? ks : k;
+        }
+        if (k > left)
+            k = left;
+        if (!resolve_surface(env, &sp, &dst, env->dst_pages, dx, y, width, k, left, 1) ||
+            (s != NULL && !resolve_surface(env, &sp, &src, env->src_pages, sx, ys, width, k, left, 0)))
+            return UINT64_MAX;
+        uint64_t done = run_bands(&dst, dx, y, s, sx, ys, width, left, color, band, start, budget, &late);
+        if (done == 0) /* cannot be: the first band's pages were just resolved */
+            return UINT64_MAX;
+        row += done;
+    }
+    return row;
 }

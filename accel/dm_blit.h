@@ -8,6 +8,7 @@
 #ifndef DM_BLIT_H
 #define DM_BLIT_H
 #include <stdint.h>
+#include "dm_ppgtt.h" /* struct dm_device_pages */
 
 /* One DMA window as an engine reaches its frames; the table is ordered by hfn_base. */
 struct dm_frame_window {
@@ -31,12 +32,6 @@ struct dm_frames {
  * 0 when it is not present, not in a window, or the access is not permitted (scratch: reads
  * give zeros, writes are dropped). */
 void dm_frames_resolve(const struct dm_frames *f, uint64_t entries, uint64_t n, uint32_t write, uint64_t *out);
-
-/* dm_frames_resolve across consecutive page tables of 512 entries, in one call for a band:
- * out[0:n] for the pages from entry `first` (0-511) of tables[0] on, tables[k] the address of
- * the k-th table's entries, 0 for a table whose pages all resolve to 0. */
-void dm_frames_resolve_tables(const struct dm_frames *f, const uint64_t *tables, uint64_t first, uint64_t n,
-                              uint32_t write, uint64_t *out);
 
 #define DM_TILE_LINEAR 0
 #define DM_TILE_X 1  /* 4 KiB tiles of 8 rows of 512 bytes */
@@ -65,13 +60,38 @@ void dm_blit_copy(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const 
 void dm_blit_fill(const struct dm_surface *dst, uint64_t dx, uint64_t dy, uint64_t width, uint64_t rows,
                   uint32_t color);
 
-/* A step of a blit: bands of rows from row 0 of at most `band` bytes of each surface (or one
- * row of tiles; src NULL: a fill with the colour), each band as dm_blit_copy or dm_blit_fill
- * does it, until `budget` seconds of CLOCK_MONOTONIC have passed after a band, the rows end, or
- * the next band reaches a page outside either surface's resolved pages. Returns the rows done:
- * at least the first band's when its pages are there. */
-uint64_t dm_blit_bands(const struct dm_surface *dst, uint64_t dx, uint64_t dy, const struct dm_surface *src,
-                       uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint32_t color, uint64_t band,
-                       double budget);
+/* What a blit step reads besides its job: the DMA windows and the entries' bits (need_rw is
+ * not read: the job's space says whether writes need the RW bit), the device's pages, and two
+ * arrays of max_pages entries for the host pages of each surface's resolved graphics pages. */
+struct dm_blit_env {
+    struct dm_frames frames;
+    const struct dm_device_pages *device; /* dm_ppgtt.h: the shadow tables, scratch among them */
+    uint64_t *dst_pages;
+    uint64_t *src_pages;
+    uint64_t max_pages;
+};
+
+#define DM_SPACE_GGTT 0      /* root0: the address of the shadow GGTT's 2^20 entries */
+#define DM_SPACE_PPGTT_L3 1  /* root0-3: the shadow PDs of the four GiB (host addresses) */
+#define DM_SPACE_PPGTT_L4 2  /* root0: the shadow PML4 (host address) */
+
+/* A step of a blit over linear, X- or Y-tiled surfaces (tiling: DM_TILE_*; x in bytes) in the
+ * space (DM_SPACE_*, its roots): rows [row, rows) of width bytes from (dx, dy) of the
+ * destination copied from (sx, sy) of the source (copy 1) or filled with the colour (copy 0),
+ * in bands of at most `band` bytes of each surface (or one row of tiles). Its surfaces' pages
+ * from `row` on are resolved to host pages, up to max_pages of each ahead: the walk from the
+ * roots reads device pages only (a directory entry naming no device page is scratch, as is
+ * every page past the space's end) and the leaf entries resolve as dm_frames_resolve does.
+ * Then bands, each as dm_blit_copy or dm_blit_fill does it, until `budget` seconds of
+ * CLOCK_MONOTONIC have passed after a band or the rows end; where the bands reach past the
+ * pages resolved, the pages from there are resolved again (nothing changes the tables or the
+ * windows inside a step). Returns the row reached, or UINT64_MAX (nothing done) when one band
+ * of a surface spans more than max_pages pages. The job's fields are arguments, not a struct:
+ * a blit that ends in one step is one call and no allocation. */
+uint64_t dm_blit_step(const struct dm_blit_env *env, uint64_t root0, uint64_t root1, uint64_t root2, uint64_t root3,
+                      uint32_t space, uint32_t copy, uint64_t dst_base, uint64_t dst_pitch, uint32_t dst_tiling,
+                      uint64_t dx, uint64_t dy, uint64_t src_base, uint64_t src_pitch, uint32_t src_tiling,
+                      uint64_t sx, uint64_t sy, uint64_t width, uint64_t rows, uint64_t band, uint32_t color,
+                      uint64_t row, double budget);
 
 #endif

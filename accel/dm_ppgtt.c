@@ -3,6 +3,7 @@
  * the accelerator. */
 #include <string.h>
 
+#include "dm_clones.h"
 #include "dm_ppgtt.h"
 
 #define LANES 512
@@ -52,14 +53,6 @@ static void note_used(uint32_t index, uint32_t *used, uint32_t *nused, uint64_t 
  * an entry where the general one below takes three, and no separate copy pass is made. Returns
  * 0 when the table is not of that kind: the general path then copies and rewrites every
  * entry again. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
-/* The entry loop below vectorizes with AVX2 (four entries an instruction); the default clone
- * is for processors without it. */
-#define DM_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define DM_VECTOR_CLONES
-#endif
-
 DM_VECTOR_CLONES
 static int leaf_in_one_window(const struct dm_pt_ops *o, const volatile uint64_t *guest, uint64_t *snap,
                               uint64_t *shadow, uint32_t *used, uint32_t *nused)

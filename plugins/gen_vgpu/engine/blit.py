@@ -1,8 +1,8 @@
 """XY_COLOR_BLT and XY_SRC_COPY_BLT on 32 bpp surfaces, linear, X- or Y-tiled.
 
-With the compiled accelerator (``blit_accel``), a step of a blit is one call into C: the
-surfaces' graphics pages resolved to host pages, once a step, up to ``MAX_PAGES`` ahead (one
-walk of the shadow tables to the PTs, one call for their entries), then bands of rows of
+With the compiled accelerator (``blit_accel``), a blit is a C struct made with the job and a
+step is one call into C: the surfaces' graphics pages resolved to host pages (C walks the
+shadow tables from the context's roots), up to ``MAX_PAGES`` ahead, then bands of rows of
 ``ACCEL_BAND`` bytes moved (that much of the destination for a fill, half of it of each surface
 for a copy, or one row of tiles), each copied or filled in the largest pieces both layouts
 keep contiguous, C looking at the clock after every band. The translation holds for the step
@@ -125,27 +125,38 @@ class BlitJob:
         self, space: AddressSpace, rec: ColorBlt | SrcCopyBlt, accel: BlitAccel | None = None, swctrl: int = 0
     ) -> None:
         self.space = space
-        width = (rec.x2 - rec.x1) * _BPP
-        rows = rec.y2 - rec.y1
-        self.bytes = max(0, width) * max(0, rows)
-        self._width = max(0, width)
-        self._rows = max(0, rows)
-        self._row = 0  # the band paths: rows done
-        self._accel = accel if isinstance(space, (PpgttSpace, GgttSpace)) else None
+        width = max(0, (rec.x2 - rec.x1) * _BPP)
+        rows = max(0, rec.y2 - rec.y1)
+        self.bytes = width * rows
+        if accel is not None and isinstance(space, (PpgttSpace, GgttSpace)):
+            # The compiled path: a step is one call (blit_accel.py).
+            self._accel: BlitAccel | None = accel
+            self._job = accel.job(space, rec, swctrl, width, rows, ACCEL_BAND)
+            self._row = 0  # rows done
+            self._rows = rows
+            return
+        self._width = width
+        self._rows = rows
         if isinstance(rec, SrcCopyBlt):
-            self._dst: _Surface = (rec.dst, rec.dst_pitch, blit_tiling(rec.dst_tiled, swctrl, SWCTRL_DST_Y))
-            self._src: _Surface | None = (rec.src, rec.src_pitch, blit_tiling(rec.src_tiled, swctrl, SWCTRL_SRC_Y))
+            dst_tiling = blit_tiling(rec.dst_tiled, swctrl, SWCTRL_DST_Y)
+            src_tiling = blit_tiling(rec.src_tiled, swctrl, SWCTRL_SRC_Y)
+        else:
+            dst_tiling = blit_tiling(rec.tiled, swctrl, SWCTRL_DST_Y)
+            src_tiling = Tiling.LINEAR
+        self._accel = None
+        self._row = 0  # the band path: rows done
+        if isinstance(rec, SrcCopyBlt):
+            self._dst: _Surface = (rec.dst, rec.dst_pitch, dst_tiling)
+            self._src: _Surface | None = (rec.src, rec.src_pitch, src_tiling)
             self._src_xy = (rec.src_x * _BPP, rec.src_y)
             self._color = 0
         else:
-            self._dst = (rec.dst, rec.pitch, blit_tiling(rec.tiled, swctrl, SWCTRL_DST_Y))
+            self._dst = (rec.dst, rec.pitch, dst_tiling)
             self._src = None
             self._src_xy = (0, 0)
             self._color = rec.color & 0xFFFFFFFF
         self._dst_xy = (rec.x1 * _BPP, rec.y1)
-        tiled = self._dst[2] is not Tiling.LINEAR or (self._src is not None and self._src[2] is not Tiling.LINEAR)
-        self._banded = self._accel is not None or tiled
-        self._linear = not tiled
+        self._banded = dst_tiling is not Tiling.LINEAR or src_tiling is not Tiling.LINEAR
         self._todo: deque[_Line] = deque()  # lines taken from the generator, not yet done
         if self._banded:
             self._lines: Iterator[_Line] = iter(())
@@ -162,40 +173,21 @@ class BlitJob:
             self._pattern = memoryview(struct.pack("<I", rec.color & 0xFFFFFFFF) * (LINE // _BPP + 1))
         self._refill()
 
-    # --- by bands: the compiled path, and tiled surfaces on Python ----------------------------
+    # --- by bands: tiled surfaces on Python -----------------------------------------------------
 
     def _band_step(self, deadline: float, clock: Callable[[], float]) -> bool:
         """Bands until the deadline or the end; True while rows remain."""
         if self._width == 0:
             self._row = self._rows
-        accel = self._accel
-        if accel is not None:
-            accel.new_step()
         while self._row < self._rows:
             r = self._row
-            left = self._rows - r
             dx, dy = self._dst_xy
-            sx, sy = self._src_xy
+            _, sy = self._src_xy
             dst, src = self._dst, self._src
             surfaces = [(dst, dy + r)] if src is None else [(dst, dy + r), (src, sy + r)]
-            if accel is None:
-                k = _band_rows(surfaces, left, BAND)
-                dlo, dhi = rows_span(dst[2], dst[1], dx, dy + r, self._width, k)
-                self._python_band(dlo, dhi, r, k)
-            else:
-                assert isinstance(self.space, (PpgttSpace, GgttSpace))
-                band = ACCEL_BAND // len(surfaces)
-                if self._linear:  # _band_rows's, written out for the common case
-                    k = min(left, max(1, band // max(dst[1], 1)))
-                    if src is not None:
-                        k = min(k, max(1, band // max(src[1], 1)))
-                else:
-                    k = _band_rows(surfaces, left, band)
-                budget = deadline - clock()
-                width, color = self._width, self._color
-                k = accel.bands(self.space, dst, src, dx, dy + r, sx, sy + r, width, k, left, color, band, budget)
-                if k <= 0:  # C sizes the first band as _band_rows did: its pages are resolved
-                    raise RuntimeError("the compiled blitter did no band")
+            k = _band_rows(surfaces, self._rows - r, BAND)
+            dlo, dhi = rows_span(dst[2], dst[1], dx, dy + r, self._width, k)
+            self._python_band(dlo, dhi, r, k)
             self._row = r + k
             if clock() >= deadline:
                 break
@@ -247,6 +239,11 @@ class BlitJob:
 
     def step(self, deadline: float, clock: Callable[[], float]) -> bool:
         """True while lines remain."""
+        accel = self._accel
+        if accel is not None:
+            assert isinstance(self.space, (PpgttSpace, GgttSpace))
+            self._row = accel.step(self._job, self.space, self._row, deadline - clock())
+            return self._row < self._rows
         if self._banded:
             return self._band_step(deadline, clock)
         while self._todo:
@@ -255,6 +252,11 @@ class BlitJob:
         return bool(self._todo)
 
     def run(self) -> None:
+        accel = self._accel
+        if accel is not None:
+            assert isinstance(self.space, (PpgttSpace, GgttSpace))
+            self._row = accel.step(self._job, self.space, self._row, _NEVER)
+            return
         if self._banded:
             self._band_step(_NEVER, _no_clock)
             return

@@ -1,53 +1,61 @@
 """The blitter in the compiled accelerator (accel/dm_blit.c).
 
-A band of a blit's rows is resolved to host addresses one 4 KiB graphics page at a time, a
-page table (512 pages) per call: the shadow PPGTT's leaf tables, or the shadow GGTT's entries,
-read by C through the current DMA windows (scratch, absent and read-only entries resolve to 0:
-reads give zeros, writes are dropped, as on the Python path). C then copies or fills the
-band's rows in the largest pieces both surfaces keep contiguous (a page of a linear row, a
-tile's row of an X-tiled one, an OWord of a Y-tiled one).
+A step of a blit is one C call, ``dm_blit_step``: the surfaces' graphics pages resolved to host
+addresses, up to ``MAX_PAGES`` of each ahead (C walks from the context's shadow roots to the
+shadow PTs itself, reading the tables where the device keeps them, in its slabs of device
+pages; the GGTT's shadow entries for a GGTT blit), then bands of rows moved until the step's
+budget has passed, C resolving again where the bands reach past the pages resolved. The leaf
+entries resolve through the current DMA windows: scratch, absent and read-only entries resolve
+to 0 (reads give zeros, writes are dropped, as on the Python path), and so does a page under a
+directory entry that names no device page. C copies or fills the rows in the largest pieces
+both surfaces keep contiguous (a run of host pages of a linear row, a tile's row of an X-tiled
+one, an OWord of a Y-tiled one).
+
+A blit's description is a tuple of the call's arguments made once (:meth:`BlitAccel.job`), its
+progress the row reached: a step is the window table's and the slab table's freshness checks,
+the roots, and the call (no allocation: right after a blit of megabytes has flushed the
+caches, an ffi.new cost 1-2 µs more than a call).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from devmodel.accel import Accel
-from devmodel.device.dma import PAGE_SHIFT, PAGE_SIZE, PROT_READ, PROT_WRITE, DmaMap
+from devmodel.device.dma import (
+    PAGE_SHIFT,
+    PAGE_SIZE,
+    PROT_READ,
+    PROT_WRITE,
+    DmaMap,
+)
 
+from ..cmd.records import ColorBlt, SrcCopyBlt
+from ..gtt.device_pages import DevicePages
 from ..gtt.ggtt import Ggtt
-from ..gtt.lanes import LANES
+from ..gtt.mm import RootKind
 from ..gtt.ops import PteOps
-from ..gtt.shadow import ShadowTable
 from ..gtt.space import GgttSpace, PpgttSpace
 from ..tiles import Tiling
-from .tiling import rows_span
+from .tiling import SWCTRL_DST_Y, SWCTRL_SRC_Y
 
 __all__ = ["MAX_PAGES", "BlitAccel", "has_blit_accel"]
 
-_FUNCTIONS = ("dm_frames_resolve", "dm_frames_resolve_tables", "dm_blit_copy", "dm_blit_fill", "dm_blit_bands")
-# Pages one surface of a band may span: one row of Y tiles at the largest pitch a blit
-# decodes (256 KiB) is 2048 pages; a band asks for at most that much more.
+_FUNCTIONS = ("dm_frames_resolve", "dm_blit_copy", "dm_blit_fill", "dm_blit_step")
+# Pages one surface of a step may have resolved at once: one row of Y tiles at the largest
+# pitch a blit decodes (256 KiB) is 2048 pages; a band asks for at most that much more.
 MAX_PAGES = 4096
 _GGTT_PAGES = 1 << 20  # 4 GiB of graphics memory
+_FAILED = (1 << 64) - 1  # dm_blit_step: a band spans more than MAX_PAGES pages
+# dm_blit.h's DM_SPACE_* and DM_TILE_* (tiles.py's Tiling holds the same values), as plain ints
+# for the job's arguments.
+_GGTT, _L3, _L4 = 0, 1, 2
+_ROOT_L4 = RootKind.L4
+_LINEAR, _X, _Y = int(Tiling.LINEAR), int(Tiling.X), int(Tiling.Y)
 
 
 def has_blit_accel(accel: Accel | None) -> bool:
     return accel is not None and all(hasattr(accel.lib, f) for f in _FUNCTIONS)
-
-
-class _Surface:
-    """A struct dm_surface and the page array behind it: pages [first, first + count) as the
-    current step resolved them (count 0: none yet)."""
-
-    def __init__(self, ffi: Any) -> None:
-        self.pages = ffi.new("uint64_t[]", MAX_PAGES)
-        self.struct = ffi.new("struct dm_surface *")
-        self.struct.pages = self.pages
-        self.space: PpgttSpace | GgttSpace | None = None
-        self.first = 0
-        self.count = 0
 
 
 class BlitAccel:
@@ -58,19 +66,28 @@ class BlitAccel:
         self.lib = accel.lib
         self.dma = dma
         self.ops = ops
-        self.dst = _Surface(ffi)
-        self.src = _Surface(ffi)
-        f = self.frames = ffi.new("struct dm_frames *")
+        env = self.env = ffi.new("struct dm_blit_env *")
+        self._dst_pages = ffi.new("uint64_t[]", MAX_PAGES)
+        self._src_pages = ffi.new("uint64_t[]", MAX_PAGES)
+        env.dst_pages, env.src_pages, env.max_pages = self._dst_pages, self._src_pages, MAX_PAGES
+        self.pages = DevicePages(ffi, dma)
+        env.device = self.pages.struct
+        # The window table and the entries' bits, in the env (the aperture and the screen
+        # decode read them too); need_rw 0: dm_frames_resolve is called for the GGTT alone.
+        f = self.frames = ffi.addressof(env[0], "frames")
         f.present_bit = ops.present_bit
         f.rw_bit = ops.rw_bit
         f.frame_mask = ops.addr_mask
-        self._tables = ffi.new("uint64_t[]", MAX_PAGES // LANES + 2)  # a band's PTs, for _resolve
-        self._key: tuple[int, int] | None = None
+        f.need_rw = 0
+        self._key = (-1, -1)  # the DMA map's (generation, window count) the table is of
         self._table: Any = None
-
-    def new_step(self) -> None:
-        """Forget the surfaces' translations: between two steps the shadow tables may change."""
-        self.dst.count = self.src.count = 0
+        self._ggtt: tuple[Any, int] = (None, 0)  # a GGTT's shadow entries and their address
+        # copy_out's surfaces (the screen decode's planes)
+        self._copy_dst = ffi.new("struct dm_surface *")
+        self._copy_src = ffi.new("struct dm_surface *")
+        lib = self.lib
+        if (lib.DM_SPACE_GGTT, lib.DM_SPACE_PPGTT_L3, lib.DM_SPACE_PPGTT_L4) != (_GGTT, _L3, _L4):
+            raise ValueError("the compiled blitter numbers its spaces otherwise")
 
     @property
     def table(self) -> Any:
@@ -99,46 +116,54 @@ class BlitAccel:
         self._table = table
         self._key = key
 
-    def _resolve(self, space: PpgttSpace | GgttSpace, first: int, n: int, write: bool, out: Any) -> None:
-        """out[0:n]: the host pages of graphics pages [first, first + n)."""
-        f = self.frames
+    def _ggtt_address(self, ggtt: Ggtt) -> int:
+        shadow, address = self._ggtt
+        if shadow is not ggtt.shadow:  # an array of fixed size: its address holds
+            shadow = ggtt.shadow
+            address = int(self.ffi.cast("uintptr_t", self.ffi.from_buffer(shadow)))
+            self._ggtt = (shadow, address)
+        return address
+
+    def job(
+        self, space: PpgttSpace | GgttSpace, rec: ColorBlt | SrcCopyBlt, swctrl: int, width: int, rows: int, band: int
+    ) -> tuple[int, ...]:
+        """dm_blit_step's arguments for the blit ``rec`` over ``space``, from the space's kind to
+        the colour (its rectangle: width in bytes, rows; ``swctrl``: BCS_SWCTRL as it starts,
+        which tiled surface is Y-tiled; ``band``: bytes moved between two looks at the clock,
+        half of it of each surface for a copy). The tilings are blit_tiling's, written out."""
         if isinstance(space, PpgttSpace):
-            f.need_rw = 1
-            inside = min(n, (space.limit >> PAGE_SHIFT) - first)
-            if inside > 0:
-                # The band's shadow PTs found in one walk, their entries resolved in one call.
-                walker = space.walker
-                get = walker.ppgtt.store.by_hfn.get
-                count = ((first + inside - 1) >> 9) - (first >> 9) + 1
-                self._tables[0:count] = [
-                    t.haddr if (t := get(hfn)) is not None and t.haddr else self._table_address(hfn, get)
-                    for hfn in walker.leaf_tables(space.mm, first << PAGE_SHIFT, count)
-                ]
-                self.lib.dm_frames_resolve_tables(f, self._tables, first & (LANES - 1), inside, write, out)
+            kind = _L4 if space.mm.kind is _ROOT_L4 else _L3
+        else:
+            kind = _GGTT
+        if isinstance(rec, SrcCopyBlt):
+            dt = (_Y if swctrl & SWCTRL_DST_Y else _X) if rec.dst_tiled else _LINEAR
+            st = (_Y if swctrl & SWCTRL_SRC_Y else _X) if rec.src_tiled else _LINEAR
+            return (kind, 1, rec.dst, rec.dst_pitch, dt, rec.x1 * 4, rec.y1, rec.src, rec.src_pitch, st,
+                    rec.src_x * 4, rec.src_y, width, rows, band // 2, 0)  # fmt: skip
+        dt = (_Y if swctrl & SWCTRL_DST_Y else _X) if rec.tiled else _LINEAR
+        return (kind, 0, rec.dst, rec.pitch, dt, rec.x1 * 4, rec.y1, 0, 0, 0, 0, 0, width, rows, band,
+                rec.color & 0xFFFFFFFF)  # fmt: skip
+
+    def step(self, job: tuple[int, ...], space: PpgttSpace | GgttSpace, row: int, budget: float) -> int:
+        """A step of the blit ``job`` (:meth:`job`) from ``row``: C until ``budget`` seconds
+        have passed after a band. Returns the row reached. The windows and the slabs are
+        checked and the roots read again each step."""
+        dma = self.dma
+        if dma.generation != self._key[0] or len(dma) != self._key[1]:
+            self.load_windows()
+        self.pages.refresh()
+        if type(space) is PpgttSpace:
+            roots = space.mm.shadow_roots
+            if len(roots) == 1:
+                done: int = self.lib.dm_blit_step(self.env, roots[0], 0, 0, 0, *job, row, budget)
             else:
-                inside = 0
+                done = self.lib.dm_blit_step(self.env, *roots, *job, row, budget)
         else:
             assert isinstance(space, GgttSpace)
-            f.need_rw = 0
-            inside = max(0, min(n, _GGTT_PAGES - first))
-            if inside:
-                ffi = self.ffi
-                base = int(ffi.cast("uintptr_t", ffi.from_buffer(space.ggtt.shadow)))
-                self.lib.dm_frames_resolve(f, base + 8 * first, inside, write, out)
-        if inside < n:
-            self.ffi.memmove(out + inside, bytes(8 * (n - inside)), 8 * (n - inside))
-
-    def _table_address(self, hfn: int, tables: Callable[[int], ShadowTable | None]) -> int:
-        """Where the shadow table in frame hfn is, 0 if no page: a live table's page is a
-        bytearray of the store's that never moves, so its address is kept on the table (the
-        compiled shadow PPGTT keeps the same one); a scratch PT's entries resolve to 0 anyway."""
-        ffi = self.ffi
-        t = tables(hfn)
-        if t is not None:
-            t.haddr = int(ffi.cast("uintptr_t", ffi.from_buffer(t.page)))
-            return t.haddr
-        pt = self.dma.page(hfn)
-        return 0 if pt is None else int(ffi.cast("uintptr_t", ffi.from_buffer(pt)))
+            done = self.lib.dm_blit_step(self.env, self._ggtt_address(space.ggtt), 0, 0, 0, *job, row, budget)
+        if done == _FAILED:
+            raise RuntimeError("a band of the blit spans more pages than the compiled blitter resolves")
+        return done
 
     def ggtt_pages(self, ggtt: Ggtt, first: int, n: int) -> Any:
         """The host addresses of GGTT pages [first, first + n) for reading, 0 where the page
@@ -146,7 +171,9 @@ class BlitAccel:
         planes)."""
         self.load_windows()
         out = self.ffi.new("uint64_t[]", max(1, n))
-        self._resolve(GgttSpace(ggtt, self.dma), first, n, False, out)
+        inside = max(0, min(n, _GGTT_PAGES - first))
+        if inside:
+            self.lib.dm_frames_resolve(self.frames, self._ggtt_address(ggtt) + 8 * first, inside, False, out)
         return out
 
     def copy_out(
@@ -166,86 +193,16 @@ class BlitAccel:
     ) -> None:
         """Rows of a graphics surface (src: address, pitch, tiling; its pages resolved by
         ggtt_pages from page_gma) into a host buffer of dst_pitch bytes per row, detiled."""
-        s = self.src.struct
+        s = self._copy_src
         s.pages, s.page_gma, s.npages = pages, page_gma, npages
         s.base, s.pitch, s.tiling = src[0], src[1], int(src[2])
         buf = self.ffi.from_buffer(dst)
         nbuf = (len(dst) + PAGE_SIZE - 1) >> PAGE_SHIFT
         addr = int(self.ffi.cast("uintptr_t", buf))
         dpages = self.ffi.new("uint64_t[]", [addr + (i << PAGE_SHIFT) for i in range(nbuf)])
-        d = self.dst.struct
+        d = self._copy_dst
         d.pages, d.page_gma, d.npages, d.base, d.pitch, d.tiling = dpages, 0, nbuf, 0, dst_pitch, int(Tiling.LINEAR)
         try:
             self.lib.dm_blit_copy(d, dx, dy, s, sx, sy, width, rows)
         finally:
-            s.pages, d.pages = self.src.pages, self.dst.pages
-            self.new_step()  # the structs described other surfaces meanwhile
-
-    def _surface(
-        self,
-        s: _Surface,
-        space: PpgttSpace | GgttSpace,
-        surface: tuple[int, int, Tiling],
-        x: int,
-        y: int,
-        width: int,
-        rows: int,
-        left: int,
-        write: bool,
-    ) -> Any:
-        """The struct for rows [y, y + rows) of a surface (address, pitch, tiling) from byte x,
-        whose pages the step resolved already or are resolved now, with those of the blit's
-        ``left`` rows from y (as many as MAX_PAGES allows) for the step's later bands."""
-        base, pitch, tiling = surface
-        linear = tiling is Tiling.LINEAR
-        if linear:  # rows_span's, written out: a step resolves each surface here
-            first = (base + y * pitch + x) >> PAGE_SHIFT
-            end = (base + (y + rows - 1) * pitch + x + width + PAGE_SIZE - 1) >> PAGE_SHIFT
-        else:
-            lo, hi = rows_span(tiling, pitch, x, y, width, rows)
-            first = (base + lo) >> PAGE_SHIFT
-            end = (base + hi + PAGE_SIZE - 1) >> PAGE_SHIFT
-        if end - first > MAX_PAGES:
-            raise ValueError(f"a band of {end - first} pages")
-        st = s.struct
-        if not (s.count and s.space is space and s.first <= first and end <= s.first + s.count):
-            last = (y + left - 1) * pitch + x + width if linear else rows_span(tiling, pitch, x, y, width, left)[1]
-            ahead = (base + last + PAGE_SIZE - 1) >> PAGE_SHIFT
-            n = end - first
-            if ahead > end:
-                n = min(ahead, first + MAX_PAGES) - first
-            self._resolve(space, first, n, write, s.pages)
-            s.space, s.first, s.count = space, first, n
-            st.page_gma = first << PAGE_SHIFT
-            st.npages = n
-            st.base = base
-            st.pitch = pitch
-            st.tiling = int(tiling)
-        return st
-
-    def bands(
-        self,
-        space: PpgttSpace | GgttSpace,
-        dst: tuple[int, int, Tiling],
-        src: tuple[int, int, Tiling] | None,
-        dx: int,
-        dy: int,
-        sx: int,
-        sy: int,
-        width: int,
-        rows: int,
-        left: int,
-        color: int,
-        band: int,
-        budget: float,
-    ) -> int:
-        """A step's bands of a blit between surfaces (address, pitch, tiling; src None: a
-        fill with the colour), from rows [dy, dy + rows), the first band, of the ``left`` the
-        blit has from there: in C, ``band`` bytes of each surface at a time, until ``budget``
-        seconds have passed after a band. Returns the rows done. :meth:`new_step` first."""
-        self.load_windows()
-        d = self._surface(self.dst, space, dst, dx, dy, width, rows, left, True)
-        if src is None:
-            return int(self.lib.dm_blit_bands(d, dx, dy, self.ffi.NULL, 0, 0, width, left, color, band, budget))
-        s = self._surface(self.src, space, src, sx, sy, width, rows, left, False)
-        return int(self.lib.dm_blit_bands(d, dx, dy, s, sx, sy, width, left, 0, band, budget))
+            s.pages = d.pages = self.ffi.NULL  # the arrays are the caller's and this call's

@@ -10,7 +10,6 @@ map, for the inspection command.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +27,10 @@ T = GttType
 ADDRESS_BITS = {RootKind.L3: 32, RootKind.L4: 48}
 # Bits of the graphics address that index each level, from the root down.
 _SHIFTS = {RootKind.L3: (21, 12), RootKind.L4: (39, 30, 21, 12)}
-_SHIFTS_L3, _SHIFTS_L4 = _SHIFTS[RootKind.L3], _SHIFTS[RootKind.L4]
 _LIMIT_L3, _LIMIT_L4 = 1 << ADDRESS_BITS[RootKind.L3], 1 << ADDRESS_BITS[RootKind.L4]
 _LEVEL_NAMES = {39: "pml4", 30: "pdp", 21: "pd", 12: "pt"}
 _INDEX_MASK = LANES - 1
 _FRAME_STEP = repeat(1 << PAGE_SHIFT)  # 4 KiB in every lane
-_ENTRY = struct.Struct("<Q")
 
 
 def _consecutive(chunk: memoryview, n: int) -> bool:
@@ -93,55 +90,6 @@ class ShadowWalker:
             path.append((hfn, i, e))
             hfn = self.ops.get_pfn(e)
         return path
-
-    def leaf_table(self, mm: ShadowMm, gma: int) -> int:
-        """The host frame of the shadow PT (or scratch PT) that maps ``gma``'s 2 MiB."""
-        self._check(mm, gma, 1)
-        # Once per 2 MiB of every blit band: through the store's tables rather than a view of
-        # each device page; a scratch table on the way takes the general walk.
-        by_hfn = self.ppgtt.store.by_hfn
-        mask = self.ops.addr_mask
-        hfn = self._root_hfn(mm, gma)
-        for shift in _SHIFTS_L4[:-1] if mm.kind is RootKind.L4 else _SHIFTS_L3[:-1]:
-            t = by_hfn.get(hfn)
-            if t is None:
-                return self._shadow_pt(mm, gma)[-1][0]
-            hfn = (t.entries[(gma >> shift) & _INDEX_MASK] & mask) >> PAGE_SHIFT
-        return hfn
-
-    def leaf_tables(self, mm: ShadowMm, gma: int, count: int) -> list[int]:
-        """:meth:`leaf_table` for ``count`` consecutive 2 MiB stretches from ``gma``'s, all
-        inside the address space: the walk to the PD once per 1 GiB, then its entries in a
-        row (a blit band's stretches; written out level by level, as it runs once per band)."""
-        end = ((gma >> 21) + count) << 21
-        l4 = mm.kind is RootKind.L4
-        if gma < 0 or count <= 0 or end > (_LIMIT_L4 if l4 else _LIMIT_L3):
-            raise OutOfRange("graphics address range outside the context's address space", gma=gma, size=end - gma)
-        get = self.ppgtt.store.by_hfn.get
-        mask = self.ops.addr_mask
-        roots = mm.shadow_roots
-        out: list[int] = []
-        at = gma
-        while at < end:
-            pd = None
-            if l4:
-                t = get(roots[0] >> PAGE_SHIFT)
-                if t is not None:
-                    t = get((_ENTRY.unpack_from(t.page, ((at >> 36) & 0xFF8))[0] & mask) >> PAGE_SHIFT)
-                    if t is not None:
-                        pd = get((_ENTRY.unpack_from(t.page, ((at >> 27) & 0xFF8))[0] & mask) >> PAGE_SHIFT)
-            else:
-                pd = get(roots[(at >> 30) & 3] >> PAGE_SHIFT)
-            if pd is None:  # a scratch directory on the way: the general walk, one stretch
-                out.append(self.leaf_table(mm, at))
-                at = ((at >> 21) + 1) << 21
-                continue
-            i = (at >> 21) & _INDEX_MASK
-            take = min((end - at + (1 << 21) - 1) >> 21, LANES - i)
-            for e in pd.page.cast("Q")[i : i + take]:
-                out.append((e & mask) >> PAGE_SHIFT)
-            at = ((at >> 21) + take) << 21
-        return out
 
     def leaf_entry(self, mm: ShadowMm, gma: int) -> int:
         """The shadow PTE that maps ``gma`` (its cache bits are what an engine passes on)."""

@@ -450,3 +450,109 @@ def test_resolve_runs_stop_at_window_ends_and_entry_changes() -> None:
         for write in (False, True):
             lib.dm_frames_resolve(f, int(ffi.cast("uintptr_t", table)), len(entries), write, out)
             assert list(out) == [expect(e, write) for e in entries], (entries, write)
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled accelerator is not installed")
+@pytest.mark.parametrize("space", ["L4", "L3", "GGTT"])
+def test_compiled_step_walks_device_pages_only(space: str) -> None:
+    """dm_blit_step over tables of the test's own: device pages in one slab, guest memory in
+    one window. Each 2 MiB of a fill goes through another kind of directory entry: a shadow PT
+    mapping guest pages (filled), a guest frame (its page holds entries naming another guest
+    page: never read as a table, nothing written), a device frame past the slabs, and a PT
+    whose entries name device frames (no window: scratch). The 3-level form's second root is a
+    guest frame; the GGTT's entries run past its 4 GiB after a page not present. Only the
+    pages the PT maps are written, the device pages keep their bytes."""
+    accel = accel_module.load(True)
+    assert accel is not None
+    ffi, lib = accel.ffi, accel.lib
+    present, rw, mask = 1 << 0, 1 << 1, ((1 << 39) - 1) << 12
+    dev_base, guest_hfn = 0x10_0000, 0x10  # frames of device pages and of the window
+    slab = bytearray(64 * PAGE)
+    guest = bytearray(16 * PAGE)
+    views = [ffi.from_buffer(slab), ffi.from_buffer(guest)]  # held for the calls
+    slab_addr, guest_addr = (int(ffi.cast("uintptr_t", v)) for v in views)
+
+    def put(buf: bytearray, page: int, index: int, frame: int, bits: int = present | rw) -> None:
+        buf[page * PAGE + 8 * index : page * PAGE + 8 * index + 8] = ((frame << 12) | bits).to_bytes(8, "little")
+
+    # Device page 0: PML4, 1: PDP, 2: PD, 3: a PT of guest pages 0-7, 4: a PT of device frames.
+    put(slab, 0, 0, dev_base + 1)
+    put(slab, 1, 0, dev_base + 2)
+    for i in range(8):
+        put(slab, 3, i, guest_hfn + i)
+        put(slab, 4, i, dev_base + 5 + i)
+    put(slab, 2, 0, dev_base + 3)  # the first 2 MiB: guest pages 0-7
+    put(slab, 2, 1, guest_hfn + 15)  # a guest frame
+    put(slab, 2, 2, dev_base + 64)  # past the one slab
+    put(slab, 2, 3, dev_base + 4)  # device frames below
+    for i in range(8):
+        put(guest, 15, i, guest_hfn + 14)  # what a walk into guest page 15 would write through
+    ggtt = ffi.new("uint64_t[]", 1 << 20)
+    for i in range(8):
+        ggtt[(1 << 20) - 8 + i] = ((guest_hfn + i) << 12) | present
+    ggtt[(1 << 20) - 9] = (guest_hfn + 14) << 12  # not present
+    slab_before = bytes(slab)
+
+    windows = ffi.new("struct dm_frame_window[]", 1)
+    windows[0].hfn_base, windows[0].hfn_end, windows[0].addr = guest_hfn, guest_hfn + 16, guest_addr
+    windows[0].readable = windows[0].writable = 1
+    slabs = ffi.new("uint64_t[]", [slab_addr])
+    pages = [ffi.new("uint64_t[]", 4096) for _ in range(2)]
+    env = ffi.new("struct dm_blit_env *")
+    f = env.frames
+    f.windows, f.nwindows, f.present_bit, f.rw_bit, f.frame_mask = windows, 1, present, rw, mask
+    device = ffi.new("struct dm_device_pages *")
+    device.slabs, device.nslabs, device.base_hfn = slabs, 1, dev_base
+    env.device = device
+    env.dst_pages, env.src_pages, env.max_pages = pages[0], pages[1], 4096
+
+    roots, base, rows = [0, 0, 0, 0], 0, 4 * 512
+    if space == "L4":
+        kind, roots[0] = lib.DM_SPACE_PPGTT_L4, dev_base << 12
+    elif space == "L3":
+        kind, roots[0:2] = lib.DM_SPACE_PPGTT_L3, [(dev_base + 2) << 12, (guest_hfn + 15) << 12]
+        base, rows = (1 << 30) - 4 * (2 << 20), 5 * 512  # the PD's last four stretches, then the second root's
+        for i in range(4):
+            slab[2 * PAGE + 8 * (508 + i) : 2 * PAGE + 8 * (509 + i)] = slab[2 * PAGE + 8 * i : 2 * PAGE + 8 * (i + 1)]
+        slab_before = bytes(slab)
+    else:
+        kind, roots[0] = lib.DM_SPACE_GGTT, int(ffi.cast("uintptr_t", ggtt))
+        base, rows = (1 << 32) - 9 * PAGE, 9 + 16  # 9 pages below the 4 GiB, 16 past it
+    # a fill of rows of one page from row 0, bands of 1 MiB, no deadline
+    args = (kind, 0, base, PAGE, lib.DM_TILE_LINEAR, 0, 0, 0, 0, 0, 0, 0, PAGE, rows, 1 << 20, 0x11223344, 0)
+    assert lib.dm_blit_step(env, *roots, *args, float("inf")) == rows
+    fill = b"\x44\x33\x22\x11" * (PAGE // 4)
+    assert [bytes(guest[p * PAGE : (p + 1) * PAGE]) == fill for p in range(16)] == [True] * 8 + [False] * 8
+    assert bytes(slab) == slab_before
+
+
+@pytest.mark.skipif(not COMPILED, reason="the compiled accelerator is not installed")
+def test_compiled_blits_reach_tables_in_slabs_made_after_the_first() -> None:
+    """The blitter's table of the device's slabs grows with them: a context whose shadow
+    tables the device made after the first blit, in a slab of its own, is walked too."""
+    rig = Rig()
+    try:
+        accel = accel_module.load(True)
+        assert accel is not None
+        blit_accel = BlitAccel(accel, rig.dev.dma, rig.dev.info.pte_ops)
+        dma = rig.dev.dma
+        spaces = []
+        for n in range(2):
+            tree = Tree(rig.guest, 4)
+            pages = tree.buffer(BUF, 4 * PAGE, shuffle=False)
+            slabs = dma.device_slab_count
+            if n == 1:  # fill the last slab: this tree's tables go to a new one
+                dma.alloc_device_pages(64 - dma.device_pages % 64)
+            mm, resync = rig.dev.ppgtt.pin(RootKind.L4, (tree.roots[0],))
+            resync.run()
+            if n == 1:
+                assert dma.device_slab_count > slabs
+            space = PpgttSpace(rig.dev.runner.walker, mm)
+            spaces.append(space)
+            color = 0x01020304 * (n + 1)
+            BlitJob(space, ColorBlt(BUF, PAGE, 0, 0, PAGE // 4, 4, color, 0xF0), blit_accel).run()
+            assert rig.mem.read(pages[0], 4 * PAGE) == color.to_bytes(4, "little") * PAGE
+        for space in spaces:
+            rig.dev.ppgtt.unpin(space.mm)
+    finally:
+        rig.close()
