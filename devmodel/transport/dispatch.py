@@ -109,33 +109,34 @@ class Dispatcher:
         its register to Python) checked as handle_region_write's decoder and check_write
         would: ``write32(offset, value)`` is what the region's handler does with it. The same
         stats, reply, errno and log line as :meth:`dispatch`."""
-        self.stats["requests"] += 1
-        try:
+        def access() -> bytes:
             write32(offset, value)
-        except Exception as exc:  # noqa: BLE001 - _failed logs it (a bug) or answers it
-            failed = self._failed(_handed(msg_id, Command.REGION_WRITE, reply), exc)
-            return None if failed is None else failed[0]
-        if not reply:
-            self.stats["posted"] += 1
-            return None
-        return self.conn.reply(_handed(msg_id, Command.REGION_WRITE, reply), _ACCESS.pack(offset, region, 4))
+            return _ACCESS.pack(offset, region, 4)
+
+        return self._run_handed(msg_id, Command.REGION_WRITE, reply, access)
 
     def handed_read(
         self, msg_id: int, reply: bool, region: int, offset: int, read32: Callable[[int], int]
     ) -> bytes | None:
         """A REGION_READ of one whole register dword, as :meth:`handed_write`: ``read32(offset)``
         is the region's handler's value."""
+        def access() -> bytes:
+            return _ACCESS.pack(offset, region, 4) + read32(offset).to_bytes(4, "little")
+
+        return self._run_handed(msg_id, Command.REGION_READ, reply, access)
+
+    def _run_handed(self, msg_id: int, command: Command, reply: bool, access: Callable[[], bytes]) -> bytes | None:
+        """A handed access: ``access()`` does it and gives the reply's payload."""
         self.stats["requests"] += 1
         try:
-            value = read32(offset)
+            payload = access()
         except Exception as exc:  # noqa: BLE001 - _failed logs it (a bug) or answers it
-            failed = self._failed(_handed(msg_id, Command.REGION_READ, reply), exc)
+            failed = self._failed(_handed(msg_id, command, reply), exc)
             return None if failed is None else failed[0]
         if not reply:
             self.stats["posted"] += 1
             return None
-        payload = _ACCESS.pack(offset, region, 4) + value.to_bytes(4, "little")
-        return self.conn.reply(_handed(msg_id, Command.REGION_READ, reply), payload)
+        return self.conn.reply(_handed(msg_id, command, reply), payload)
 
     # --- handlers --------------------------------------------------------------------------
 
