@@ -449,7 +449,6 @@ class TableStore:
         windows = accel.windows
         same, unbacked_flag = accel.same_flag, accel.unbacked_flag
         unbacked = self.unbacked
-        one_window = self._one_window
         changed = []
         for t, result, w in zip(tables, results, window_of, strict=True):
             if result & same:
@@ -464,9 +463,7 @@ class TableStore:
                     if len(held) != 1 or window not in held:
                         if held:
                             self._forget_windows(t)
-                        only = one_window.get(window)
-                        if only is None:
-                            only = one_window[window] = frozenset((window,))
+                        only = self._window_set(window)
                         self._note_windows(t, only)
                 elif t.windows:
                     self._forget_windows(t)
@@ -788,9 +785,7 @@ class TableStore:
         if w >= 0 and not any(results) and window_of.count(w) == len(fresh):
             # Each in the same one window (new tables hold none yet, and are not unbacked).
             window = accel.windows[w]
-            only = self._one_window.get(window)
-            if only is None:
-                only = self._one_window[window] = frozenset((window,))
+            only = self._window_set(window)
             for c in fresh:
                 c.windows = only
             self.by_window.setdefault(window, set()).update(fresh)
