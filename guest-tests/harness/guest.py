@@ -87,8 +87,11 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
     device started here: "none" (headless) unless a test asks for "dp"; the display tests
     ask for it (docs/display.md says why the GT tests stay headless). done_grace: how long the
     guest may take to power off once its scripts are done, a hang guard (the guest's hung-task
-    detector reports a task blocked for 5 s on the console). Raises HarnessError when the run itself
-    failed (QEMU did not start, the guest did not power off by the deadline, the device
+    detector reports a task blocked for 5 s on the console, and /init prints every blocked
+    task's and CPU's stack if the machine is still up 20 s on). A run killed at a deadline
+    keeps the device's state (OUTDIR/device-state.json) and each vCPU's registers and
+    instructions from QEMU's monitor (OUTDIR/qemu-state.txt). Raises HarnessError when the run
+    itself failed (QEMU did not start, the guest did not power off by the deadline, the device
     model died); a finished run returns a GuestResult with the TAP of each script."""
     outdir = Path(outdir)
     tests = list(tests)
@@ -120,7 +123,8 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
         ",".join(tests), " devmodel.dmesg=1 log_buf_len=1M" if dmesg else "", append,
         os.environ.get("DEVMODEL_GUEST_APPEND", ""))
     qemu = Qemu(outdir, socket=socket, kernel=kernel, initrd=initrd, memory_mb=script_memory(tests),
-                append=cmdline.strip(), reboot=reboot, device_props=device_props, extra_args=qemu_args)
+                append=cmdline.strip(), reboot=reboot, device_props=device_props, extra_args=qemu_args,
+                qmp=True)
     try:
         qemu.start()
         deadline = qemu.started + timeout * timeout_scale()
@@ -138,6 +142,7 @@ def run_guest(tests, outdir, timeout=90.0, device="auto", platform=None, reboot=
                 done_at = now
             if now > deadline or (done_at is not None and now > done_at + done_grace * timeout_scale()):
                 state = dev.save_state() if dev is not None else "device state: not ours to ask"
+                state += "\n" + qemu.save_cpu_state()
                 qemu.kill()
                 why = ("the guest finished its scripts but did not power off within %.0f s" % done_grace
                        if done_at is not None else "the guest did not power off within %.0f s" % timeout)

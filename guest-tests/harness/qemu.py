@@ -116,6 +116,32 @@ class Qemu:
             time.sleep(0.02)
         return self.qmp_path
 
+    def save_cpu_state(self, commands=("info status", "info registers -a", "x/8i $pc")):
+        """Before a hung QEMU is killed: HMP's answers to ``commands`` (where each vCPU is and
+        what it runs), through the QMP socket, into OUTDIR/qemu-state.txt. Returns a line that
+        says where they went, or why there are none."""
+        if self.qmp_path is None or self.proc is None or self.proc.poll() is not None:
+            return "QEMU state: no QMP socket or QEMU gone"
+        from qemu.qmp.legacy import QEMUMonitorProtocol  # QEMU's own client, in the venv
+
+        out = self.outdir / "qemu-state.txt"
+        mon = QEMUMonitorProtocol(self.qmp_path)
+        try:
+            mon.connect()
+            mon.settimeout(10 * timeout_scale())
+            parts = []
+            for line in commands:
+                reply = mon.cmd("human-monitor-command", **{"command-line": line})
+                if isinstance(reply, dict):  # older clients hand back the whole response
+                    reply = reply.get("return", reply)
+                parts.append("(qemu) %s\n%s" % (line, reply))
+            out.write_text("\n".join(parts))
+        except Exception as exc:  # a QEMU that hangs may not answer: say so, kill it anyway
+            return "QEMU state: QMP did not answer (%s: %s)" % (type(exc).__name__, exc)
+        finally:
+            mon.close()
+        return "QEMU state (each vCPU's registers): %s" % out
+
     def console_text(self):
         try:
             return self.console_path.read_text(errors="replace")

@@ -43,6 +43,10 @@ def test_guest_that_never_powers_off_is_killed(guest_image, device_model, outdir
         lambda: harness.run_guest(["fault_hang"], outdir, timeout=60, device=device_model), 100)
     assert "did not power off within 60 s" in msg
     assert "devmodel-fault: hanging now" in msg, "the console tail is shown:\n" + msg
+    # Where the vCPU was when QEMU was killed, from QEMU's monitor, kept with the console.
+    state = (outdir / "qemu-state.txt").read_text()
+    assert "(qemu) info registers -a" in state and "RIP=" in state, state
+    assert "qemu-state.txt" in msg
 
 
 def test_dead_device_model_is_reported_with_its_log(guest_image, device_model, outdir):
