@@ -9,9 +9,10 @@ client sends n REGION_READ round trips, or posted REGION_WRITEs with a read as b
 server's CPU time (/proc/PID/schedstat) around each: server CPU per access, the median round's,
 with the rounds' range. Then the same for the status registers with pipe A lit and its vblank
 interrupt unmasked and enabled (as while i915 waits for a vblank: the frame clock runs, and the
-master register's and the display IIRs' reads catch it up first). Target (issue 20): at most 6 us per access for every class i915 touches in
-its probe, submission and interrupt paths. ``--only TEXT`` measures the classes whose label
-contains TEXT (to profile one: ``perf record -p`` the server while it runs).
+master register's and the display IIRs' reads catch it up first). Target (issue 20): at most
+6 us per access for every class i915 touches in its probe, submission and interrupt paths.
+``--only TEXT`` measures the classes whose label contains TEXT (to profile one: ``perf record
+-p`` the server while it runs).
 """
 
 from __future__ import annotations

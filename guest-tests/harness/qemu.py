@@ -122,7 +122,8 @@ class Qemu:
         says where they went, or why there are none."""
         if self.qmp_path is None or self.proc is None or self.proc.poll() is not None:
             return "QEMU state: no QMP socket or QEMU gone"
-        from qemu.qmp.legacy import QEMUMonitorProtocol  # QEMU's own client, in the venv
+        from qemu.qmp import QMPError  # QEMU's own client, in the venv
+        from qemu.qmp.legacy import QEMUMonitorProtocol
 
         out = self.outdir / "qemu-state.txt"
         mon = QEMUMonitorProtocol(self.qmp_path)
@@ -136,7 +137,7 @@ class Qemu:
                     reply = reply.get("return", reply)
                 parts.append("(qemu) %s\n%s" % (line, reply))
             out.write_text("\n".join(parts))
-        except Exception as exc:  # a QEMU that hangs may not answer: say so, kill it anyway
+        except (OSError, QMPError) as exc:  # a QEMU that hangs may not answer: say so, kill it anyway
             return "QEMU state: QMP did not answer (%s: %s)" % (type(exc).__name__, exc)
         finally:
             mon.close()
