@@ -11,9 +11,8 @@ second of the device's time) is still running as the script ends, not waited for
 import sys
 
 import gencmd
-import gvtlib
 from i915uapi import EXEC_RENDER, Drm, ExecObject
-from test_i915_exec import BATCH, PAGE, TARGET, bo, check_store, load_i915
+from test_i915_exec import BATCH, PAGE, TARGET, bo, check_store, tap_with_i915
 
 STORES = 20_000
 CHECKS = (
@@ -32,11 +31,8 @@ def leave_running(drm):
 
 
 def main():
-    tap = gvtlib.Tap(len(CHECKS))
-    descs = dict(CHECKS)
-    if not tap.check(descs["loaded"], lambda: load_i915(tap.diag)):
-        for _key, desc in CHECKS[1:]:
-            tap.ok(False, desc, "i915 did not load")
+    tap, descs = tap_with_i915(CHECKS)
+    if descs is None:
         return tap.finish()
     with Drm() as drm:
         tap.check(descs["store-rcs"], lambda: check_store(drm, EXEC_RENDER, 0x3C))

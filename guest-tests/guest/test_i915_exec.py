@@ -349,6 +349,19 @@ def load_i915(tap_diag):
     return wedged()
 
 
+def tap_with_i915(checks):
+    """The TAP of a script whose CHECKS begin with "loaded", i915 loaded as that check: (tap,
+    descriptions by key), the descriptions None when i915 did not load (every other check is
+    then reported failed; the caller only finishes)."""
+    tap = gvtlib.Tap(len(checks))
+    descs = dict(checks)
+    if not tap.check(descs["loaded"], lambda: load_i915(tap.diag)):
+        for _key, desc in checks[1:]:
+            tap.ok(False, desc, "i915 did not load")
+        return tap, None
+    return tap, descs
+
+
 def check_engines_once(drm):
     reasons = []
     for name, engine, _param in ENGINES:

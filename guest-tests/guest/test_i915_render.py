@@ -17,9 +17,8 @@ import sys
 import time
 
 import gencmd
-import gvtlib
 from i915uapi import EXEC_RENDER, PARAM_CHIPSET_ID, Drm, ExecObject
-from test_i915_exec import drm_warnings, load_i915
+from test_i915_exec import drm_warnings, tap_with_i915
 
 CHECKS = (
     ("loaded", "i915 binds, renderD128 exists, the GT is not wedged"),
@@ -341,11 +340,8 @@ def check_gpgpu_fill(drm, g):
 
 
 def main():
-    tap = gvtlib.Tap(len(CHECKS))
-    descs = dict(CHECKS)
-    if not tap.check(descs["loaded"], lambda: load_i915(tap.diag)):
-        for _key, desc in CHECKS[1:]:
-            tap.ok(False, desc, "i915 did not load")
+    tap, descs = tap_with_i915(CHECKS)
+    if descs is None:
         return tap.finish()
     with Drm() as drm:
         chip = drm.getparam(PARAM_CHIPSET_ID)

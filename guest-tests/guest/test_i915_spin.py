@@ -16,7 +16,6 @@ import struct
 import sys
 import time
 
-import gvtlib
 from i915uapi import (
     DRM_COMMAND_BASE,
     ENGINES,
@@ -25,7 +24,7 @@ from i915uapi import (
     _iowr,
 )
 from test_i915 import wedged
-from test_i915_exec import WAIT, bo, drm_warnings, load_i915, u32s
+from test_i915_exec import WAIT, bo, drm_warnings, tap_with_i915, u32s
 
 CHECKS = (
     ("loaded", "i915 binds, renderD128 exists, the GT is not wedged"),
@@ -144,11 +143,8 @@ def canonical_store(drm):
 
 
 def main():
-    tap = gvtlib.Tap(len(CHECKS))
-    descs = dict(CHECKS)
-    if not tap.check(descs["loaded"], lambda: load_i915(tap.diag)):
-        for _key, desc in CHECKS[1:]:
-            tap.ok(False, desc, "i915 did not load")
+    tap, descs = tap_with_i915(CHECKS)
+    if descs is None:
         return tap.finish()
     with Drm() as drm:
         tap.check(descs["spin-condition"], lambda: spin_every_engine(drm))

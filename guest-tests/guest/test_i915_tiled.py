@@ -16,7 +16,6 @@ import time
 from array import array
 
 import gencmd
-import gvtlib
 from i915uapi import (
     EXEC_BLT,
     MMAP_OFFSET_GTT,
@@ -25,7 +24,7 @@ from i915uapi import (
     TILING_Y,
     Drm,
 )
-from test_i915_exec import bo, load_i915, run_batch
+from test_i915_exec import bo, run_batch, tap_with_i915
 
 CHECKS = (
     ("loaded", "i915 binds, renderD128 exists, the GT is not wedged"),
@@ -169,11 +168,8 @@ class Surfaces:
 
 
 def main():
-    tap = gvtlib.Tap(len(CHECKS))
-    descs = dict(CHECKS)
-    if not tap.check(descs["loaded"], lambda: load_i915(tap.diag)):
-        for _key, desc in CHECKS[1:]:
-            tap.ok(False, desc, "i915 did not load")
+    tap, descs = tap_with_i915(CHECKS)
+    if descs is None:
         return tap.finish()
     with Drm() as drm:
         s = Surfaces(drm)
