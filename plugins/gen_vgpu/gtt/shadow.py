@@ -365,9 +365,7 @@ class TableStore:
         if not valid:
             snap, t.saddr = accel.snapshot()
             t.snapshot = snap
-        if not t.haddr:
-            t.haddr = accel.page_address(t.hfn)
-        done = accel.sync_leaf(gaddr, t.saddr, t.haddr, t.ips, valid)
+        done = accel.sync_leaf(gaddr, t.saddr, self._haddr(t), t.ips, valid)
         if done is None:
             return 0
         windows, unbacked, unusable = done
@@ -422,8 +420,7 @@ class TableStore:
             if t.snapshot is None or not t.saddr:
                 t.snapshot, t.saddr = accel.snapshot()
                 t.saddr = -t.saddr  # negative: not valid yet
-            if not t.haddr:
-                t.haddr = accel.page_address(t.hfn)
+            self._haddr(t)
             todo.append(k)
         if not todo:
             return changed
@@ -635,7 +632,7 @@ class TableStore:
                 snaps: list[memoryview] | list[None]
                 if seen is not None:  # synced below: their snapshot slots and addresses now
                     snaps, saddrs = accel.snapshots(len(found))
-                    haddrs = accel.page_addresses(hfns)
+                    haddrs = accel.device.addresses(hfns)
                 else:
                     snaps, saddrs = [None] * len(found), [0] * len(found)
                     haddrs = [0] * len(found)
@@ -733,12 +730,10 @@ class TableStore:
         except NoSpace:
             return False
         snaps, saddrs = accel.snapshots(n)
-        if not t.haddr:
-            t.haddr = accel.page_address(t.hfn)
         # Synced before the tables exist, so that each is made with its windows: new tables hold
         # no window yet and are not unbacked, and with every one in the same window (the common
         # case) nothing is left for _leaf_results. C writes the PD's entries too.
-        haddrs, results, window_of = accel.first_pts(guest, hfns, origin, saddrs, t.haddr + a * 8)
+        haddrs, results, window_of = accel.first_pts(guest, hfns, origin, saddrs, self._haddr(t) + a * 8)
         w = window_of[0]
         regular = w >= 0 and not any(results) and window_of.count(w) == n
         only = self._window_set(accel.windows[w]) if regular else _NO_WINDOWS
@@ -763,6 +758,13 @@ class TableStore:
         seen.update(fresh)
         job.leaves_synced += n
         return True
+
+    def _haddr(self, t: ShadowTable) -> int:
+        """Where t's shadow page is in this process, looked up once and kept on the table."""
+        if not t.haddr:
+            assert self.accel is not None
+            t.haddr = self.accel.device.address(t.hfn)
+        return t.haddr
 
     def _window_set(self, window: DmaWindow) -> frozenset[DmaWindow]:
         """The one set {window} that the leaves of one window share."""

@@ -82,7 +82,7 @@ class ShadowAccel:
         self._bases: dict[DmaWindow, int] = {}  # window -> address of its mapping
         self._slot_views: list[memoryview] = []  # free snapshot slots, the next one last
         self._slot_addrs: list[int] = []  # their addresses
-        self.device = DevicePages(ffi, dma)
+        self.device = DevicePages(ffi, dma)  # where the shadow tables are, for C and TableStore
         self._shadow_out = ffi.new("uint64_t[]", LEAF_BATCH)
         self._windows: tuple[DmaWindow, ...] = ()
         # guest_address's last window: (first gfn, end gfn, address of gfn 0 as if mapped).
@@ -144,13 +144,6 @@ class ShadowAccel:
         ends = range(SNAPSHOT_SLAB * PAGE_SIZE, 0, -PAGE_SIZE)
         self._slot_views[:0] = [slab[end - PAGE_SIZE : end] for end in ends]
         self._slot_addrs[:0] = [base + end - PAGE_SIZE for end in ends]
-
-    def page_address(self, hfn: int) -> int:
-        """Where a device page is (the page may be free: only its place is told)."""
-        return self.device.address(hfn)
-
-    def page_addresses(self, hfns: list[int]) -> list[int]:
-        return self.device.addresses(hfns)
 
     def guest_addresses(self, gfns: list[int]) -> list[int]:
         """``guest_address`` for each of gfns."""
