@@ -174,12 +174,10 @@ class CompiledDrain:
             # here, as the framer and the dispatcher would take it, without decoding it again.
             c.pos += c.hand_size
             framer.skip_to(c.pos)
-            if c.requests:
-                self._fold_stats()
+            self._fold_stats()
             self._take_handed(c)
         framer.skip_to(c.pos)
-        if c.requests:
-            self._fold_stats()
+        self._fold_stats()
 
     def _take_handed(self, c: Any) -> None:
         self.handed += 1
@@ -196,7 +194,10 @@ class CompiledDrain:
             self._outbox.send(out)
 
     def _fold_stats(self) -> None:
+        """What C counted, into the dispatcher's stats (nothing to do when it counted none)."""
         c = self._c
+        if not c.requests:
+            return
         self._stats["requests"] += c.requests
         self._stats["posted"] += c.posted
         c.requests = c.posted = 0
@@ -228,8 +229,7 @@ class CompiledDrain:
         status = self._serve(c, s)
         self._region.settle()
         framer.adopt(s.pos, s.end, s.shifted)
-        if c.requests:
-            self._fold_stats()
+        self._fold_stats()
         if c.out_len:
             self._send_left()
         raised = self._raised
@@ -253,8 +253,7 @@ class CompiledDrain:
         try:
             region = self._region
             region.settle()  # C's bookkeeping folded before Python handles anything
-            if self._c.requests:
-                self._fold_stats()
+            self._fold_stats()
             self._take_handed(self._c)
             if self._outbox.queued or not self._go_on():
                 return 0
